@@ -6,7 +6,7 @@ find_package(absl REQUIRED)
 
 pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
-find_package(flatbuffers REQUIRED)
+find_package(FlatBuffers REQUIRED CONFIG)
 find_program(FLATC flatc REQUIRED)
 
 # Asio standalone is header-only.
