@@ -24,8 +24,9 @@ bool IsVoter(const Membership& membership, MemberId id);
 bool IsMember(const Membership& membership, MemberId id);
 
 // The configuration that applying `change` to the non-joint `current`
-// should reach. InvalidArgument if `current` is joint, or if the result
-// would have no voter.
+// should reach. Unavailable if `current` is joint (retry once it has left);
+// InvalidArgument for member 0, for demoting a voter straight to learner,
+// or if the result would have no voter.
 absl::StatusOr<Membership> ApplyChange(const Membership& current,
                                        const MembershipChange& change);
 

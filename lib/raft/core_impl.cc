@@ -1,0 +1,1177 @@
+// The Raft protocol. Section numbers refer to Diego Ongaro's thesis,
+// "Consensus: Bridging Theory and Practice" (2014).
+#include "core_impl.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "confman/raft/membership.h"
+#include "quorum.h"
+
+namespace confman::raft {
+namespace {
+
+uint64_t DataBytes(const std::vector<Entry>& entries) {
+  uint64_t bytes = 0;
+  for (const Entry& e : entries) bytes += e.data.size();
+  return bytes;
+}
+
+bool IsResponse(MessageType type) {
+  switch (type) {
+    case MessageType::kPreVoteResponse:
+    case MessageType::kVoteResponse:
+    case MessageType::kAppendResponse:
+    case MessageType::kHeartbeatResponse:
+    case MessageType::kReadIndexResponse:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+CoreImpl::CoreImpl(const CoreOptions& options, const LogReader* log)
+    : options_(options), log_(log), rng_state_(options.random_seed) {}
+
+bool CoreImpl::Faulty(TestingFault fault) const {
+  return (options_.testing_faults & static_cast<uint32_t>(fault)) != 0;
+}
+
+uint32_t CoreImpl::NextRandom(uint32_t bound) {
+  // splitmix64: deterministic, seeded from the options, no global state.
+  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<uint32_t>(z % bound);
+}
+
+absl::Status CoreImpl::Boot(const BootState& boot) {
+  term_ = boot.hard_state.term;
+  vote_ = boot.hard_state.vote;
+  membership_ = boot.membership;
+  membership_index_ = boot.membership_index;
+  const Index last = log_.LastIndex();
+  if (boot.applied > last) {
+    return absl::DataLossError(absl::StrCat(
+        "the state machine applied through index ", boot.applied,
+        " but the log ends at ", last,
+        "; the log store lost durable entries — restore this member from a "
+        "snapshot or remove and re-add it"));
+  }
+  commit_ = std::min(std::max(boot.hard_state.commit, boot.applied), last);
+  applied_ = boot.applied;
+  emitted_hard_state_ = HardState{term_, vote_, commit_};
+  // Membership entries between the state machine's view and the commit
+  // point are replayed so elections use the right configuration.
+  Index next = std::max(boot.membership_index, log_.FirstIndex() - 1) + 1;
+  while (next <= commit_) {
+    auto entries = log_.Entries(next, commit_ + 1, options_.max_apply_bytes,
+                                options_.max_append_entries);
+    if (!entries.ok()) return entries.status();
+    if (entries->empty()) break;
+    for (const Entry& e : *entries) {
+      if (e.type == EntryType::kMembership) ApplyMembershipEntry(e);
+    }
+    next = entries->back().index + 1;
+  }
+  BecomeFollower(term_, kNoMember);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Roles and elections (§3.4, §9.6 pre-vote, §6.2 check-quorum).
+
+void CoreImpl::ResetElectionTimer() {
+  election_elapsed_ = 0;
+  randomized_election_timeout_ =
+      options_.election_timeout_ticks +
+      NextRandom(options_.election_timeout_ticks);
+}
+
+void CoreImpl::BecomeFollower(Term term, MemberId leader) {
+  if (term > term_) {
+    term_ = term;
+    vote_ = kNoMember;
+  }
+  role_ = Role::kFollower;
+  leader_ = leader;
+  progress_.clear();
+  votes_.clear();
+  transfer_target_ = kNoMember;
+  uncommitted_.clear();
+  uncommitted_bytes_ = 0;
+  reads_waiting_noop_.clear();
+  reads_waiting_round_.clear();
+  round_sent_at_.clear();
+  round_requested_ = false;
+  ResetElectionTimer();
+}
+
+void CoreImpl::BecomePreCandidate() {
+  // A pre-candidate keeps its term and vote: nothing durable changes until
+  // it knows it could win (§9.6).
+  role_ = Role::kPreCandidate;
+  leader_ = kNoMember;
+  votes_.clear();
+  ResetElectionTimer();
+}
+
+void CoreImpl::BecomeCandidate() {
+  role_ = Role::kCandidate;
+  term_ += 1;
+  vote_ = options_.id;
+  leader_ = kNoMember;
+  votes_.clear();
+  ResetElectionTimer();
+}
+
+void CoreImpl::BecomeLeader() {
+  role_ = Role::kLeader;
+  leader_ = options_.id;
+  votes_.clear();
+  transfer_target_ = kNoMember;
+  heartbeat_elapsed_ = 0;
+  election_elapsed_ = 0;
+  ResetProgress();
+  // Any membership entry already in the log may be uncommitted; no new
+  // change until everything up to here is applied.
+  pending_membership_index_ = log_.LastIndex();
+  // The no-op lets the leader learn what is committed (§6.4) and commits
+  // the previous terms' entries indirectly (§3.6.2).
+  Entry noop;
+  noop.type = EntryType::kNoop;
+  term_start_index_ = AppendLocal({std::move(noop)}).last;
+  BroadcastAppend();
+}
+
+bool CoreImpl::Promotable() const {
+  return IsVoter(membership_, options_.id) && !log_.pending_snapshot();
+}
+
+bool CoreImpl::InLease() const {
+  return options_.check_quorum && leader_ != kNoMember &&
+         election_elapsed_ < options_.election_timeout_ticks;
+}
+
+void CoreImpl::Campaign(bool pre_vote, bool transfer) {
+  if (pre_vote) {
+    BecomePreCandidate();
+  } else {
+    BecomeCandidate();
+  }
+  const Term campaign_term = pre_vote ? term_ + 1 : term_;
+  votes_[options_.id] = true;
+  auto vote_of = [&](MemberId id) -> std::optional<bool> {
+    auto it = votes_.find(id);
+    if (it == votes_.end()) return std::nullopt;
+    return it->second;
+  };
+  if (quorum::JointVote(membership_, vote_of) == quorum::VoteOutcome::kWon) {
+    // A single-voter cluster wins at once.
+    if (pre_vote) {
+      Campaign(false, transfer);
+    } else {
+      BecomeLeader();
+    }
+    return;
+  }
+  std::vector<MemberId> voters = membership_.voters;
+  voters.insert(voters.end(), membership_.voters_outgoing.begin(),
+                membership_.voters_outgoing.end());
+  std::sort(voters.begin(), voters.end());
+  voters.erase(std::unique(voters.begin(), voters.end()), voters.end());
+  for (MemberId id : voters) {
+    if (id == options_.id) continue;
+    Message m;
+    m.type = pre_vote ? MessageType::kPreVote : MessageType::kVote;
+    m.to = id;
+    m.term = campaign_term;
+    m.log_index = log_.LastIndex();
+    m.log_term = log_.LastTerm();
+    m.transfer = transfer;
+    Send(std::move(m));
+  }
+}
+
+void CoreImpl::Tick() {
+  ++now_;
+  if (role_ == Role::kLeader) {
+    ++heartbeat_elapsed_;
+    ++election_elapsed_;
+    if (election_elapsed_ >= options_.election_timeout_ticks) {
+      election_elapsed_ = 0;
+      if (options_.check_quorum) CheckQuorumActive();
+      if (role_ != Role::kLeader) return AfterInput();
+    }
+    if (transfer_target_ != kNoMember &&
+        ++transfer_elapsed_ >= options_.election_timeout_ticks) {
+      // §3.10: abort a transfer that has not completed within an election
+      // timeout so the leader resumes accepting proposals.
+      transfer_target_ = kNoMember;
+    }
+    if (heartbeat_elapsed_ >= options_.heartbeat_interval_ticks) {
+      heartbeat_elapsed_ = 0;
+      round_requested_ = true;
+    }
+  } else {
+    ++election_elapsed_;
+    if (Promotable() &&
+        election_elapsed_ >= randomized_election_timeout_) {
+      Campaign(options_.pre_vote, /*transfer=*/false);
+    }
+  }
+  AfterInput();
+}
+
+void CoreImpl::CheckQuorumActive() {
+  auto active = [&](MemberId id) -> std::optional<bool> {
+    if (id == options_.id) return true;
+    auto it = progress_.find(id);
+    return it != progress_.end() && it->second.recently_active;
+  };
+  const bool quorum_active =
+      quorum::JointVote(membership_, active) == quorum::VoteOutcome::kWon;
+  for (auto& [id, pr] : progress_) pr.recently_active = false;
+  if (!quorum_active) BecomeFollower(term_, kNoMember);
+}
+
+// ---------------------------------------------------------------------------
+// Message dispatch.
+
+void CoreImpl::Step(Message m) {
+  if (m.to != options_.id || m.from == kNoMember || m.from == options_.id) {
+    return;
+  }
+  if (!storage_error_.ok()) return;
+  if (HandleTerm(m)) {
+    switch (m.type) {
+      case MessageType::kPreVote:
+      case MessageType::kVote:
+        HandleVoteRequest(m);
+        break;
+      case MessageType::kPreVoteResponse:
+      case MessageType::kVoteResponse:
+        HandleVoteResponse(m);
+        break;
+      case MessageType::kAppend:
+        HandleAppend(m);
+        break;
+      case MessageType::kHeartbeat:
+        HandleHeartbeat(m);
+        break;
+      case MessageType::kSnapshot:
+        HandleSnapshot(m);
+        break;
+      case MessageType::kAppendResponse:
+        HandleAppendResponse(m);
+        break;
+      case MessageType::kHeartbeatResponse:
+        HandleHeartbeatResponse(m);
+        break;
+      case MessageType::kReadIndex:
+        HandleReadIndexRequest(m);
+        break;
+      case MessageType::kReadIndexResponse:
+        HandleReadIndexResponse(m);
+        break;
+      case MessageType::kTimeoutNow:
+        HandleTimeoutNow(m);
+        break;
+    }
+  }
+  AfterInput();
+}
+
+// Applies the term rules common to every message (§3.3). Returns false when
+// the message must not be processed further.
+bool CoreImpl::HandleTerm(const Message& m) {
+  const bool vote_request =
+      m.type == MessageType::kPreVote || m.type == MessageType::kVote;
+  if (m.term > term_) {
+    if (vote_request && !m.transfer && InLease()) {
+      // §4.2.3 / §6.2: a member that recently heard from a leader ignores
+      // disruptive candidates, so a rejoining member cannot depose it.
+      return false;
+    }
+    if (m.type == MessageType::kPreVote) return true;
+    if (m.type == MessageType::kPreVoteResponse && !m.reject) return true;
+    const bool from_leader = m.type == MessageType::kAppend ||
+                             m.type == MessageType::kHeartbeat ||
+                             m.type == MessageType::kSnapshot;
+    BecomeFollower(m.term, from_leader ? m.from : kNoMember);
+    return true;
+  }
+  if (m.term < term_) {
+    if ((options_.check_quorum || options_.pre_vote) &&
+        (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat)) {
+      // Tell a deposed leader about the newer term; otherwise a leader
+      // isolated by check-quorum on the other side could keep its old term
+      // forever (a pre-vote never raises the term it would need to see).
+      Message reply;
+      reply.type = MessageType::kAppendResponse;
+      reply.to = m.from;
+      reply.term = term_;
+      reply.log_index = 0;
+      reply.reject = true;
+      reply.hint_index = 0;
+      Send(std::move(reply));
+    } else if (m.type == MessageType::kPreVote) {
+      Message reply;
+      reply.type = MessageType::kPreVoteResponse;
+      reply.to = m.from;
+      reply.term = term_;
+      reply.reject = true;
+      Send(std::move(reply));
+    }
+    return false;
+  }
+  return true;
+}
+
+void CoreImpl::HandleVoteRequest(const Message& m) {
+  const bool pre = m.type == MessageType::kPreVote;
+  bool can_vote = vote_ == m.from ||
+                  (vote_ == kNoMember && leader_ == kNoMember) ||
+                  (pre && m.term > term_);
+  if (!pre && Faulty(TestingFault::kGrantTwoVotesPerTerm)) can_vote = true;
+  // §3.6.1: grant only to candidates whose log is at least as up to date.
+  const Term last_term = log_.LastTerm();
+  const bool up_to_date =
+      m.log_term > last_term ||
+      (m.log_term == last_term && m.log_index >= log_.LastIndex());
+  Message reply;
+  reply.type = pre ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
+  reply.to = m.from;
+  if (can_vote && up_to_date) {
+    // A pre-vote answer carries the candidate's prospective term so the
+    // candidate counts it; our own term does not move.
+    reply.term = m.term;
+    if (!pre) {
+      vote_ = m.from;
+      election_elapsed_ = 0;
+    }
+  } else {
+    reply.term = term_;
+    reply.reject = true;
+  }
+  Send(std::move(reply));
+}
+
+void CoreImpl::HandleVoteResponse(const Message& m) {
+  const bool pre = m.type == MessageType::kPreVoteResponse;
+  if ((pre && role_ != Role::kPreCandidate) ||
+      (!pre && role_ != Role::kCandidate)) {
+    return;
+  }
+  votes_.emplace(m.from, !m.reject);
+  auto vote_of = [&](MemberId id) -> std::optional<bool> {
+    auto it = votes_.find(id);
+    if (it == votes_.end()) return std::nullopt;
+    return it->second;
+  };
+  switch (quorum::JointVote(membership_, vote_of)) {
+    case quorum::VoteOutcome::kWon:
+      if (pre) {
+        Campaign(false, false);
+      } else {
+        BecomeLeader();
+      }
+      break;
+    case quorum::VoteOutcome::kLost:
+      BecomeFollower(term_, kNoMember);
+      break;
+    case quorum::VoteOutcome::kPending:
+      break;
+  }
+}
+
+void CoreImpl::HandleTimeoutNow(const Message& m) {
+  // §3.10: the leader handed over; campaign at once, skipping pre-vote and
+  // telling voters to set their lease aside.
+  if (!Promotable() || m.from != leader_) return;
+  Campaign(/*pre_vote=*/false, /*transfer=*/true);
+}
+
+// ---------------------------------------------------------------------------
+// Followers: AppendEntries, heartbeats, snapshots (§3.5, §5).
+
+bool CoreImpl::ValidAppendEntries(const Message& m) const {
+  Term previous_term = m.log_term;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const Entry& e = m.entries[i];
+    if (e.index != m.log_index + 1 + i || e.term < previous_term ||
+        e.term > m.term) {
+      return false;
+    }
+    previous_term = e.term;
+  }
+  return true;
+}
+
+// The largest index <= `index` whose term is <= `term`: where two logs that
+// disagree at `index` may still agree (the fast backtracking of §3.5).
+Index CoreImpl::FindConflictByTerm(Index index, Term term) const {
+  index = std::min(index, log_.LastIndex());
+  while (index > 0) {
+    auto t = log_.TermAt(index);
+    if (!t.ok() || *t <= term) break;
+    --index;
+  }
+  return index;
+}
+
+void CoreImpl::RejectAppend(const Message& m) {
+  Message reply;
+  reply.type = MessageType::kAppendResponse;
+  reply.to = m.from;
+  reply.term = term_;
+  reply.reject = true;
+  reply.log_index = m.log_index;
+  reply.hint_index = FindConflictByTerm(m.log_index, m.log_term);
+  auto hint_term = log_.TermAt(reply.hint_index);
+  reply.hint_term = hint_term.ok() ? *hint_term : 0;
+  Send(std::move(reply));
+}
+
+void CoreImpl::HandleAppend(Message& m) {
+  if (role_ != Role::kFollower) BecomeFollower(term_, m.from);
+  leader_ = m.from;
+  election_elapsed_ = 0;
+  if (!ValidAppendEntries(m)) return;
+  Message reply;
+  reply.type = MessageType::kAppendResponse;
+  reply.to = m.from;
+  reply.term = term_;
+  if (m.log_index < commit_) {
+    // Everything through our commit index already matches the leader's.
+    reply.log_index = commit_;
+    Send(std::move(reply));
+    return;
+  }
+  const bool prev_matches =
+      log_.Matches(m.log_index, m.log_term) ||
+      (Faulty(TestingFault::kSkipConsistencyCheck) &&
+       m.log_index <= log_.LastIndex());
+  if (!prev_matches) return RejectAppend(m);
+  // Skip the prefix we already hold; append from the first conflict.
+  size_t first_new = 0;
+  while (first_new < m.entries.size() &&
+         log_.Matches(m.entries[first_new].index, m.entries[first_new].term)) {
+    ++first_new;
+  }
+  if (first_new < m.entries.size()) {
+    const Index conflict = m.entries[first_new].index;
+    if (conflict <= commit_) {
+      broken_invariant_ = absl::StrCat("leader ", m.from, " in term ", m.term,
+                                       " rewrote committed index ", conflict);
+      return;
+    }
+    std::vector<Entry> fresh(std::make_move_iterator(m.entries.begin() + first_new),
+                             std::make_move_iterator(m.entries.end()));
+    log_.Append(std::move(fresh));
+  }
+  const Index last_new = m.log_index + m.entries.size();
+  commit_ = std::max(commit_, std::min(m.commit, last_new));
+  reply.log_index = last_new;
+  Send(std::move(reply));
+}
+
+void CoreImpl::HandleHeartbeat(const Message& m) {
+  if (role_ != Role::kFollower) BecomeFollower(term_, m.from);
+  leader_ = m.from;
+  election_elapsed_ = 0;
+  // The leader never sends a commit index beyond what it knows we hold.
+  commit_ = std::max(commit_, std::min(m.commit, log_.LastIndex()));
+  Message reply;
+  reply.type = MessageType::kHeartbeatResponse;
+  reply.to = m.from;
+  reply.term = term_;
+  reply.round = m.round;
+  Send(std::move(reply));
+}
+
+void CoreImpl::HandleSnapshot(const Message& m) {
+  if (role_ != Role::kFollower) BecomeFollower(term_, m.from);
+  leader_ = m.from;
+  election_elapsed_ = 0;
+  if (!m.snapshot) return;
+  const SnapshotMeta& meta = *m.snapshot;
+  Message reply;
+  reply.type = MessageType::kAppendResponse;
+  reply.to = m.from;
+  reply.term = term_;
+  if (meta.index <= commit_) {
+    // Stale: our state is already at least this new.
+    reply.log_index = commit_;
+  } else if (log_.Matches(meta.index, meta.term)) {
+    // We hold the entry: only the commit index moves.
+    commit_ = meta.index;
+    reply.log_index = meta.index;
+  } else {
+    log_.RestoreSnapshot(meta);
+    snapshot_to_install_ = meta;
+    commit_ = meta.index;
+    applied_ = meta.index;
+    committed_to_emit_.clear();
+    committed_to_emit_bytes_ = 0;
+    membership_ = meta.membership;
+    membership_index_ = meta.index;
+    reply.log_index = meta.index;
+  }
+  Send(std::move(reply));
+}
+
+// ---------------------------------------------------------------------------
+// Leader: proposals and replication (§3.5, §10.2).
+
+ProposalPosition CoreImpl::AppendLocal(std::vector<Entry> entries) {
+  ProposalPosition pos;
+  pos.term = term_;
+  pos.first = log_.LastIndex() + 1;
+  Index index = pos.first;
+  for (Entry& e : entries) {
+    e.term = term_;
+    e.index = index++;
+    if (!e.data.empty()) {
+      uncommitted_.emplace_back(e.index, e.data.size());
+      uncommitted_bytes_ += e.data.size();
+    }
+  }
+  pos.last = index - 1;
+  log_.Append(std::move(entries));
+  return pos;
+}
+
+absl::StatusOr<ProposalPosition> CoreImpl::Propose(
+    std::vector<std::string> data) {
+  if (role_ != Role::kLeader) {
+    return absl::FailedPreconditionError(
+        leader_ == kNoMember
+            ? std::string("not the leader and no leader is known; retry after "
+                          "an election")
+            : absl::StrCat("not the leader; the leader is member ", leader_));
+  }
+  if (transfer_target_ != kNoMember) {
+    return absl::UnavailableError(absl::StrCat(
+        "leadership is being transferred to member ", transfer_target_,
+        "; retry shortly"));
+  }
+  if (data.empty()) {
+    return absl::InvalidArgumentError("a proposal needs at least one entry");
+  }
+  uint64_t bytes = 0;
+  for (const std::string& d : data) bytes += d.size();
+  if (uncommitted_bytes_ > 0 &&
+      uncommitted_bytes_ + bytes > options_.max_uncommitted_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the leader holds ", uncommitted_bytes_,
+        " bytes of uncommitted entries and the budget is ",
+        options_.max_uncommitted_bytes, "; retry after entries commit"));
+  }
+  std::vector<Entry> entries(data.size());
+  for (size_t i = 0; i < data.size(); ++i) entries[i].data = std::move(data[i]);
+  ProposalPosition pos = AppendLocal(std::move(entries));
+  BroadcastAppend();
+  AfterInput();
+  return pos;
+}
+
+void CoreImpl::ResetProgress() {
+  progress_.clear();
+  SyncProgressWithMembership();
+}
+
+void CoreImpl::SyncProgressWithMembership() {
+  for (auto it = progress_.begin(); it != progress_.end();) {
+    it = IsMember(membership_, it->first) ? std::next(it) : progress_.erase(it);
+  }
+  auto add = [&](MemberId id) {
+    if (id == options_.id || progress_.count(id)) return;
+    Progress pr;
+    pr.next = log_.LastIndex() + 1;
+    pr.match = 0;
+    // A new leader assumes everyone is active for the first check.
+    pr.recently_active = true;
+    progress_.emplace(id, std::move(pr));
+  };
+  for (MemberId id : membership_.voters) add(id);
+  for (MemberId id : membership_.voters_outgoing) add(id);
+  for (MemberId id : membership_.learners) add(id);
+}
+
+void CoreImpl::BroadcastAppend() {
+  for (auto& [id, pr] : progress_) SendAppend(id, pr, /*send_if_empty=*/true);
+}
+
+// Sends one AppendEntries to `to` if flow control allows. Returns true if
+// a message (or a snapshot request) went out.
+bool CoreImpl::SendAppend(MemberId to, Progress& pr, bool send_if_empty) {
+  if (pr.Paused(options_.max_inflight_messages, options_.max_inflight_bytes)) {
+    return false;
+  }
+  const Index last = log_.LastIndex();
+  if (pr.next > last && !send_if_empty) return false;
+  const Index prev = pr.next - 1;
+  auto prev_term = log_.TermAt(prev);
+  absl::StatusOr<std::vector<Entry>> entries =
+      prev_term.ok() ? log_.Entries(pr.next, last + 1, options_.max_append_bytes,
+                                    options_.max_append_entries)
+                     : prev_term.status();
+  if (!entries.ok()) {
+    if (!absl::IsOutOfRange(entries.status())) {
+      FailStorage(entries.status());
+      return false;
+    }
+    // The entries it needs were compacted: it must take a snapshot (§5.3).
+    pr.BecomeSnapshot();
+    snapshots_to_send_.push_back(SnapshotSend{to});
+    return true;
+  }
+  Message m;
+  m.type = MessageType::kAppend;
+  m.to = to;
+  m.term = term_;
+  m.log_index = prev;
+  m.log_term = *prev_term;
+  m.commit = commit_;
+  m.entries = std::move(*entries);
+  if (!m.entries.empty()) {
+    pr.SentEntries(m.entries.back().index, DataBytes(m.entries));
+  } else if (pr.state == Progress::State::kProbe) {
+    pr.probe_sent = true;
+  }
+  Send(std::move(m));
+  return true;
+}
+
+void CoreImpl::SendHeartbeat(MemberId to, const Progress& pr) {
+  Message m;
+  m.type = MessageType::kHeartbeat;
+  m.to = to;
+  m.term = term_;
+  m.commit = std::min(pr.match, commit_);
+  m.round = round_;
+  Send(std::move(m));
+}
+
+void CoreImpl::BroadcastHeartbeat() {
+  ++round_;
+  round_sent_at_.emplace_back(round_, now_);
+  // Unacknowledged rounds only matter for an election timeout or so.
+  while (round_sent_at_.size() > 4 * options_.election_timeout_ticks + 16) {
+    round_sent_at_.pop_front();
+  }
+  for (const auto& [id, pr] : progress_) SendHeartbeat(id, pr);
+  // A cluster of one confirms every round at once.
+  ReleaseReads();
+}
+
+Index CoreImpl::SelfMatch() const { return log_.durable_index(); }
+
+bool CoreImpl::MaybeCommit() {
+  auto match_of = [&](MemberId id) -> Index {
+    if (id == options_.id) return SelfMatch();
+    auto it = progress_.find(id);
+    return it == progress_.end() ? 0 : it->second.match;
+  };
+  const Index candidate = quorum::JointValue(membership_, match_of);
+  if (candidate <= commit_ || candidate > log_.LastIndex()) return false;
+  // §3.6.2 (Figure 3.7): only entries of the current term commit by
+  // counting replicas.
+  auto term = log_.TermAt(candidate);
+  if (!term.ok()) return false;
+  if (*term != term_ && !Faulty(TestingFault::kCommitOldTermEntries)) {
+    return false;
+  }
+  commit_ = candidate;
+  while (!uncommitted_.empty() && uncommitted_.front().first <= commit_) {
+    uncommitted_bytes_ -= uncommitted_.front().second;
+    uncommitted_.pop_front();
+  }
+  return true;
+}
+
+void CoreImpl::HandleAppendResponse(const Message& m) {
+  if (role_ != Role::kLeader) return;
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  Progress& pr = it->second;
+  pr.recently_active = true;
+  if (m.reject) {
+    Index retry_from = m.hint_index + 1;
+    if (m.hint_term > 0) {
+      // Jump over the whole run of the follower's conflicting term.
+      retry_from = FindConflictByTerm(m.hint_index, m.hint_term) + 1;
+    }
+    if (pr.state == Progress::State::kSnapshot) return;
+    if (pr.Reject(m.log_index, retry_from)) SendAppend(m.from, pr, true);
+    return;
+  }
+  const bool advanced = pr.AcknowledgeMatch(m.log_index);
+  if (pr.state == Progress::State::kSnapshot &&
+      pr.match + 1 >= log_.FirstIndex()) {
+    pr.BecomeProbe();
+  }
+  if (pr.state == Progress::State::kProbe && pr.match + 1 == pr.next) {
+    pr.BecomeReplicate();
+  }
+  if (advanced && MaybeCommit()) {
+    // Followers learn the new commit index from the next append.
+    BroadcastAppend();
+  }
+  while (SendAppend(m.from, pr, /*send_if_empty=*/false) &&
+         pr.state == Progress::State::kReplicate) {
+  }
+  if (m.from == transfer_target_) MaybeSendTimeoutNow(m.from);
+}
+
+void CoreImpl::HandleHeartbeatResponse(const Message& m) {
+  if (role_ != Role::kLeader) return;
+  auto it = progress_.find(m.from);
+  if (it == progress_.end()) return;
+  Progress& pr = it->second;
+  pr.recently_active = true;
+  pr.acked_round = std::max(pr.acked_round, m.round);
+  // A lost probe is retried once the follower is heard from again.
+  if (pr.state == Progress::State::kProbe) pr.probe_sent = false;
+  if (pr.match < log_.LastIndex()) SendAppend(m.from, pr, true);
+  ReleaseReads();
+}
+
+void CoreImpl::MaybeSendTimeoutNow(MemberId to) {
+  auto it = progress_.find(to);
+  if (it == progress_.end() || it->second.match != log_.LastIndex()) return;
+  Message m;
+  m.type = MessageType::kTimeoutNow;
+  m.to = to;
+  m.term = term_;
+  Send(std::move(m));
+}
+
+absl::Status CoreImpl::TransferLeadership(MemberId to) {
+  if (role_ != Role::kLeader) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "only the leader can transfer leadership; the leader is member ",
+        leader_));
+  }
+  if (to == options_.id) return absl::OkStatus();
+  if (!IsVoter(membership_, to) || !progress_.count(to)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "member ", to, " is not a voter and cannot take leadership"));
+  }
+  transfer_target_ = to;
+  transfer_elapsed_ = 0;
+  Progress& pr = progress_.at(to);
+  if (pr.match == log_.LastIndex()) {
+    MaybeSendTimeoutNow(to);
+  } else {
+    SendAppend(to, pr, true);
+  }
+  AfterInput();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ProposalPosition> CoreImpl::ProposeMembershipChange(
+    const MembershipChange& change) {
+  if (role_ != Role::kLeader) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "membership changes go through the leader; the leader is member ",
+        leader_));
+  }
+  if (transfer_target_ != kNoMember) {
+    return absl::UnavailableError("a leadership transfer is in progress; retry");
+  }
+  if (pending_membership_index_ > applied_ || membership_.joint()) {
+    return absl::UnavailableError(
+        "another membership change is still in progress; retry once it is "
+        "applied");
+  }
+  auto target = ApplyChange(membership_, change);
+  if (!target.ok()) return target.status();
+  Entry entry;
+  entry.type = EntryType::kMembership;
+  entry.data = EncodeMembership(EnterJoint(membership_, *target));
+  ProposalPosition pos = AppendLocal({std::move(entry)});
+  pending_membership_index_ = pos.last;
+  BroadcastAppend();
+  AfterInput();
+  return pos;
+}
+
+void CoreImpl::MaybeLeaveJoint() {
+  if (role_ != Role::kLeader || !membership_.joint() ||
+      pending_membership_index_ > applied_) {
+    return;
+  }
+  // §4.3: once the joint configuration is committed the leader moves on to
+  // the new one without being asked.
+  Entry entry;
+  entry.type = EntryType::kMembership;
+  entry.data = EncodeMembership(LeaveJoint(membership_));
+  pending_membership_index_ = AppendLocal({std::move(entry)}).last;
+  BroadcastAppend();
+}
+
+// ---------------------------------------------------------------------------
+// Reads (§6.4).
+
+bool CoreImpl::NoopCommitted() const {
+  return commit_ >= term_start_index_ ||
+         Faulty(TestingFault::kReadBeforeNoopCommit);
+}
+
+bool CoreImpl::LeaseValid() const {
+  if (Faulty(TestingFault::kLeaseWithoutQuorum)) return true;
+  if (!options_.check_quorum) return false;
+  auto round_of = [&](MemberId id) -> Index {
+    if (id == options_.id) return round_;
+    auto it = progress_.find(id);
+    return it == progress_.end() ? 0 : it->second.acked_round;
+  };
+  const uint64_t acked = quorum::JointValue(membership_, round_of);
+  for (const auto& [round, tick] : round_sent_at_) {
+    if (round == acked) {
+      // No other member can have elected a new leader before its election
+      // timer, started no earlier than this round's send, expires; the drift
+      // allowance covers clocks running faster than ours (§6.4.1).
+      return now_ < tick + options_.election_timeout_ticks -
+                        options_.lease_clock_drift_ticks;
+    }
+  }
+  return false;
+}
+
+absl::Status CoreImpl::ReadIndex(std::string context, ReadMode mode) {
+  if (role_ != Role::kLeader) {
+    if (leader_ == kNoMember) {
+      return absl::UnavailableError(
+          "no leader is known to confirm the read; retry after an election");
+    }
+    Message m;
+    m.type = MessageType::kReadIndex;
+    m.to = leader_;
+    m.term = term_;
+    m.context = std::move(context);
+    Send(std::move(m));
+    AfterInput();
+    return absl::OkStatus();
+  }
+  const size_t pending = reads_waiting_noop_.size() + reads_waiting_round_.size();
+  if (pending >= options_.max_pending_reads) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        pending, " reads are waiting for confirmation; retry shortly"));
+  }
+  StartRead(PendingRead{std::move(context), 0, 0, kNoMember}, mode);
+  AfterInput();
+  return absl::OkStatus();
+}
+
+void CoreImpl::StartRead(PendingRead read, ReadMode mode) {
+  if (!NoopCommitted()) {
+    // Until this term's no-op commits the leader does not know the true
+    // commit index; the read waits for it.
+    reads_waiting_noop_.push_back(std::move(read));
+    return;
+  }
+  read.index = commit_;
+  if (mode == ReadMode::kLease && LeaseValid()) {
+    DeliverRead(read, read.index);
+    return;
+  }
+  read.round = round_ + 1;
+  round_requested_ = true;
+  reads_waiting_round_.push_back(std::move(read));
+}
+
+void CoreImpl::ReleaseReads() {
+  if (role_ != Role::kLeader) return;
+  if (NoopCommitted()) {
+    while (!reads_waiting_noop_.empty()) {
+      PendingRead read = std::move(reads_waiting_noop_.front());
+      reads_waiting_noop_.pop_front();
+      StartRead(std::move(read), ReadMode::kReadIndex);
+    }
+  }
+  auto round_of = [&](MemberId id) -> Index {
+    if (id == options_.id) return round_;
+    auto it = progress_.find(id);
+    return it == progress_.end() ? 0 : it->second.acked_round;
+  };
+  const uint64_t acked = quorum::JointValue(membership_, round_of);
+  while (!reads_waiting_round_.empty() &&
+         reads_waiting_round_.front().round <= acked) {
+    DeliverRead(reads_waiting_round_.front(), reads_waiting_round_.front().index);
+    reads_waiting_round_.pop_front();
+  }
+  // Lease checks only need the newest acknowledged round.
+  while (round_sent_at_.size() > 1 && round_sent_at_.front().first < acked) {
+    round_sent_at_.pop_front();
+  }
+}
+
+void CoreImpl::DeliverRead(const PendingRead& read, Index index) {
+  if (read.requester == kNoMember) {
+    read_states_.push_back(ReadState{index, read.context});
+    return;
+  }
+  Message m;
+  m.type = MessageType::kReadIndexResponse;
+  m.to = read.requester;
+  m.term = term_;
+  m.log_index = index;
+  m.context = read.context;
+  Send(std::move(m));
+}
+
+void CoreImpl::HandleReadIndexRequest(const Message& m) {
+  if (role_ != Role::kLeader) {
+    Message reply;
+    reply.type = MessageType::kReadIndexResponse;
+    reply.to = m.from;
+    reply.term = term_;
+    reply.reject = true;
+    reply.context = m.context;
+    Send(std::move(reply));
+    return;
+  }
+  if (reads_waiting_noop_.size() + reads_waiting_round_.size() >=
+      options_.max_pending_reads) {
+    return;
+  }
+  StartRead(PendingRead{m.context, 0, 0, m.from}, ReadMode::kReadIndex);
+}
+
+void CoreImpl::HandleReadIndexResponse(const Message& m) {
+  if (m.reject) return;
+  read_states_.push_back(ReadState{m.log_index, m.context});
+}
+
+// ---------------------------------------------------------------------------
+// Storage reports.
+
+void CoreImpl::ReportDurable(Index index, Term term) {
+  if (log_.MarkDurable(index, term) && role_ == Role::kLeader &&
+      MaybeCommit()) {
+    BroadcastAppend();
+  }
+  AfterInput();
+}
+
+void CoreImpl::ReportSnapshotInstalled(const SnapshotMeta& meta) {
+  if (log_.pending_snapshot() && log_.pending_snapshot()->index == meta.index) {
+    log_.SnapshotInstalled();
+  }
+  AfterInput();
+}
+
+void CoreImpl::ReportSnapshotSent(MemberId to, bool ok) {
+  auto it = progress_.find(to);
+  if (role_ == Role::kLeader && it != progress_.end() &&
+      it->second.state == Progress::State::kSnapshot) {
+    it->second.BecomeProbe();
+    // On success the follower's acknowledgement moves it on; until then
+    // (or after a failure, until it is heard from) hold back.
+    it->second.probe_sent = ok;
+    if (!ok) SendAppend(to, it->second, true);
+  }
+  AfterInput();
+}
+
+void CoreImpl::ReportUnreachable(MemberId member) {
+  auto it = progress_.find(member);
+  if (role_ == Role::kLeader && it != progress_.end() &&
+      it->second.state == Progress::State::kReplicate) {
+    it->second.BecomeProbe();
+  }
+  AfterInput();
+}
+
+void CoreImpl::FailStorage(const absl::Status& status) {
+  if (storage_error_.ok()) storage_error_ = status;
+}
+
+// ---------------------------------------------------------------------------
+// Applying and Ready.
+
+void CoreImpl::AfterInput() {
+  if (role_ == Role::kLeader && MaybeCommit()) BroadcastAppend();
+  AdvanceApply();
+  if (role_ == Role::kLeader) {
+    ReleaseReads();
+    if (round_requested_) {
+      round_requested_ = false;
+      BroadcastHeartbeat();
+    }
+  }
+}
+
+void CoreImpl::AdvanceApply() {
+  if (log_.pending_snapshot() || !storage_error_.ok()) return;
+  const Index limit = std::min(commit_, log_.durable_index());
+  while (applied_ < limit &&
+         committed_to_emit_bytes_ < options_.max_apply_bytes) {
+    auto entries = log_.Entries(applied_ + 1, limit + 1,
+                                options_.max_apply_bytes - committed_to_emit_bytes_,
+                                options_.max_append_entries);
+    if (!entries.ok()) return FailStorage(entries.status());
+    if (entries->empty()) return;
+    for (Entry& e : *entries) {
+      applied_ = e.index;
+      if (e.type == EntryType::kMembership) ApplyMembershipEntry(e);
+      committed_to_emit_bytes_ += e.data.size();
+      committed_to_emit_.push_back(std::move(e));
+    }
+  }
+  MaybeLeaveJoint();
+}
+
+void CoreImpl::ApplyMembershipEntry(const Entry& entry) {
+  auto decoded = DecodeMembership(entry.data);
+  if (!decoded.ok()) {
+    broken_invariant_ = absl::StrCat("undecodable membership entry at index ",
+                                     entry.index, ": ",
+                                     decoded.status().message());
+    return;
+  }
+  membership_ = std::move(*decoded);
+  membership_index_ = entry.index;
+  if (role_ != Role::kLeader) return;
+  if (!IsVoter(membership_, options_.id)) {
+    // §4.2.2: a leader outside the new configuration steps down once it
+    // is committed.
+    BecomeFollower(term_, kNoMember);
+    return;
+  }
+  SyncProgressWithMembership();
+  if (transfer_target_ != kNoMember && !IsVoter(membership_, transfer_target_)) {
+    transfer_target_ = kNoMember;
+  }
+}
+
+void CoreImpl::Send(Message m) {
+  m.from = options_.id;
+  // A leader's traffic never promises anything about its own disk, so it
+  // leaves at once; answers and campaign messages promise durable votes,
+  // terms and log entries, so they wait for the writes before them.
+  if (role_ == Role::kLeader && !IsResponse(m.type)) {
+    messages_.push_back(std::move(m));
+  } else if (m.type == MessageType::kReadIndexResponse) {
+    messages_.push_back(std::move(m));
+  } else {
+    messages_after_persist_.push_back(std::move(m));
+  }
+}
+
+bool CoreImpl::HasReady() const {
+  return snapshot_to_install_ || !messages_.empty() ||
+         !messages_after_persist_.empty() || !committed_to_emit_.empty() ||
+         !read_states_.empty() || !snapshots_to_send_.empty() ||
+         HardState{term_, vote_, commit_} != emitted_hard_state_ ||
+         log_.HasUnemitted();
+}
+
+Ready CoreImpl::TakeReady() {
+  Ready ready;
+  ready.snapshot_to_install = std::move(snapshot_to_install_);
+  snapshot_to_install_.reset();
+  ready.messages = std::move(messages_);
+  messages_.clear();
+  const HardState hs{term_, vote_, commit_};
+  if (hs != emitted_hard_state_) {
+    ready.hard_state = hs;
+    emitted_hard_state_ = hs;
+  }
+  ready.entries = log_.TakeUnemitted();
+  ready.messages_after_persist = std::move(messages_after_persist_);
+  messages_after_persist_.clear();
+  ready.committed_entries = std::move(committed_to_emit_);
+  committed_to_emit_.clear();
+  committed_to_emit_bytes_ = 0;
+  ready.read_states = std::move(read_states_);
+  read_states_.clear();
+  ready.snapshots_to_send = std::move(snapshots_to_send_);
+  snapshots_to_send_.clear();
+  // Handing out committed entries frees room for more.
+  AdvanceApply();
+  return ready;
+}
+
+CoreStatus CoreImpl::Status() const {
+  CoreStatus s;
+  s.id = options_.id;
+  s.role = role_;
+  s.term = term_;
+  s.leader = leader_;
+  s.commit = commit_;
+  s.applied = applied_;
+  s.last_index = log_.LastIndex();
+  s.durable_index = log_.durable_index();
+  s.membership = membership_;
+  s.uncommitted_bytes = uncommitted_bytes_;
+  s.storage_error = storage_error_;
+  for (const auto& [id, pr] : progress_) {
+    MemberProgress mp;
+    mp.id = id;
+    mp.voter = IsVoter(membership_, id);
+    mp.state = pr.state;
+    mp.match = pr.match;
+    mp.next = pr.next;
+    mp.inflight_messages = pr.inflights.count();
+    mp.inflight_bytes = pr.inflights.bytes();
+    mp.recently_active = pr.recently_active;
+    s.progress.push_back(mp);
+  }
+  return s;
+}
+
+absl::Status CoreImpl::CheckInvariants() const {
+  auto fail = [&](const std::string& what) {
+    return absl::InternalError(
+        absl::StrCat("member ", options_.id, " term ", term_, ": ", what));
+  };
+  if (!broken_invariant_.empty()) return fail(broken_invariant_);
+  const Index last = log_.LastIndex();
+  if (applied_ > commit_) {
+    return fail(absl::StrCat("applied ", applied_, " > commit ", commit_));
+  }
+  if (commit_ > last) {
+    return fail(absl::StrCat("commit ", commit_, " > last index ", last));
+  }
+  if (log_.durable_index() > last) {
+    return fail(absl::StrCat("durable ", log_.durable_index(), " > last ", last));
+  }
+  Term previous = 0;
+  Index expected = log_.unstable_offset();
+  for (const Entry& e : log_.unstable()) {
+    if (e.index != expected++ || e.term < previous || e.term > term_) {
+      return fail(absl::StrCat("unstable entry ", e.index, " out of order"));
+    }
+    previous = e.term;
+  }
+  if (role_ == Role::kLeader) {
+    if (vote_ != options_.id || leader_ != options_.id) {
+      return fail("leader that did not vote for itself");
+    }
+    for (const auto& [id, pr] : progress_) {
+      if (pr.match >= pr.next) {
+        return fail(absl::StrCat("progress of ", id, " has match ", pr.match,
+                                 " >= next ", pr.next));
+      }
+      if (!IsMember(membership_, id)) {
+        return fail(absl::StrCat("progress kept for non-member ", id));
+      }
+    }
+  }
+  for (MemberId learner : membership_.learners) {
+    if (IsVoter(membership_, learner)) {
+      return fail(absl::StrCat("member ", learner, " is learner and voter"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace confman::raft

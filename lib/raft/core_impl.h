@@ -1,0 +1,180 @@
+// The Raft protocol state behind confman::raft::Core. Internal.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "confman/raft/core.h"
+#include "progress.h"
+#include "raft_log.h"
+
+namespace confman::raft {
+
+class CoreImpl {
+ public:
+  CoreImpl(const CoreOptions& options, const LogReader* log);
+  absl::Status Boot(const BootState& boot);
+
+  void Tick();
+  void Step(Message message);
+  absl::StatusOr<ProposalPosition> Propose(std::vector<std::string> entries);
+  absl::Status ReadIndex(std::string context, ReadMode mode);
+  absl::StatusOr<ProposalPosition> ProposeMembershipChange(
+      const MembershipChange& change);
+  absl::Status TransferLeadership(MemberId to);
+  void ReportDurable(Index index, Term term);
+  void ReportSnapshotInstalled(const SnapshotMeta& meta);
+  void ReportSnapshotSent(MemberId to, bool ok);
+  void ReportUnreachable(MemberId member);
+
+  bool HasReady() const;
+  Ready TakeReady();
+  CoreStatus Status() const;
+  absl::Status CheckInvariants() const;
+
+  Role role() const { return role_; }
+  Term term() const { return term_; }
+  MemberId id() const { return options_.id; }
+  MemberId leader() const { return leader_; }
+  Index commit() const { return commit_; }
+  const Membership& membership() const { return membership_; }
+
+ private:
+  struct PendingRead {
+    std::string context;
+    Index index = 0;
+    uint64_t round = 0;          // Released once a quorum acked this round.
+    MemberId requester = kNoMember;  // kNoMember: this member's own read.
+  };
+
+  bool Faulty(TestingFault fault) const;
+
+  // Role transitions (thesis §3.4).
+  void BecomeFollower(Term term, MemberId leader);
+  void BecomePreCandidate();
+  void BecomeCandidate();
+  void BecomeLeader();
+  void Campaign(bool pre_vote, bool transfer);
+  void ResetElectionTimer();
+  bool Promotable() const;
+  bool InLease() const;
+
+  // Message handling.
+  bool HandleTerm(const Message& m);
+  void HandleVoteRequest(const Message& m);
+  void HandleVoteResponse(const Message& m);
+  void HandleAppend(Message& m);
+  void HandleHeartbeat(const Message& m);
+  void HandleSnapshot(const Message& m);
+  void HandleAppendResponse(const Message& m);
+  void HandleHeartbeatResponse(const Message& m);
+  void HandleReadIndexRequest(const Message& m);
+  void HandleReadIndexResponse(const Message& m);
+  void HandleTimeoutNow(const Message& m);
+  bool ValidAppendEntries(const Message& m) const;
+  Index FindConflictByTerm(Index index, Term term) const;
+  void RejectAppend(const Message& m);
+
+  // Leader replication.
+  ProposalPosition AppendLocal(std::vector<Entry> entries);
+  void BroadcastAppend();
+  bool SendAppend(MemberId to, Progress& pr, bool send_if_empty);
+  void SendHeartbeat(MemberId to, const Progress& pr);
+  void BroadcastHeartbeat();
+  void MaybeSendTimeoutNow(MemberId to);
+  bool MaybeCommit();
+  Index SelfMatch() const;
+  void ResetProgress();
+  void SyncProgressWithMembership();
+  void CheckQuorumActive();
+
+  // Reads.
+  void StartRead(PendingRead read, ReadMode mode);
+  bool LeaseValid() const;
+  void ReleaseReads();
+  void DeliverRead(const PendingRead& read, Index index);
+  bool NoopCommitted() const;
+
+  // Applying.
+  void AfterInput();
+  void AdvanceApply();
+  void ApplyMembershipEntry(const Entry& entry);
+  void MaybeLeaveJoint();
+
+  void Send(Message m);
+  void FailStorage(const absl::Status& status);
+  uint32_t NextRandom(uint32_t bound);
+
+  CoreOptions options_;
+  RaftLog log_;
+
+  // Persistent state (thesis Figure 3.1), emitted through Ready::hard_state.
+  Term term_ = 0;
+  MemberId vote_ = kNoMember;
+  // Invariant: applied_ <= commit_ <= log_.LastIndex().
+  Index commit_ = 0;
+  HardState emitted_hard_state_;
+
+  Role role_ = Role::kFollower;
+  MemberId leader_ = kNoMember;
+
+  // The configuration in force: the last kMembership entry handed out for
+  // applying (thesis §4.1 lets it take effect on append; applying it on
+  // commit is also safe while only one change is pending at a time).
+  Membership membership_;
+  Index membership_index_ = 0;
+  // Leader: index of the newest membership entry in its log; a new change
+  // is refused until it is applied.
+  Index pending_membership_index_ = 0;
+
+  // Highest index handed out in Ready::committed_entries.
+  Index applied_ = 0;
+
+  // Logical clock.
+  uint64_t now_ = 0;
+  uint32_t election_elapsed_ = 0;
+  uint32_t heartbeat_elapsed_ = 0;
+  uint32_t randomized_election_timeout_ = 0;
+  uint64_t rng_state_ = 0;
+
+  // Candidates: answers received, by voter.
+  std::map<MemberId, bool> votes_;
+
+  // Leader state. Invariant: a Progress exists for every member of
+  // membership_ other than this member, and only while role_ == kLeader.
+  std::map<MemberId, Progress> progress_;
+  Index term_start_index_ = 0;  // Index of this term's no-op.
+  MemberId transfer_target_ = kNoMember;
+  uint32_t transfer_elapsed_ = 0;
+  // Data bytes of this term's proposals not yet committed, by index.
+  std::deque<std::pair<Index, uint64_t>> uncommitted_;
+  uint64_t uncommitted_bytes_ = 0;
+  // Heartbeat rounds: each broadcast increments round_; reads wait for a
+  // quorum to acknowledge a round started after they arrived.
+  uint64_t round_ = 0;
+  bool round_requested_ = false;
+  std::deque<std::pair<uint64_t, uint64_t>> round_sent_at_;  // round, tick
+  std::deque<PendingRead> reads_waiting_noop_;
+  std::deque<PendingRead> reads_waiting_round_;
+
+  // Ready accumulation.
+  std::vector<Message> messages_;
+  std::vector<Message> messages_after_persist_;
+  std::vector<Entry> committed_to_emit_;
+  uint64_t committed_to_emit_bytes_ = 0;
+  std::vector<ReadState> read_states_;
+  std::vector<SnapshotSend> snapshots_to_send_;
+  std::optional<SnapshotMeta> snapshot_to_install_;
+
+  absl::Status storage_error_;
+  // A protocol invariant this member observed broken (only reachable with
+  // TestingFault flags or a bug); reported by CheckInvariants().
+  std::string broken_invariant_;
+};
+
+}  // namespace confman::raft

@@ -1,0 +1,131 @@
+#include "raft_log.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace confman::raft {
+
+RaftLog::RaftLog(const LogReader* durable)
+    : durable_(durable),
+      offset_(durable->LastIndex() + 1),
+      emitted_through_(durable->LastIndex()),
+      durable_index_(durable->LastIndex()) {}
+
+Index RaftLog::FirstIndex() const {
+  if (pending_snapshot_) return pending_snapshot_->index + 1;
+  return durable_->FirstIndex();
+}
+
+Index RaftLog::LastIndex() const {
+  if (!unstable_.empty()) return unstable_.back().index;
+  if (pending_snapshot_) return pending_snapshot_->index;
+  return offset_ - 1;
+}
+
+Term RaftLog::LastTerm() const {
+  auto term = TermAt(LastIndex());
+  return term.ok() ? *term : 0;
+}
+
+absl::StatusOr<Term> RaftLog::TermAt(Index index) const {
+  if (index >= offset_) {
+    if (index - offset_ >= unstable_.size()) {
+      return absl::OutOfRangeError(
+          absl::StrCat("index ", index, " is past the log's end"));
+    }
+    return unstable_[index - offset_].term;
+  }
+  if (pending_snapshot_) {
+    if (index == pending_snapshot_->index) return pending_snapshot_->term;
+    return absl::OutOfRangeError(
+        absl::StrCat("index ", index, " precedes a pending snapshot"));
+  }
+  return durable_->TermAt(index);
+}
+
+bool RaftLog::Matches(Index index, Term term) const {
+  auto t = TermAt(index);
+  return t.ok() && *t == term;
+}
+
+absl::StatusOr<std::vector<Entry>> RaftLog::Entries(Index lo, Index hi,
+                                                    uint64_t max_bytes,
+                                                    uint32_t max_entries) const {
+  std::vector<Entry> out;
+  hi = std::min({hi, LastIndex() + 1, lo + max_entries});
+  if (lo >= hi) return out;
+  uint64_t bytes = 0;
+  if (lo < offset_) {
+    if (pending_snapshot_) {
+      return absl::OutOfRangeError(
+          absl::StrCat("index ", lo, " precedes a pending snapshot"));
+    }
+    auto stored = durable_->Entries(lo, std::min(hi, offset_), max_bytes);
+    if (!stored.ok()) return stored.status();
+    out = std::move(*stored);
+    for (const Entry& e : out) bytes += e.data.size();
+    const bool complete =
+        !out.empty() && out.back().index + 1 == std::min(hi, offset_);
+    if (!complete) return out;
+  }
+  for (Index i = std::max(lo, offset_); i < hi; ++i) {
+    const Entry& e = unstable_[i - offset_];
+    if (!out.empty() && bytes + e.data.size() > max_bytes) break;
+    bytes += e.data.size();
+    out.push_back(e);
+  }
+  return out;
+}
+
+void RaftLog::Append(std::vector<Entry> entries) {
+  if (entries.empty()) return;
+  const Index first = entries.front().index;
+  if (first < offset_) {
+    // Replacing entries that were already handed to storage: everything
+    // from `first` on is now answered from memory.
+    unstable_.clear();
+    offset_ = first;
+  } else {
+    unstable_.resize(first - offset_);
+  }
+  durable_index_ = std::min(durable_index_, first - 1);
+  emitted_through_ = std::min(emitted_through_, first - 1);
+  for (Entry& e : entries) unstable_.push_back(std::move(e));
+}
+
+std::vector<Entry> RaftLog::TakeUnemitted() {
+  std::vector<Entry> out;
+  for (Index i = emitted_through_ + 1; i <= LastIndex(); ++i) {
+    out.push_back(unstable_[i - offset_]);
+  }
+  emitted_through_ = LastIndex();
+  return out;
+}
+
+bool RaftLog::MarkDurable(Index index, Term term) {
+  if (index < offset_ || index - offset_ >= unstable_.size()) return false;
+  if (unstable_[index - offset_].term != term) return false;
+  // The write that made `index` durable also wrote everything before it.
+  const Index drop = index - offset_ + 1;
+  unstable_.erase(unstable_.begin(), unstable_.begin() + drop);
+  offset_ = index + 1;
+  durable_index_ = std::max(durable_index_, index);
+  return true;
+}
+
+void RaftLog::RestoreSnapshot(const SnapshotMeta& meta) {
+  pending_snapshot_ = meta;
+  unstable_.clear();
+  offset_ = meta.index + 1;
+  emitted_through_ = meta.index;
+  durable_index_ = std::min(durable_index_, meta.index);
+}
+
+void RaftLog::SnapshotInstalled() {
+  if (!pending_snapshot_) return;
+  durable_index_ = std::max(durable_index_, pending_snapshot_->index);
+  pending_snapshot_.reset();
+}
+
+}  // namespace confman::raft
