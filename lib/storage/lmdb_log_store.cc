@@ -1,0 +1,588 @@
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "bytes.h"
+#include "confman/log_store.h"
+#include "confman/status_macros.h"
+#include "crc32c.h"
+#include "lmdb_env.h"
+
+namespace confman {
+namespace {
+
+using raft::Entry;
+using raft::EntryType;
+using raft::HardState;
+using raft::Index;
+using raft::Term;
+using storage::Crc32c;
+using storage::LmdbEnv;
+using storage::ReadTxn;
+
+enum Database : size_t { kEntriesDb = 0, kMetaDb = 1 };
+constexpr std::string_view kHardStateKey = "hard_state";
+constexpr std::string_view kCompactedKey = "compacted";
+
+// Stored entry: [header crc 4][term 8][type 1][data crc 4][data]. The
+// header crc covers the index (so a record under the wrong key is caught),
+// term, type, data crc and data length: TermAt checks it without reading
+// the data; Entries checks both.
+constexpr size_t kEntryHeaderBytes = 4 + 8 + 1 + 4;
+
+uint32_t EntryHeaderCrc(Index index, Term term, uint8_t type, uint32_t data_crc,
+                        uint64_t data_size) {
+  std::string covered;
+  storage::AppendU64(covered, index);
+  storage::AppendU64(covered, term);
+  covered.push_back(static_cast<char>(type));
+  storage::AppendU32(covered, data_crc);
+  storage::AppendU64(covered, data_size);
+  return Crc32c(covered);
+}
+
+void EncodeEntryInto(const Entry& entry, char* out) {
+  const uint32_t data_crc = Crc32c(entry.data);
+  const auto type = static_cast<uint8_t>(entry.type);
+  storage::PutBigEndian32(out, EntryHeaderCrc(entry.index, entry.term, type,
+                                               data_crc, entry.data.size()));
+  storage::PutBigEndian64(out + 4, entry.term);
+  out[12] = static_cast<char>(type);
+  storage::PutBigEndian32(out + 13, data_crc);
+  if (!entry.data.empty()) {
+    std::memcpy(out + kEntryHeaderBytes, entry.data.data(), entry.data.size());
+  }
+}
+
+absl::Status CorruptEntry(Index index, std::string_view what) {
+  return absl::DataLossError(absl::StrCat(
+      "log entry ", index, " is corrupt (", storage::ToAbsl(what),
+      "); this member's log is damaged: restore it from a peer"));
+}
+
+// Checks the header and returns the entry with its data left empty.
+absl::StatusOr<Entry> DecodeEntryHeader(Index index, std::string_view stored) {
+  if (stored.size() < kEntryHeaderBytes) return CorruptEntry(index, "truncated");
+  Entry entry;
+  entry.index = index;
+  entry.term = storage::GetBigEndian64(stored.data() + 4);
+  const auto type = static_cast<uint8_t>(stored[12]);
+  const uint32_t data_crc = storage::GetBigEndian32(stored.data() + 13);
+  if (storage::GetBigEndian32(stored.data()) !=
+      EntryHeaderCrc(index, entry.term, type, data_crc,
+                     stored.size() - kEntryHeaderBytes)) {
+    return CorruptEntry(index, "header checksum mismatch");
+  }
+  if (type > static_cast<uint8_t>(EntryType::kMembership)) {
+    return CorruptEntry(index, "unknown entry type");
+  }
+  entry.type = static_cast<EntryType>(type);
+  return entry;
+}
+
+absl::StatusOr<Entry> DecodeEntry(Index index, std::string_view stored) {
+  CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntryHeader(index, stored));
+  std::string_view data = stored.substr(kEntryHeaderBytes);
+  if (Crc32c(data) != storage::GetBigEndian32(stored.data() + 13)) {
+    return CorruptEntry(index, "data checksum mismatch");
+  }
+  entry.data.assign(data);
+  return entry;
+}
+
+// A small checksummed record of u64 fields (hard state, compaction point).
+std::string EncodeMeta(std::initializer_list<uint64_t> fields) {
+  std::string body;
+  for (uint64_t f : fields) storage::AppendU64(body, f);
+  std::string out;
+  storage::AppendU32(out, Crc32c(body));
+  return out + body;
+}
+
+absl::StatusOr<std::vector<uint64_t>> DecodeMeta(std::string_view key,
+                                                 std::string_view stored,
+                                                 size_t fields) {
+  if (stored.size() != 4 + 8 * fields ||
+      storage::GetBigEndian32(stored.data()) != Crc32c(stored.substr(4))) {
+    return absl::DataLossError(absl::StrCat(
+        "the log's ", storage::ToAbsl(key), " record is corrupt; restore this member's log "
+        "from a peer"));
+  }
+  std::vector<uint64_t> out(fields);
+  for (size_t i = 0; i < fields; ++i) {
+    out[i] = storage::GetBigEndian64(stored.data() + 4 + 8 * i);
+  }
+  return out;
+}
+
+absl::Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
+                       std::string_view value) {
+  MDB_val k = storage::ToVal(key);
+  MDB_val v = storage::ToVal(value);
+  const int rc = mdb_put(txn, dbi, &k, &v, 0);
+  if (rc != 0) return storage::LmdbError(rc, "writing log metadata");
+  return absl::OkStatus();
+}
+
+// The log's extent. Invariant: entries (compacted_index, last_index] are
+// stored, nothing else; compacted_term is the term at compacted_index.
+struct Bounds {
+  Index compacted_index = 0;
+  Term compacted_term = 0;
+  Index last_index = 0;
+};
+
+struct PendingOp {
+  enum class Kind { kWrite, kCompact, kReset };
+  Kind kind = Kind::kWrite;
+  LogWrite write;
+  Index index = 0;
+  Term term = 0;
+  LogStore::WriteDone done;
+
+  uint64_t bytes() const {
+    uint64_t total = 0;
+    for (const Entry& e : write.entries) total += e.data.size() + kEntryHeaderBytes;
+    return total;
+  }
+};
+
+absl::Status ValidateWrite(const LogWrite& write, const Bounds& b) {
+  if (write.entries.empty()) return absl::OkStatus();
+  const Index first = write.entries.front().index;
+  if (first <= b.compacted_index || first > b.last_index + 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "append at index ", first, " would leave a gap or rewrite compacted "
+        "entries; the log holds [", b.compacted_index + 1, ", ", b.last_index,
+        "]"));
+  }
+  for (size_t i = 1; i < write.entries.size(); ++i) {
+    if (write.entries[i].index != first + i) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "appended entries are not consecutive at index ",
+          write.entries[i].index, "; pass indexes first, first+1, ..."));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Validate(const PendingOp& op, const Bounds& b) {
+  switch (op.kind) {
+    case PendingOp::Kind::kWrite:
+      return ValidateWrite(op.write, b);
+    case PendingOp::Kind::kCompact:
+      if (op.index > b.last_index) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "cannot compact through index ", op.index, ": the log ends at ",
+            b.last_index));
+      }
+      return absl::OkStatus();
+    case PendingOp::Kind::kReset:
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LmdbLogStoreOptions::Validate() const {
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(
+        "LmdbLogStoreOptions.dir is empty; name the log's directory");
+  }
+  if (initial_map_bytes < (uint64_t{1} << 20)) {
+    return absl::InvalidArgumentError(
+        "LmdbLogStoreOptions.initial_map_bytes must be at least 1 MiB");
+  }
+  if (max_map_bytes < initial_map_bytes) {
+    return absl::InvalidArgumentError(
+        "LmdbLogStoreOptions.max_map_bytes must be >= initial_map_bytes");
+  }
+  if (max_group_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "LmdbLogStoreOptions.max_group_bytes must be positive");
+  }
+  return absl::OkStatus();
+}
+
+class LmdbLogStore::Impl {
+ public:
+  Impl(const LmdbLogStoreOptions& options, std::unique_ptr<LmdbEnv> env,
+       Bounds bounds)
+      : options_(options), env_(std::move(env)), bounds_(bounds) {
+    writer_ = std::thread([this] { WriterLoop(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lock(queue_mu_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    writer_.join();
+  }
+
+  static absl::StatusOr<Bounds> LoadBounds(LmdbEnv& env) {
+    CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env.BeginRead());
+    Bounds b;
+    absl::StatusOr<std::string_view> compacted =
+        txn.Get(env.db(kMetaDb), kCompactedKey);
+    if (compacted.ok()) {
+      CONFMAN_ASSIGN_OR_RETURN(auto fields,
+                               DecodeMeta(kCompactedKey, *compacted, 2));
+      b.compacted_index = fields[0];
+      b.compacted_term = fields[1];
+    } else if (!absl::IsNotFound(compacted.status())) {
+      return compacted.status();
+    }
+    b.last_index = b.compacted_index;
+    CONFMAN_ASSIGN_OR_RETURN(std::optional<Index> last,
+                             LastStoredIndex(txn.get(), env.db(kEntriesDb)));
+    if (last) b.last_index = *last;
+    return b;
+  }
+
+  Bounds bounds() const {
+    std::lock_guard lock(bounds_mu_);
+    return bounds_;
+  }
+
+  absl::StatusOr<Term> TermAt(Index index) const {
+    const Bounds b = bounds();
+    if (index == b.compacted_index) return b.compacted_term;
+    if (index < b.compacted_index || index > b.last_index) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "log index ", index, " is outside the stored range [",
+          b.compacted_index, ", ", b.last_index, "]"));
+    }
+    CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(std::string_view stored, GetEntry(txn, index));
+    CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntryHeader(index, stored));
+    return entry.term;
+  }
+
+  absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
+                                             uint64_t max_bytes) const {
+    const Bounds b = bounds();
+    if (lo <= b.compacted_index || hi > b.last_index + 1 || lo > hi) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "log range [", lo, ", ", hi, ") is outside the stored range [",
+          b.compacted_index + 1, ", ", b.last_index + 1, ")"));
+    }
+    std::vector<Entry> out;
+    if (lo == hi) return out;
+    CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
+    uint64_t bytes = 0;
+    for (Index i = lo; i < hi; ++i) {
+      CONFMAN_ASSIGN_OR_RETURN(std::string_view stored, GetEntry(txn, i));
+      const uint64_t size = stored.size() - std::min(stored.size(), kEntryHeaderBytes);
+      if (!out.empty() && bytes + size > max_bytes) break;
+      CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntry(i, stored));
+      bytes += size;
+      out.push_back(std::move(entry));
+    }
+    return out;
+  }
+
+  absl::StatusOr<HardState> LoadHardState() const {
+    CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
+    absl::StatusOr<std::string_view> stored =
+        txn.Get(env_->db(kMetaDb), kHardStateKey);
+    if (absl::IsNotFound(stored.status())) return HardState{};
+    if (!stored.ok()) return stored.status();
+    CONFMAN_ASSIGN_OR_RETURN(auto fields,
+                             DecodeMeta(kHardStateKey, *stored, 3));
+    return HardState{.term = fields[0], .vote = fields[1], .commit = fields[2]};
+  }
+
+  void Enqueue(PendingOp op) {
+    {
+      std::lock_guard lock(queue_mu_);
+      queue_.push_back(std::move(op));
+    }
+    queue_cv_.notify_one();
+  }
+
+  absl::Status RunAndWait(PendingOp op) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<absl::Status> result;
+    op.done = [&](absl::Status status) {
+      std::lock_guard lock(mu);
+      result = std::move(status);
+      cv.notify_one();
+    };
+    Enqueue(std::move(op));
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return result.has_value(); });
+    return *result;
+  }
+
+  LogStoreStats Stats() const {
+    std::lock_guard lock(bounds_mu_);
+    LogStoreStats stats = stats_;
+    stats.map_bytes = env_->map_bytes();
+    stats.file_bytes = env_->FileBytes();
+    return stats;
+  }
+
+ private:
+  static absl::StatusOr<std::optional<Index>> LastStoredIndex(MDB_txn* txn,
+                                                              MDB_dbi dbi) {
+    MDB_cursor* cursor = nullptr;
+    int rc = mdb_cursor_open(txn, dbi, &cursor);
+    if (rc != 0) return storage::LmdbError(rc, "opening a log cursor");
+    MDB_val k, v;
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
+    mdb_cursor_close(cursor);
+    if (rc == MDB_NOTFOUND) return std::optional<Index>();
+    if (rc != 0) return storage::LmdbError(rc, "finding the last log entry");
+    if (k.mv_size != 8) {
+      return absl::DataLossError("the log holds a key that is not an index; "
+                                 "restore this member's log from a peer");
+    }
+    return std::optional<Index>(
+        storage::GetBigEndian64(static_cast<const char*>(k.mv_data)));
+  }
+
+  absl::StatusOr<std::string_view> GetEntry(const ReadTxn& txn,
+                                            Index index) const {
+    absl::StatusOr<std::string_view> stored =
+        txn.Get(env_->db(kEntriesDb), storage::BigEndianKey(index));
+    if (absl::IsNotFound(stored.status())) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "log entry ", index, " is no longer stored (compacted meanwhile); "
+          "re-read FirstIndex()"));
+    }
+    return stored;
+  }
+
+  // Deletes entries with index >= from (or <= through when `prefix`).
+  static absl::Status DeleteRange(MDB_txn* txn, MDB_dbi dbi, Index bound,
+                                  bool prefix) {
+    MDB_cursor* cursor = nullptr;
+    int rc = mdb_cursor_open(txn, dbi, &cursor);
+    if (rc != 0) return storage::LmdbError(rc, "opening a log cursor");
+    std::string start = storage::BigEndianKey(bound);
+    MDB_val k = storage::ToVal(start), v;
+    rc = prefix ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
+                : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+      if (prefix &&
+          storage::GetBigEndian64(static_cast<const char*>(k.mv_data)) > bound) {
+        break;
+      }
+      rc = mdb_cursor_del(cursor, 0);
+      if (rc != 0) break;
+      rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cursor);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+      return storage::LmdbError(rc, "deleting log entries");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status PutCompacted(MDB_txn* txn, const Bounds& b) {
+    return PutRecord(txn, env_->db(kMetaDb), kCompactedKey,
+                     EncodeMeta({b.compacted_index, b.compacted_term}));
+  }
+
+  absl::Status ApplyWrite(MDB_txn* txn, const LogWrite& write, Bounds& b) {
+    if (write.hard_state) {
+      const HardState& hs = *write.hard_state;
+      CONFMAN_RETURN_IF_ERROR(PutRecord(txn, env_->db(kMetaDb), kHardStateKey,
+                                        EncodeMeta({hs.term, hs.vote, hs.commit})));
+    }
+    if (write.entries.empty()) return absl::OkStatus();
+    const Index first = write.entries.front().index;
+    if (first <= b.last_index) {
+      CONFMAN_RETURN_IF_ERROR(
+          DeleteRange(txn, env_->db(kEntriesDb), first, /*prefix=*/false));
+    }
+    for (const Entry& entry : write.entries) {
+      std::string key = storage::BigEndianKey(entry.index);
+      MDB_val k = storage::ToVal(key);
+      MDB_val v{kEntryHeaderBytes + entry.data.size(), nullptr};
+      const int rc = mdb_put(txn, env_->db(kEntriesDb), &k, &v,
+                             MDB_APPEND | MDB_RESERVE);
+      if (rc != 0) {
+        return storage::LmdbError(rc, absl::StrCat("appending log entry ",
+                                                   entry.index));
+      }
+      EncodeEntryInto(entry, static_cast<char*>(v.mv_data));
+    }
+    b.last_index = write.entries.back().index;
+    return absl::OkStatus();
+  }
+
+  absl::Status ApplyCompact(MDB_txn* txn, Index through, Bounds& b) {
+    if (through <= b.compacted_index) return absl::OkStatus();
+    std::string key = storage::BigEndianKey(through);
+    MDB_val k = storage::ToVal(key), v;
+    const int rc = mdb_get(txn, env_->db(kEntriesDb), &k, &v);
+    if (rc != 0) return storage::LmdbError(rc, "reading the compaction point");
+    CONFMAN_ASSIGN_OR_RETURN(Entry entry,
+                             DecodeEntryHeader(through, storage::ToView(v)));
+    CONFMAN_RETURN_IF_ERROR(
+        DeleteRange(txn, env_->db(kEntriesDb), through, /*prefix=*/true));
+    b.compacted_index = through;
+    b.compacted_term = entry.term;
+    return PutCompacted(txn, b);
+  }
+
+  absl::Status ApplyReset(MDB_txn* txn, Index index, Term term, Bounds& b) {
+    CONFMAN_RETURN_IF_ERROR(
+        DeleteRange(txn, env_->db(kEntriesDb), 0, /*prefix=*/false));
+    b = Bounds{.compacted_index = index, .compacted_term = term,
+               .last_index = index};
+    return PutCompacted(txn, b);
+  }
+
+  absl::Status Apply(MDB_txn* txn, const PendingOp& op, Bounds& b) {
+    switch (op.kind) {
+      case PendingOp::Kind::kWrite:
+        return ApplyWrite(txn, op.write, b);
+      case PendingOp::Kind::kCompact:
+        return ApplyCompact(txn, op.index, b);
+      case PendingOp::Kind::kReset:
+        return ApplyReset(txn, op.index, op.term, b);
+    }
+    return absl::OkStatus();
+  }
+
+  std::vector<PendingOp> TakeGroup() {
+    std::unique_lock lock(queue_mu_);
+    queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    std::vector<PendingOp> group;
+    uint64_t bytes = 0;
+    while (!queue_.empty() &&
+           (group.empty() || bytes + queue_.front().bytes() <= options_.max_group_bytes)) {
+      bytes += queue_.front().bytes();
+      group.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    return group;
+  }
+
+  // One transaction for the whole group: rejected ops are skipped, an
+  // LMDB failure fails them all.
+  void CommitGroup(std::vector<PendingOp>& group) {
+    std::vector<absl::Status> results(group.size());
+    Bounds b;
+    absl::Status status = failed_;
+    if (status.ok()) {
+      status = env_->RunWrite([&](MDB_txn* txn) -> absl::Status {
+        b = bounds();
+        for (size_t i = 0; i < group.size(); ++i) {
+          results[i] = Validate(group[i], b);
+          if (results[i].ok()) CONFMAN_RETURN_IF_ERROR(Apply(txn, group[i], b));
+        }
+        return absl::OkStatus();
+      });
+    }
+    if (status.ok()) {
+      std::lock_guard lock(bounds_mu_);
+      bounds_ = b;
+      ++stats_.commits;
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (!results[i].ok() || group[i].kind != PendingOp::Kind::kWrite) continue;
+        ++stats_.writes;
+        stats_.entries_written += group[i].write.entries.size();
+      }
+    } else {
+      if (failed_.ok() && !absl::IsResourceExhausted(status)) {
+        failed_ = absl::FailedPreconditionError(absl::StrCat(
+            "the log store stopped accepting writes after an I/O error (",
+            status.message(), "); reopen it"));
+      }
+      for (absl::Status& r : results) r = status;
+    }
+    for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(results[i]));
+  }
+
+  void WriterLoop() {
+    while (true) {
+      std::vector<PendingOp> group = TakeGroup();
+      if (group.empty()) return;  // Stopping and drained.
+      CommitGroup(group);
+    }
+  }
+
+  const LmdbLogStoreOptions options_;
+  std::unique_ptr<LmdbEnv> env_;
+
+  mutable std::mutex bounds_mu_;
+  Bounds bounds_;         // Guarded by bounds_mu_; the durable extent.
+  LogStoreStats stats_;   // Guarded by bounds_mu_.
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<PendingOp> queue_;  // Guarded by queue_mu_.
+  bool stopping_ = false;        // Guarded by queue_mu_.
+
+  absl::Status failed_;  // Writer thread only: sticky I/O failure.
+  std::thread writer_;
+};
+
+absl::StatusOr<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(
+    const LmdbLogStoreOptions& options) {
+  CONFMAN_RETURN_IF_ERROR(options.Validate());
+  CONFMAN_ASSIGN_OR_RETURN(
+      std::unique_ptr<LmdbEnv> env,
+      LmdbEnv::Open({.dir = options.dir,
+                     .map_bytes = options.initial_map_bytes,
+                     .max_map_bytes = options.max_map_bytes,
+                     .databases = {"entries", "meta"}}));
+  CONFMAN_ASSIGN_OR_RETURN(Bounds bounds, Impl::LoadBounds(*env));
+  return std::unique_ptr<LmdbLogStore>(new LmdbLogStore(
+      std::make_unique<Impl>(options, std::move(env), bounds)));
+}
+
+LmdbLogStore::LmdbLogStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LmdbLogStore::~LmdbLogStore() = default;
+
+raft::Index LmdbLogStore::FirstIndex() const {
+  return impl_->bounds().compacted_index + 1;
+}
+raft::Index LmdbLogStore::LastIndex() const { return impl_->bounds().last_index; }
+
+absl::StatusOr<raft::Term> LmdbLogStore::TermAt(raft::Index index) const {
+  return impl_->TermAt(index);
+}
+
+absl::StatusOr<std::vector<raft::Entry>> LmdbLogStore::Entries(
+    raft::Index lo, raft::Index hi, uint64_t max_bytes) const {
+  return impl_->Entries(lo, hi, max_bytes);
+}
+
+void LmdbLogStore::Write(LogWrite write, WriteDone done) {
+  impl_->Enqueue({.kind = PendingOp::Kind::kWrite,
+                  .write = std::move(write),
+                  .done = std::move(done)});
+}
+
+absl::StatusOr<raft::HardState> LmdbLogStore::LoadHardState() const {
+  return impl_->LoadHardState();
+}
+
+absl::Status LmdbLogStore::CompactPrefix(raft::Index through) {
+  PendingOp op;
+  op.kind = PendingOp::Kind::kCompact;
+  op.index = through;
+  return impl_->RunAndWait(std::move(op));
+}
+
+absl::Status LmdbLogStore::ResetToSnapshot(raft::Index index, raft::Term term) {
+  PendingOp op;
+  op.kind = PendingOp::Kind::kReset;
+  op.index = index;
+  op.term = term;
+  return impl_->RunAndWait(std::move(op));
+}
+
+LogStoreStats LmdbLogStore::Stats() const { return impl_->Stats(); }
+
+}  // namespace confman
