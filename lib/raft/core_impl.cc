@@ -447,10 +447,19 @@ void CoreImpl::HandleAppend(Message& m) {
   reply.to = m.from;
   reply.term = term_;
   if (m.log_index < commit_) {
-    // Everything through our commit index already matches the leader's.
-    reply.log_index = commit_;
-    Send(std::move(reply));
-    return;
+    // Everything through our commit index already matches the leader's
+    // (leader completeness, §3.6.3): keep only what lies beyond it.
+    const auto covered = std::find_if(
+        m.entries.begin(), m.entries.end(),
+        [&](const Entry& e) { return e.index == commit_; });
+    if (covered == m.entries.end()) {
+      reply.log_index = commit_;
+      Send(std::move(reply));
+      return;
+    }
+    m.log_term = covered->term;
+    m.log_index = commit_;
+    m.entries.erase(m.entries.begin(), covered + 1);
   }
   const bool prev_matches =
       log_.Matches(m.log_index, m.log_term) ||
