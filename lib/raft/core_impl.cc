@@ -134,6 +134,7 @@ void CoreImpl::BecomeLeader() {
   leader_ = options_.id;
   votes_.clear();
   transfer_target_ = kNoMember;
+  lease_revoked_ = false;
   heartbeat_elapsed_ = 0;
   election_elapsed_ = 0;
   ResetProgress();
@@ -758,6 +759,9 @@ void CoreImpl::MaybeSendTimeoutNow(MemberId to) {
   m.type = MessageType::kTimeoutNow;
   m.to = to;
   m.term = term_;
+  // The target may win before this leader hears of it, and voters set
+  // their lease aside for it: from here on this term's lease is void.
+  lease_revoked_ = true;
   Send(std::move(m));
 }
 
@@ -835,7 +839,7 @@ bool CoreImpl::NoopCommitted() const {
 
 bool CoreImpl::LeaseValid() const {
   if (Faulty(TestingFault::kLeaseWithoutQuorum)) return true;
-  if (!options_.check_quorum) return false;
+  if (!options_.check_quorum || lease_revoked_) return false;
   auto round_of = [&](MemberId id) -> Index {
     if (id == options_.id) return round_;
     auto it = progress_.find(id);

@@ -151,6 +151,9 @@ class CoreImpl {
   Index term_start_index_ = 0;  // Index of this term's no-op.
   MemberId transfer_target_ = kNoMember;
   uint32_t transfer_elapsed_ = 0;
+  // Set once this leader has sent TimeoutNow in its term; lease reads then
+  // fall back to a quorum round.
+  bool lease_revoked_ = false;
   // Data bytes of this term's proposals not yet committed, by index.
   std::deque<std::pair<Index, uint64_t>> uncommitted_;
   uint64_t uncommitted_bytes_ = 0;
