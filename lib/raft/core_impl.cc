@@ -746,8 +746,13 @@ void CoreImpl::HandleHeartbeatResponse(const Message& m) {
   Progress& pr = it->second;
   pr.recently_active = true;
   pr.acked_round = std::max(pr.acked_round, m.round);
-  // A lost probe is retried once the follower is heard from again.
+  // A lost probe is retried once the follower is heard from again; a
+  // window that stays full across heartbeats probably lost its appends.
   if (pr.state == Progress::State::kProbe) pr.probe_sent = false;
+  if (pr.state == Progress::State::kReplicate &&
+      pr.Paused(options_.max_inflight_messages, options_.max_inflight_bytes)) {
+    pr.inflights.FreeOldest();
+  }
   if (pr.match < log_.LastIndex()) SendAppend(m.from, pr, true);
   ReleaseReads();
 }

@@ -16,6 +16,12 @@ void Inflights::FreeThrough(Index index) {
   }
 }
 
+void Inflights::FreeOldest() {
+  if (sent_.empty()) return;
+  bytes_ -= sent_.front().bytes;
+  sent_.pop_front();
+}
+
 void Inflights::Clear() {
   sent_.clear();
   bytes_ = 0;

@@ -18,6 +18,9 @@ class Inflights {
   void Add(Index last_index, uint64_t bytes);
   // Forgets every message whose last index is <= `index` (acknowledged).
   void FreeThrough(Index index);
+  // Forgets the oldest message: it was probably lost, and freeing its slot
+  // lets one more append go out, whose answer tells the truth.
+  void FreeOldest();
   void Clear();
   bool Full(uint32_t max_messages, uint64_t max_bytes) const;
   uint32_t count() const { return static_cast<uint32_t>(sent_.size()); }
