@@ -1,0 +1,42 @@
+// The leader's memory budget for uncommitted entries.
+#include <catch2/catch.hpp>
+
+#include "harness.h"
+
+namespace confman::raft {
+namespace {
+
+using testing::Cluster;
+using testing::Payloads;
+using testing::TestOptions;
+
+TEST_CASE("proposals beyond the uncommitted budget are refused until "
+          "entries commit",
+          "[budget]") {
+  CoreOptions options = TestOptions();
+  options.max_append_bytes = 100;
+  options.max_uncommitted_bytes = 100;
+  Cluster cluster(3, options);
+  cluster.ElectLeader(1);
+  cluster.Isolate(2);
+  cluster.Isolate(3);
+
+  REQUIRE(cluster.Propose(1, Payloads(1, 40)).ok());
+  REQUIRE(cluster.Propose(1, Payloads(1, 40)).ok());
+  const Index last = cluster.member(1).log.LastIndex();
+  auto refused = cluster.Propose(1, Payloads(1, 40));
+  CHECK(refused.status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK_FALSE(refused.status().message().empty());
+  CHECK(cluster.member(1).log.LastIndex() == last);  // Nothing appended.
+  CHECK(cluster.core(1).Status().uncommitted_bytes <= options.max_uncommitted_bytes);
+
+  cluster.Heal();
+  cluster.Settle();
+  cluster.Run(1);
+  REQUIRE(cluster.core(1).CommitIndex() >= last);
+  CHECK(cluster.core(1).Status().uncommitted_bytes == 0);
+  CHECK(cluster.Propose(1, Payloads(1, 40)).ok());
+}
+
+}  // namespace
+}  // namespace confman::raft

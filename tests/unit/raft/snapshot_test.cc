@@ -1,0 +1,81 @@
+// Snapshots for followers behind the compaction point (thesis §5).
+#include <catch2/catch.hpp>
+
+#include "harness.h"
+
+namespace confman::raft {
+namespace {
+
+using testing::Cluster;
+using testing::OfTypeTo;
+using testing::Payloads;
+using testing::ProgressOf;
+
+// Leaves member 3 far behind a leader (member 1) that compacted its log.
+void LeaveMemberThreeBehindCompaction(Cluster& cluster) {
+  cluster.ElectLeader(1);
+  cluster.Isolate(3);
+  REQUIRE(cluster.Propose(1, Payloads(20, 8)).ok());
+  cluster.Settle();
+  cluster.Run(1);
+  const Index applied = cluster.member(1).applied_index;
+  REQUIRE(applied > cluster.member(3).log.LastIndex() + 10);
+  REQUIRE(cluster.member(1).log.Compact(applied - 2).ok());
+  cluster.Heal();
+  cluster.Run(2);
+}
+
+TEST_CASE("a follower behind the compaction point is sent a snapshot",
+          "[snapshot]") {
+  Cluster cluster(3);
+  LeaveMemberThreeBehindCompaction(cluster);
+
+  const auto& requests = cluster.member(1).snapshot_requests;
+  REQUIRE(requests.size() == 1);
+  CHECK(requests[0].to == 3);
+  CHECK(ProgressOf(cluster.core(1), 3).state == MemberProgress::State::kSnapshot);
+  // Nothing is appended to it while the snapshot is on its way.
+  cluster.ClearHistory();
+  cluster.Run(3);
+  CHECK(cluster.CountSent([](const Message& m) {
+          return m.type == MessageType::kAppend && m.to == 3 &&
+                 !m.entries.empty();
+        }) == 0);
+  CHECK(cluster.member(1).snapshot_requests.size() == 1);
+}
+
+TEST_CASE("replication resumes once the snapshot is installed", "[snapshot]") {
+  Cluster cluster(3);
+  LeaveMemberThreeBehindCompaction(cluster);
+  REQUIRE(cluster.member(1).snapshot_requests.size() == 1);
+
+  SECTION("the stream succeeds") {
+    cluster.CompleteSnapshot(1, 3);
+    REQUIRE(cluster.member(3).installed_snapshots.size() == 1);
+    CHECK(cluster.member(3).installed_snapshots[0].index ==
+          cluster.member(1).applied_index);
+  }
+  SECTION("the stream fails, then a retry succeeds") {
+    cluster.CompleteSnapshot(1, 3, /*ok=*/false);
+    CHECK(ProgressOf(cluster.core(1), 3).state != MemberProgress::State::kSnapshot);
+    const int timeout =
+        static_cast<int>(cluster.member(1).options.election_timeout_ticks);
+    for (int t = 0; t < timeout && cluster.member(1).snapshot_requests.size() < 2;
+         ++t) {
+      cluster.Run(1);
+    }
+    REQUIRE(cluster.member(1).snapshot_requests.size() == 2);
+    cluster.CompleteSnapshot(1, 3);
+  }
+
+  REQUIRE(cluster.Propose(1, Payloads(3, 8)).ok());
+  cluster.Settle();
+  cluster.Run(2);
+  CHECK(ProgressOf(cluster.core(1), 3).state == MemberProgress::State::kReplicate);
+  CHECK(cluster.member(3).log.LastIndex() == cluster.member(1).log.LastIndex());
+  CHECK(cluster.member(3).applied_index == cluster.member(1).applied_index);
+  CHECK(cluster.member(3).applied == cluster.member(1).applied);
+}
+
+}  // namespace
+}  // namespace confman::raft
