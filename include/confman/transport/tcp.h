@@ -1,0 +1,139 @@
+// TcpTransport: confman's member-to-member transport over Asio TCP.
+//
+// Connections. Each member dials two outbound connections to every peer: a
+// control connection (votes, heartbeats, TimeoutNow, ReadIndex, responses,
+// forwarded requests) and a bulk connection (appends, snapshot notices,
+// snapshot chunks). They are separate TCP streams, so a heartbeat never
+// waits behind megabytes of entries in a socket buffer. A member only sends
+// on connections it dialled and only receives on connections it accepted.
+// Broken or refused connections are retried with exponential backoff and
+// jitter; messages queued for a peer that cannot be reached are discarded
+// and the handler's OnUnreachable is called.
+//
+// Handshake. Before any Raft message is accepted, both sides exchange the
+// protocol version, cluster id and member id, and prove knowledge of the
+// shared secret with HMAC-SHA256 over fresh nonces from both sides. A foreign
+// cluster, an unknown member, a bad proof or a timeout closes the connection
+// with a log line naming the reason.
+//
+// Input checking. A frame is a 4-byte length prefix and a FlatBuffers body.
+// The length is checked against max_frame_bytes before any allocation; the
+// body is copied into an aligned buffer, verified with bounded depth and
+// table count, and checked semantically (known enums, sender equal to the
+// authenticated member, addressee equal to this member). Any failure closes
+// that one connection with a log line; the member keeps serving its other
+// peers.
+//
+// Threads. One I/O thread per transport runs every network operation and
+// every handler callback (see TransportHandler for what callbacks may do).
+//
+// TLS is not implemented: the HMAC handshake authenticates peers, but frames
+// travel unencrypted, so run members on a trusted network or inside a
+// tunnel.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "confman/transport.h"
+
+namespace confman {
+
+struct TcpTransportOptions {
+  // "host:port" to listen on; host is an IP address (IPv6 in brackets).
+  // Port 0 picks a free port (see TcpTransport::listen_port()). Required.
+  std::string listen_address;
+
+  // This member's id. Required, non-zero.
+  raft::MemberId member_id = raft::kNoMember;
+
+  // Names the cluster; a peer presenting another id is refused. Required.
+  std::string cluster_id;
+
+  // Key for the handshake's HMAC-SHA256. Every member of a cluster uses the
+  // same secret. Required, at least kMinSecretBytes bytes.
+  std::string shared_secret;
+  static constexpr size_t kMinSecretBytes = 16;
+
+  // Largest frame body, in bytes, this member sends or accepts. Must exceed
+  // the largest message the node produces by kFrameOverheadBytes plus 64
+  // bytes per entry (see FrameBytesFor); a larger inbound frame closes the
+  // connection, a larger outbound message is refused by Send. Default
+  // 64 MiB; allowed range [kMinFrameBytes, kMaxFrameBytes].
+  uint32_t max_frame_bytes = 64u << 20;
+  static constexpr uint32_t kMinFrameBytes = 64u << 10;
+  static constexpr uint32_t kMaxFrameBytes = 1u << 30;
+  static constexpr uint32_t kFrameOverheadBytes = 512;
+
+  // Bytes of encoded bulk frames (appends, snapshot chunks) queued per peer.
+  // When a new bulk frame would exceed it, the frame is dropped (Raft
+  // re-sends) and Send returns ResourceExhausted. Default 64 MiB; must be
+  // at least max_frame_bytes so any legal frame can be queued.
+  size_t max_bulk_queue_bytes = 64u << 20;
+
+  // Bytes of encoded control frames queued per peer. Control traffic is
+  // never dropped to make room; reaching this bound means the peer stopped
+  // reading, so the connection is reset and its queue discarded (and
+  // OnUnreachable called). Default 8 MiB; at least 64 KiB.
+  size_t max_control_queue_bytes = 8u << 20;
+
+  // Reconnect backoff: the first retry waits about `reconnect_initial`, each
+  // failure doubles the wait up to `reconnect_max`, and every wait is
+  // randomised by ±`reconnect_jitter` (a fraction in [0, 1)) so members do
+  // not reconnect in lockstep. Defaults 50 ms, 2 s, 0.2.
+  std::chrono::milliseconds reconnect_initial{50};
+  std::chrono::milliseconds reconnect_max{2000};
+  double reconnect_jitter = 0.2;
+
+  // Time allowed for connecting plus the handshake, per attempt. Default 5 s.
+  std::chrono::milliseconds handshake_timeout{5000};
+
+  // Receives one line per notable event (connection refused or closed and
+  // why). Called on the I/O thread; must not block. Default (empty): lines
+  // go to stderr.
+  std::function<void(const std::string& line)> log;
+
+  // Returns InvalidArgument naming the first field out of range.
+  absl::Status Validate() const;
+
+  // Frame bytes needed to carry a message whose entries and context hold
+  // `payload_bytes` in total across `entry_count` entries.
+  static uint64_t FrameBytesFor(uint64_t payload_bytes, uint64_t entry_count);
+};
+
+class TcpTransport final : public Transport {
+ public:
+  // Validates `options` and binds the listening socket (so listen_port() is
+  // known before Start). Returns InvalidArgument for bad options or
+  // Unavailable when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<TcpTransport>> Create(
+      TcpTransportOptions options);
+
+  ~TcpTransport() override;
+  TcpTransport(const TcpTransport&) = delete;
+  TcpTransport& operator=(const TcpTransport&) = delete;
+
+  // The port the listener is bound to (the chosen one when 0 was asked).
+  uint16_t listen_port() const;
+
+  absl::Status Start(TransportHandler* handler) override;
+  void Stop() override;
+  absl::Status AddPeer(raft::MemberId id, const std::string& address) override;
+  void RemovePeer(raft::MemberId id) override;
+  absl::Status Send(raft::Message message) override;
+  absl::Status SendSnapshotChunk(raft::MemberId to,
+                                 TransportSnapshotChunk chunk) override;
+  absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
+
+ private:
+  class Impl;
+  explicit TcpTransport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace confman

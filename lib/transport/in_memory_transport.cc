@@ -1,0 +1,416 @@
+#include "confman/transport/in_memory.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <utility>
+#include <variant>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+
+namespace confman {
+namespace internal {
+namespace {
+
+using Link = std::pair<raft::MemberId, raft::MemberId>;
+
+// Tells the member the envelope is addressed to that `member` is unreachable.
+struct UnreachableNotice {
+  raft::MemberId member = raft::kNoMember;
+};
+
+struct Envelope {
+  raft::MemberId from = raft::kNoMember;
+  raft::MemberId to = raft::kNoMember;
+  std::variant<raft::Message, TransportSnapshotChunk, ForwardFrame,
+               UnreachableNotice>
+      item;
+  // Counted against the link's bulk bound; 0 for control traffic.
+  size_t bulk_bytes = 0;
+};
+
+size_t PayloadBytes(const raft::Message& message) {
+  size_t bytes = 128 + message.context.size();
+  for (const raft::Entry& entry : message.entries) {
+    bytes += 64 + entry.data.size();
+  }
+  return bytes;
+}
+
+}  // namespace
+
+class InMemoryEndpoint {
+ public:
+  enum class State { kCreated, kRunning, kStopped };
+
+  explicit InMemoryEndpoint(raft::MemberId member) : id(member) {}
+
+  // Runs `deliver` with the handler unless the member is not running.
+  // Holding callback_mu_ serialises callbacks and lets Stop wait for one in
+  // progress.
+  template <typename Fn>
+  void WithHandler(Fn&& deliver) {
+    std::lock_guard<std::mutex> lock(callback_mu_);
+    if (handler_ != nullptr) deliver(*handler_);
+  }
+  void SetHandler(TransportHandler* handler) {
+    std::lock_guard<std::mutex> lock(callback_mu_);
+    handler_ = handler;
+  }
+
+  const raft::MemberId id;
+  // Guarded by InMemoryNetworkState::mu_.
+  bool attached = false;
+  State state = State::kCreated;
+  absl::flat_hash_set<raft::MemberId> peers;
+
+ private:
+  std::mutex callback_mu_;
+  TransportHandler* handler_ = nullptr;
+};
+
+class InMemoryNetworkState {
+ public:
+  explicit InMemoryNetworkState(InMemoryNetworkOptions options)
+      : options_(options), random_(options.seed) {}
+
+  absl::Mutex mu;
+  absl::flat_hash_map<raft::MemberId, std::unique_ptr<InMemoryEndpoint>>
+      endpoints ABSL_GUARDED_BY(mu);
+
+  absl::Status Enqueue(Envelope envelope);
+  size_t Pump();
+  void DropQueuedFrom(raft::MemberId member);
+  void RunDeliveryThread();
+
+  const InMemoryNetworkOptions options_;
+  std::deque<Envelope> queue ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<Link, size_t> bulk_bytes ABSL_GUARDED_BY(mu);
+  std::set<Link> cut ABSL_GUARDED_BY(mu);
+  double drop_probability ABSL_GUARDED_BY(mu) = 0;
+  std::mt19937_64 random_ ABSL_GUARDED_BY(mu);
+  bool stop_delivery ABSL_GUARDED_BY(mu) = false;
+  std::thread delivery_thread;
+
+ private:
+  bool ShouldDrop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void Deliver(Envelope envelope);
+};
+
+bool InMemoryNetworkState::ShouldDrop() {
+  if (drop_probability <= 0) return false;
+  return std::uniform_real_distribution<double>(0, 1)(random_) <
+         drop_probability;
+}
+
+absl::Status InMemoryNetworkState::Enqueue(Envelope envelope) {
+  absl::MutexLock lock(&mu);
+  InMemoryEndpoint& sender = *endpoints.at(envelope.from);
+  if (sender.state != InMemoryEndpoint::State::kRunning) {
+    return absl::FailedPreconditionError(
+        "the transport is not running; call Start first (or it was stopped)");
+  }
+  if (!sender.peers.contains(envelope.to)) {
+    return absl::NotFoundError(absl::StrCat(
+        "member ", envelope.to, " is not a known peer; add it with AddPeer"));
+  }
+  const Link link{envelope.from, envelope.to};
+  size_t& queued = bulk_bytes[link];
+  if (envelope.bulk_bytes > 0 &&
+      queued + envelope.bulk_bytes > options_.max_bulk_queue_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "bulk queue to member ", envelope.to,
+        " is full (max_bulk_queue_bytes ", options_.max_bulk_queue_bytes,
+        "); the message was dropped, Raft will resend"));
+  }
+  if (cut.contains(link)) {
+    queue.push_back({.from = envelope.to,
+                     .to = envelope.from,
+                     .item = UnreachableNotice{envelope.to},
+                     .bulk_bytes = 0});
+    return absl::OkStatus();
+  }
+  if (ShouldDrop()) return absl::OkStatus();
+  queued += envelope.bulk_bytes;
+  queue.push_back(std::move(envelope));
+  return absl::OkStatus();
+}
+
+size_t InMemoryNetworkState::Pump() {
+  size_t count = 0;
+  {
+    absl::MutexLock lock(&mu);
+    count = queue.size();
+  }
+  size_t processed = 0;
+  for (; processed < count; ++processed) {
+    Envelope envelope;
+    {
+      absl::MutexLock lock(&mu);
+      if (queue.empty()) break;
+      envelope = std::move(queue.front());
+      queue.pop_front();
+      bulk_bytes[{envelope.from, envelope.to}] -= envelope.bulk_bytes;
+    }
+    Deliver(std::move(envelope));
+  }
+  return processed;
+}
+
+void InMemoryNetworkState::Deliver(Envelope envelope) {
+  InMemoryEndpoint* target = nullptr;
+  InMemoryEndpoint* sender = nullptr;
+  {
+    absl::MutexLock lock(&mu);
+    auto it = endpoints.find(envelope.to);
+    if (it == endpoints.end()) return;
+    target = it->second.get();
+    const bool notice = std::holds_alternative<UnreachableNotice>(envelope.item);
+    if (!notice && cut.contains({envelope.from, envelope.to})) {
+      // The link broke while the message was in flight.
+      sender = endpoints.at(envelope.from).get();
+    }
+  }
+  if (sender != nullptr) {
+    sender->WithHandler([&](TransportHandler& h) { h.OnUnreachable(envelope.to); });
+    return;
+  }
+  target->WithHandler([&](TransportHandler& handler) {
+    std::visit(
+        [&](auto& item) {
+          using T = std::decay_t<decltype(item)>;
+          if constexpr (std::is_same_v<T, raft::Message>) {
+            handler.OnMessage(std::move(item));
+          } else if constexpr (std::is_same_v<T, TransportSnapshotChunk>) {
+            handler.OnSnapshotChunk(envelope.from, std::move(item));
+          } else if constexpr (std::is_same_v<T, ForwardFrame>) {
+            handler.OnForward(envelope.from, std::move(item));
+          } else {
+            handler.OnUnreachable(item.member);
+          }
+        },
+        envelope.item);
+  });
+}
+
+void InMemoryNetworkState::DropQueuedFrom(raft::MemberId member) {
+  absl::MutexLock lock(&mu);
+  std::erase_if(queue, [&](const Envelope& envelope) {
+    if (envelope.from != member) return false;
+    bulk_bytes[{envelope.from, envelope.to}] -= envelope.bulk_bytes;
+    return true;
+  });
+}
+
+void InMemoryNetworkState::RunDeliveryThread() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu);
+      mu.Await(absl::Condition(
+          +[](InMemoryNetworkState* state) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return state->stop_delivery || !state->queue.empty();
+          },
+          this));
+      if (stop_delivery) return;
+    }
+    Pump();
+  }
+}
+
+}  // namespace internal
+
+// ---- options and network --------------------------------------------------
+
+absl::Status InMemoryNetworkOptions::Validate() const {
+  if (max_bulk_queue_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "InMemoryNetworkOptions: max_bulk_queue_bytes must be positive");
+  }
+  return absl::OkStatus();
+}
+
+InMemoryNetwork::InMemoryNetwork(InMemoryNetworkOptions options) {
+  if (absl::Status valid = options.Validate(); !valid.ok()) {
+    std::fprintf(stderr, "%s\n", valid.ToString().c_str());
+    std::abort();
+  }
+  state_ = std::make_unique<internal::InMemoryNetworkState>(options);
+}
+
+InMemoryNetwork::~InMemoryNetwork() { StopDeliveryThread(); }
+
+absl::StatusOr<std::unique_ptr<InMemoryTransport>>
+InMemoryNetwork::CreateTransport(raft::MemberId id) {
+  if (id == raft::kNoMember) {
+    return absl::InvalidArgumentError("member id 0 is reserved");
+  }
+  absl::MutexLock lock(&state_->mu);
+  auto& endpoint = state_->endpoints[id];
+  if (endpoint == nullptr) {
+    endpoint = std::make_unique<internal::InMemoryEndpoint>(id);
+  } else if (endpoint->attached) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "member ", id, " already has a transport on this network"));
+  }
+  endpoint->attached = true;
+  endpoint->state = internal::InMemoryEndpoint::State::kCreated;
+  endpoint->peers.clear();
+  return std::unique_ptr<InMemoryTransport>(
+      new InMemoryTransport(*state_, *endpoint));
+}
+
+size_t InMemoryNetwork::Pump() { return state_->Pump(); }
+
+size_t InMemoryNetwork::PumpUntilIdle(int max_rounds) {
+  size_t total = 0;
+  for (int round = 0; round < max_rounds; ++round) {
+    const size_t processed = state_->Pump();
+    if (processed == 0) break;
+    total += processed;
+  }
+  return total;
+}
+
+void InMemoryNetwork::StartDeliveryThread() {
+  if (state_->delivery_thread.joinable()) return;
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->stop_delivery = false;
+  }
+  state_->delivery_thread = std::thread([this] { state_->RunDeliveryThread(); });
+}
+
+void InMemoryNetwork::StopDeliveryThread() {
+  if (!state_->delivery_thread.joinable()) return;
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->stop_delivery = true;
+  }
+  state_->delivery_thread.join();
+}
+
+void InMemoryNetwork::SetLinkUp(raft::MemberId from, raft::MemberId to,
+                                bool up) {
+  absl::MutexLock lock(&state_->mu);
+  if (up) {
+    state_->cut.erase({from, to});
+  } else {
+    state_->cut.insert({from, to});
+  }
+}
+
+void InMemoryNetwork::Isolate(raft::MemberId member) {
+  absl::MutexLock lock(&state_->mu);
+  for (const auto& [other, endpoint] : state_->endpoints) {
+    if (other == member) continue;
+    state_->cut.insert({member, other});
+    state_->cut.insert({other, member});
+  }
+}
+
+void InMemoryNetwork::HealAll() {
+  absl::MutexLock lock(&state_->mu);
+  state_->cut.clear();
+  state_->drop_probability = 0;
+}
+
+void InMemoryNetwork::SetDropProbability(double p) {
+  absl::MutexLock lock(&state_->mu);
+  state_->drop_probability = std::clamp(p, 0.0, 1.0);
+}
+
+size_t InMemoryNetwork::queued() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->queue.size();
+}
+
+// ---- transport ------------------------------------------------------------
+
+InMemoryTransport::InMemoryTransport(internal::InMemoryNetworkState& network,
+                                     internal::InMemoryEndpoint& endpoint)
+    : network_(network), endpoint_(endpoint) {}
+
+InMemoryTransport::~InMemoryTransport() {
+  Stop();
+  absl::MutexLock lock(&network_.mu);
+  endpoint_.attached = false;
+}
+
+absl::Status InMemoryTransport::Start(TransportHandler* handler) {
+  if (handler == nullptr) {
+    return absl::InvalidArgumentError("Start needs a non-null handler");
+  }
+  absl::MutexLock lock(&network_.mu);
+  if (endpoint_.state != internal::InMemoryEndpoint::State::kCreated) {
+    return absl::FailedPreconditionError(
+        "the transport was already started; create a new one instead");
+  }
+  endpoint_.SetHandler(handler);
+  endpoint_.state = internal::InMemoryEndpoint::State::kRunning;
+  return absl::OkStatus();
+}
+
+void InMemoryTransport::Stop() {
+  {
+    absl::MutexLock lock(&network_.mu);
+    endpoint_.state = internal::InMemoryEndpoint::State::kStopped;
+  }
+  // Waits for a callback in progress, then blocks all later ones.
+  endpoint_.SetHandler(nullptr);
+  network_.DropQueuedFrom(endpoint_.id);
+}
+
+absl::Status InMemoryTransport::AddPeer(raft::MemberId id,
+                                        const std::string& /*address*/) {
+  if (id == raft::kNoMember || id == endpoint_.id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AddPeer: member id ", id, " is 0 or this member's own id"));
+  }
+  absl::MutexLock lock(&network_.mu);
+  endpoint_.peers.insert(id);
+  return absl::OkStatus();
+}
+
+void InMemoryTransport::RemovePeer(raft::MemberId id) {
+  absl::MutexLock lock(&network_.mu);
+  endpoint_.peers.erase(id);
+}
+
+absl::Status InMemoryTransport::Send(raft::Message message) {
+  if (message.from != endpoint_.id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "message from member ", message.from, " sent through member ",
+        endpoint_.id, "'s transport"));
+  }
+  const size_t bulk =
+      IsControlTraffic(message.type) ? 0 : internal::PayloadBytes(message);
+  const raft::MemberId to = message.to;
+  return network_.Enqueue({.from = endpoint_.id,
+                           .to = to,
+                           .item = std::move(message),
+                           .bulk_bytes = bulk});
+}
+
+absl::Status InMemoryTransport::SendSnapshotChunk(raft::MemberId to,
+                                                  TransportSnapshotChunk chunk) {
+  const size_t bulk = 128 + chunk.data.size();
+  return network_.Enqueue({.from = endpoint_.id,
+                           .to = to,
+                           .item = std::move(chunk),
+                           .bulk_bytes = bulk});
+}
+
+absl::Status InMemoryTransport::SendForward(raft::MemberId to,
+                                            ForwardFrame frame) {
+  return network_.Enqueue(
+      {.from = endpoint_.id, .to = to, .item = std::move(frame), .bulk_bytes = 0});
+}
+
+}  // namespace confman

@@ -1,0 +1,883 @@
+#include "confman/transport/tcp.h"
+
+#include <asio.hpp>
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <limits>
+#include <map>
+#include <optional>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "handshake.h"
+#include "wire_codec.h"
+
+namespace confman {
+namespace {
+
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+
+// Hello and Proof frames are tiny; an unauthenticated peer never makes this
+// member allocate more than this.
+constexpr uint32_t kMaxHandshakeFrameBytes = 4096;
+// Unauthenticated connections served at once; more are closed on accept so
+// a connection flood cannot exhaust memory or descriptors.
+constexpr int kMaxPendingHandshakes = 64;
+// Frames are gathered into one write up to this many bytes, so small
+// messages share system calls without delaying a large one.
+constexpr size_t kMaxBatchBytes = 1u << 20;
+// A receive buffer larger than this is released after its frame.
+constexpr size_t kKeptReceiveBufferBytes = 1u << 20;
+
+auto RedirectTo(asio::error_code& ec) {
+  return asio::redirect_error(use_awaitable, ec);
+}
+
+absl::Status NetworkError(absl::string_view what, const asio::error_code& ec) {
+  if (ec == asio::error::eof) {
+    return absl::UnavailableError(absl::StrCat(what, ": peer closed the connection"));
+  }
+  return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
+}
+
+absl::StatusOr<tcp::endpoint> ParseEndpoint(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "address '", address, "' is not host:port with a port in [0, 65535]"));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  asio::error_code ec;
+  const asio::ip::address ip = asio::ip::make_address(host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "address '", address, "': host must be an IP address (", ec.message(),
+        ")"));
+  }
+  return tcp::endpoint(ip, static_cast<uint16_t>(port));
+}
+
+std::string Describe(const tcp::socket& socket) {
+  asio::error_code ec;
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) return "an unknown address";
+  return absl::StrCat(remote.address().to_string(), ":", remote.port());
+}
+
+// Closes a socket unless disarmed (destroyed) first: bounds how long an
+// unresponsive peer can hold a connection in the handshake. The flag is
+// shared with the timer's handler because that handler may run after the
+// Deadline is gone.
+class Deadline {
+ public:
+  Deadline(tcp::socket& socket, std::chrono::milliseconds timeout)
+      : timer_(socket.get_executor()), armed_(std::make_shared<bool>(true)) {
+    timer_.expires_after(timeout);
+    timer_.async_wait([&socket, armed = armed_](const asio::error_code& ec) {
+      asio::error_code ignored;
+      if (!ec && *armed) socket.close(ignored);
+    });
+  }
+  ~Deadline() {
+    *armed_ = false;
+    timer_.cancel();
+  }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+ private:
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> armed_;
+};
+
+// Exponential backoff with jitter for reconnect attempts.
+class Backoff {
+ public:
+  explicit Backoff(const TcpTransportOptions& options)
+      : initial_(options.reconnect_initial),
+        max_(options.reconnect_max),
+        jitter_(options.reconnect_jitter),
+        next_(initial_),
+        random_(std::random_device{}()) {}
+
+  std::chrono::milliseconds Next() {
+    std::uniform_real_distribution<double> spread(1.0 - jitter_, 1.0 + jitter_);
+    const auto wait = std::chrono::milliseconds(
+        static_cast<int64_t>(static_cast<double>(next_.count()) * spread(random_)));
+    next_ = std::min(next_ * 2, max_);
+    return wait;
+  }
+  void Reset() { next_ = initial_; }
+
+ private:
+  const std::chrono::milliseconds initial_;
+  const std::chrono::milliseconds max_;
+  const double jitter_;
+  std::chrono::milliseconds next_;
+  std::mt19937 random_;
+};
+
+awaitable<absl::Status> WriteFrame(tcp::socket& socket,
+                                   const std::string& frame) {
+  asio::error_code ec;
+  co_await asio::async_write(socket, asio::buffer(frame), RedirectTo(ec));
+  if (ec) co_return NetworkError("writing a frame", ec);
+  co_return absl::OkStatus();
+}
+
+// Reads one frame: header, length check, body into `buffer`, verification.
+awaitable<absl::StatusOr<wire::Frame>> ReadFrame(tcp::socket& socket,
+                                                 wire::AlignedBuffer& buffer,
+                                                 uint32_t max_frame_bytes) {
+  uint8_t header[wire::kFrameHeaderBytes];
+  asio::error_code ec;
+  co_await asio::async_read(socket, asio::buffer(header), RedirectTo(ec));
+  if (ec) co_return NetworkError("reading a frame header", ec);
+  absl::StatusOr<uint32_t> length =
+      wire::ParseFrameLength(header, max_frame_bytes);
+  if (!length.ok()) co_return length.status();
+  uint8_t* body = buffer.Resize(*length);
+  co_await asio::async_read(socket, asio::buffer(body, *length),
+                            RedirectTo(ec));
+  if (ec) co_return NetworkError("reading a frame body", ec);
+  co_return wire::DecodeFrameBody(body, *length);
+}
+
+}  // namespace
+
+// ---- options --------------------------------------------------------------
+
+absl::Status TcpTransportOptions::Validate() const {
+  auto invalid = [](auto&&... parts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TcpTransportOptions: ", parts...));
+  };
+  if (auto endpoint = ParseEndpoint(listen_address); !endpoint.ok()) {
+    return invalid("listen_address: ", endpoint.status().message());
+  }
+  if (member_id == raft::kNoMember) return invalid("member_id must be non-zero");
+  if (cluster_id.empty()) return invalid("cluster_id must be set");
+  if (shared_secret.size() < kMinSecretBytes) {
+    return invalid("shared_secret must hold at least ", kMinSecretBytes,
+                   " bytes; use a random key shared by all members");
+  }
+  if (max_frame_bytes < kMinFrameBytes || max_frame_bytes > kMaxFrameBytes) {
+    return invalid("max_frame_bytes ", max_frame_bytes, " is outside [",
+                   kMinFrameBytes, ", ", kMaxFrameBytes, "]");
+  }
+  if (max_bulk_queue_bytes < max_frame_bytes + wire::kFrameHeaderBytes) {
+    return invalid("max_bulk_queue_bytes ", max_bulk_queue_bytes,
+                   " must be at least max_frame_bytes + ",
+                   wire::kFrameHeaderBytes, " so any frame can be queued");
+  }
+  if (max_control_queue_bytes < (64u << 10)) {
+    return invalid("max_control_queue_bytes must be at least 65536");
+  }
+  if (reconnect_initial.count() <= 0 || reconnect_max < reconnect_initial) {
+    return invalid("reconnect_initial must be positive and <= reconnect_max");
+  }
+  if (!(reconnect_jitter >= 0.0 && reconnect_jitter < 1.0)) {
+    return invalid("reconnect_jitter must be in [0, 1)");
+  }
+  if (handshake_timeout.count() <= 0) {
+    return invalid("handshake_timeout must be positive");
+  }
+  return absl::OkStatus();
+}
+
+uint64_t TcpTransportOptions::FrameBytesFor(uint64_t payload_bytes,
+                                            uint64_t entry_count) {
+  return kFrameOverheadBytes + payload_bytes + 64 * entry_count;
+}
+
+// ---- implementation -------------------------------------------------------
+
+class TcpTransport::Impl {
+ public:
+  struct Peer;
+
+  // One outbound connection (control or bulk) to one peer, with its queue.
+  // The queue is filled from any thread and drained by Run() on the I/O
+  // thread, which also owns the socket.
+  class Link {
+   public:
+    Link(Impl& impl, Peer& peer, wire::Channel channel, size_t max_queue_bytes)
+        : impl_(impl),
+          peer_(peer),
+          channel_(channel),
+          max_queue_bytes_(max_queue_bytes),
+          timer_(impl.io()) {}
+
+    absl::Status Push(std::string frame);
+    awaitable<void> Run();
+    // I/O thread: ends Run() and discards the queue.
+    void Close();
+
+   private:
+    awaitable<std::optional<tcp::socket>> Connect();
+    awaitable<void> Pump(tcp::socket& socket);
+    void WatchForClose(tcp::socket& socket);
+    void DropConnection();
+    bool TakeBatch(std::vector<std::string>& batch);
+    void DiscardQueue();
+    bool closed() {
+      absl::MutexLock lock(&mu_);
+      return closed_;
+    }
+
+    Impl& impl_;
+    Peer& peer_;
+    const wire::Channel channel_;
+    const size_t max_queue_bytes_;
+    // I/O thread only. Wakes the idle writer and times backoff sleeps.
+    asio::steady_timer timer_;
+    tcp::socket* socket_ = nullptr;
+    uint64_t connection_generation_ = 0;
+    uint8_t watch_byte_ = 0;
+
+    absl::Mutex mu_;
+    std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+    size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+    // Run() is parked on `timer_` waiting for frames.
+    bool writer_idle_ ABSL_GUARDED_BY(mu_) = false;
+    bool closed_ ABSL_GUARDED_BY(mu_) = false;
+    bool overflow_reported_ ABSL_GUARDED_BY(mu_) = false;
+  };
+
+  struct Peer {
+    Peer(Impl& impl, raft::MemberId member, tcp::endpoint address)
+        : id(member),
+          endpoint(address),
+          control(impl, *this, wire::Channel::kControl,
+                  impl.options().max_control_queue_bytes),
+          bulk(impl, *this, wire::Channel::kBulk,
+               impl.options().max_bulk_queue_bytes) {}
+    Link& link(wire::Channel channel) {
+      return channel == wire::Channel::kControl ? control : bulk;
+    }
+
+    const raft::MemberId id;
+    tcp::endpoint endpoint;  // Guarded by Impl::mu_.
+    // Set once OnUnreachable has been called; cleared by a new connection.
+    std::atomic<bool> unreachable_reported{false};
+    Link control;
+    Link bulk;
+  };
+
+  Impl(TcpTransportOptions options, tcp::endpoint listen)
+      : options_(std::move(options)),
+        io_(std::make_unique<asio::io_context>(1)),
+        acceptor_(std::make_unique<tcp::acceptor>(*io_)) {
+    listen_ = listen;
+  }
+  ~Impl();
+
+  absl::Status Listen();
+  uint16_t port() const { return port_; }
+  asio::io_context& io() { return *io_; }
+  const TcpTransportOptions& options() const { return options_; }
+
+  absl::Status Start(TransportHandler* handler);
+  void Stop();
+  absl::Status AddPeer(raft::MemberId id, const std::string& address);
+  void RemovePeer(raft::MemberId id);
+  absl::Status Enqueue(raft::MemberId to, wire::Channel channel,
+                       std::string frame);
+  absl::Status CheckCanSend(raft::MemberId from) const;
+
+  void Log(const std::string& line);
+  tcp::endpoint EndpointOf(const Peer& peer) {
+    absl::ReaderMutexLock lock(&mu_);
+    return peer.endpoint;
+  }
+  // I/O thread.
+  void ReportUnreachable(Peer& peer);
+  awaitable<absl::StatusOr<wire::Hello>> Handshake(
+      tcp::socket& socket, wire::Channel channel,
+      raft::MemberId expected_peer);
+
+ private:
+  enum class State { kCreated, kRunning, kStopped };
+  using InboundKey = std::pair<raft::MemberId, wire::Channel>;
+
+  void SpawnLinks(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool IsKnownPeer(raft::MemberId id) {
+    absl::ReaderMutexLock lock(&mu_);
+    return peers_.contains(id);
+  }
+  absl::Status CheckHello(const wire::Hello& theirs,
+                          raft::MemberId expected_peer);
+  awaitable<void> Accept();
+  awaitable<void> Serve(tcp::socket socket);
+  awaitable<absl::Status> Receive(tcp::socket& socket, raft::MemberId peer);
+  void Dispatch(wire::Frame frame);
+
+  const TcpTransportOptions options_;
+  tcp::endpoint listen_;
+  uint16_t port_ = 0;
+  // Destroyed explicitly in ~Impl, after the links (whose timers belong to
+  // it) and before the maps that suspended coroutines still refer to.
+  std::unique_ptr<asio::io_context> io_;
+  std::unique_ptr<tcp::acceptor> acceptor_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+      work_;
+  std::thread thread_;
+  TransportHandler* handler_ = nullptr;
+  std::atomic<bool> delivering_{false};
+
+  // I/O thread only.
+  int pending_handshakes_ = 0;
+  // The newest authenticated inbound connection per peer and channel; an
+  // older one is closed when a newer one arrives, so a peer cannot make this
+  // member hold more than two receive buffers for it.
+  std::map<InboundKey, tcp::socket*> inbound_;
+
+  mutable absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kCreated;
+  absl::flat_hash_map<raft::MemberId, std::unique_ptr<Peer>> peers_
+      ABSL_GUARDED_BY(mu_);
+  // Removed peers stay allocated until the transport is destroyed because
+  // posted work may still name them; membership changes are rare, so this
+  // stays small.
+  std::vector<std::unique_ptr<Peer>> retired_ ABSL_GUARDED_BY(mu_);
+};
+
+// ---- Link -----------------------------------------------------------------
+
+absl::Status TcpTransport::Impl::Link::Push(std::string frame) {
+  bool wake = false;
+  bool overflow = false;
+  bool report = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) {
+      return absl::NotFoundError(
+          absl::StrCat("member ", peer_.id, " was removed"));
+    }
+    if (queued_bytes_ + frame.size() > max_queue_bytes_) {
+      overflow = true;
+      report = !overflow_reported_;
+      overflow_reported_ = true;
+      if (channel_ == wire::Channel::kControl) DiscardQueue();
+    } else {
+      queued_bytes_ += frame.size();
+      queue_.push_back(std::move(frame));
+      wake = std::exchange(writer_idle_, false);
+    }
+  }
+  if (wake) asio::post(impl_.io(), [this] { timer_.cancel(); });
+  if (!overflow) return absl::OkStatus();
+  if (report) asio::post(impl_.io(), [this] { impl_.ReportUnreachable(peer_); });
+  if (channel_ == wire::Channel::kBulk) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "bulk queue to member ", peer_.id, " is full (max_bulk_queue_bytes ",
+        max_queue_bytes_, "); the message was dropped, Raft will resend"));
+  }
+  asio::post(impl_.io(), [this] { DropConnection(); });
+  return absl::UnavailableError(absl::StrCat(
+      "member ", peer_.id, " stopped reading: control queue passed ",
+      max_queue_bytes_, " bytes, so its connection is being reset"));
+}
+
+void TcpTransport::Impl::Link::DiscardQueue() {
+  queue_.clear();
+  queued_bytes_ = 0;
+}
+
+bool TcpTransport::Impl::Link::TakeBatch(std::vector<std::string>& batch) {
+  batch.clear();
+  absl::MutexLock lock(&mu_);
+  size_t bytes = 0;
+  while (!queue_.empty() && (batch.empty() || bytes + queue_.front().size() <=
+                                                  kMaxBatchBytes)) {
+    bytes += queue_.front().size();
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  queued_bytes_ -= bytes;
+  if (batch.empty()) {
+    writer_idle_ = true;
+    overflow_reported_ = false;
+  }
+  return !batch.empty();
+}
+
+void TcpTransport::Impl::Link::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    DiscardQueue();
+  }
+  DropConnection();
+  timer_.cancel();
+}
+
+void TcpTransport::Impl::Link::DropConnection() {
+  asio::error_code ignored;
+  if (socket_ != nullptr) socket_->close(ignored);
+  timer_.cancel();
+}
+
+// Outbound connections carry no inbound data; a completed read therefore
+// means the peer closed the connection (or broke the protocol), and the
+// writer is woken to reconnect instead of writing into a dead socket.
+void TcpTransport::Impl::Link::WatchForClose(tcp::socket& socket) {
+  socket.async_read_some(
+      asio::buffer(&watch_byte_, 1),
+      [this, generation = connection_generation_](const asio::error_code&,
+                                                  size_t) {
+        if (generation == connection_generation_) DropConnection();
+      });
+}
+
+awaitable<void> TcpTransport::Impl::Link::Run() {
+  Backoff backoff(impl_.options());
+  while (!closed()) {
+    std::optional<tcp::socket> socket = co_await Connect();
+    if (socket) {
+      backoff.Reset();
+      peer_.unreachable_reported = false;
+      socket_ = &*socket;
+      WatchForClose(*socket);
+      co_await Pump(*socket);
+      socket_ = nullptr;
+      ++connection_generation_;
+      asio::error_code ignored;
+      socket->close(ignored);
+    }
+    if (closed()) break;
+    {
+      absl::MutexLock lock(&mu_);
+      DiscardQueue();
+      writer_idle_ = false;
+    }
+    impl_.ReportUnreachable(peer_);
+    asio::error_code ec;
+    timer_.expires_after(backoff.Next());
+    co_await timer_.async_wait(RedirectTo(ec));
+  }
+}
+
+awaitable<std::optional<tcp::socket>> TcpTransport::Impl::Link::Connect() {
+  const tcp::endpoint endpoint = impl_.EndpointOf(peer_);
+  tcp::socket socket(impl_.io());
+  absl::StatusOr<wire::Hello> theirs;
+  {
+    Deadline deadline(socket, impl_.options().handshake_timeout);
+    asio::error_code ec;
+    co_await socket.async_connect(endpoint, RedirectTo(ec));
+    if (ec) {
+      theirs = NetworkError("connecting", ec);
+    } else {
+      socket.set_option(tcp::no_delay(true), ec);
+      theirs = co_await impl_.Handshake(socket, channel_, peer_.id);
+    }
+  }
+  if (theirs.ok()) co_return std::optional<tcp::socket>(std::move(socket));
+  // Repeated failures to a down peer are expected; log only the first.
+  if (!peer_.unreachable_reported) {
+    impl_.Log(absl::StrCat("cannot open ", wire::ChannelName(channel_),
+                           " connection to member ", peer_.id, " at ",
+                           endpoint.address().to_string(), ":",
+                           endpoint.port(), ": ", theirs.status().ToString()));
+  }
+  co_return std::nullopt;
+}
+
+awaitable<void> TcpTransport::Impl::Link::Pump(tcp::socket& socket) {
+  std::vector<std::string> batch;
+  std::vector<asio::const_buffer> buffers;
+  while (socket.is_open()) {
+    if (!TakeBatch(batch)) {
+      asio::error_code ec;
+      timer_.expires_at(asio::steady_timer::time_point::max());
+      co_await timer_.async_wait(RedirectTo(ec));
+      continue;
+    }
+    buffers.clear();
+    for (const std::string& frame : batch) buffers.push_back(asio::buffer(frame));
+    asio::error_code ec;
+    co_await asio::async_write(socket, buffers, RedirectTo(ec));
+    if (ec) {
+      impl_.Log(absl::StrCat(wire::ChannelName(channel_),
+                             " connection to member ", peer_.id, " broke: ",
+                             NetworkError("writing", ec).message()));
+      co_return;
+    }
+  }
+}
+
+// ---- Impl -----------------------------------------------------------------
+
+TcpTransport::Impl::~Impl() {
+  Stop();
+  {
+    absl::MutexLock lock(&mu_);
+    peers_.clear();
+    retired_.clear();
+  }
+  acceptor_.reset();
+  // Destroys the suspended coroutines (and their sockets) while the maps
+  // they refer to are still alive.
+  io_.reset();
+}
+
+void TcpTransport::Impl::Log(const std::string& line) {
+  const std::string full =
+      absl::StrCat("confman transport [member ", options_.member_id, "]: ", line);
+  if (options_.log) {
+    options_.log(full);
+  } else {
+    std::fprintf(stderr, "%s\n", full.c_str());
+  }
+}
+
+absl::Status TcpTransport::Impl::Listen() {
+  asio::error_code ec;
+  acceptor_->open(listen_.protocol(), ec);
+  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(listen_, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options_.listen_address, ": ", ec.message(),
+        "; choose a free port or another address"));
+  }
+  port_ = acceptor_->local_endpoint(ec).port();
+  return absl::OkStatus();
+}
+
+absl::Status TcpTransport::Impl::Start(TransportHandler* handler) {
+  if (handler == nullptr) {
+    return absl::InvalidArgumentError("Start needs a non-null handler");
+  }
+  absl::MutexLock lock(&mu_);
+  if (state_ != State::kCreated) {
+    return absl::FailedPreconditionError(
+        "the transport was already started; create a new one instead");
+  }
+  state_ = State::kRunning;
+  handler_ = handler;
+  delivering_ = true;
+  work_.emplace(io_->get_executor());
+  asio::co_spawn(*io_, Accept(), asio::detached);
+  for (auto& [id, peer] : peers_) SpawnLinks(*peer);
+  thread_ = std::thread([this] { io_->run(); });
+  return absl::OkStatus();
+}
+
+void TcpTransport::Impl::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    const bool was_running = state_ == State::kRunning;
+    state_ = State::kStopped;
+    if (!was_running) return;
+  }
+  delivering_ = false;
+  work_.reset();
+  io_->stop();
+  thread_.join();
+}
+
+void TcpTransport::Impl::SpawnLinks(Peer& peer) {
+  asio::co_spawn(*io_, peer.control.Run(), asio::detached);
+  asio::co_spawn(*io_, peer.bulk.Run(), asio::detached);
+}
+
+absl::Status TcpTransport::Impl::AddPeer(raft::MemberId id,
+                                         const std::string& address) {
+  if (id == raft::kNoMember || id == options_.member_id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AddPeer: member id ", id, " is 0 or this member's own id"));
+  }
+  absl::StatusOr<tcp::endpoint> endpoint = ParseEndpoint(address);
+  if (!endpoint.ok()) return endpoint.status();
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = peers_.try_emplace(id);
+  if (!inserted) {
+    it->second->endpoint = *endpoint;
+    return absl::OkStatus();
+  }
+  it->second = std::make_unique<Peer>(*this, id, *endpoint);
+  if (state_ == State::kRunning) SpawnLinks(*it->second);
+  return absl::OkStatus();
+}
+
+void TcpTransport::Impl::RemovePeer(raft::MemberId id) {
+  absl::MutexLock lock(&mu_);
+  auto it = peers_.find(id);
+  if (it == peers_.end()) return;
+  Peer* peer = it->second.get();
+  retired_.push_back(std::move(it->second));
+  peers_.erase(it);
+  asio::post(*io_, [peer] {
+    peer->control.Close();
+    peer->bulk.Close();
+  });
+}
+
+absl::Status TcpTransport::Impl::CheckCanSend(raft::MemberId from) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (state_ != State::kRunning) {
+    return absl::FailedPreconditionError(
+        "the transport is not running; call Start first (or it was stopped)");
+  }
+  if (from != options_.member_id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "message from member ", from, " sent through member ",
+        options_.member_id, "'s transport"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TcpTransport::Impl::Enqueue(raft::MemberId to,
+                                         wire::Channel channel,
+                                         std::string frame) {
+  if (frame.size() - wire::kFrameHeaderBytes > options_.max_frame_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a ", frame.size(), "-byte frame to member ", to,
+        " exceeds max_frame_bytes ", options_.max_frame_bytes,
+        "; send smaller batches or raise the limit on every member"));
+  }
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = peers_.find(to);
+  if (it == peers_.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "member ", to, " is not a known peer; add it with AddPeer"));
+  }
+  return it->second->link(channel).Push(std::move(frame));
+}
+
+void TcpTransport::Impl::ReportUnreachable(Peer& peer) {
+  if (!delivering_ || peer.unreachable_reported.exchange(true)) return;
+  handler_->OnUnreachable(peer.id);
+}
+
+absl::Status TcpTransport::Impl::CheckHello(const wire::Hello& theirs,
+                                            raft::MemberId expected_peer) {
+  if (theirs.cluster_id != options_.cluster_id) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "peer belongs to cluster '", theirs.cluster_id, "', this member to '",
+        options_.cluster_id, "'"));
+  }
+  if (theirs.member_id == options_.member_id) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("peer claims this member's own id ", theirs.member_id));
+  }
+  if (expected_peer != raft::kNoMember && theirs.member_id != expected_peer) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("dialled member ", expected_peer, " but member ",
+                     theirs.member_id, " answered; check the address book"));
+  }
+  if (!IsKnownPeer(theirs.member_id)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("member ", theirs.member_id,
+                     " is not a known peer; add it with AddPeer first"));
+  }
+  return absl::OkStatus();
+}
+
+// The dialler (expected_peer != kNoMember) speaks first; the acceptor
+// answers on the channel the dialler chose. Then both send and check proofs.
+awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
+    tcp::socket& socket, wire::Channel channel, raft::MemberId expected_peer) {
+  const bool dialler = expected_peer != raft::kNoMember;
+  wire::Hello mine{.cluster_id = options_.cluster_id,
+                   .member_id = options_.member_id,
+                   .nonce = wire::MakeNonce(),
+                   .channel = channel};
+  wire::AlignedBuffer buffer;
+  if (dialler) {
+    absl::Status sent = co_await WriteFrame(socket, wire::EncodeHello(mine));
+    if (!sent.ok()) co_return sent;
+  }
+  absl::StatusOr<wire::Frame> frame =
+      co_await ReadFrame(socket, buffer, kMaxHandshakeFrameBytes);
+  if (!frame.ok()) co_return frame.status();
+  auto* theirs = std::get_if<wire::Hello>(&*frame);
+  if (theirs == nullptr) {
+    co_return absl::InvalidArgumentError("the first frame was not a hello");
+  }
+  if (absl::Status ok = CheckHello(*theirs, expected_peer); !ok.ok()) {
+    co_return ok;
+  }
+  if (!dialler) {
+    mine.channel = theirs->channel;
+    absl::Status sent = co_await WriteFrame(socket, wire::EncodeHello(mine));
+    if (!sent.ok()) co_return sent;
+  }
+  const std::string proof =
+      wire::ComputeProof(options_.shared_secret, mine, *theirs);
+  if (absl::Status sent =
+          co_await WriteFrame(socket, wire::EncodeProof({proof}));
+      !sent.ok()) {
+    co_return sent;
+  }
+  wire::Hello peer_hello = std::move(*theirs);
+  frame = co_await ReadFrame(socket, buffer, kMaxHandshakeFrameBytes);
+  if (!frame.ok()) co_return frame.status();
+  auto* their_proof = std::get_if<wire::Proof>(&*frame);
+  if (their_proof == nullptr) {
+    co_return absl::InvalidArgumentError("the second frame was not a proof");
+  }
+  const std::string expected =
+      wire::ComputeProof(options_.shared_secret, peer_hello, mine);
+  if (!wire::ProofMatches(expected, their_proof->mac)) {
+    co_return absl::PermissionDeniedError(absl::StrCat(
+        "member ", peer_hello.member_id,
+        " failed the shared-secret proof; check that every member uses the "
+        "same shared_secret"));
+  }
+  co_return peer_hello;
+}
+
+awaitable<void> TcpTransport::Impl::Accept() {
+  while (true) {
+    asio::error_code ec;
+    tcp::socket socket = co_await acceptor_->async_accept(RedirectTo(ec));
+    if (ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      Log(absl::StrCat("accept failed: ", ec.message()));
+      asio::steady_timer pause(*io_, std::chrono::milliseconds(100));
+      co_await pause.async_wait(RedirectTo(ec));
+      continue;
+    }
+    if (pending_handshakes_ >= kMaxPendingHandshakes) {
+      Log(absl::StrCat("refusing connection from ", Describe(socket), ": ",
+                       kMaxPendingHandshakes, " handshakes already pending"));
+      continue;
+    }
+    asio::co_spawn(*io_, Serve(std::move(socket)), asio::detached);
+  }
+}
+
+awaitable<void> TcpTransport::Impl::Serve(tcp::socket socket) {
+  const std::string remote = Describe(socket);
+  asio::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  absl::StatusOr<wire::Hello> theirs;
+  ++pending_handshakes_;
+  {
+    Deadline deadline(socket, options_.handshake_timeout);
+    theirs = co_await Handshake(socket, wire::Channel::kControl, raft::kNoMember);
+  }
+  --pending_handshakes_;
+  if (!theirs.ok()) {
+    Log(absl::StrCat("refused connection from ", remote, ": ",
+                     theirs.status().ToString()));
+    co_return;
+  }
+  const InboundKey key{theirs->member_id, theirs->channel};
+  if (auto previous = inbound_.find(key); previous != inbound_.end()) {
+    previous->second->close(ignored);
+  }
+  inbound_[key] = &socket;
+  const absl::Status closed = co_await Receive(socket, theirs->member_id);
+  if (auto it = inbound_.find(key); it != inbound_.end() && it->second == &socket) {
+    inbound_.erase(it);
+  }
+  Log(absl::StrCat("closing ", wire::ChannelName(key.second),
+                   " connection from member ", key.first, " at ", remote, ": ",
+                   closed.ToString()));
+}
+
+// Delivers frames until the connection fails; returns why it ended.
+awaitable<absl::Status> TcpTransport::Impl::Receive(tcp::socket& socket,
+                                                    raft::MemberId peer) {
+  wire::AlignedBuffer buffer;
+  while (true) {
+    absl::StatusOr<wire::Frame> frame =
+        co_await ReadFrame(socket, buffer, options_.max_frame_bytes);
+    if (!frame.ok()) co_return frame.status();
+    absl::Status addressed =
+        wire::CheckAddressing(*frame, peer, options_.member_id);
+    if (!addressed.ok()) co_return addressed;
+    if (!IsKnownPeer(peer)) {
+      co_return absl::PermissionDeniedError(
+          absl::StrCat("member ", peer, " was removed"));
+    }
+    Dispatch(*std::move(frame));
+    buffer.ShrinkIfAbove(kKeptReceiveBufferBytes);
+  }
+}
+
+void TcpTransport::Impl::Dispatch(wire::Frame frame) {
+  if (!delivering_) return;
+  if (auto* message = std::get_if<raft::Message>(&frame)) {
+    handler_->OnMessage(std::move(*message));
+  } else if (auto* chunk = std::get_if<wire::ChunkFrame>(&frame)) {
+    handler_->OnSnapshotChunk(chunk->from, std::move(chunk->chunk));
+  } else if (auto* forward = std::get_if<wire::ForwardEnvelope>(&frame)) {
+    handler_->OnForward(forward->from, std::move(forward->frame));
+  }
+}
+
+// ---- TcpTransport ---------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(
+    TcpTransportOptions options) {
+  if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
+  absl::StatusOr<tcp::endpoint> listen = ParseEndpoint(options.listen_address);
+  if (!listen.ok()) return listen.status();
+  auto impl = std::make_unique<Impl>(std::move(options), *listen);
+  if (absl::Status listening = impl->Listen(); !listening.ok()) {
+    return listening;
+  }
+  return std::unique_ptr<TcpTransport>(new TcpTransport(std::move(impl)));
+}
+
+TcpTransport::TcpTransport(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+TcpTransport::~TcpTransport() = default;
+
+uint16_t TcpTransport::listen_port() const { return impl_->port(); }
+absl::Status TcpTransport::Start(TransportHandler* handler) {
+  return impl_->Start(handler);
+}
+void TcpTransport::Stop() { impl_->Stop(); }
+absl::Status TcpTransport::AddPeer(raft::MemberId id,
+                                   const std::string& address) {
+  return impl_->AddPeer(id, address);
+}
+void TcpTransport::RemovePeer(raft::MemberId id) { impl_->RemovePeer(id); }
+
+absl::Status TcpTransport::Send(raft::Message message) {
+  if (absl::Status ok = impl_->CheckCanSend(message.from); !ok.ok()) return ok;
+  const wire::Channel channel = IsControlTraffic(message.type)
+                                    ? wire::Channel::kControl
+                                    : wire::Channel::kBulk;
+  return impl_->Enqueue(message.to, channel, wire::EncodeMessage(message));
+}
+
+absl::Status TcpTransport::SendSnapshotChunk(raft::MemberId to,
+                                             TransportSnapshotChunk chunk) {
+  const raft::MemberId self = impl_->options().member_id;
+  if (absl::Status ok = impl_->CheckCanSend(self); !ok.ok()) return ok;
+  return impl_->Enqueue(
+      to, wire::Channel::kBulk,
+      wire::EncodeChunk({.from = self, .to = to, .chunk = std::move(chunk)}));
+}
+
+absl::Status TcpTransport::SendForward(raft::MemberId to, ForwardFrame frame) {
+  const raft::MemberId self = impl_->options().member_id;
+  if (absl::Status ok = impl_->CheckCanSend(self); !ok.ok()) return ok;
+  return impl_->Enqueue(
+      to, wire::Channel::kControl,
+      wire::EncodeForward({.from = self, .to = to, .frame = std::move(frame)}));
+}
+
+}  // namespace confman

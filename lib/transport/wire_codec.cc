@@ -1,0 +1,448 @@
+#include "wire_codec.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "flatbuffers/flatbuffers.h"
+#include "wire_generated.h"
+
+namespace confman::wire {
+namespace {
+
+namespace fb = ::flatbuffers;
+namespace gen = ::confman::wire::schema;
+
+constexpr uint8_t kMaxMessageType =
+    static_cast<uint8_t>(raft::MessageType::kReadIndexResponse);
+constexpr uint8_t kMaxEntryType =
+    static_cast<uint8_t>(raft::EntryType::kMembership);
+
+// ---- encoding -------------------------------------------------------------
+
+fb::Offset<fb::Vector<uint8_t>> Bytes(fb::FlatBufferBuilder& builder,
+                                      const std::string& bytes) {
+  return builder.CreateVector(reinterpret_cast<const uint8_t*>(bytes.data()),
+                              bytes.size());
+}
+
+fb::Offset<gen::SnapshotMeta> BuildMeta(fb::FlatBufferBuilder& builder,
+                                        const raft::SnapshotMeta& meta) {
+  const raft::Membership& m = meta.membership;
+  auto membership = gen::CreateMembership(
+      builder, builder.CreateVector(m.voters),
+      builder.CreateVector(m.voters_outgoing),
+      builder.CreateVector(m.learners));
+  return gen::CreateSnapshotMeta(builder, meta.index, meta.term, membership);
+}
+
+std::string FinishFrame(fb::FlatBufferBuilder& builder,
+                        fb::Offset<gen::Frame> frame) {
+  builder.Finish(frame);
+  const uint32_t size = builder.GetSize();
+  std::string out(kFrameHeaderBytes + size, '\0');
+  for (size_t i = 0; i < kFrameHeaderBytes; ++i) {
+    out[i] = static_cast<char>((size >> (8 * i)) & 0xff);
+  }
+  std::memcpy(out.data() + kFrameHeaderBytes, builder.GetBufferPointer(),
+              size);
+  return out;
+}
+
+// Starts a Frame table; the caller adds its payload field and finishes it.
+gen::FrameBuilder StartFrame(fb::FlatBufferBuilder& builder,
+                             gen::FrameKind kind) {
+  gen::FrameBuilder frame(builder);
+  frame.add_protocol_version(kProtocolVersion);
+  frame.add_kind(kind);
+  return frame;
+}
+
+fb::Offset<gen::RaftMessage> BuildMessage(fb::FlatBufferBuilder& builder,
+                                          const raft::Message& m) {
+  std::vector<fb::Offset<gen::Entry>> entries;
+  entries.reserve(m.entries.size());
+  for (const raft::Entry& e : m.entries) {
+    entries.push_back(gen::CreateEntry(
+        builder, e.term, e.index, static_cast<gen::EntryType>(e.type),
+        Bytes(builder, e.data)));
+  }
+  auto entries_vec = builder.CreateVector(entries);
+  auto context = Bytes(builder, m.context);
+  fb::Offset<gen::SnapshotMeta> snapshot;
+  if (m.snapshot) snapshot = BuildMeta(builder, *m.snapshot);
+  gen::RaftMessageBuilder b(builder);
+  b.add_type(static_cast<gen::MessageType>(m.type));
+  b.add_from(m.from);
+  b.add_to(m.to);
+  b.add_term(m.term);
+  b.add_log_index(m.log_index);
+  b.add_log_term(m.log_term);
+  b.add_commit(m.commit);
+  b.add_entries(entries_vec);
+  b.add_reject(m.reject);
+  b.add_hint_index(m.hint_index);
+  b.add_hint_term(m.hint_term);
+  b.add_round(m.round);
+  b.add_transfer(m.transfer);
+  b.add_context(context);
+  if (m.snapshot) b.add_snapshot(snapshot);
+  return b.Finish();
+}
+
+size_t EstimatedBytes(const raft::Message& m) {
+  size_t bytes = 256 + m.context.size();
+  for (const raft::Entry& e : m.entries) bytes += 64 + e.data.size();
+  return bytes;
+}
+
+// ---- decoding -------------------------------------------------------------
+
+absl::Status Invalid(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("bad frame: ", what));
+}
+
+std::string ToString(const fb::Vector<uint8_t>* bytes) {
+  if (bytes == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(bytes->data()),
+                     bytes->size());
+}
+
+// Raft relies on these lists being sorted and duplicate-free, so a peer
+// cannot be allowed to hand the core anything else.
+absl::StatusOr<std::vector<raft::MemberId>> DecodeIds(
+    const fb::Vector<uint64_t>* ids, absl::string_view field) {
+  std::vector<raft::MemberId> out;
+  if (ids == nullptr) return out;
+  out.assign(ids->begin(), ids->end());
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == raft::kNoMember || (i > 0 && out[i - 1] >= out[i])) {
+      return Invalid(absl::StrCat(
+          "membership list ", field,
+          " must hold non-zero member ids in strictly increasing order"));
+    }
+  }
+  return out;
+}
+
+bool Shares(const std::vector<raft::MemberId>& a,
+            const std::vector<raft::MemberId>& b) {
+  auto it = a.begin();
+  for (raft::MemberId id : b) {
+    it = std::lower_bound(it, a.end(), id);
+    if (it != a.end() && *it == id) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<raft::SnapshotMeta> DecodeMeta(const gen::SnapshotMeta& in) {
+  raft::SnapshotMeta meta;
+  meta.index = in.index();
+  meta.term = in.term();
+  if (const gen::Membership* m = in.membership()) {
+    auto voters = DecodeIds(m->voters(), "voters");
+    if (!voters.ok()) return voters.status();
+    auto outgoing = DecodeIds(m->voters_outgoing(), "voters_outgoing");
+    if (!outgoing.ok()) return outgoing.status();
+    auto learners = DecodeIds(m->learners(), "learners");
+    if (!learners.ok()) return learners.status();
+    if (Shares(*voters, *learners) || Shares(*outgoing, *learners)) {
+      return Invalid("a learner is also listed as a voter");
+    }
+    meta.membership.voters = *std::move(voters);
+    meta.membership.voters_outgoing = *std::move(outgoing);
+    meta.membership.learners = *std::move(learners);
+  }
+  return meta;
+}
+
+absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
+  const auto type = static_cast<uint8_t>(in.type());
+  if (type > kMaxEntryType) {
+    return Invalid(absl::StrCat("unknown entry type ", type));
+  }
+  raft::Entry entry;
+  entry.term = in.term();
+  entry.index = in.index();
+  entry.type = static_cast<raft::EntryType>(type);
+  entry.data = ToString(in.data());
+  return entry;
+}
+
+absl::StatusOr<raft::Message> DecodeMessage(const gen::RaftMessage& in) {
+  const auto type = static_cast<uint8_t>(in.type());
+  if (type > kMaxMessageType) {
+    return Invalid(absl::StrCat("unknown Raft message type ", type));
+  }
+  raft::Message m;
+  m.type = static_cast<raft::MessageType>(type);
+  m.from = in.from();
+  m.to = in.to();
+  m.term = in.term();
+  m.log_index = in.log_index();
+  m.log_term = in.log_term();
+  m.commit = in.commit();
+  m.reject = in.reject();
+  m.hint_index = in.hint_index();
+  m.hint_term = in.hint_term();
+  m.round = in.round();
+  m.transfer = in.transfer();
+  m.context = ToString(in.context());
+  if (const auto* entries = in.entries()) {
+    m.entries.reserve(entries->size());
+    for (const gen::Entry* e : *entries) {
+      auto entry = DecodeEntry(*e);
+      if (!entry.ok()) return entry.status();
+      m.entries.push_back(*std::move(entry));
+    }
+  }
+  if (const gen::SnapshotMeta* snapshot = in.snapshot()) {
+    auto meta = DecodeMeta(*snapshot);
+    if (!meta.ok()) return meta.status();
+    m.snapshot = *std::move(meta);
+  }
+  return m;
+}
+
+absl::StatusOr<Frame> DecodeHello(const gen::Hello& in) {
+  const auto channel = static_cast<uint8_t>(in.channel());
+  if (channel > static_cast<uint8_t>(Channel::kBulk)) {
+    return Invalid(absl::StrCat("unknown channel ", channel));
+  }
+  if (in.nonce() == nullptr || in.nonce()->size() != kNonceBytes) {
+    return Invalid(absl::StrCat("hello nonce must be ", kNonceBytes, " bytes"));
+  }
+  Hello hello;
+  hello.cluster_id = in.cluster_id() ? in.cluster_id()->str() : "";
+  hello.member_id = in.member_id();
+  hello.nonce = ToString(in.nonce());
+  hello.channel = static_cast<Channel>(channel);
+  return hello;
+}
+
+absl::StatusOr<Frame> DecodeProof(const gen::Proof& in) {
+  if (in.mac() == nullptr || in.mac()->size() != kMacBytes) {
+    return Invalid(absl::StrCat("proof must be ", kMacBytes, " bytes"));
+  }
+  return Proof{ToString(in.mac())};
+}
+
+absl::StatusOr<Frame> DecodeChunk(const gen::Frame& frame,
+                                  const gen::SnapshotChunk& in) {
+  ChunkFrame out{.from = frame.from(), .to = frame.to(), .chunk = {}};
+  TransportSnapshotChunk& chunk = out.chunk;
+  chunk.snapshot_id = in.snapshot_id();
+  chunk.term = in.term();
+  chunk.seq = in.seq();
+  chunk.last = in.last();
+  chunk.data = ToString(in.data());
+  chunk.checksum = in.checksum();
+  if (const gen::SnapshotMeta* meta = in.meta()) {
+    auto decoded = DecodeMeta(*meta);
+    if (!decoded.ok()) return decoded.status();
+    chunk.meta = *std::move(decoded);
+  }
+  return out;
+}
+
+absl::StatusOr<Frame> DecodeForward(const gen::Frame& frame,
+                                    const gen::ForwardFrame& in) {
+  return ForwardEnvelope{
+      .from = frame.from(),
+      .to = frame.to(),
+      .frame = {.request_id = in.request_id(),
+                .response = in.response(),
+                .payload = ToString(in.payload())}};
+}
+
+int PayloadCount(const gen::Frame& f) {
+  return (f.hello() != nullptr) + (f.proof() != nullptr) +
+         (f.raft() != nullptr) + (f.chunk() != nullptr) +
+         (f.forward() != nullptr);
+}
+
+absl::StatusOr<Frame> DecodePayload(const gen::Frame& f) {
+  if (PayloadCount(f) != 1) {
+    return Invalid("a frame must carry exactly one payload");
+  }
+  switch (f.kind()) {
+    case gen::FrameKind::Hello:
+      if (f.hello()) return DecodeHello(*f.hello());
+      break;
+    case gen::FrameKind::Proof:
+      if (f.proof()) return DecodeProof(*f.proof());
+      break;
+    case gen::FrameKind::Raft:
+      if (f.raft()) {
+        auto m = DecodeMessage(*f.raft());
+        if (!m.ok()) return m.status();
+        return Frame(*std::move(m));
+      }
+      break;
+    case gen::FrameKind::SnapshotChunk:
+      if (f.chunk()) return DecodeChunk(f, *f.chunk());
+      break;
+    case gen::FrameKind::Forward:
+      if (f.forward()) return DecodeForward(f, *f.forward());
+      break;
+    default:
+      return Invalid(absl::StrCat("unknown frame kind ",
+                                  static_cast<int>(f.kind())));
+  }
+  return Invalid(absl::StrCat("frame kind ", static_cast<int>(f.kind()),
+                              " does not match its payload"));
+}
+
+}  // namespace
+
+const char* ChannelName(Channel channel) {
+  return channel == Channel::kControl ? "control" : "bulk";
+}
+
+std::string EncodeHello(const Hello& hello) {
+  fb::FlatBufferBuilder builder(128);
+  auto body = gen::CreateHello(builder, builder.CreateString(hello.cluster_id),
+                               hello.member_id, Bytes(builder, hello.nonce),
+                               static_cast<gen::Channel>(hello.channel));
+  auto frame = StartFrame(builder, gen::FrameKind::Hello);
+  frame.add_hello(body);
+  return FinishFrame(builder, frame.Finish());
+}
+
+std::string EncodeProof(const Proof& proof) {
+  fb::FlatBufferBuilder builder(96);
+  auto body = gen::CreateProof(builder, Bytes(builder, proof.mac));
+  auto frame = StartFrame(builder, gen::FrameKind::Proof);
+  frame.add_proof(body);
+  return FinishFrame(builder, frame.Finish());
+}
+
+std::string EncodeMessage(const raft::Message& message) {
+  fb::FlatBufferBuilder builder(EstimatedBytes(message));
+  auto body = BuildMessage(builder, message);
+  auto frame = StartFrame(builder, gen::FrameKind::Raft);
+  frame.add_raft(body);
+  return FinishFrame(builder, frame.Finish());
+}
+
+std::string EncodeChunk(const ChunkFrame& in) {
+  const TransportSnapshotChunk& c = in.chunk;
+  fb::FlatBufferBuilder builder(256 + c.data.size());
+  auto data = Bytes(builder, c.data);
+  fb::Offset<gen::SnapshotMeta> meta;
+  if (c.meta) meta = BuildMeta(builder, *c.meta);
+  gen::SnapshotChunkBuilder chunk(builder);
+  chunk.add_snapshot_id(c.snapshot_id);
+  chunk.add_term(c.term);
+  if (c.meta) chunk.add_meta(meta);
+  chunk.add_seq(c.seq);
+  chunk.add_last(c.last);
+  chunk.add_data(data);
+  chunk.add_checksum(c.checksum);
+  auto body = chunk.Finish();
+  auto frame = StartFrame(builder, gen::FrameKind::SnapshotChunk);
+  frame.add_from(in.from);
+  frame.add_to(in.to);
+  frame.add_chunk(body);
+  return FinishFrame(builder, frame.Finish());
+}
+
+std::string EncodeForward(const ForwardEnvelope& in) {
+  fb::FlatBufferBuilder builder(128 + in.frame.payload.size());
+  auto body = gen::CreateForwardFrame(builder, in.frame.request_id,
+                                      in.frame.response,
+                                      Bytes(builder, in.frame.payload));
+  auto frame = StartFrame(builder, gen::FrameKind::Forward);
+  frame.add_from(in.from);
+  frame.add_to(in.to);
+  frame.add_forward(body);
+  return FinishFrame(builder, frame.Finish());
+}
+
+absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
+                                          uint32_t max_frame_bytes) {
+  uint32_t length = 0;
+  for (size_t i = 0; i < kFrameHeaderBytes; ++i) {
+    length |= static_cast<uint32_t>(header[i]) << (8 * i);
+  }
+  if (length == 0) return Invalid("frame length 0");
+  if (length > max_frame_bytes) {
+    return Invalid(absl::StrCat("frame length ", length,
+                                " exceeds max_frame_bytes ", max_frame_bytes));
+  }
+  return length;
+}
+
+uint8_t* AlignedBuffer::Resize(size_t size) {
+  if (size > capacity_) {
+    const size_t words = (size + sizeof(uint64_t) - 1) / sizeof(uint64_t);
+    words_ = std::make_unique_for_overwrite<uint64_t[]>(words);
+    capacity_ = words * sizeof(uint64_t);
+  }
+  size_ = size;
+  return data();
+}
+
+void AlignedBuffer::ShrinkIfAbove(size_t keep_bytes) {
+  if (capacity_ <= keep_bytes) return;
+  words_.reset();
+  capacity_ = 0;
+  size_ = 0;
+}
+
+absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size) {
+  if (size < sizeof(fb::uoffset_t) ||
+      size >= static_cast<size_t>(FLATBUFFERS_MAX_BUFFER_SIZE)) {
+    return Invalid(absl::StrCat("frame body of ", size, " bytes"));
+  }
+  fb::Verifier::Options options;
+  options.max_depth = kMaxVerifierDepth;
+  // Every table costs at least 8 bytes (its vtable offset plus the offset
+  // pointing at it), so this bound only rejects buffers that reuse tables to
+  // make verification cost more than reading the bytes once.
+  options.max_tables = static_cast<fb::uoffset_t>(size / 8 + 16);
+  options.check_alignment = true;
+  fb::Verifier verifier(body, size, options);
+  if (!verifier.VerifyBuffer<gen::Frame>(nullptr)) {
+    return Invalid("FlatBuffers verification failed");
+  }
+  const gen::Frame* frame = fb::GetRoot<gen::Frame>(body);
+  if (frame->protocol_version() != kProtocolVersion) {
+    return Invalid(absl::StrCat("protocol version ", frame->protocol_version(),
+                                ", this member speaks ", kProtocolVersion));
+  }
+  return DecodePayload(*frame);
+}
+
+absl::Status CheckAddressing(const Frame& frame,
+                             raft::MemberId authenticated_peer,
+                             raft::MemberId self) {
+  raft::MemberId from = raft::kNoMember;
+  raft::MemberId to = raft::kNoMember;
+  if (const auto* m = std::get_if<raft::Message>(&frame)) {
+    from = m->from;
+    to = m->to;
+  } else if (const auto* c = std::get_if<ChunkFrame>(&frame)) {
+    from = c->from;
+    to = c->to;
+  } else if (const auto* f = std::get_if<ForwardEnvelope>(&frame)) {
+    from = f->from;
+    to = f->to;
+  } else {
+    return Invalid("handshake frame after the handshake completed");
+  }
+  if (from != authenticated_peer) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "bad frame: claims sender ", from, " on a connection authenticated as ",
+        authenticated_peer));
+  }
+  if (to != self) {
+    return Invalid(absl::StrCat("addressed to member ", to,
+                                ", this member is ", self));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace confman::wire

@@ -1,0 +1,110 @@
+// Encoding and decoding of confman's wire frames (schema/wire.fbs).
+//
+// A frame on the wire is a 4-byte little-endian body length followed by the
+// body, one FlatBuffers `Frame`. Decoding never trusts its input: the length
+// is checked before anything is allocated, the body is verified with
+// explicit depth and table limits, and semantic checks (enum ranges, the
+// payload matching `kind`, sorted membership lists) run before anything
+// reaches the Raft driver. Every failure is a Status naming what was wrong.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "absl/status/statusor.h"
+#include "confman/raft/types.h"
+#include "confman/transport.h"
+
+namespace confman::wire {
+
+// Bumped whenever a change to schema/wire.fbs cannot be read by the
+// previous release. Peers must speak the same version.
+inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr size_t kFrameHeaderBytes = 4;
+inline constexpr size_t kNonceBytes = 32;
+inline constexpr size_t kMacBytes = 32;  // HMAC-SHA256.
+
+// Deepest legal nesting is Frame > RaftMessage > entries > Entry > data,
+// five levels; the margin keeps future fields legal without letting a
+// hostile buffer recurse.
+inline constexpr uint32_t kMaxVerifierDepth = 12;
+
+enum class Channel : uint8_t { kControl = 0, kBulk = 1 };
+const char* ChannelName(Channel channel);
+
+struct Hello {
+  std::string cluster_id;
+  raft::MemberId member_id = raft::kNoMember;
+  std::string nonce;  // kNonceBytes bytes.
+  Channel channel = Channel::kControl;
+};
+
+struct Proof {
+  std::string mac;  // kMacBytes bytes.
+};
+
+struct ChunkFrame {
+  raft::MemberId from = raft::kNoMember;
+  raft::MemberId to = raft::kNoMember;
+  TransportSnapshotChunk chunk;
+};
+
+struct ForwardEnvelope {
+  raft::MemberId from = raft::kNoMember;
+  raft::MemberId to = raft::kNoMember;
+  ForwardFrame frame;
+};
+
+using Frame =
+    std::variant<Hello, Proof, raft::Message, ChunkFrame, ForwardEnvelope>;
+
+// Each returns a complete frame: length prefix followed by the body.
+std::string EncodeHello(const Hello& hello);
+std::string EncodeProof(const Proof& proof);
+std::string EncodeMessage(const raft::Message& message);
+std::string EncodeChunk(const ChunkFrame& chunk);
+std::string EncodeForward(const ForwardEnvelope& forward);
+
+// Reads a frame header. Returns the body length, or InvalidArgument when it
+// is zero or larger than `max_frame_bytes` (so no buffer is allocated for a
+// hostile length).
+absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
+                                          uint32_t max_frame_bytes);
+
+// A heap buffer aligned for FlatBuffers' widest scalar (8 bytes), which
+// Verifier's alignment checks require. Reused across frames; it shrinks
+// back after a large frame so an idle connection holds little memory.
+class AlignedBuffer {
+ public:
+  // Makes room for `size` bytes, discarding the contents.
+  uint8_t* Resize(size_t size);
+  // Frees a large allocation kept from an earlier frame.
+  void ShrinkIfAbove(size_t keep_bytes);
+  uint8_t* data() { return reinterpret_cast<uint8_t*>(words_.get()); }
+  const uint8_t* data() const {
+    return reinterpret_cast<const uint8_t*>(words_.get());
+  }
+  size_t size() const { return size_; }
+
+ private:
+  std::unique_ptr<uint64_t[]> words_;
+  size_t capacity_ = 0;
+  size_t size_ = 0;
+};
+
+// Verifies and decodes one frame body held in `body` (which must come from
+// an AlignedBuffer or be otherwise 8-byte aligned). Returns InvalidArgument
+// naming the first problem found.
+absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size);
+
+// Checks that a decoded post-handshake frame is a Raft message, chunk or
+// forward sent by `authenticated_peer` to `self`. Returns InvalidArgument
+// (or PermissionDenied for a forged sender) otherwise.
+absl::Status CheckAddressing(const Frame& frame,
+                             raft::MemberId authenticated_peer,
+                             raft::MemberId self);
+
+}  // namespace confman::wire
