@@ -1,0 +1,181 @@
+// A simulated cluster: Raft cores over durable in-memory logs, a seeded
+// network, disks that complete writes late, and crash-restarts.
+//
+// Time is counted in steps; a member's core ticks once every
+// `steps_per_tick` steps, at a per-member phase. Every delay below is in
+// steps. All randomness comes from the Rng handed in, and all containers are
+// iterated in a fixed order, so a run is a pure function of its seed.
+//
+// Each member has:
+//   - a raft::MemoryLog holding only what is durable (the core reads it);
+//   - a queue of writes in flight to disk: each Ready's hard state and
+//     entries become durable after a random delay, in Ready order; only then
+//     is ReportDurable called and messages_after_persist sent;
+//   - a StateMachine whose applies are durable at once.
+// A crash discards the in-flight writes and every undelivered message to or
+// from the member; a restart rebuilds the core from the MemoryLog and the
+// state machine.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "checker.h"
+#include "confman/raft/core.h"
+#include "confman/raft/memory_log.h"
+#include "rng.h"
+
+namespace confman::sim {
+
+struct NetworkProfile {
+  uint32_t drop_per_million = 0;
+  uint32_t duplicate_per_million = 0;
+  // A reordered message is held back by up to reorder_extra_steps more.
+  uint32_t reorder_per_million = 0;
+  uint32_t min_delay_steps = 1;
+  uint32_t max_delay_steps = 5;
+  uint32_t reorder_extra_steps = 40;
+};
+
+struct DiskProfile {
+  uint32_t min_delay_steps = 1;
+  uint32_t max_delay_steps = 10;
+  // A slow write takes up to slow_extra_steps more (later writes queue
+  // behind it: writes complete in order).
+  uint32_t slow_per_million = 0;
+  uint32_t slow_extra_steps = 60;
+};
+
+struct SnapshotProfile {
+  uint32_t min_delay_steps = 10;
+  uint32_t max_delay_steps = 80;
+  uint32_t fail_per_million = 100000;
+};
+
+struct ClusterConfig {
+  // Members 1..voters boot as the initial voters; the next `spares` ids
+  // boot with an empty membership, ready to be added.
+  uint32_t voters = 3;
+  uint32_t spares = 2;
+  uint32_t steps_per_tick = 10;
+  // Shared core options; id and random_seed are set per member.
+  raft::CoreOptions core;
+  NetworkProfile network;
+  DiskProfile disk;
+  SnapshotProfile snapshot;
+};
+
+struct ClusterStats {
+  uint64_t crashes = 0;
+  uint64_t snapshots_sent = 0;
+  uint64_t snapshots_installed = 0;
+  uint64_t reads_checked = 0;
+  uint64_t membership_applied = 0;  // Membership entries applied anywhere.
+  uint64_t messages_delivered = 0;
+  uint64_t compactions = 0;
+};
+
+class Cluster {
+ public:
+  // `rng` and `checker` must outlive the cluster; `trace` may be null.
+  Cluster(const ClusterConfig& config, Rng& rng, SafetyChecker& checker,
+          std::ostream* trace);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Creates every member's core. Failures are recorded in the checker.
+  void Boot();
+
+  // Runs everything due at step `now` (steps never go backwards): restarts,
+  // message and snapshot deliveries, disk completions, then ticks.
+  void Advance(uint64_t now);
+  // Per-step checks: each touched core's CheckInvariants, and leader
+  // completeness for entries first applied during the step.
+  void FinishStep();
+
+  // Client inputs. Each is ignored on a member that is down.
+  std::optional<raft::ProposalPosition> Propose(raft::MemberId id,
+                                                std::vector<std::string> data);
+  void Read(raft::MemberId id, raft::ReadMode mode);
+  bool ChangeMembership(raft::MemberId id, const raft::MembershipChange& change);
+  bool TransferLeadership(raft::MemberId id, raft::MemberId to);
+  // Compacts the member's durable log up to a random index it has applied.
+  void CompactSome(raft::MemberId id);
+
+  // Faults.
+  void Crash(raft::MemberId id, uint64_t restart_at);
+  void Block(raft::MemberId from, raft::MemberId to);
+  void HealAll();
+  void set_network(const NetworkProfile& network) { config_.network = network; }
+  const NetworkProfile& network() const { return config_.network; }
+
+  // Member ids are 1..size().
+  uint32_t size() const { return static_cast<uint32_t>(members_.size()); }
+  bool up(raft::MemberId id) const;
+  uint64_t restart_at(raft::MemberId id) const;
+  // Null while the member is down.
+  const raft::Core* core(raft::MemberId id) const;
+  const StateMachine& state_machine(raft::MemberId id) const;
+  // The up leader with the highest term, if any.
+  std::optional<raft::MemberId> Leader() const;
+  uint32_t down_count() const;
+  const ClusterStats& stats() const { return stats_; }
+
+ private:
+  struct Member;
+  struct DiskWrite;
+  struct Packet;
+  struct PacketLater {
+    bool operator()(const Packet& a, const Packet& b) const;
+  };
+
+  Member& member(raft::MemberId id) { return *members_[id - 1]; }
+  const Member& member(raft::MemberId id) const { return *members_[id - 1]; }
+
+  void StartCore(Member& m);
+  void Restart(Member& m);
+  void Drive(Member& m);
+  void HandleReady(Member& m, raft::Ready ready);
+  void QueueWrite(Member& m, raft::Ready& ready);
+  void CompleteWrite(Member& m, DiskWrite& write);
+  void FlushWrites(Member& m);
+  void InstallSnapshot(Member& m, const raft::SnapshotMeta& meta);
+  void Apply(Member& m, const raft::Entry& entry);
+  void ServeRead(Member& m, const raft::ReadState& read);
+  void StartSnapshot(Member& m, raft::MemberId to);
+  void ObserveLeadership(Member& m);
+
+  void Send(Member& from, raft::Message message);
+  void Schedule(Packet packet, uint64_t delay);
+  void Deliver(Packet& packet);
+  void DeliverSnapshot(Packet& packet);
+  bool Blocked(raft::MemberId from, raft::MemberId to) const;
+  bool ValidPeer(const Member& from, raft::MemberId to);
+
+  std::optional<raft::Term> LogicalTermAt(const Member& m, raft::Index index) const;
+  raft::Index LowestPendingWrite(const Member& m) const;
+  void Trace(const Member& m, const std::string& what) const;
+
+  ClusterConfig config_;
+  Rng& rng_;
+  SafetyChecker& checker_;
+  std::ostream* trace_;
+  std::vector<std::unique_ptr<Member>> members_;
+  std::vector<Packet> network_;  // A min-heap on (deliver_at, seq).
+  uint64_t now_ = 0;
+  uint64_t next_seq_ = 0;
+  uint64_t next_read_ = 0;
+  uint64_t blocked_ = 0;  // Bit (from - 1) * 8 + (to - 1): link cut.
+  uint32_t touched_ = 0;  // Bit id - 1: member received input this step.
+  ClusterStats stats_;
+};
+
+}  // namespace confman::sim
