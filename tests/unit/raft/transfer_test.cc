@@ -25,7 +25,13 @@ TEST_CASE("transfer to an up-to-date member sends TimeoutNow and it wins",
   cluster.Settle();
   CHECK(cluster.Leader() == 2);
   CHECK(cluster.core(2).term() == term + 1);
-  CHECK(cluster.core(1).role() != Role::kLeader);
+  CHECK(cluster.core(3).LeaderId() == 2);
+
+  // The old leader learns of the new term from its next exchange.
+  cluster.Heal();
+  cluster.Run(1);
+  CHECK(cluster.core(1).role() == Role::kFollower);
+  CHECK(cluster.core(1).LeaderId() == 2);
 }
 
 TEST_CASE("transfer waits for the target to catch up and refuses proposals "
