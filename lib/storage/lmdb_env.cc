@@ -102,8 +102,9 @@ absl::StatusOr<std::unique_ptr<LmdbEnv>> LmdbEnv::Open(
   mdb_env_set_maxreaders(env->env_, 256);
   rc = mdb_env_set_mapsize(env->env_, options.map_bytes);
   if (rc != 0) return LmdbError(rc, "setting the LMDB map size");
-  rc = mdb_env_open(env->env_, options.dir.c_str(), MDB_NOTLS | MDB_NORDAHEAD,
-                    0644);
+  const unsigned flags =
+      MDB_NOTLS | MDB_NORDAHEAD | (options.sync_commits ? 0u : MDB_NOSYNC);
+  rc = mdb_env_open(env->env_, options.dir.c_str(), flags, 0644);
   if (rc != 0) {
     return LmdbError(rc, absl::StrCat("opening the LMDB environment in ",
                                       options.dir));
@@ -207,6 +208,12 @@ absl::Status LmdbEnv::RunWrite(
 absl::Status LmdbEnv::Sync() {
   const int rc = mdb_env_sync(env_, 1);
   if (rc != 0) return LmdbError(rc, absl::StrCat("syncing ", dir_));
+  return absl::OkStatus();
+}
+
+absl::Status LmdbEnv::SetSyncCommits(bool sync) {
+  const int rc = mdb_env_set_flags(env_, MDB_NOSYNC, sync ? 0 : 1);
+  if (rc != 0) return LmdbError(rc, absl::StrCat("setting sync mode on ", dir_));
   return absl::OkStatus();
 }
 

@@ -44,6 +44,9 @@ struct LmdbEnvOptions {
   uint64_t max_map_bytes = uint64_t{1} << 40;
   // Named databases opened (created if missing) at Open, in this order.
   std::vector<std::string> databases;
+  // False skips the fsync on each commit (MDB_NOSYNC); for environments
+  // that are filled and then made durable once with Sync(), like a restore.
+  bool sync_commits = true;
 };
 
 class LmdbEnv;
@@ -95,6 +98,8 @@ class LmdbEnv {
 
   // Forces data.mdb to disk (after writes made with durability relaxed).
   absl::Status Sync();
+  // Turns the per-commit fsync on or off (see LmdbEnvOptions::sync_commits).
+  absl::Status SetSyncCommits(bool sync);
 
   uint64_t map_bytes() const;
   // Size of data.mdb; 0 if it cannot be read.

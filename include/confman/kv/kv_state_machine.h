@@ -1,0 +1,109 @@
+// confman::kv::KvStateMachine — the replicated config store.
+//
+// Applies encoded commands (kv/command.h) and serves reads. Two storage
+// backends behind one class:
+//
+//   OpenLmdb        its own LMDB environment (separate from the log's).
+//                   The applied index is written in the same transaction as
+//                   the data. A snapshot is one LMDB read transaction,
+//                   streamed record by record in bounded chunks; a restore
+//                   fills a fresh environment and swaps it in atomically.
+//   CreateInMemory  the same semantics in memory, for tests and the
+//                   simulator.
+//
+// Thread safety: as StateMachine (state_machine.h). Get, List, Changes and
+// Revision are const and may run on any thread concurrently with Apply;
+// each reads one consistent version.
+//
+// Read statuses: InvalidArgument for a malformed request, NotFound for a
+// missing key, OutOfRange for history that was compacted, DataLoss if a
+// stored value does not decompress, and the backend's I/O errors.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "confman/kv/model.h"
+#include "confman/state_machine.h"
+
+namespace confman::kv {
+
+struct KvStateMachineOptions {
+  // Directory for the LMDB backend (required there, ignored in memory).
+  // It holds one environment per generation (state-<n>/) and a CURRENT
+  // file naming the live one; a restore writes the next generation.
+  std::string dir;
+  // LMDB map: initial size and ceiling, in bytes. The map is address space,
+  // not disk; it doubles on MDB_MAP_FULL (waiting for open snapshots to
+  // close) up to max_map_bytes, then writes fail with ResourceExhausted.
+  uint64_t initial_map_bytes = uint64_t{1} << 30;  // 1 GiB
+  uint64_t max_map_bytes = uint64_t{1} << 40;      // 1 TiB
+  // Snapshot chunk size in bytes. Default 1 MiB.
+  uint64_t snapshot_chunk_bytes = uint64_t{1} << 20;
+  // A restore commits to its fresh environment every this many bytes, which
+  // bounds its memory. Default 8 MiB.
+  uint64_t restore_batch_bytes = uint64_t{8} << 20;
+  // Changes (watch history and audit) kept; older ones are dropped as new
+  // ones arrive. Default 100,000.
+  uint64_t history_retention = 100000;
+  // Largest decompressed value a read will produce, and largest stored
+  // record a restore accepts. Match EncodeOptions::max_value_bytes.
+  uint64_t max_value_bytes = uint64_t{8} << 20;
+
+  // InvalidArgument naming the first bad field. (dir is checked by
+  // OpenLmdb only.)
+  absl::Status Validate() const;
+};
+
+class KvBackend;
+
+class KvStateMachine final : public StateMachine {
+ public:
+  // Opens or creates the store in options.dir, clearing stale LMDB readers
+  // and any half-finished restore. Not fork-safe (see LmdbLogStore).
+  static absl::StatusOr<std::unique_ptr<KvStateMachine>> OpenLmdb(
+      const KvStateMachineOptions& options);
+  static absl::StatusOr<std::unique_ptr<KvStateMachine>> CreateInMemory(
+      const KvStateMachineOptions& options = {});
+
+  ~KvStateMachine() override;
+
+  // StateMachine. Normal entries must hold EncodeCommand output; anything
+  // else is applied as an InvalidArgument outcome.
+  absl::StatusOr<std::vector<ApplyResult>> Apply(
+      std::vector<raft::Entry> committed) override;
+  raft::Index AppliedIndex() const override;
+  absl::StatusOr<AppliedState> BootInfo() const override;
+  absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const override;
+  absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
+      const raft::SnapshotMeta& meta) override;
+
+  // The value of ns/key, decompressed.
+  absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const;
+
+  // A page of ns's keys (see ListRequest).
+  absl::StatusOr<ListPage> List(const ListRequest& request) const;
+
+  // Up to `limit` (1..10000) changes with revision > after_revision.
+  // OutOfRange if some of them were compacted: resume from a full List.
+  absl::StatusOr<ChangePage> Changes(uint64_t after_revision,
+                                     uint32_t limit) const;
+
+  // The latest revision (0 before the first change).
+  uint64_t Revision() const;
+
+  // Bytes of the live LMDB environment's data file (0 in memory).
+  uint64_t StorageBytes() const;
+
+  class Impl;
+
+ private:
+  explicit KvStateMachine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace confman::kv

@@ -1,0 +1,130 @@
+// confman::StateMachine — what committed entries are applied to, and what
+// a snapshot is taken from and restored into. Generic over the application:
+// confman's config store (kv/kv_state_machine.h) is one implementation.
+//
+// Threads: Apply, BeginRestore and SnapshotSink::Commit are called from one
+// thread at a time (the node's apply thread). OpenSnapshot, AppliedIndex,
+// BootInfo and an implementation's read methods may be called from any
+// thread, concurrently with Apply. A SnapshotSource or SnapshotSink may be
+// handed to another thread, but each is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "confman/raft/types.h"
+
+namespace confman {
+
+// The outcome of one applied entry.
+struct ApplyResult {
+  raft::Index index = 0;
+  // OK if the entry took effect. Otherwise the entry's own, deterministic
+  // outcome — identical on every member and NOT a failure of the state
+  // machine (its index is still applied):
+  //   FailedPrecondition  a precondition did not hold (e.g. a
+  //                       compare-and-set saw another revision);
+  //   NotFound            the entry addressed something absent;
+  //   InvalidArgument     the entry's bytes are not a valid command.
+  absl::Status outcome;
+  // Application-defined; for the config store, the revision the change was
+  // stored at (0 when nothing changed).
+  uint64_t revision = 0;
+};
+
+// What a restarting member needs for raft::BootState and what a snapshot's
+// raft::SnapshotMeta holds.
+struct AppliedState {
+  raft::Index applied_index = 0;
+  raft::Term applied_term = 0;
+  // The configuration as of applied_index, and the index of the
+  // kMembership entry (or snapshot) it came from; 0 if none was applied.
+  raft::Membership membership;
+  raft::Index membership_index = 0;
+};
+
+// One piece of a snapshot stream. Plain data so a transport can carry it:
+// ALL FOUR fields must reach the receiver unchanged.
+struct SnapshotChunk {
+  uint64_t seq = 0;     // 0, 1, 2, ... in stream order.
+  bool last = false;    // True on the final chunk only.
+  std::string data;     // At most the source's chunk size; opaque.
+  uint32_t checksum = 0;  // SnapshotChunkChecksum(seq, last, data).
+};
+
+// CRC32C over seq, last and data: what a sink verifies before using a chunk.
+uint32_t SnapshotChunkChecksum(uint64_t seq, bool last, const std::string& data);
+
+// A consistent, read-only view of the state machine as of one applied
+// index, streamed as chunks. Opening one is O(1) and blocks neither Apply
+// nor readers; it pins that version of the state (for LMDB, one read
+// transaction — keep sources short-lived so freed pages can be reused).
+// Memory: one chunk at a time.
+class SnapshotSource {
+ public:
+  virtual ~SnapshotSource() = default;
+
+  // The index, term and membership this snapshot captures.
+  virtual const raft::SnapshotMeta& meta() const = 0;
+
+  // The next chunk, its checksum filled in. After the chunk with
+  // last == true, OutOfRange. An I/O error ends the stream with that status.
+  virtual absl::StatusOr<SnapshotChunk> NextChunk() = 0;
+};
+
+// Receives a snapshot stream into fresh storage. Nothing is visible until
+// Commit succeeds; dropping the sink before (or after a failed Write or
+// Commit) discards everything it received and leaves the current state
+// untouched. Memory: bounded by a chunk plus the largest stored record.
+class SnapshotSink {
+ public:
+  virtual ~SnapshotSink() = default;
+
+  // Takes chunks in order. DataLoss for a checksum mismatch or a stream
+  // whose contents do not parse; InvalidArgument for an out-of-order seq or
+  // a chunk after the last one; FailedPrecondition once the sink has
+  // failed. The sink is unusable after any error: begin a new restore.
+  virtual absl::Status Write(const SnapshotChunk& chunk) = 0;
+
+  // Makes the received state the state machine's, atomically and durably:
+  // afterwards AppliedIndex() == meta.index. FailedPrecondition if the last
+  // chunk has not arrived or the stream's metadata disagrees with the meta
+  // given to BeginRestore.
+  virtual absl::Status Commit() = 0;
+};
+
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+
+  // Applies committed entries, in order, atomically and durably with the
+  // new applied index (a restart never re-applies or skips an entry).
+  // kNoop entries only advance the index; kMembership entries record the
+  // configuration. Entries at or below AppliedIndex() are skipped (no
+  // result); the rest must continue it without a gap (InvalidArgument,
+  // nothing applied). Returns one result per applied entry. An error status
+  // means storage failed and nothing was applied: the member must stop.
+  virtual absl::StatusOr<std::vector<ApplyResult>> Apply(
+      std::vector<raft::Entry> committed) = 0;
+
+  // The index applied through; 0 for a new state machine.
+  virtual raft::Index AppliedIndex() const = 0;
+
+  // Applied index and term, and the membership as of it.
+  virtual absl::StatusOr<AppliedState> BootInfo() const = 0;
+
+  // A snapshot of the current applied state (see SnapshotSource).
+  virtual absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const = 0;
+
+  // Starts receiving the snapshot described by `meta` (from the kSnapshot
+  // message). Only one restore at a time; Apply must not run while a sink
+  // commits.
+  virtual absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
+      const raft::SnapshotMeta& meta) = 0;
+};
+
+}  // namespace confman

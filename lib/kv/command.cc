@@ -1,0 +1,205 @@
+#include "confman/kv/command.h"
+
+#include <zstd.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "command_generated.h"
+#include "confman/kv/model.h"
+#include "confman/status_macros.h"
+
+namespace confman::kv {
+namespace {
+
+absl::string_view ToAbsl(std::string_view s) { return {s.data(), s.size()}; }
+
+const uint8_t* Bytes(std::string_view s) {
+  return reinterpret_cast<const uint8_t*>(s.data());
+}
+
+std::string_view View(const flatbuffers::String* s) {
+  return s == nullptr ? std::string_view() : std::string_view(s->data(), s->size());
+}
+
+std::string_view View(const flatbuffers::Vector<uint8_t>* v) {
+  if (v == nullptr) return {};
+  return {reinterpret_cast<const char*>(v->data()), v->size()};
+}
+
+absl::Status CheckName(std::string_view what, std::string_view name,
+                       size_t max_bytes) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(ToAbsl(what), " is empty"));
+  }
+  if (name.size() > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ToAbsl(what), " is ", name.size(), " bytes; the limit is ", max_bytes));
+  }
+  return absl::OkStatus();
+}
+
+// The limits both the encoder and the applier enforce.
+absl::Status CheckAddress(std::string_view ns, std::string_view key) {
+  CONFMAN_RETURN_IF_ERROR(CheckName("the namespace", ns, kMaxNamespaceBytes));
+  if (ns.find('\0') != std::string_view::npos) {
+    return absl::InvalidArgumentError("the namespace contains a NUL byte");
+  }
+  return CheckName("the key", key, kMaxKeyBytes);
+}
+
+struct StoredValue {
+  std::string bytes;
+  fb::ValueEncoding encoding = fb::ValueEncoding_Raw;
+};
+
+absl::StatusOr<StoredValue> Compress(const std::string& value,
+                                     const EncodeOptions& options) {
+  StoredValue out;
+  if (value.size() <= options.compress_above_bytes) {
+    out.bytes = value;
+    return out;
+  }
+  out.bytes.resize(ZSTD_compressBound(value.size()));
+  const size_t size = ZSTD_compress(out.bytes.data(), out.bytes.size(),
+                                    value.data(), value.size(),
+                                    options.zstd_level);
+  if (ZSTD_isError(size)) {
+    return absl::InternalError(absl::StrCat("zstd compression failed: ",
+                                            ZSTD_getErrorName(size)));
+  }
+  if (size >= value.size()) {  // Incompressible: store as is.
+    out.bytes = value;
+    return out;
+  }
+  out.bytes.resize(size);
+  out.encoding = fb::ValueEncoding_Zstd;
+  return out;
+}
+
+absl::Status CheckCommand(const Command& command, const EncodeOptions& options) {
+  if (command.kind == Command::Kind::kCompactHistory) return absl::OkStatus();
+  CONFMAN_RETURN_IF_ERROR(CheckAddress(command.ns, command.key));
+  if (command.content_type.size() > kMaxContentTypeBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the content type is ", command.content_type.size(),
+        " bytes; the limit is ", kMaxContentTypeBytes));
+  }
+  if (command.value.size() > options.max_value_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the value is ", command.value.size(), " bytes; the limit is ",
+        options.max_value_bytes, " (EncodeOptions.max_value_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status EncodeOptions::Validate() const {
+  if (zstd_level < 1 || zstd_level > 19) {
+    return absl::InvalidArgumentError("EncodeOptions.zstd_level must be 1..19");
+  }
+  if (max_value_bytes == 0) {
+    return absl::InvalidArgumentError("EncodeOptions.max_value_bytes must be positive");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EncodeCommand(const Command& command,
+                                          std::string_view actor,
+                                          int64_t time_unix_micros,
+                                          const EncodeOptions& options) {
+  CONFMAN_RETURN_IF_ERROR(options.Validate());
+  CONFMAN_RETURN_IF_ERROR(CheckCommand(command, options));
+  CONFMAN_ASSIGN_OR_RETURN(StoredValue stored, Compress(command.value, options));
+  flatbuffers::FlatBufferBuilder builder(stored.bytes.size() + 1024);
+  const auto ns = builder.CreateString(command.ns);
+  const auto key = builder.CreateVector(Bytes(command.key), command.key.size());
+  const auto value = builder.CreateVector(Bytes(stored.bytes), stored.bytes.size());
+  const auto content_type = builder.CreateString(command.content_type);
+  const auto actor_offset = builder.CreateString(actor.data(), actor.size());
+  fb::CommandBuilder cb(builder);
+  cb.add_kind(static_cast<fb::CommandKind>(command.kind));
+  cb.add_ns(ns);
+  cb.add_key(key);
+  cb.add_value(value);
+  cb.add_encoding(stored.encoding);
+  cb.add_raw_size(command.value.size());
+  cb.add_content_type(content_type);
+  cb.add_has_expected_revision(command.expected_revision.has_value());
+  cb.add_expected_revision(command.expected_revision.value_or(0));
+  cb.add_compact_through(command.compact_through);
+  cb.add_actor(actor_offset);
+  cb.add_time_unix_micros(time_unix_micros);
+  fb::FinishCommandBuffer(builder, cb.Finish());
+  return std::string(reinterpret_cast<const char*>(builder.GetBufferPointer()),
+                     builder.GetSize());
+}
+
+absl::StatusOr<std::string> EncodeCommandNow(const Command& command,
+                                             std::string_view actor,
+                                             const EncodeOptions& options) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return EncodeCommand(
+      command, actor,
+      std::chrono::duration_cast<std::chrono::microseconds>(now).count(),
+      options);
+}
+
+absl::StatusOr<CommandView> DecodeCommand(std::string_view bytes) {
+  flatbuffers::Verifier verifier(Bytes(bytes), bytes.size());
+  if (bytes.size() < 8 || !fb::CommandBufferHasIdentifier(bytes.data()) ||
+      !fb::VerifyCommandBuffer(verifier)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a ", bytes.size(), "-byte entry is not a valid config command "
+        "(failed FlatBuffers verification); encode commands with "
+        "EncodeCommand"));
+  }
+  const fb::Command* c = fb::GetCommand(bytes.data());
+  CommandView view;
+  if (c->kind() > fb::CommandKind_MAX || c->encoding() > fb::ValueEncoding_MAX) {
+    return absl::InvalidArgumentError(
+        "the command has an unknown kind or value encoding");
+  }
+  view.kind = static_cast<Command::Kind>(c->kind());
+  view.ns = View(c->ns());
+  view.key = View(c->key());
+  view.stored_value = View(c->value());
+  view.encoding = static_cast<ValueEncoding>(c->encoding());
+  view.raw_size = c->raw_size();
+  view.content_type = View(c->content_type());
+  if (c->has_expected_revision()) view.expected_revision = c->expected_revision();
+  view.compact_through = c->compact_through();
+  view.actor = View(c->actor());
+  view.time_unix_micros = c->time_unix_micros();
+  if (view.kind != Command::Kind::kCompactHistory) {
+    CONFMAN_RETURN_IF_ERROR(CheckAddress(view.ns, view.key));
+  }
+  if (view.content_type.size() > kMaxContentTypeBytes) {
+    return absl::InvalidArgumentError("the command's content type is too long");
+  }
+  if (view.encoding == ValueEncoding::kRaw &&
+      view.raw_size != view.stored_value.size()) {
+    return absl::InvalidArgumentError(
+        "the command's raw_size disagrees with its uncompressed value");
+  }
+  return view;
+}
+
+absl::StatusOr<std::string> DecodeValue(std::string_view stored,
+                                        ValueEncoding encoding,
+                                        uint64_t raw_size) {
+  if (encoding == ValueEncoding::kRaw) return std::string(stored);
+  std::string out(raw_size, '\0');
+  const size_t size =
+      ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
+  if (ZSTD_isError(size) || size != raw_size) {
+    return absl::DataLossError(absl::StrCat(
+        "a stored value does not decompress to its recorded ", raw_size,
+        " bytes (", ZSTD_isError(size) ? ZSTD_getErrorName(size) : "size mismatch",
+        "); the store is damaged: restore it from a peer snapshot"));
+  }
+  return out;
+}
+
+}  // namespace confman::kv

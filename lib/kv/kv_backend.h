@@ -1,0 +1,87 @@
+// The storage the config state machine runs on: three ordered byte tables
+// with consistent read views, atomic write transactions and a restore that
+// swaps in a whole new store. LMDB and an in-memory map implement it, so
+// the command logic, the read API and the snapshot format exist once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace confman::kv {
+
+enum class Table : uint8_t {
+  kMeta = 0,     // Applied index/term, revision, membership, history start.
+  kKeys = 1,     // ns '\0' key -> key record.
+  kChanges = 2,  // big-endian revision -> change record.
+};
+inline constexpr uint8_t kTableCount = 3;
+
+// Visits (key, value) pairs in key order; returns false to stop.
+using Visitor = std::function<bool(std::string_view key, std::string_view value)>;
+
+// A consistent view of all tables. Views it returns stay valid for its
+// lifetime (or, for a TableWriter, until its next write).
+class TableReader {
+ public:
+  virtual ~TableReader() = default;
+  virtual absl::StatusOr<std::optional<std::string_view>> Get(
+      Table table, std::string_view key) const = 0;
+  // Visits records with key >= from.
+  virtual absl::Status Scan(Table table, std::string_view from,
+                            const Visitor& visit) const = 0;
+};
+
+class TableWriter : public TableReader {
+ public:
+  // Stores the concatenation of `parts` under `key` (no intermediate copy).
+  virtual absl::Status Put(Table table, std::string_view key,
+                           std::initializer_list<std::string_view> parts) = 0;
+  // Removes `key`; absent keys are fine.
+  virtual absl::Status Delete(Table table, std::string_view key) = 0;
+};
+
+// Fills a fresh, invisible store. Dropping it discards the store.
+class RestoreTarget {
+ public:
+  virtual ~RestoreTarget() = default;
+  virtual absl::Status Put(Table table, std::string_view key,
+                           std::string_view value) = 0;
+  // Makes the store durable and swaps it in for the backend's current one;
+  // readers already open keep their old view.
+  virtual absl::Status Commit() = 0;
+};
+
+class KvBackend {
+ public:
+  virtual ~KvBackend() = default;
+  virtual absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const = 0;
+  // Runs `body` in one atomic, durable transaction; commits if it returns
+  // OK. `body` may run more than once (after LMDB map growth) and must only
+  // depend on what it reads through the writer.
+  virtual absl::Status Update(
+      const std::function<absl::Status(TableWriter&)>& body) = 0;
+  virtual absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() = 0;
+  // Bytes of the backing file; 0 in memory.
+  virtual uint64_t StorageBytes() const = 0;
+};
+
+std::unique_ptr<KvBackend> NewMemoryBackend();
+
+struct LmdbBackendOptions {
+  std::string dir;
+  uint64_t initial_map_bytes = 0;
+  uint64_t max_map_bytes = 0;
+  uint64_t restore_batch_bytes = 0;
+};
+absl::StatusOr<std::unique_ptr<KvBackend>> OpenLmdbBackend(
+    const LmdbBackendOptions& options);
+
+}  // namespace confman::kv

@@ -1,0 +1,512 @@
+#include "confman/kv/kv_state_machine.h"
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "bytes.h"
+#include "confman/kv/command.h"
+#include "confman/raft/membership.h"
+#include "confman/status_macros.h"
+#include "kv_backend.h"
+#include "records.h"
+#include "snapshot_stream.h"
+
+namespace confman::kv {
+namespace {
+
+using storage::ToAbsl;
+
+constexpr uint32_t kMaxPageLimit = 10000;
+// Room for a key record's metadata and content type next to its value.
+constexpr uint64_t kRecordOverheadBytes = 4096;
+
+ApplyResult Outcome(raft::Index index, absl::Status outcome,
+                    uint64_t revision = 0) {
+  return ApplyResult{.index = index, .outcome = std::move(outcome),
+                     .revision = revision};
+}
+
+std::string Address(std::string_view ns, std::string_view key) {
+  return absl::StrCat(ToAbsl(ns), "/", ToAbsl(key));
+}
+
+// FlatBuffers verification requires aligned input. Entry data normally is
+// (heap strings are), but the outcome must not depend on where the bytes
+// happen to sit, so misaligned input is copied first.
+std::string_view Aligned(const std::string& data, std::string& copy) {
+  if (reinterpret_cast<uintptr_t>(data.data()) % alignof(std::max_align_t) == 0) {
+    return data;
+  }
+  copy.reserve(data.size() + 32);  // Forces heap (aligned) storage.
+  copy.assign(data);
+  return copy;
+}
+
+// One apply batch's view: the writer plus the metadata it advances.
+struct Batch {
+  TableWriter& writer;
+  MetaState& meta;
+  const KvStateMachineOptions& options;
+};
+
+absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
+                                                 std::string_view address) {
+  CONFMAN_ASSIGN_OR_RETURN(std::optional<std::string_view> stored,
+                           reader.Get(Table::kKeys, address));
+  if (!stored) return std::optional<KeyRecord>();
+  CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(*stored));
+  return std::optional<KeyRecord>(record);
+}
+
+// Drops the oldest changes beyond the retention bound.
+absl::Status TrimHistory(Batch& batch) {
+  MetaState& meta = batch.meta;
+  while (meta.revision - meta.compacted_through > batch.options.history_retention) {
+    ++meta.compacted_through;
+    CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
+        Table::kChanges, storage::BigEndianKey(meta.compacted_through)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RecordChange(Batch& batch, const CommandView& command,
+                          ChangeOp op, uint64_t old_revision,
+                          uint64_t new_revision) {
+  const Change change{.revision = batch.meta.revision,
+                      .op = op,
+                      .ns = std::string(command.ns),
+                      .key = std::string(command.key),
+                      .old_revision = old_revision,
+                      .new_revision = new_revision,
+                      .actor = std::string(command.actor),
+                      .time_unix_micros = command.time_unix_micros};
+  CONFMAN_RETURN_IF_ERROR(batch.writer.Put(
+      Table::kChanges, storage::BigEndianKey(change.revision),
+      {EncodeChange(change)}));
+  return TrimHistory(batch);
+}
+
+// The compare-and-set check; an OK status if the command may proceed.
+absl::Status CheckExpectedRevision(const CommandView& command,
+                                   const std::optional<KeyRecord>& current) {
+  if (!command.expected_revision) return absl::OkStatus();
+  const uint64_t actual = current ? current->mod_revision : 0;
+  if (actual == *command.expected_revision) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "revision conflict on ", Address(command.ns, command.key),
+      ": expected revision ", *command.expected_revision, ", found ", actual,
+      actual == 0 ? " (absent)" : "", "; re-read the key and retry"));
+}
+
+absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
+                                     const CommandView& command) {
+  if (command.raw_size > batch.options.max_value_bytes) {
+    return Outcome(index, absl::InvalidArgumentError(absl::StrCat(
+                              "the value for ", Address(command.ns, command.key),
+                              " is ", command.raw_size, " bytes; the store's "
+                              "limit is ", batch.options.max_value_bytes)));
+  }
+  const std::string address = KeyAddress(command.ns, command.key);
+  CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> current,
+                           LoadKey(batch.writer, address));
+  if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
+    return Outcome(index, std::move(check));
+  }
+  const uint64_t revision = ++batch.meta.revision;
+  const KeyRecord record{
+      .create_revision = current ? current->create_revision : revision,
+      .mod_revision = revision,
+      .version = current ? current->version + 1 : 1,
+      .encoding = command.encoding,
+      .raw_size = command.raw_size,
+      .content_type = command.content_type,
+      .stored_value = command.stored_value};
+  CONFMAN_RETURN_IF_ERROR(batch.writer.Put(
+      Table::kKeys, address, {EncodeKeyRecordHead(record), command.stored_value}));
+  CONFMAN_RETURN_IF_ERROR(RecordChange(batch, command, ChangeOp::kPut,
+                                       current ? current->mod_revision : 0,
+                                       revision));
+  return Outcome(index, absl::OkStatus(), revision);
+}
+
+absl::StatusOr<ApplyResult> ApplyDelete(Batch& batch, raft::Index index,
+                                        const CommandView& command) {
+  const std::string address = KeyAddress(command.ns, command.key);
+  CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> current,
+                           LoadKey(batch.writer, address));
+  if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
+    return Outcome(index, std::move(check));
+  }
+  if (!current) {
+    return Outcome(index, absl::NotFoundError(absl::StrCat(
+                              "cannot delete ", Address(command.ns, command.key),
+                              ": no such key")));
+  }
+  const uint64_t revision = ++batch.meta.revision;
+  CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(Table::kKeys, address));
+  CONFMAN_RETURN_IF_ERROR(RecordChange(batch, command, ChangeOp::kDelete,
+                                       current->mod_revision, 0));
+  return Outcome(index, absl::OkStatus(), revision);
+}
+
+absl::StatusOr<ApplyResult> ApplyCompact(Batch& batch, raft::Index index,
+                                         const CommandView& command) {
+  MetaState& meta = batch.meta;
+  const uint64_t through = std::min(command.compact_through, meta.revision);
+  while (meta.compacted_through < through) {
+    ++meta.compacted_through;
+    CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
+        Table::kChanges, storage::BigEndianKey(meta.compacted_through)));
+  }
+  return Outcome(index, absl::OkStatus());
+}
+
+absl::StatusOr<ApplyResult> ApplyCommand(Batch& batch, const raft::Entry& entry) {
+  std::string copy;
+  absl::StatusOr<CommandView> command = DecodeCommand(Aligned(entry.data, copy));
+  if (!command.ok()) return Outcome(entry.index, command.status());
+  switch (command->kind) {
+    case Command::Kind::kPut:
+      return ApplyPut(batch, entry.index, *command);
+    case Command::Kind::kDelete:
+      return ApplyDelete(batch, entry.index, *command);
+    case Command::Kind::kCompactHistory:
+      return ApplyCompact(batch, entry.index, *command);
+  }
+  return Outcome(entry.index, absl::InvalidArgumentError("unknown command kind"));
+}
+
+absl::StatusOr<ApplyResult> ApplyEntry(Batch& batch, const raft::Entry& entry) {
+  absl::StatusOr<ApplyResult> result = Outcome(entry.index, absl::OkStatus());
+  switch (entry.type) {
+    case raft::EntryType::kNoop:
+      break;
+    case raft::EntryType::kMembership:
+      if (absl::StatusOr<raft::Membership> m = raft::DecodeMembership(entry.data);
+          !m.ok()) {
+        result = Outcome(entry.index, m.status());
+      } else {
+        batch.meta.membership = entry.data;
+        batch.meta.membership_index = entry.index;
+      }
+      break;
+    case raft::EntryType::kNormal:
+      result = ApplyCommand(batch, entry);
+      break;
+  }
+  if (result.ok()) {
+    batch.meta.applied_index = entry.index;
+    batch.meta.applied_term = entry.term;
+  }
+  return result;
+}
+
+absl::StatusOr<AppliedState> ToAppliedState(const MetaState& meta) {
+  AppliedState state{.applied_index = meta.applied_index,
+                     .applied_term = meta.applied_term,
+                     .membership = {},
+                     .membership_index = meta.membership_index};
+  if (!meta.membership.empty()) {
+    absl::StatusOr<raft::Membership> membership =
+        raft::DecodeMembership(meta.membership);
+    if (!membership.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "the stored membership does not decode (", membership.status().message(),
+          "); restore this member from a peer snapshot"));
+    }
+    state.membership = *std::move(membership);
+  }
+  return state;
+}
+
+absl::StatusOr<KeyValue> ToKeyValue(std::string_view address,
+                                    const KeyRecord& record, bool with_value,
+                                    uint64_t max_value_bytes) {
+  const size_t nul = address.find('\0');
+  KeyValue kv{.ns = std::string(address.substr(0, nul)),
+              .key = std::string(address.substr(nul + 1)),
+              .value = {},
+              .content_type = std::string(record.content_type),
+              .create_revision = record.create_revision,
+              .mod_revision = record.mod_revision,
+              .version = record.version,
+              .stored_bytes = record.stored_value.size()};
+  if (!with_value) return kv;
+  if (record.raw_size > max_value_bytes) {
+    return absl::DataLossError(absl::StrCat(
+        "the stored value of ", Address(kv.ns, kv.key), " claims ",
+        record.raw_size, " bytes, above the limit; the store is damaged"));
+  }
+  CONFMAN_ASSIGN_OR_RETURN(kv.value, DecodeValue(record.stored_value,
+                                                 record.encoding, record.raw_size));
+  return kv;
+}
+
+absl::Status ValidateList(const ListRequest& request) {
+  if (request.ns.empty() || request.ns.size() > kMaxNamespaceBytes ||
+      request.ns.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "ListRequest.ns must be a non-empty namespace of at most 64 bytes "
+        "without NUL");
+  }
+  if (request.limit == 0 || request.limit > kMaxPageLimit) {
+    return absl::InvalidArgumentError("ListRequest.limit must be 1..10000");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status KvStateMachineOptions::Validate() const {
+  if (initial_map_bytes < (uint64_t{1} << 20) || max_map_bytes < initial_map_bytes) {
+    return absl::InvalidArgumentError(
+        "KvStateMachineOptions: initial_map_bytes must be >= 1 MiB and "
+        "<= max_map_bytes");
+  }
+  if (snapshot_chunk_bytes < 4096 || snapshot_chunk_bytes > (uint64_t{64} << 20)) {
+    return absl::InvalidArgumentError(
+        "KvStateMachineOptions.snapshot_chunk_bytes must be 4 KiB..64 MiB");
+  }
+  if (restore_batch_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "KvStateMachineOptions.restore_batch_bytes must be positive");
+  }
+  if (history_retention == 0) {
+    return absl::InvalidArgumentError(
+        "KvStateMachineOptions.history_retention must be at least 1");
+  }
+  if (max_value_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "KvStateMachineOptions.max_value_bytes must be positive");
+  }
+  return absl::OkStatus();
+}
+
+class KvStateMachine::Impl {
+ public:
+  Impl(const KvStateMachineOptions& options, std::unique_ptr<KvBackend> backend)
+      : options_(options), backend_(std::move(backend)) {}
+
+  absl::Status ReloadMeta() {
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
+                             backend_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
+    Publish(meta);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<ApplyResult>> Apply(std::vector<raft::Entry> entries) {
+    const raft::Index applied = applied_index_.load();
+    std::erase_if(entries, [&](const raft::Entry& e) { return e.index <= applied; });
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (entries[i].index != applied + 1 + i) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "committed entry ", entries[i].index, " does not follow applied "
+            "index ", applied + i, "; apply entries in order without gaps"));
+      }
+    }
+    if (entries.empty()) return std::vector<ApplyResult>();
+    std::vector<ApplyResult> results;
+    MetaState meta;
+    CONFMAN_RETURN_IF_ERROR(backend_->Update([&](TableWriter& writer) {
+      results.clear();
+      CONFMAN_ASSIGN_OR_RETURN(meta, LoadMeta(writer));
+      Batch batch{writer, meta, options_};
+      for (const raft::Entry& entry : entries) {
+        CONFMAN_ASSIGN_OR_RETURN(ApplyResult result, ApplyEntry(batch, entry));
+        results.push_back(std::move(result));
+      }
+      return SaveMeta(writer, meta);
+    }));
+    Publish(meta);
+    return results;
+  }
+
+  raft::Index AppliedIndex() const { return applied_index_.load(); }
+  uint64_t Revision() const { return revision_.load(); }
+
+  absl::StatusOr<AppliedState> BootInfo() const {
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
+                             backend_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
+    return ToAppliedState(meta);
+  }
+
+  absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const {
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
+                             backend_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
+    CONFMAN_ASSIGN_OR_RETURN(AppliedState state, ToAppliedState(meta));
+    raft::SnapshotMeta snapshot{.index = state.applied_index,
+                                .term = state.applied_term,
+                                .membership = std::move(state.membership)};
+    return NewSnapshotSource(std::move(reader), std::move(snapshot),
+                             options_.snapshot_chunk_bytes);
+  }
+
+  absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
+      const raft::SnapshotMeta& meta) {
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<RestoreTarget> target,
+                             backend_->BeginRestore());
+    return NewSnapshotSink(std::move(target), meta,
+                           options_.max_value_bytes + kRecordOverheadBytes,
+                           [this] { return ReloadMeta(); });
+  }
+
+  absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const {
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
+                             backend_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> record,
+                             LoadKey(*reader, KeyAddress(ns, key)));
+    if (!record) {
+      return absl::NotFoundError(absl::StrCat("no key ", Address(ns, key)));
+    }
+    return ToKeyValue(KeyAddress(ns, key), *record, true, options_.max_value_bytes);
+  }
+
+  absl::StatusOr<ListPage> List(const ListRequest& request) const {
+    CONFMAN_RETURN_IF_ERROR(ValidateList(request));
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
+                             backend_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
+    ListPage page{.items = {}, .more = false, .next_start_after = {},
+                  .revision = meta.revision};
+    const std::string prefix = KeyAddress(request.ns, request.prefix);
+    const std::string after = KeyAddress(request.ns, request.start_after);
+    const std::string& from = after > prefix ? after : prefix;
+    uint64_t bytes = 0;
+    absl::Status status;
+    CONFMAN_RETURN_IF_ERROR(reader->Scan(
+        Table::kKeys, from, [&](std::string_view address, std::string_view stored) {
+          if (address.substr(0, prefix.size()) != prefix) return false;
+          if (!request.start_after.empty() && address == after) return true;
+          if (page.items.size() >= request.limit ||
+              (!page.items.empty() && bytes >= request.max_bytes)) {
+            page.more = true;
+            return false;
+          }
+          absl::StatusOr<KeyValue> item = DecodeKeyRecord(stored).status();
+          if (absl::StatusOr<KeyRecord> record = DecodeKeyRecord(stored); record.ok()) {
+            item = ToKeyValue(address, *record, !request.keys_only,
+                              options_.max_value_bytes);
+          }
+          if (!item.ok()) {
+            status = item.status();
+            return false;
+          }
+          bytes += item->value.size();
+          page.items.push_back(*std::move(item));
+          return true;
+        }));
+    CONFMAN_RETURN_IF_ERROR(status);
+    if (page.more) page.next_start_after = page.items.back().key;
+    return page;
+  }
+
+  absl::StatusOr<ChangePage> Changes(uint64_t after_revision, uint32_t limit) const {
+    if (limit == 0 || limit > kMaxPageLimit) {
+      return absl::InvalidArgumentError("Changes: limit must be 1..10000");
+    }
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
+                             backend_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
+    if (after_revision < meta.compacted_through) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "changes after revision ", after_revision, " were compacted through ",
+          meta.compacted_through, "; re-list the namespace and watch from "
+          "its revision"));
+    }
+    ChangePage page{.changes = {}, .revision = meta.revision,
+                    .compacted_through = meta.compacted_through};
+    absl::Status status;
+    CONFMAN_RETURN_IF_ERROR(reader->Scan(
+        Table::kChanges, storage::BigEndianKey(after_revision + 1),
+        [&](std::string_view key, std::string_view stored) {
+          if (page.changes.size() >= limit) return false;
+          absl::StatusOr<Change> change = DecodeChange(
+              key.size() == 8 ? storage::GetBigEndian64(key.data()) : 0, stored);
+          if (!change.ok()) {
+            status = change.status();
+            return false;
+          }
+          page.changes.push_back(*std::move(change));
+          return true;
+        }));
+    CONFMAN_RETURN_IF_ERROR(status);
+    return page;
+  }
+
+  uint64_t StorageBytes() const { return backend_->StorageBytes(); }
+
+ private:
+  void Publish(const MetaState& meta) {
+    applied_index_.store(meta.applied_index);
+    revision_.store(meta.revision);
+  }
+
+  const KvStateMachineOptions options_;
+  std::unique_ptr<KvBackend> backend_;
+  // Copies of the last committed meta, for lock-free AppliedIndex/Revision.
+  std::atomic<raft::Index> applied_index_{0};
+  std::atomic<uint64_t> revision_{0};
+};
+
+absl::StatusOr<std::unique_ptr<KvStateMachine>> KvStateMachine::OpenLmdb(
+    const KvStateMachineOptions& options) {
+  CONFMAN_RETURN_IF_ERROR(options.Validate());
+  if (options.dir.empty()) {
+    return absl::InvalidArgumentError(
+        "KvStateMachineOptions.dir is empty; name the state directory");
+  }
+  CONFMAN_ASSIGN_OR_RETURN(
+      std::unique_ptr<KvBackend> backend,
+      OpenLmdbBackend({.dir = options.dir,
+                       .initial_map_bytes = options.initial_map_bytes,
+                       .max_map_bytes = options.max_map_bytes,
+                       .restore_batch_bytes = options.restore_batch_bytes}));
+  auto impl = std::make_unique<Impl>(options, std::move(backend));
+  CONFMAN_RETURN_IF_ERROR(impl->ReloadMeta());
+  return std::unique_ptr<KvStateMachine>(new KvStateMachine(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<KvStateMachine>> KvStateMachine::CreateInMemory(
+    const KvStateMachineOptions& options) {
+  CONFMAN_RETURN_IF_ERROR(options.Validate());
+  auto impl = std::make_unique<Impl>(options, NewMemoryBackend());
+  return std::unique_ptr<KvStateMachine>(new KvStateMachine(std::move(impl)));
+}
+
+KvStateMachine::KvStateMachine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+KvStateMachine::~KvStateMachine() = default;
+
+absl::StatusOr<std::vector<ApplyResult>> KvStateMachine::Apply(
+    std::vector<raft::Entry> committed) {
+  return impl_->Apply(std::move(committed));
+}
+raft::Index KvStateMachine::AppliedIndex() const { return impl_->AppliedIndex(); }
+absl::StatusOr<AppliedState> KvStateMachine::BootInfo() const {
+  return impl_->BootInfo();
+}
+absl::StatusOr<std::unique_ptr<SnapshotSource>> KvStateMachine::OpenSnapshot() const {
+  return impl_->OpenSnapshot();
+}
+absl::StatusOr<std::unique_ptr<SnapshotSink>> KvStateMachine::BeginRestore(
+    const raft::SnapshotMeta& meta) {
+  return impl_->BeginRestore(meta);
+}
+absl::StatusOr<KeyValue> KvStateMachine::Get(std::string_view ns,
+                                             std::string_view key) const {
+  return impl_->Get(ns, key);
+}
+absl::StatusOr<ListPage> KvStateMachine::List(const ListRequest& request) const {
+  return impl_->List(request);
+}
+absl::StatusOr<ChangePage> KvStateMachine::Changes(uint64_t after_revision,
+                                                   uint32_t limit) const {
+  return impl_->Changes(after_revision, limit);
+}
+uint64_t KvStateMachine::Revision() const { return impl_->Revision(); }
+uint64_t KvStateMachine::StorageBytes() const { return impl_->StorageBytes(); }
+
+}  // namespace confman::kv

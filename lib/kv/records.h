@@ -1,0 +1,56 @@
+// How the config store lays out its records in the backend tables.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "confman/kv/command.h"
+#include "confman/kv/model.h"
+#include "confman/raft/types.h"
+
+namespace confman::kv {
+
+// kKeys key: the namespace, a NUL, the key (namespaces hold no NUL, so a
+// namespace's keys are one contiguous, ordered range).
+std::string KeyAddress(std::string_view ns, std::string_view key);
+
+// A kKeys value: metadata, then the value bytes as stored.
+struct KeyRecord {
+  uint64_t create_revision = 0;
+  uint64_t mod_revision = 0;
+  uint64_t version = 0;
+  ValueEncoding encoding = ValueEncoding::kRaw;
+  uint64_t raw_size = 0;
+  std::string_view content_type;
+  std::string_view stored_value;
+};
+// The record without its value (the value is written as a second part).
+std::string EncodeKeyRecordHead(const KeyRecord& record);
+absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored);
+
+// kChanges key: the big-endian revision. Value: the rest of the Change.
+std::string EncodeChange(const Change& change);
+absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored);
+
+// Everything in kMeta, read and written as a whole by each apply batch.
+struct MetaState {
+  raft::Index applied_index = 0;
+  raft::Term applied_term = 0;
+  uint64_t revision = 0;
+  uint64_t compacted_through = 0;  // History at or below is gone.
+  raft::Index membership_index = 0;
+  std::string membership;  // raft::EncodeMembership bytes; empty if none.
+};
+
+class TableReader;
+class TableWriter;
+absl::StatusOr<MetaState> LoadMeta(const TableReader& reader);
+absl::Status SaveMeta(TableWriter& writer, const MetaState& meta);
+
+// The kMeta key holding the applied index and term (checked by restores).
+inline constexpr std::string_view kAppliedMetaKey = "applied";
+absl::StatusOr<raft::Index> DecodeAppliedIndex(std::string_view stored);
+
+}  // namespace confman::kv

@@ -1,0 +1,29 @@
+// The config store's snapshot stream: every record of every table, framed
+// and cut into checksummed chunks.
+//
+// Stream bytes: "CMSNAP01", index u64, term u64, membership (u32 length +
+// raft::EncodeMembership bytes); then records [table u8][key length u32]
+// [value length u32][key][value], tables in order, keys ascending; then the
+// end marker 0xFF. Chunk boundaries fall anywhere, even inside a record.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "confman/state_machine.h"
+#include "kv_backend.h"
+
+namespace confman::kv {
+
+// Streams `reader` (which pins one version) in chunks of `chunk_bytes`.
+std::unique_ptr<SnapshotSource> NewSnapshotSource(
+    std::unique_ptr<TableReader> reader, raft::SnapshotMeta meta,
+    uint64_t chunk_bytes);
+
+// Parses a stream into `target`, refusing records above `max_record_bytes`.
+// `on_commit` runs after the target committed (to reload cached state).
+std::unique_ptr<SnapshotSink> NewSnapshotSink(
+    std::unique_ptr<RestoreTarget> target, raft::SnapshotMeta expected,
+    uint64_t max_record_bytes, std::function<absl::Status()> on_commit);
+
+}  // namespace confman::kv
