@@ -257,6 +257,12 @@ void Cluster::HandleOneReady(Member& m, Ready ready) {
 }
 
 void Cluster::Apply(Member& m, const std::vector<Entry>& entries) {
+  if (!entries.empty()) {
+    uint64_t bytes = 0;
+    for (const Entry& entry : entries) bytes += entry.data.size();
+    m.apply_batch_bytes.push_back(bytes);
+    m.apply_batch_sizes.push_back(entries.size());
+  }
   for (const Entry& entry : entries) {
     INFO("member " << m.id << " applied " << m.applied_index
                    << " and was handed entry " << entry.index);

@@ -57,6 +57,11 @@ struct Member {
   Membership applied_membership;
   Index applied_membership_index = 0;
 
+  // Data bytes of each Ready's committed_entries that had any.
+  std::vector<uint64_t> apply_batch_bytes;
+  // Entry count of each such batch.
+  std::vector<size_t> apply_batch_sizes;
+
   std::vector<ReadState> read_states;
   std::vector<SnapshotSend> snapshot_requests;
   std::vector<SnapshotMeta> installed_snapshots;

@@ -154,5 +154,46 @@ TEST_CASE("a change that would leave no voter is refused", "[joint]") {
   CHECK(cluster.core(1).membership() == Voters({1}));
 }
 
+TEST_CASE("a leader that removes itself hands over to the remaining voters",
+          "[joint]") {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  REQUIRE(cluster.ChangeMembership(1, Kind::kRemove, 1).ok());
+  cluster.Settle();
+  cluster.Run(40);
+
+  const MemberId leader = cluster.Leader();
+  REQUIRE((leader == 2 || leader == 3));
+  CHECK(cluster.core(leader).membership() == Voters({2, 3}));
+  auto position = cluster.Propose(leader, {"without-1"});
+  REQUIRE(position.ok());
+  cluster.Settle();
+  cluster.Run(1);
+  CHECK(cluster.core(leader).CommitIndex() >= position->last);
+}
+
+TEST_CASE("learners are added without a joint step and promoted with one",
+          "[joint]") {
+  Cluster cluster(ThreeVotersAndOutsiders({4}));
+  cluster.ElectLeader(1);
+  REQUIRE(cluster.ChangeMembership(1, Kind::kAddLearner, 4).ok());
+  cluster.Settle();
+  cluster.Run(2);
+  Membership with_learner = Voters({1, 2, 3});
+  with_learner.learners = {4};
+  CHECK(AppliedConfigurations(cluster, 1) ==
+        std::vector<Membership>{with_learner});
+  CHECK(cluster.core(4).membership() == with_learner);
+
+  REQUIRE(cluster.ChangeMembership(1, Kind::kAddVoter, 4).ok());
+  cluster.Settle();
+  cluster.Run(3);
+  const std::vector<Membership> applied = AppliedConfigurations(cluster, 1);
+  REQUIRE(applied.size() == 3);
+  CHECK(applied[1].joint());
+  CHECK(applied[2] == Voters({1, 2, 3, 4}));
+  CHECK(cluster.core(4).membership() == Voters({1, 2, 3, 4}));
+}
+
 }  // namespace
 }  // namespace confman::raft

@@ -140,5 +140,41 @@ TEST_CASE("lease reads skip the heartbeat round only with check-quorum and "
   }
 }
 
+TEST_CASE("a leader handing over leadership stops serving lease reads",
+          "[read]") {
+  Cluster cluster(3);
+  LeaderWithOneWrite(cluster);
+  REQUIRE(cluster.TransferLeadership(1, 2).ok());
+  REQUIRE(cluster.CountQueued(testing::OfTypeTo(MessageType::kTimeoutNow, 2)) == 1);
+  // Member 2 may win any moment now, so the old lease proves nothing.
+  const absl::Status status = cluster.ReadIndex(1, "handover", ReadMode::kLease);
+  CHECK(ReadsFor(cluster, 1, "handover").empty());
+  cluster.Settle();
+  CHECK(cluster.Leader() == 2);
+  CHECK(ReadsFor(cluster, 1, "handover").empty());
+  if (!status.ok()) CHECK(status.code() != absl::StatusCode::kOk);
+}
+
+TEST_CASE("pending reads beyond max_pending_reads are refused", "[read]") {
+  CoreOptions options = TestOptions();
+  options.max_pending_reads = 2;
+  Cluster cluster(3, options);
+  LeaderWithOneWrite(cluster);
+  cluster.Isolate(2);
+  cluster.Isolate(3);
+  REQUIRE(cluster.ReadIndex(1, "a").ok());
+  REQUIRE(cluster.ReadIndex(1, "b").ok());
+  const absl::Status third = cluster.ReadIndex(1, "c");
+  CHECK(third.code() == absl::StatusCode::kResourceExhausted);
+  CHECK_FALSE(third.message().empty());
+
+  cluster.Heal();
+  cluster.Run(1);
+  CHECK(ReadsFor(cluster, 1, "a").size() == 1);
+  CHECK(ReadsFor(cluster, 1, "b").size() == 1);
+  CHECK(ReadsFor(cluster, 1, "c").empty());
+  CHECK(cluster.ReadIndex(1, "d").ok());
+}
+
 }  // namespace
 }  // namespace confman::raft

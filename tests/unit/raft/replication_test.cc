@@ -316,5 +316,32 @@ TEST_CASE("followers move from probe to replicate and back", "[replication]") {
   CHECK(ProgressOf(cluster.core(1), 2).state == MemberProgress::State::kProbe);
 }
 
+TEST_CASE("committed entries are handed out in batches of max_apply_bytes",
+          "[replication]") {
+  CoreOptions options = TestOptions();
+  options.max_apply_bytes = 100;
+  Cluster cluster(3, options);
+  cluster.ElectLeader(1);
+  cluster.HoldDurability(1);  // Let many entries commit at once.
+  REQUIRE(cluster.Propose(1, Payloads(10, 40)).ok());
+  REQUIRE(cluster.Propose(1, Payloads(1, 300)).ok());
+  cluster.Settle();
+  cluster.ReleaseDurability(1);
+  cluster.Settle();
+  cluster.Run(2);
+
+  for (MemberId id : cluster.ids()) {
+    const testing::Member& m = cluster.member(id);
+    INFO("member " << id);
+    REQUIRE(m.applied_index == cluster.member(1).log.LastIndex());
+    for (size_t i = 0; i < m.apply_batch_bytes.size(); ++i) {
+      CHECK((m.apply_batch_sizes[i] == 1 ||
+             m.apply_batch_bytes[i] <= options.max_apply_bytes));
+    }
+  }
+  // Ten 40-byte entries committed together need at least four batches.
+  CHECK(cluster.member(1).apply_batch_sizes.size() >= 4);
+}
+
 }  // namespace
 }  // namespace confman::raft
