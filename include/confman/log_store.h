@@ -46,8 +46,8 @@ namespace confman {
 // raft::MemoryLog::Append. `hard_state`, when present, replaces the stored
 // one. Both become durable atomically.
 struct LogWrite {
-  std::optional<raft::HardState> hard_state;
-  std::vector<raft::Entry> entries;
+  std::optional<raft::HardState> hard_state = {};
+  std::vector<raft::Entry> entries = {};
 };
 
 // Thread safety: Write/WriteSync/CompactPrefix/ResetToSnapshot may be called
@@ -118,7 +118,7 @@ class MemoryLogStore final : public LogStore {
 struct LmdbLogStoreOptions {
   // Directory holding the environment (data.mdb, lock.mdb). Required;
   // created if missing. One process may open it at a time.
-  std::string dir;
+  std::string dir = {};
   // Initial LMDB map size in bytes. The map is address space, not disk:
   // the file grows only as pages are used. On MDB_MAP_FULL the store
   // doubles the map, up to max_map_bytes.

@@ -30,7 +30,7 @@ struct ApplyResult {
   //                       compare-and-set saw another revision);
   //   NotFound            the entry addressed something absent;
   //   InvalidArgument     the entry's bytes are not a valid command.
-  absl::Status outcome;
+  absl::Status outcome = {};
   // Application-defined; for the config store, the revision the change was
   // stored at (0 when nothing changed).
   uint64_t revision = 0;
@@ -43,7 +43,7 @@ struct AppliedState {
   raft::Term applied_term = 0;
   // The configuration as of applied_index, and the index of the
   // kMembership entry (or snapshot) it came from; 0 if none was applied.
-  raft::Membership membership;
+  raft::Membership membership = {};
   raft::Index membership_index = 0;
 };
 
@@ -52,7 +52,7 @@ struct AppliedState {
 struct SnapshotChunk {
   uint64_t seq = 0;     // 0, 1, 2, ... in stream order.
   bool last = false;    // True on the final chunk only.
-  std::string data;     // At most the source's chunk size; opaque.
+  std::string data = {};     // At most the source's chunk size; opaque.
   uint32_t checksum = 0;  // SnapshotChunkChecksum(seq, last, data).
 };
 

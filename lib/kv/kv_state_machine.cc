@@ -386,11 +386,7 @@ class KvStateMachine::Impl {
             page.more = true;
             return false;
           }
-          absl::StatusOr<KeyValue> item = DecodeKeyRecord(stored).status();
-          if (absl::StatusOr<KeyRecord> record = DecodeKeyRecord(stored); record.ok()) {
-            item = ToKeyValue(address, *record, !request.keys_only,
-                              options_.max_value_bytes);
-          }
+          absl::StatusOr<KeyValue> item = DecodeListed(address, stored, request);
           if (!item.ok()) {
             status = item.status();
             return false;
@@ -440,6 +436,14 @@ class KvStateMachine::Impl {
   uint64_t StorageBytes() const { return backend_->StorageBytes(); }
 
  private:
+  absl::StatusOr<KeyValue> DecodeListed(std::string_view address,
+                                        std::string_view stored,
+                                        const ListRequest& request) const {
+    CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(stored));
+    return ToKeyValue(address, record, !request.keys_only,
+                      options_.max_value_bytes);
+  }
+
   void Publish(const MetaState& meta) {
     applied_index_.store(meta.applied_index);
     revision_.store(meta.revision);

@@ -26,14 +26,14 @@ struct Command {
     kCompactHistory = 2,  // Drop changes through compact_through.
   };
   Kind kind = Kind::kPut;
-  std::string ns;
-  std::string key;
-  std::string value;         // kPut only; raw (uncompressed) bytes.
-  std::string content_type;  // kPut only.
+  std::string ns = {};
+  std::string key = {};
+  std::string value = {};         // kPut only; raw (uncompressed) bytes.
+  std::string content_type = {};  // kPut only.
   // Compare-and-set: when present, the command only takes effect if the
   // key's mod_revision equals it; 0 means "the key must not exist".
   // Otherwise the outcome is FailedPrecondition naming both revisions.
-  std::optional<uint64_t> expected_revision;
+  std::optional<uint64_t> expected_revision = {};
   uint64_t compact_through = 0;  // kCompactHistory only.
 };
 
@@ -69,15 +69,15 @@ enum class ValueEncoding : uint8_t { kRaw = 0, kZstd = 1 };
 // as long as they are.
 struct CommandView {
   Command::Kind kind = Command::Kind::kPut;
-  std::string_view ns;
-  std::string_view key;
-  std::string_view stored_value;  // As encoded: compressed if kZstd.
+  std::string_view ns = {};
+  std::string_view key = {};
+  std::string_view stored_value = {};  // As encoded: compressed if kZstd.
   ValueEncoding encoding = ValueEncoding::kRaw;
   uint64_t raw_size = 0;          // The value's decompressed size.
-  std::string_view content_type;
-  std::optional<uint64_t> expected_revision;
+  std::string_view content_type = {};
+  std::optional<uint64_t> expected_revision = {};
   uint64_t compact_through = 0;
-  std::string_view actor;
+  std::string_view actor = {};
   int64_t time_unix_micros = 0;
 };
 

@@ -36,7 +36,7 @@ struct KvStateMachineOptions {
   // Directory for the LMDB backend (required there, ignored in memory).
   // It holds one environment per generation (state-<n>/) and a CURRENT
   // file naming the live one; a restore writes the next generation.
-  std::string dir;
+  std::string dir = {};
   // LMDB map: initial size and ceiling, in bytes. The map is address space,
   // not disk; it doubles on MDB_MAP_FULL (waiting for open snapshots to
   // close) up to max_map_bytes, then writes fail with ResourceExhausted.
