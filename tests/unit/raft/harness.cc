@@ -54,6 +54,7 @@ Member& Cluster::AddMember(MemberId id, const Membership& membership,
   m.options = base;
   m.options.id = id;
   m.options.random_seed = base.random_seed * 1000003 + id;
+  m.initial_membership = membership;
   m.applied_membership = membership;
   Boot(m);
   return m;
@@ -338,10 +339,16 @@ void Cluster::Preload(MemberId id, const std::vector<Term>& terms, Term term) {
   HardState hard_state;
   hard_state.term = term;
   m.log.set_hard_state(hard_state);
+  ForgetStateMachine(id);
+  Boot(m);
+}
+
+void Cluster::ForgetStateMachine(MemberId id) {
+  Member& m = member(id);
   m.applied.clear();
   m.applied_index = 0;
+  m.applied_membership = m.initial_membership;
   m.applied_membership_index = 0;
-  Boot(m);
 }
 
 void Cluster::Restart(MemberId id,

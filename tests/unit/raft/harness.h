@@ -50,8 +50,10 @@ struct Member {
   bool hold_durability = false;
   std::deque<PendingWrite> pending_writes;
 
+  // The configuration the member first booted with.
+  Membership initial_membership;
   // The state machine: every applied entry, in index order. It survives
-  // restarts, like a durable state machine would.
+  // restarts, like a durable state machine would (see ForgetStateMachine).
   std::vector<Entry> applied;
   Index applied_index = 0;
   Membership applied_membership;
@@ -141,6 +143,11 @@ class Cluster {
   // from what its log and state machine hold. `adjust` may change options.
   void Restart(MemberId id,
                const std::function<void(CoreOptions&)>& adjust = {});
+
+  // Empties the member's state machine, as an in-memory one would be after
+  // a crash; the next Restart boots with applied = 0 and the initial
+  // configuration, so the core must replay the log.
+  void ForgetStateMachine(MemberId id);
 
   // Completes the snapshot stream `from` was asked to send to `to`: builds
   // the snapshot of `from`'s state machine, steps it into `to` and reports

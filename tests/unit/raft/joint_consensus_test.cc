@@ -195,5 +195,22 @@ TEST_CASE("learners are added without a joint step and promoted with one",
   CHECK(cluster.core(4).membership() == Voters({1, 2, 3, 4}));
 }
 
+TEST_CASE("a restarted member replays configuration changes from its log",
+          "[joint]") {
+  Cluster cluster(ThreeVotersAndOutsiders({4}));
+  cluster.ElectLeader(1);
+  REQUIRE(cluster.ChangeMembership(1, Kind::kAddVoter, 4).ok());
+  cluster.Settle();
+  cluster.Run(3);
+  REQUIRE(cluster.core(2).membership() == Voters({1, 2, 3, 4}));
+
+  // Its state machine remembers nothing, its log everything.
+  cluster.ForgetStateMachine(2);
+  cluster.Restart(2);
+  CHECK(cluster.core(2).membership() == Voters({1, 2, 3, 4}));
+  cluster.Run(2);
+  CHECK(cluster.member(2).applied == cluster.member(1).applied);
+}
+
 }  // namespace
 }  // namespace confman::raft

@@ -78,5 +78,40 @@ TEST_CASE("replication resumes once the snapshot is installed", "[snapshot]") {
   CHECK(cluster.member(3).applied == cluster.member(1).applied);
 }
 
+TEST_CASE("a voter added after compaction joins through a snapshot",
+          "[snapshot]") {
+  testing::ClusterConfig config;
+  config.voters = {1, 2, 3};
+  config.outsiders = {4};
+  Cluster cluster(config);
+  cluster.ElectLeader(1);
+  REQUIRE(cluster.Propose(1, Payloads(10, 8)).ok());
+  cluster.Settle();
+  cluster.Run(1);
+  REQUIRE(cluster.member(1).log.Compact(cluster.member(1).applied_index).ok());
+
+  REQUIRE(
+      cluster.ChangeMembership(1, MembershipChange::Kind::kAddVoter, 4).ok());
+  cluster.Settle();
+  cluster.Run(3);
+  REQUIRE(!cluster.member(1).snapshot_requests.empty());
+  CHECK(cluster.member(1).snapshot_requests.back().to == 4);
+
+  cluster.CompleteSnapshot(1, 4);
+  cluster.Run(2);
+  Membership four_voters;
+  four_voters.voters = {1, 2, 3, 4};
+  CHECK(cluster.core(4).membership() == four_voters);
+  CHECK(cluster.member(4).applied == cluster.member(1).applied);
+
+  // Member 4 now completes quorums: with member 3 gone, 3 of 4 need it.
+  cluster.Isolate(3);
+  auto position = cluster.Propose(1, {"needs-4"});
+  REQUIRE(position.ok());
+  cluster.Settle();
+  CHECK(cluster.core(1).CommitIndex() >= position->last);
+  CHECK(cluster.member(4).log.LastIndex() >= position->last);
+}
+
 }  // namespace
 }  // namespace confman::raft
