@@ -133,6 +133,14 @@ std::optional<MemberId> Cluster::Leader() const {
   return best;
 }
 
+std::vector<MemberId> Cluster::Leaders() const {
+  std::vector<MemberId> leaders;
+  for (const auto& m : members_) {
+    if (m->up && m->core->role() == raft::Role::kLeader) leaders.push_back(m->id);
+  }
+  return leaders;
+}
+
 uint32_t Cluster::down_count() const {
   uint32_t n = 0;
   for (const auto& m : members_) n += m->up ? 0 : 1;

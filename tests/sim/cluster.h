@@ -126,6 +126,8 @@ class Cluster {
   const StateMachine& state_machine(raft::MemberId id) const;
   // The up leader with the highest term, if any.
   std::optional<raft::MemberId> Leader() const;
+  // Every up member that believes it leads, stale ones included.
+  std::vector<raft::MemberId> Leaders() const;
   uint32_t down_count() const;
   const ClusterStats& stats() const { return stats_; }
 

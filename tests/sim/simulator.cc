@@ -31,6 +31,14 @@ struct Rates {
   uint32_t crash = 300;
   uint32_t partition = 500;
   uint32_t compact = 2000;
+  // Reactive faults: isolate a member the moment it becomes leader (before
+  // its no-op spreads), or right after it accepts a proposal. These build
+  // the divergent logs of the thesis's Figure 3.7 quickly.
+  uint32_t isolate_new_leader = 0;
+  uint32_t isolate_after_propose = 0;
+  uint32_t isolate_after_commit = 0;
+  uint32_t min_partition_ticks = 5;
+  uint32_t max_partition_ticks = 80;
 };
 
 struct Scenario {
@@ -65,8 +73,22 @@ Scenario DrawScenario(Rng& rng, const SimOptions& options) {
   c.network.max_delay_steps = Pick(rng, {3u, 8u, 15u});
   c.disk.max_delay_steps = Pick(rng, {2u, 10u, 30u});
   c.disk.slow_per_million = 10000;
-  s.rates.crash = Pick(rng, {0u, 200u, 600u});
-  s.rates.partition = Pick(rng, {0u, 300u, 1000u});
+  Rates& r = s.rates;
+  if (rng.Chance(400000)) {  // A storm: short, frequent, targeted faults.
+    r.crash = 1000;
+    r.partition = 3000;
+    r.min_partition_ticks = Pick(rng, {2u, 10u});
+    r.max_partition_ticks = Pick(rng, {20u, 40u});
+    r.read = 40000;
+    r.isolate_new_leader = Pick(rng, {100000u, 300000u, 500000u});
+    r.isolate_after_propose = Pick(rng, {20000u, 100000u, 200000u});
+    r.isolate_after_commit = Pick(rng, {0u, 50000u, 200000u});
+    c.core.max_append_entries = Pick(rng, {1u, 1u, 2u, 64u});
+    r.transfer = 1000;
+  } else {
+    r.crash = Pick(rng, {0u, 200u, 600u});
+    r.partition = Pick(rng, {0u, 300u, 1000u});
+  }
   return s;
 }
 
@@ -128,6 +150,34 @@ class Run {
     if (!partitioned_ && rng_.Chance(rates.partition)) Partition();
     if (rng_.Chance(rates.crash)) CrashOne();
     if (rng_.Chance(rates.compact)) cluster_.CompactSome(RandomMember());
+    std::optional<MemberId> leader = cluster_.Leader();
+    if (!leader) return;
+    const raft::Core& core = *cluster_.core(*leader);
+    if (core.term() != last_leader_term_) {
+      last_leader_term_ = core.term();
+      last_leader_commit_ = core.CommitIndex();
+      if (rng_.Chance(rates.isolate_new_leader)) Isolate(*leader);
+    } else if (core.CommitIndex() != last_leader_commit_) {
+      last_leader_commit_ = core.CommitIndex();
+      if (rng_.Chance(rates.isolate_after_commit)) Isolate(*leader);
+    }
+  }
+
+  void Isolate(MemberId victim) {
+    cluster_.HealAll();
+    for (MemberId other = 1; other <= cluster_.size(); ++other) {
+      if (other == victim) continue;
+      cluster_.Block(victim, other);
+      cluster_.Block(other, victim);
+    }
+    partitioned_ = true;
+    heal_at_ = step_ + PartitionSteps();
+  }
+
+  uint64_t PartitionSteps() {
+    return rng_.Between(scenario_.rates.min_partition_ticks,
+                        scenario_.rates.max_partition_ticks) *
+           kStepsPerTick;
   }
 
   void Partition() {
@@ -170,7 +220,7 @@ class Run {
         }
     }
     partitioned_ = true;
-    heal_at_ = step_ + rng_.Between(5, 80) * kStepsPerTick;
+    heal_at_ = step_ + PartitionSteps();
   }
 
   void CrashOne() {
@@ -200,9 +250,12 @@ class Run {
     if (rng_.Chance(rates.transfer)) Transfer();
   }
 
+  // Usually a member that believes it leads (a stale leader as likely as
+  // the current one), sometimes anyone.
   MemberId PreferLeader() {
-    std::optional<MemberId> leader = cluster_.Leader();
-    return leader && rng_.Chance(700000) ? *leader : RandomMember();
+    const std::vector<MemberId> leaders = cluster_.Leaders();
+    if (leaders.empty() || rng_.Chance(300000)) return RandomMember();
+    return leaders[rng_.Below(leaders.size())];
   }
 
   std::string NextValue() {
@@ -214,7 +267,11 @@ class Run {
   void Propose() {
     std::vector<std::string> data(rng_.Between(1, 3));
     for (std::string& value : data) value = NextValue();
-    Accepted(cluster_.Propose(PreferLeader(), std::move(data)));
+    const MemberId id = PreferLeader();
+    const std::optional<raft::ProposalPosition> position =
+        cluster_.Propose(id, std::move(data));
+    Accepted(position);
+    if (position && rng_.Chance(scenario_.rates.isolate_after_propose)) Isolate(id);
   }
 
   void Accepted(const std::optional<raft::ProposalPosition>& position) {
@@ -351,6 +408,8 @@ class Run {
   Cluster cluster_;
   uint64_t step_ = 0;
   bool partitioned_ = false;
+  raft::Term last_leader_term_ = 0;
+  raft::Index last_leader_commit_ = 0;
   uint64_t heal_at_ = 0;
   uint64_t values_ = 0;
   uint64_t proposals_ = 0;
