@@ -1,0 +1,132 @@
+// NodeOptions: everything a host decides when it opens a confman::Node.
+//
+// An aggregate: build it with designated initializers and leave every field
+// you do not care about at its default. Node::Open calls Validate() and
+// refuses options that break a rule below, naming the field.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "confman/metrics.h"
+#include "confman/raft/types.h"
+#include "confman/transport.h"
+
+namespace confman {
+
+// A cluster member and where its transport listens ("host:port", host an IP
+// address).
+struct PeerAddress {
+  raft::MemberId id = raft::kNoMember;
+  std::string address;
+
+  friend bool operator==(const PeerAddress&, const PeerAddress&) = default;
+};
+
+struct NodeOptions {
+  // --- Identity -----------------------------------------------------------
+
+  // This member's id: non-zero, unique in the cluster, never reused for a
+  // different data directory. Required.
+  raft::MemberId id = raft::kNoMember;
+
+  // Names the cluster; members presenting another id are refused. Required.
+  std::string cluster_id;
+
+  // Shared by every member; proves membership during the transport
+  // handshake. Required, at least 16 bytes.
+  std::string shared_secret;
+
+  // "host:port" this member listens on. Port 0 picks a free port
+  // (Node::listen_address() tells which). Required.
+  std::string listen_address;
+
+  // --- Bootstrap ------------------------------------------------------------
+
+  // The founding voters of a brand-new cluster, this member included, with
+  // their addresses. Used only when the data directory holds no state yet;
+  // a restarting member takes its membership from its own storage.
+  // Every member's address is also recorded in the replicated state (see
+  // node.h, "Addresses"), so members added later need not be listed.
+  std::vector<PeerAddress> initial_members;
+
+  // Join an existing cluster instead of founding one: the member starts
+  // with no membership and waits until a leader adds it (Node::AddLearner)
+  // and sends it a snapshot. initial_members then lists the existing
+  // members' addresses only, so this member can answer them. Default false.
+  bool join = false;
+
+  // --- Storage --------------------------------------------------------------
+
+  // Directory for the member's durable state (two LMDB environments: the
+  // Raft log and the config state). Created if missing. Empty: keep all
+  // state in memory (tests only; a restart forgets everything).
+  std::string data_dir;
+
+  // --- Timing ---------------------------------------------------------------
+
+  // The Raft loop's clock resolution. Every other duration below is rounded
+  // to whole ticks. Default 10 ms.
+  std::chrono::milliseconds tick_interval{10};
+  // A follower that hears from no leader for a random time in
+  // [election_timeout, 2 * election_timeout) starts an election. Default 1 s.
+  std::chrono::milliseconds election_timeout{1000};
+  // How often a leader sends heartbeats. Default 100 ms; must be shorter
+  // than election_timeout.
+  std::chrono::milliseconds heartbeat_interval{100};
+  // How long a synchronous call waits for its result before returning
+  // DeadlineExceeded (the operation may still take effect). Default 5 s.
+  std::chrono::milliseconds request_timeout{5000};
+
+  // --- Size budget ------------------------------------------------------------
+  // One chain, checked at open: max_value_bytes <= max_append_bytes <=
+  // max_frame_bytes, and snapshot_chunk_bytes <= max_frame_bytes.
+
+  // Largest value a write may carry, in bytes (before compression).
+  // Larger writes fail with InvalidArgument. Default 4 MiB.
+  uint64_t max_value_bytes = uint64_t{4} << 20;
+  // Entry bytes per AppendEntries message (one larger entry still goes
+  // alone). Default 8 MiB.
+  uint64_t max_append_bytes = uint64_t{8} << 20;
+  // Largest frame the transport sends or accepts. Default 64 MiB.
+  uint64_t max_frame_bytes = uint64_t{64} << 20;
+  // Snapshot data bytes per chunk on the wire. Default 1 MiB.
+  uint64_t snapshot_chunk_bytes = uint64_t{1} << 20;
+  // Proposed but not yet committed entry bytes the leader holds before new
+  // writes fail with ResourceExhausted. Default 64 MiB; at least
+  // max_append_bytes.
+  uint64_t max_uncommitted_bytes = uint64_t{64} << 20;
+
+  // --- Log compaction -------------------------------------------------------
+
+  // Entries kept in the log behind the applied index, so a briefly lagging
+  // follower catches up from the log instead of a snapshot. Default 256.
+  uint64_t log_keep_entries = 256;
+  // Compaction runs after this many entries have been applied since the
+  // last one. Default 128; at least 1.
+  uint64_t log_compact_every = 128;
+
+  // --- Hooks ----------------------------------------------------------------
+
+  // Optional; both must outlive the Node. Null: metrics are dropped and log
+  // lines go to stderr at kWarning and above.
+  MetricsSink* metrics = nullptr;
+  LogSink* log = nullptr;
+
+  // Builds the member's transport instead of the default TcpTransport
+  // (e.g. an InMemoryTransport in tests). Called once by Node::Open with
+  // this member's id; listen_address is then reported as given.
+  std::function<absl::StatusOr<std::unique_ptr<Transport>>(raft::MemberId)>
+      transport_factory;
+
+  // Returns InvalidArgument naming the first field that breaks its rule.
+  absl::Status Validate() const;
+};
+
+}  // namespace confman

@@ -1,0 +1,221 @@
+// The apply thread: applies committed entries in order, completes the
+// writes waiting for them, serves reads whose read index is applied, and
+// runs every user callback, so neither the Raft loop nor the transport
+// ever waits on host code.
+#include <charconv>
+
+#include "absl/strings/str_cat.h"
+#include "node_impl.h"
+
+namespace confman::node_internal {
+namespace {
+
+// Consecutive committed batches are applied in one state-machine
+// transaction up to this many entry bytes: one fsync for many writes.
+constexpr uint64_t kMaxApplyGroupBytes = uint64_t{32} << 20;
+
+uint64_t DataBytes(const std::vector<raft::Entry>& entries) {
+  uint64_t bytes = 0;
+  for (const raft::Entry& e : entries) bytes += e.data.size();
+  return bytes;
+}
+
+}  // namespace
+
+void NodeImpl::EnqueueApply(ApplyTask task) {
+  {
+    std::lock_guard lock(apply_mu_);
+    apply_queue_.push_back(std::move(task));
+  }
+  apply_cv_.notify_one();
+}
+
+void NodeImpl::RunOnApplyThread(std::function<void()> task) {
+  {
+    std::lock_guard lock(apply_mu_);
+    if (!apply_exited_) {
+      apply_queue_.push_back(std::move(task));
+      apply_cv_.notify_one();
+      return;
+    }
+  }
+  task();  // Close() has drained the thread: run here, before it returns.
+}
+
+void NodeImpl::ApplyLoop() {
+  std::unique_lock lock(apply_mu_);
+  while (true) {
+    apply_cv_.wait(lock, [this] { return apply_stop_ || !apply_queue_.empty(); });
+    if (apply_queue_.empty()) break;
+    ApplyTask task = std::move(apply_queue_.front());
+    apply_queue_.pop_front();
+    // Group the committed batches already queued behind this one.
+    if (auto* batch = std::get_if<CommittedBatch>(&task)) {
+      uint64_t bytes = DataBytes(batch->entries);
+      while (!apply_queue_.empty() && bytes < kMaxApplyGroupBytes) {
+        auto* next = std::get_if<CommittedBatch>(&apply_queue_.front());
+        if (next == nullptr) break;
+        bytes += DataBytes(next->entries);
+        for (auto& e : next->entries) batch->entries.push_back(std::move(e));
+        apply_queue_.pop_front();
+      }
+    }
+    lock.unlock();
+    RunApplyTask(task);
+    lock.lock();
+  }
+  apply_exited_ = true;
+}
+
+void NodeImpl::RunApplyTask(ApplyTask& task) {
+  if (auto* batch = std::get_if<CommittedBatch>(&task)) {
+    ApplyBatch(std::move(batch->entries));
+  } else if (auto* install = std::get_if<InstallSnapshot>(&task)) {
+    InstallStaged(std::move(*install));
+  } else {
+    std::get<std::function<void()>>(task)();
+  }
+}
+
+void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
+  std::map<raft::Index, raft::Term> terms;
+  bool membership_changed = false;
+  for (const raft::Entry& e : entries) {
+    terms[e.index] = e.term;
+    membership_changed |= e.type == raft::EntryType::kMembership;
+  }
+  std::optional<raft::Membership> before;
+  if (membership_changed) {
+    if (auto info = sm_->BootInfo(); info.ok()) before = info->membership;
+  }
+  Sample("node.apply_batch_entries", static_cast<double>(entries.size()));
+  absl::StatusOr<std::vector<ApplyResult>> results = sm_->Apply(std::move(entries));
+  if (!results.ok()) return FailStorage(results.status());
+  Count("node.applied_entries", results->size());
+  CompleteWrites(*results, terms);
+  applied_ = sm_->AppliedIndex();
+  ServeReadsUpTo(applied_);
+  revision_cv_.notify_all();
+  if (membership_changed) RefreshPeers(before ? &*before : nullptr);
+  MaybeCompactLog(applied_);
+}
+
+void NodeImpl::CompleteWrites(const std::vector<ApplyResult>& results,
+                              const std::map<raft::Index, raft::Term>& terms) {
+  for (const ApplyResult& result : results) {
+    PendingWrite write;
+    {
+      std::lock_guard lock(writes_mu_);
+      auto it = pending_writes_.find(result.index);
+      if (it == pending_writes_.end()) continue;
+      write = std::move(it->second);
+      pending_writes_.erase(it);
+    }
+    auto term = terms.find(result.index);
+    if (term == terms.end() || term->second != write.term) {
+      write.done(absl::UnavailableError(
+          "leadership changed before the write committed, so it did not take "
+          "effect; retry"));
+    } else if (!result.outcome.ok()) {
+      write.done(result.outcome);
+    } else {
+      write.done(result.revision);
+    }
+  }
+}
+
+void NodeImpl::FailPendingWrites(const absl::Status& status, bool only_expired) {
+  const auto now = Clock::now();
+  std::vector<WriteCallback> failed;
+  {
+    std::lock_guard lock(writes_mu_);
+    for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
+      if (only_expired && it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      failed.push_back(std::move(it->second.done));
+      it = pending_writes_.erase(it);
+    }
+  }
+  for (WriteCallback& done : failed) {
+    RunOnApplyThread([done = std::move(done), status] { done(status); });
+  }
+}
+
+void NodeImpl::InstallStaged(InstallSnapshot install) {
+  std::optional<raft::Membership> before;
+  if (auto info = sm_->BootInfo(); info.ok()) before = info->membership;
+  absl::Status committed = install.sink->Commit();
+  if (!committed.ok()) return FailStorage(committed);
+  Count("node.snapshots_received");
+  Log(LogLevel::kInfo, absl::StrCat("installed snapshot at index ",
+                                    install.meta.index));
+  applied_ = sm_->AppliedIndex();
+  last_compacted_ = install.meta.index;
+  asio::post(loop_, [this, meta = install.meta] {
+    if (closing_) return;
+    core_->ReportSnapshotInstalled(meta);
+    ProcessReady();
+  });
+  RefreshPeers(before ? &*before : nullptr);
+  ServeReadsUpTo(applied_);
+  revision_cv_.notify_all();
+}
+
+void NodeImpl::ServeReadsUpTo(raft::Index applied) {
+  while (!waiting_reads_.empty() && waiting_reads_.begin()->first <= applied) {
+    std::function<void()> read = std::move(waiting_reads_.begin()->second);
+    waiting_reads_.erase(waiting_reads_.begin());
+    read();
+  }
+}
+
+void NodeImpl::AddWaitingRead(raft::Index index, std::function<void()> read) {
+  RunOnApplyThread([this, index, read = std::move(read)]() mutable {
+    if (index <= applied_) return read();
+    waiting_reads_.emplace(index, std::move(read));
+  });
+}
+
+void NodeImpl::MaybeCompactLog(raft::Index applied) {
+  const uint64_t keep = options_.log_keep_entries;
+  if (applied < last_compacted_ + keep + options_.log_compact_every) return;
+  const raft::Index through = applied - keep;
+  absl::Status s = log_->CompactPrefix(through);
+  if (s.ok()) {
+    last_compacted_ = through;
+  } else if (!absl::IsInvalidArgument(s)) {
+    Log(LogLevel::kWarning, absl::StrCat("log compaction through ", through,
+                                         " failed: ", s.ToString()));
+  }
+}
+
+void NodeImpl::RefreshPeers(const raft::Membership* previous) {
+  absl::StatusOr<kv::ListPage> page =
+      sm_->List(kv::ListRequest{.ns = kMembersNamespace, .limit = 10000});
+  if (page.ok()) {
+    for (const kv::KeyValue& kv : page->items) {
+      raft::MemberId id = 0;
+      std::from_chars(kv.key.data(), kv.key.data() + kv.key.size(), id);
+      if (id == raft::kNoMember || id == id_ || AddressOf(id) == kv.value) continue;
+      if (transport_->AddPeer(id, kv.value).ok()) {
+        std::lock_guard lock(peers_mu_);
+        addresses_[id] = kv.value;
+      }
+    }
+  }
+  if (previous == nullptr) return;
+  absl::StatusOr<AppliedState> now = sm_->BootInfo();
+  if (!now.ok()) return;
+  for (const auto* list : {&previous->voters, &previous->voters_outgoing,
+                           &previous->learners}) {
+    for (raft::MemberId id : *list) {
+      if (id != id_ && !raft::IsMember(now->membership, id)) {
+        transport_->RemovePeer(id);
+      }
+    }
+  }
+}
+
+}  // namespace confman::node_internal

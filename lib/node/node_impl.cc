@@ -1,0 +1,508 @@
+#include "node_impl.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "confman/status_macros.h"
+#include "confman/transport/tcp.h"
+
+namespace confman {
+
+Node::~Node() = default;
+
+std::future<absl::StatusOr<uint64_t>> Node::WriteFuture(
+    kv::Command command, const WriteOptions& options) {
+  auto promise = std::make_unique<std::promise<absl::StatusOr<uint64_t>>>();
+  auto future = promise->get_future();
+  WriteAsync(std::move(command), options,
+             [p = promise.release()](absl::StatusOr<uint64_t> result) {
+               std::unique_ptr<std::promise<absl::StatusOr<uint64_t>>> owned(p);
+               owned->set_value(std::move(result));
+             });
+  return future;
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Open(NodeOptions options) {
+  CONFMAN_ASSIGN_OR_RETURN(auto impl,
+                           node_internal::NodeImpl::Open(std::move(options)));
+  return std::unique_ptr<Node>(std::move(impl));
+}
+
+namespace node_internal {
+namespace {
+
+// Waits on a future for at most `timeout` past the request deadline, so a
+// call never hangs even if a callback were lost.
+template <typename T>
+absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> future,
+                        std::chrono::milliseconds timeout) {
+  if (future.wait_for(timeout + std::chrono::seconds(1)) !=
+      std::future_status::ready) {
+    return absl::DeadlineExceededError(
+        "no answer within the request timeout; the operation may still take "
+        "effect");
+  }
+  return future.get();
+}
+
+// A callback that fulfils a promise, and the future to wait on.
+template <typename T>
+std::pair<std::function<void(absl::StatusOr<T>)>,
+          std::future<absl::StatusOr<T>>>
+MakeCompletion() {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+  auto future = promise->get_future();
+  return {[promise](absl::StatusOr<T> v) { promise->set_value(std::move(v)); },
+          std::move(future)};
+}
+
+}  // namespace
+
+NodeImpl::NodeImpl(NodeOptions options)
+    : options_(std::move(options)), id_(options_.id) {}
+
+absl::StatusOr<std::unique_ptr<NodeImpl>> NodeImpl::Open(NodeOptions options) {
+  CONFMAN_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<NodeImpl> node(new NodeImpl(std::move(options)));
+  CONFMAN_RETURN_IF_ERROR(node->OpenStorage());
+  CONFMAN_RETURN_IF_ERROR(node->OpenCore());
+  CONFMAN_RETURN_IF_ERROR(node->OpenTransport());
+  node->StartThreads();
+  return node;
+}
+
+absl::Status NodeImpl::OpenStorage() {
+  kv::KvStateMachineOptions sm_options{
+      .snapshot_chunk_bytes = options_.snapshot_chunk_bytes,
+      .max_value_bytes = options_.max_value_bytes,
+  };
+  if (options_.data_dir.empty()) {
+    log_ = std::make_unique<MemoryLogStore>();
+    CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::CreateInMemory(sm_options));
+    return absl::OkStatus();
+  }
+  const std::filesystem::path dir(options_.data_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat(
+        "cannot create data_dir '", options_.data_dir, "': ", ec.message(),
+        "; check the path and its permissions"));
+  }
+  CONFMAN_ASSIGN_OR_RETURN(
+      log_, LmdbLogStore::Open(LmdbLogStoreOptions{.dir = dir / "log"}));
+  sm_options.dir = dir / "state";
+  CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::OpenLmdb(sm_options));
+  return absl::OkStatus();
+}
+
+absl::Status NodeImpl::OpenCore() {
+  CONFMAN_ASSIGN_OR_RETURN(raft::HardState hard_state, log_->LoadHardState());
+  CONFMAN_ASSIGN_OR_RETURN(AppliedState applied, sm_->BootInfo());
+  raft::BootState boot{.hard_state = hard_state,
+                       .membership = applied.membership,
+                       .membership_index = applied.membership_index,
+                       .applied = applied.applied_index};
+  const bool fresh = hard_state == raft::HardState{} &&
+                     applied.applied_index == 0 && log_->LastIndex() == 0;
+  if (fresh && !options_.join) {
+    for (const PeerAddress& peer : options_.initial_members) {
+      boot.membership.voters.push_back(peer.id);
+    }
+    std::sort(boot.membership.voters.begin(), boot.membership.voters.end());
+  }
+  // The state machine may be ahead of the log's commit after a snapshot
+  // install that the hard state has not caught up with yet.
+  boot.hard_state.commit = std::max(boot.hard_state.commit, boot.applied);
+  const auto tick = options_.tick_interval.count();
+  raft::CoreOptions core_options{
+      .id = id_,
+      .election_timeout_ticks =
+          static_cast<uint32_t>(options_.election_timeout.count() / tick),
+      .heartbeat_interval_ticks = static_cast<uint32_t>(
+          std::max<int64_t>(1, options_.heartbeat_interval.count() / tick)),
+      .max_append_bytes = options_.max_append_bytes,
+      .max_uncommitted_bytes = options_.max_uncommitted_bytes,
+      .random_seed = id_ * 0x9E3779B97F4A7C15ull ^
+                     static_cast<uint64_t>(
+                         Clock::now().time_since_epoch().count()),
+  };
+  CONFMAN_ASSIGN_OR_RETURN(core_,
+                           raft::Core::Create(core_options, boot, log_.get()));
+  applied_ = applied.applied_index;
+  last_compacted_ = log_->FirstIndex() - 1;
+  return absl::OkStatus();
+}
+
+absl::Status NodeImpl::OpenTransport() {
+  const uint64_t frame = options_.max_frame_bytes;
+  TcpTransportOptions tcp{
+      .listen_address = options_.listen_address,
+      .member_id = id_,
+      .cluster_id = options_.cluster_id,
+      .shared_secret = options_.shared_secret,
+      .max_frame_bytes = static_cast<uint32_t>(frame),
+      .max_bulk_queue_bytes =
+          static_cast<size_t>(std::max<uint64_t>(frame, uint64_t{64} << 20)),
+      .log = [this](const std::string& line) { Log(LogLevel::kInfo, line); },
+  };
+  if (options_.transport_factory) {
+    CONFMAN_ASSIGN_OR_RETURN(transport_, options_.transport_factory(id_));
+    listen_address_ = options_.listen_address;
+  } else {
+    CONFMAN_ASSIGN_OR_RETURN(auto created, TcpTransport::Create(std::move(tcp)));
+    const std::string host = options_.listen_address.substr(
+        0, options_.listen_address.rfind(':'));
+    listen_address_ = absl::StrCat(host, ":", created->listen_port());
+    transport_ = std::move(created);
+  }
+  for (const PeerAddress& peer : options_.initial_members) {
+    if (peer.id == id_) continue;
+    CONFMAN_RETURN_IF_ERROR(transport_->AddPeer(peer.id, peer.address));
+    std::lock_guard lock(peers_mu_);
+    addresses_[peer.id] = peer.address;
+  }
+  {
+    std::lock_guard lock(peers_mu_);
+    addresses_[id_] = listen_address_;
+  }
+  RefreshPeers(nullptr);
+  return transport_->Start(this);
+}
+
+void NodeImpl::StartThreads() {
+  loop_work_.emplace(loop_.get_executor());
+  tick_timer_ = std::make_unique<asio::steady_timer>(loop_);
+  apply_thread_ = std::thread([this] { ApplyLoop(); });
+  receiver_ = std::thread([this] { ReceiveLoop(); });
+  asio::post(loop_, [this] {
+    RefreshStatusCache();
+    ScheduleTick();
+  });
+  loop_thread_ = std::thread([this] { loop_.run(); });
+}
+
+NodeImpl::~NodeImpl() { Close(); }
+
+void NodeImpl::Close() {
+  std::lock_guard close_lock(close_mu_);
+  if (closed_) return;
+  closing_ = true;
+  const absl::Status closing =
+      absl::UnavailableError("the node is closing; retry on another member");
+  // Refuse new work and fail what waits on the loop.
+  std::promise<void> loop_quiet;
+  asio::post(loop_, [&] {
+    if (tick_timer_) tick_timer_->cancel();
+    FailLoopRequests(closing);
+    loop_quiet.set_value();
+  });
+  if (loop_thread_.joinable()) loop_quiet.get_future().wait();
+  JoinSnapshotThreads();
+  loop_work_.reset();
+  loop_.stop();
+  if (loop_thread_.joinable()) loop_thread_.join();
+  // Drain the apply queue, then fail whatever is still waiting.
+  {
+    std::lock_guard lock(apply_mu_);
+    apply_stop_ = true;
+  }
+  apply_cv_.notify_all();
+  if (apply_thread_.joinable()) apply_thread_.join();
+  FailPendingWrites(closing, /*only_expired=*/false);
+  for (auto& [index, read] : waiting_reads_) read();  // Reads fail on closing_.
+  waiting_reads_.clear();
+  {
+    std::lock_guard lock(watches_mu_);
+    for (WatchImpl* watch : watches_) StopWatch(watch);
+  }
+  revision_cv_.notify_all();
+  if (transport_) transport_->Stop();
+  core_.reset();
+  sm_.reset();
+  log_.reset();
+  closed_ = true;
+}
+
+void NodeImpl::Log(LogLevel level, const std::string& line) const {
+  const std::string text = absl::StrCat("member ", id_, ": ", line);
+  if (options_.log != nullptr) {
+    options_.log->Log(level, text);
+  } else if (level >= LogLevel::kWarning) {
+    std::fprintf(stderr, "confman %s %s\n", LogLevelName(level), text.c_str());
+  }
+}
+
+void NodeImpl::Count(std::string_view name, uint64_t delta) const {
+  if (options_.metrics != nullptr) options_.metrics->AddCounter(name, delta);
+}
+
+void NodeImpl::Sample(std::string_view name, double value) const {
+  if (options_.metrics != nullptr) options_.metrics->RecordHistogram(name, value);
+}
+
+Clock::time_point NodeImpl::Deadline() const {
+  return Clock::now() + options_.request_timeout;
+}
+
+std::string NodeImpl::DefaultActor() const { return absl::StrCat("member-", id_); }
+
+std::string NodeImpl::AddressOf(raft::MemberId id) const {
+  std::lock_guard lock(peers_mu_);
+  auto it = addresses_.find(id);
+  return it == addresses_.end() ? std::string() : it->second;
+}
+
+absl::Status NodeImpl::NotLeaderError(raft::MemberId leader,
+                                      const char* what) const {
+  if (leader == raft::kNoMember) {
+    return absl::UnavailableError(absl::StrCat(
+        what, " needs the leader, and member ", id_,
+        " knows of none (an election may be running); retry shortly"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " must be sent to the leader: member ", leader, " at ",
+      AddressOf(leader), "; member ", id_, " is not the leader"));
+}
+
+NodeStatus NodeImpl::GetStatus() const {
+  std::lock_guard lock(status_mu_);
+  NodeStatus status = status_;
+  status.applied_index = applied_;
+  status.leader_changes = leader_changes_;
+  status.storage_error = storage_error_;
+  return status;
+}
+
+std::string NodeImpl::listen_address() const { return listen_address_; }
+
+// ---------------------------------------------------------------------------
+// Writes.
+
+absl::Status NodeImpl::CheckWritable(const std::string& ns) const {
+  if (ns.rfind(kReservedPrefix, 0) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "namespace '", ns, "' is reserved for confman's own records (prefix '",
+        kReservedPrefix, "'); choose another namespace"));
+  }
+  return absl::OkStatus();
+}
+
+void NodeImpl::WriteAsync(kv::Command command, const WriteOptions& options,
+                          WriteCallback done) {
+  if (closing_) {
+    return done(absl::UnavailableError("the node is closing; retry on another member"));
+  }
+  if (absl::Status s = CheckWritable(command.ns); !s.ok()) return done(s);
+  if (command.kind == kv::Command::Kind::kPut) {
+    command.content_type = options.content_type;
+  }
+  const std::string& actor = options.actor.empty() ? DefaultActor() : options.actor;
+  kv::EncodeOptions encode{.max_value_bytes = options_.max_value_bytes};
+  absl::StatusOr<std::string> bytes = kv::EncodeCommandNow(command, actor, encode);
+  if (!bytes.ok()) return done(bytes.status());
+  const auto start = Clock::now();
+  auto timed = [this, start, done = std::move(done)](absl::StatusOr<uint64_t> r) {
+    Sample("node.write_ms",
+           std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    if (!r.ok()) Count("node.proposals_failed");
+    done(std::move(r));
+  };
+  Count("node.proposals");
+  asio::post(loop_, [this, b = std::move(*bytes), timed = std::move(timed),
+                     deadline = Deadline()]() mutable {
+    ProposeOrForward(std::move(b), std::move(timed), deadline);
+  });
+}
+
+absl::StatusOr<uint64_t> NodeImpl::WaitWrite(kv::Command command,
+                                             const WriteOptions& options) {
+  auto [done, future] = MakeCompletion<uint64_t>();
+  WriteAsync(std::move(command), options, std::move(done));
+  return Await(std::move(future), options_.request_timeout);
+}
+
+absl::StatusOr<uint64_t> NodeImpl::Put(const std::string& ns,
+                                       const std::string& key, std::string value,
+                                       const WriteOptions& options) {
+  return WaitWrite(kv::Command{.kind = kv::Command::Kind::kPut,
+                               .ns = ns,
+                               .key = key,
+                               .value = std::move(value)},
+                   options);
+}
+
+absl::StatusOr<uint64_t> NodeImpl::Delete(const std::string& ns,
+                                          const std::string& key,
+                                          const WriteOptions& options) {
+  return WaitWrite(
+      kv::Command{.kind = kv::Command::Kind::kDelete, .ns = ns, .key = key},
+      options);
+}
+
+absl::StatusOr<uint64_t> NodeImpl::CompareAndSet(const std::string& ns,
+                                                 const std::string& key,
+                                                 uint64_t expected_revision,
+                                                 std::string value,
+                                                 const WriteOptions& options) {
+  return WaitWrite(kv::Command{.kind = kv::Command::Kind::kPut,
+                               .ns = ns,
+                               .key = key,
+                               .value = std::move(value),
+                               .expected_revision = expected_revision},
+                   options);
+}
+
+// ---------------------------------------------------------------------------
+// Reads.
+
+void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> read,
+                           std::function<void(absl::Status)> fail) {
+  Count("node.reads");
+  if (closing_) {
+    return fail(absl::UnavailableError("the node is closing; retry on another member"));
+  }
+  if (options.consistency == ReadConsistency::kLocal) return read();
+  const raft::ReadMode mode = options.consistency == ReadConsistency::kLease
+                                  ? raft::ReadMode::kLease
+                                  : raft::ReadMode::kReadIndex;
+  ReadAt at = [this, read = std::move(read),
+               fail = std::move(fail)](absl::StatusOr<raft::Index> index) mutable {
+    if (!index.ok()) return RunOnApplyThread([fail, s = index.status()] { fail(s); });
+    // Runs on the apply thread once `index` is applied.
+    AddWaitingRead(*index, [this, read = std::move(read), fail = std::move(fail)] {
+      if (closing_ && closed_) return;
+      if (closing_) {
+        return fail(absl::UnavailableError("the node is closing; retry on another member"));
+      }
+      read();
+    });
+  };
+  asio::post(loop_, [this, mode, at = std::move(at), deadline = Deadline()]() mutable {
+    StartRead(mode, std::move(at), deadline);
+  });
+}
+
+void NodeImpl::GetAsync(const std::string& ns, const std::string& key,
+                        const ReadOptions& options, GetCallback done) {
+  auto shared_done = std::make_shared<GetCallback>(std::move(done));
+  AtReadPoint(
+      options, [this, ns, key, shared_done] { (*shared_done)(sm_->Get(ns, key)); },
+      [shared_done](absl::Status s) { (*shared_done)(std::move(s)); });
+}
+
+absl::StatusOr<kv::KeyValue> NodeImpl::Get(const std::string& ns,
+                                           const std::string& key,
+                                           const ReadOptions& options) {
+  if (options.consistency == ReadConsistency::kLocal && !closing_) {
+    return sm_->Get(ns, key);
+  }
+  auto [done, future] = MakeCompletion<kv::KeyValue>();
+  GetAsync(ns, key, options, std::move(done));
+  return Await(std::move(future), options_.request_timeout);
+}
+
+absl::StatusOr<kv::ListPage> NodeImpl::List(const kv::ListRequest& request,
+                                            const ReadOptions& options) {
+  if (options.consistency == ReadConsistency::kLocal && !closing_) {
+    return sm_->List(request);
+  }
+  auto [done, future] = MakeCompletion<kv::ListPage>();
+  auto shared_done = std::make_shared<decltype(done)>(std::move(done));
+  AtReadPoint(
+      options, [this, request, shared_done] { (*shared_done)(sm_->List(request)); },
+      [shared_done](absl::Status s) { (*shared_done)(std::move(s)); });
+  return Await(std::move(future), options_.request_timeout);
+}
+
+// ---------------------------------------------------------------------------
+// Membership.
+
+absl::Status NodeImpl::ProposeMembership(raft::MembershipChange change) {
+  auto [done, future] = MakeCompletion<uint64_t>();
+  asio::post(loop_, [this, change, done = std::move(done),
+                     deadline = Deadline()]() mutable {
+    if (closing_) return done(absl::UnavailableError("the node is closing"));
+    if (core_->role() != raft::Role::kLeader) {
+      return done(NotLeaderError(core_->LeaderId(), "a membership change"));
+    }
+    absl::StatusOr<raft::ProposalPosition> pos =
+        core_->ProposeMembershipChange(change);
+    if (!pos.ok()) return done(pos.status());
+    {
+      std::lock_guard lock(writes_mu_);
+      pending_writes_[pos->last] = PendingWrite{pos->term, std::move(done), deadline};
+    }
+    ProcessReady();
+  });
+  return Await(std::move(future), options_.request_timeout).status();
+}
+
+absl::Status NodeImpl::AddLearner(raft::MemberId id, const std::string& address) {
+  if (id == raft::kNoMember) {
+    return absl::InvalidArgumentError("member id 0 is reserved; pick a non-zero id");
+  }
+  const NodeStatus status = GetStatus();
+  if (status.role != raft::Role::kLeader) {
+    return NotLeaderError(status.leader, "AddLearner");
+  }
+  CONFMAN_RETURN_IF_ERROR(transport_->AddPeer(id, address));
+  {
+    std::lock_guard lock(peers_mu_);
+    addresses_[id] = address;
+  }
+  // Recorded before the member joins, so every member (and the new one,
+  // through its snapshot) can reach it.
+  auto [done, future] = MakeCompletion<uint64_t>();
+  kv::EncodeOptions encode{.max_value_bytes = options_.max_value_bytes};
+  CONFMAN_ASSIGN_OR_RETURN(
+      std::string bytes,
+      kv::EncodeCommandNow(kv::Command{.kind = kv::Command::Kind::kPut,
+                                       .ns = kMembersNamespace,
+                                       .key = std::to_string(id),
+                                       .value = address},
+                           DefaultActor(), encode));
+  asio::post(loop_, [this, b = std::move(bytes), done = std::move(done),
+                     deadline = Deadline()]() mutable {
+    ProposeLocal(std::move(b), std::move(done), deadline);
+  });
+  CONFMAN_RETURN_IF_ERROR(Await(std::move(future), options_.request_timeout).status());
+  return ProposeMembership({raft::MembershipChange::Kind::kAddLearner, id});
+}
+
+absl::Status NodeImpl::PromoteToVoter(raft::MemberId id) {
+  return ProposeMembership({raft::MembershipChange::Kind::kAddVoter, id});
+}
+
+absl::Status NodeImpl::RemoveMember(raft::MemberId id) {
+  return ProposeMembership({raft::MembershipChange::Kind::kRemove, id});
+}
+
+absl::Status NodeImpl::TransferLeadership(raft::MemberId id) {
+  auto [done, future] = MakeCompletion<uint64_t>();
+  asio::post(loop_, [this, id, done = std::move(done)]() mutable {
+    if (closing_) return done(absl::UnavailableError("the node is closing"));
+    if (core_->role() != raft::Role::kLeader) {
+      return done(NotLeaderError(core_->LeaderId(), "TransferLeadership"));
+    }
+    absl::Status s = core_->TransferLeadership(id);
+    ProcessReady();
+    if (!s.ok()) return done(s);
+    done(uint64_t{0});
+  });
+  CONFMAN_RETURN_IF_ERROR(Await(std::move(future), options_.request_timeout).status());
+  const auto deadline = Deadline();
+  while (Clock::now() < deadline) {
+    if (GetStatus().leader == id) return absl::OkStatus();
+    std::this_thread::sleep_for(options_.tick_interval);
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "member ", id, " did not take over leadership within the request "
+      "timeout; check that it is reachable and caught up, then retry"));
+}
+
+}  // namespace node_internal
+}  // namespace confman

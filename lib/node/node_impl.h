@@ -1,0 +1,272 @@
+// NodeImpl: the threads and queues behind confman::Node (see node.h for the
+// thread layout). Split across files by thread:
+//   node_impl.cc      open, close and the public API (caller threads)
+//   node_loop.cc      the Raft loop: ticks, Ready handling, transport input
+//   node_apply.cc     the apply thread: applying, completing, serving reads
+//   node_snapshot.cc  snapshot streams in both directions
+//   node_watch.cc     watches
+#pragma once
+
+#include <asio.hpp>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "confman/kv/command.h"
+#include "confman/kv/kv_state_machine.h"
+#include "confman/log_store.h"
+#include "confman/node.h"
+#include "confman/raft/core.h"
+#include "confman/raft/membership.h"
+#include "confman/transport.h"
+
+namespace confman::node_internal {
+
+using Clock = std::chrono::steady_clock;
+
+// Where internal bookkeeping lives; hosts cannot write here.
+inline constexpr char kReservedPrefix[] = "confman.";
+inline constexpr char kMembersNamespace[] = "confman.members";
+
+class WatchImpl;
+// Stops a watch's delivery and detaches it from its (closing) Node.
+void StopWatch(WatchImpl* watch);
+
+class NodeImpl final : public Node, public TransportHandler {
+ public:
+  static absl::StatusOr<std::unique_ptr<NodeImpl>> Open(NodeOptions options);
+  ~NodeImpl() override;
+
+  // Node.
+  void Close() override;
+  NodeStatus GetStatus() const override;
+  std::string listen_address() const override;
+  absl::StatusOr<uint64_t> Put(const std::string& ns, const std::string& key,
+                               std::string value,
+                               const WriteOptions& options) override;
+  absl::StatusOr<uint64_t> Delete(const std::string& ns, const std::string& key,
+                                  const WriteOptions& options) override;
+  absl::StatusOr<uint64_t> CompareAndSet(const std::string& ns,
+                                         const std::string& key,
+                                         uint64_t expected_revision,
+                                         std::string value,
+                                         const WriteOptions& options) override;
+  void WriteAsync(kv::Command command, const WriteOptions& options,
+                  WriteCallback done) override;
+  absl::StatusOr<kv::KeyValue> Get(const std::string& ns, const std::string& key,
+                                   const ReadOptions& options) override;
+  void GetAsync(const std::string& ns, const std::string& key,
+                const ReadOptions& options, GetCallback done) override;
+  absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
+                                    const ReadOptions& options) override;
+  absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
+      const WatchRequest& request, WatchCallback callback) override;
+  absl::Status AddLearner(raft::MemberId id, const std::string& address) override;
+  absl::Status PromoteToVoter(raft::MemberId id) override;
+  absl::Status RemoveMember(raft::MemberId id) override;
+  absl::Status TransferLeadership(raft::MemberId id) override;
+
+  // TransportHandler (transport thread): hand everything to other threads.
+  void OnMessage(raft::Message message) override;
+  void OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) override;
+  void OnForward(raft::MemberId from, ForwardFrame frame) override;
+  void OnUnreachable(raft::MemberId member) override;
+
+  // Used by watches.
+  const kv::KvStateMachine& state_machine() const { return *sm_; }
+  void Unregister(WatchImpl* watch);
+  // Blocks until the state's revision exceeds `revision`, `stop` is set or
+  // `timeout` passes.
+  void WaitForRevision(uint64_t revision, const std::atomic<bool>& stop,
+                       std::chrono::milliseconds timeout);
+
+ private:
+  // A write waiting for its entry to be applied (keyed by log index).
+  struct PendingWrite {
+    raft::Term term = 0;
+    WriteCallback done;
+    Clock::time_point deadline;
+  };
+  // A read waiting for its read index (Raft loop only).
+  using ReadAt = std::function<void(absl::StatusOr<raft::Index>)>;
+  struct PendingRead {
+    ReadAt done;
+    Clock::time_point deadline;
+  };
+  // A follower's write forwarded to the leader (Raft loop only).
+  struct PendingForward {
+    WriteCallback done;
+    Clock::time_point deadline;
+  };
+  // Work for the apply thread, in order.
+  struct CommittedBatch {
+    std::vector<raft::Entry> entries;
+  };
+  struct InstallSnapshot {
+    std::unique_ptr<SnapshotSink> sink;
+    raft::SnapshotMeta meta;
+  };
+  using ApplyTask =
+      std::variant<CommittedBatch, InstallSnapshot, std::function<void()>>;
+  // A log write in flight and the messages that must wait for it.
+  struct InflightWrite {
+    std::vector<raft::Message> after_persist;
+  };
+  // An incoming snapshot stream (receiver thread only).
+  struct IncomingSnapshot {
+    raft::MemberId from = raft::kNoMember;
+    uint64_t snapshot_id = 0;
+    raft::Term term = 0;
+    raft::SnapshotMeta meta;
+    uint64_t next_seq = 0;
+    std::unique_ptr<SnapshotSink> sink;
+  };
+
+  explicit NodeImpl(NodeOptions options);
+  absl::Status OpenStorage();
+  absl::Status OpenCore();
+  absl::Status OpenTransport();
+  void StartThreads();
+  void Log(LogLevel level, const std::string& line) const;
+  void Count(std::string_view name, uint64_t delta = 1) const;
+  void Sample(std::string_view name, double value) const;
+  Clock::time_point Deadline() const;
+  std::string DefaultActor() const;
+  absl::Status CheckWritable(const std::string& ns) const;
+  absl::StatusOr<uint64_t> WaitWrite(kv::Command command,
+                                     const WriteOptions& options);
+  absl::Status NotLeaderError(raft::MemberId leader, const char* what) const;
+  std::string AddressOf(raft::MemberId id) const;
+  absl::Status ProposeMembership(raft::MembershipChange change);
+  // Runs `read` once a read point for `options` is applied (or at once for
+  // kLocal); `fail` receives the error otherwise. On the apply thread.
+  void AtReadPoint(const ReadOptions& options, std::function<void()> read,
+                   std::function<void(absl::Status)> fail);
+
+  // Raft loop (node_loop.cc).
+  void ScheduleTick();
+  void OnTick();
+  void ProcessReady();
+  void HandleReady(raft::Ready ready);
+  void SendMessages(std::vector<raft::Message> messages);
+  void SubmitLogWrite(raft::Ready& ready);
+  void OnLogWriteDone(absl::Status status, raft::Index index, raft::Term term);
+  void HandleReadStates(std::vector<raft::ReadState> states);
+  void ProposeLocal(std::string command, WriteCallback done,
+                    Clock::time_point deadline);
+  void ProposeOrForward(std::string command, WriteCallback done,
+                        Clock::time_point deadline);
+  void HandleForwardRequest(raft::MemberId from, ForwardFrame frame);
+  void HandleForwardResponse(ForwardFrame frame);
+  void StartRead(raft::ReadMode mode, ReadAt done, Clock::time_point deadline);
+  void ExpireRequests();
+  void RefreshStatusCache();
+  void FailStorage(const absl::Status& status);
+  void FailLoopRequests(const absl::Status& status);
+
+  // Apply thread (node_apply.cc).
+  void EnqueueApply(ApplyTask task);
+  void RunOnApplyThread(std::function<void()> task);
+  void ApplyLoop();
+  void RunApplyTask(ApplyTask& task);
+  void ApplyBatch(std::vector<raft::Entry> entries);
+  void CompleteWrites(const std::vector<ApplyResult>& results,
+                      const std::map<raft::Index, raft::Term>& terms);
+  void FailPendingWrites(const absl::Status& status, bool only_expired);
+  void InstallStaged(InstallSnapshot install);
+  void ServeReadsUpTo(raft::Index applied);
+  void AddWaitingRead(raft::Index index, std::function<void()> read);
+  void MaybeCompactLog(raft::Index applied);
+  void RefreshPeers(const raft::Membership* previous);
+
+  // Snapshots (node_snapshot.cc).
+  void StartSnapshotSend(raft::MemberId to);
+  void SendSnapshot(raft::MemberId to, raft::Term term, uint64_t snapshot_id);
+  void ReceiveLoop();
+  void ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk);
+  absl::Status BeginIncoming(raft::MemberId from, TransportSnapshotChunk& chunk);
+  void FinishIncoming();
+  void JoinSnapshotThreads();
+
+  NodeOptions options_;
+  raft::MemberId id_;
+  std::unique_ptr<LogStore> log_;
+  std::unique_ptr<kv::KvStateMachine> sm_;
+  std::unique_ptr<Transport> transport_;
+  std::string listen_address_;
+  std::atomic<bool> closing_{false};
+  std::atomic<bool> closed_{false};
+  std::mutex close_mu_;
+
+  // Raft loop. Everything below up to the apply section is touched only on
+  // loop_thread_.
+  asio::io_context loop_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+      loop_work_;
+  std::unique_ptr<asio::steady_timer> tick_timer_;
+  std::thread loop_thread_;
+  std::unique_ptr<raft::Core> core_;
+  std::deque<InflightWrite> inflight_writes_;
+  std::unordered_map<uint64_t, PendingRead> pending_reads_;
+  std::unordered_map<uint64_t, PendingForward> pending_forwards_;
+  uint64_t next_request_id_ = 1;
+  std::unique_ptr<SnapshotSink> staged_sink_;  // Awaiting snapshot_to_install.
+  raft::MemberId last_leader_ = raft::kNoMember;
+  uint64_t ticks_ = 0;
+
+  // Shared between the loop (insert) and the apply thread (complete).
+  std::mutex writes_mu_;
+  std::map<raft::Index, PendingWrite> pending_writes_;
+
+  // Apply thread.
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  std::deque<ApplyTask> apply_queue_;
+  bool apply_stop_ = false;
+  bool apply_exited_ = false;  // The thread returned; run tasks inline.
+  std::thread apply_thread_;
+  std::multimap<raft::Index, std::function<void()>> waiting_reads_;
+  raft::Index last_compacted_ = 0;
+  std::atomic<raft::Index> applied_{0};
+
+  // Revision changes, for watches.
+  std::mutex revision_mu_;
+  std::condition_variable revision_cv_;
+  std::mutex watches_mu_;
+  std::set<WatchImpl*> watches_;
+
+  // Snapshot threads.
+  std::mutex snapshot_mu_;
+  std::map<raft::MemberId, std::thread> senders_;
+  std::set<raft::MemberId> sending_;
+  std::condition_variable receive_cv_;
+  std::deque<std::pair<raft::MemberId, TransportSnapshotChunk>> receive_queue_;
+  size_t receive_queue_bytes_ = 0;
+  std::thread receiver_;
+  std::optional<IncomingSnapshot> incoming_;  // Receiver thread only.
+  std::atomic<uint64_t> next_snapshot_id_{1};
+
+  // Peer addresses known to this member (options plus replicated ones).
+  mutable std::mutex peers_mu_;
+  std::map<raft::MemberId, std::string> addresses_;
+
+  // GetStatus() cache, refreshed by the loop.
+  mutable std::mutex status_mu_;
+  NodeStatus status_;
+  std::atomic<uint64_t> leader_changes_{0};
+  absl::Status storage_error_;  // Guarded by status_mu_.
+};
+
+}  // namespace confman::node_internal

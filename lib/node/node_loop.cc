@@ -1,0 +1,315 @@
+// The Raft loop: one thread owns the core. Every input (tick, message,
+// proposal, storage report) arrives here as a posted handler, and after
+// each one the Ready batches are handled in the order core.h prescribes.
+#include "absl/strings/str_cat.h"
+#include "forward_codec.h"
+#include "node_impl.h"
+
+namespace confman::node_internal {
+
+void NodeImpl::ScheduleTick() {
+  tick_timer_->expires_after(options_.tick_interval);
+  tick_timer_->async_wait([this](const asio::error_code& ec) {
+    if (!ec && !closing_) OnTick();
+  });
+}
+
+void NodeImpl::OnTick() {
+  core_->Tick();
+  ProcessReady();
+  RefreshStatusCache();
+  // Deadlines need no finer resolution than ten ticks.
+  if (++ticks_ % 10 == 0) ExpireRequests();
+  ScheduleTick();
+}
+
+void NodeImpl::ProcessReady() {
+  while (core_->HasReady()) HandleReady(core_->TakeReady());
+  const raft::MemberId leader = core_->LeaderId();
+  if (leader != raft::kNoMember && leader != last_leader_) {
+    if (last_leader_ != raft::kNoMember) {
+      ++leader_changes_;
+      Count("node.leader_changes");
+    }
+    Log(LogLevel::kInfo, absl::StrCat("leader is now member ", leader, " (term ",
+                                      core_->term(), ")"));
+    last_leader_ = leader;
+    RefreshStatusCache();
+  }
+}
+
+void NodeImpl::HandleReady(raft::Ready ready) {
+  if (ready.snapshot_to_install) {
+    const raft::SnapshotMeta& meta = *ready.snapshot_to_install;
+    // Reset the log before any later write is queued, so writes that
+    // follow the snapshot survive the reset.
+    absl::Status reset = log_->ResetToSnapshot(meta.index, meta.term);
+    if (!reset.ok() || staged_sink_ == nullptr) {
+      FailStorage(reset.ok() ? absl::InternalError(absl::StrCat(
+                                   "snapshot at index ", meta.index,
+                                   " accepted with no staged data"))
+                             : reset);
+    } else {
+      EnqueueApply(InstallSnapshot{std::move(staged_sink_), meta});
+    }
+  }
+  SendMessages(std::move(ready.messages));
+  SubmitLogWrite(ready);
+  if (!ready.committed_entries.empty()) {
+    EnqueueApply(CommittedBatch{std::move(ready.committed_entries)});
+  }
+  HandleReadStates(std::move(ready.read_states));
+  for (const raft::SnapshotSend& send : ready.snapshots_to_send) {
+    StartSnapshotSend(send.to);
+  }
+}
+
+void NodeImpl::SendMessages(std::vector<raft::Message> messages) {
+  for (raft::Message& m : messages) {
+    const raft::MemberId to = m.to;
+    absl::Status s = transport_->Send(std::move(m));
+    // A full bulk queue or an unknown peer: stop pipelining to it; Raft
+    // re-sends what was lost once it answers again.
+    if (absl::IsResourceExhausted(s) || absl::IsNotFound(s)) {
+      core_->ReportUnreachable(to);
+    }
+  }
+}
+
+void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
+  if (!ready.hard_state && ready.entries.empty()) {
+    // Nothing to write: these only wait for earlier writes.
+    if (inflight_writes_.empty()) {
+      SendMessages(std::move(ready.messages_after_persist));
+    } else {
+      auto& waiting = inflight_writes_.back().after_persist;
+      for (auto& m : ready.messages_after_persist) waiting.push_back(std::move(m));
+    }
+    return;
+  }
+  const raft::Index index = ready.entries.empty() ? 0 : ready.entries.back().index;
+  const raft::Term term = ready.entries.empty() ? 0 : ready.entries.back().term;
+  inflight_writes_.push_back(InflightWrite{std::move(ready.messages_after_persist)});
+  const auto start = Clock::now();
+  log_->Write(LogWrite{ready.hard_state, std::move(ready.entries)},
+              [this, index, term, start](absl::Status status) {
+                Sample("node.log_write_ms",
+                       std::chrono::duration<double, std::milli>(Clock::now() - start)
+                           .count());
+                asio::post(loop_, [this, status, index, term] {
+                  OnLogWriteDone(status, index, term);
+                });
+              });
+}
+
+void NodeImpl::OnLogWriteDone(absl::Status status, raft::Index index,
+                              raft::Term term) {
+  if (inflight_writes_.empty()) return;
+  InflightWrite done = std::move(inflight_writes_.front());
+  inflight_writes_.pop_front();
+  if (!status.ok()) return FailStorage(status);
+  if (index != 0) core_->ReportDurable(index, term);
+  SendMessages(std::move(done.after_persist));
+  ProcessReady();
+}
+
+void NodeImpl::FailStorage(const absl::Status& status) {
+  std::lock_guard lock(status_mu_);
+  if (!storage_error_.ok()) return;
+  storage_error_ = status;
+  Count("node.storage_errors");
+  Log(LogLevel::kError,
+      absl::StrCat("storage failed; refusing writes until reopened: ",
+                   status.ToString()));
+}
+
+// ---------------------------------------------------------------------------
+// Writes.
+
+void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
+                            Clock::time_point deadline) {
+  absl::Status storage = GetStatus().storage_error;
+  if (!storage.ok()) {
+    return RunOnApplyThread([done, storage] {
+      done(absl::UnavailableError(absl::StrCat(
+          "this member cannot make writes durable (", storage.message(),
+          "); retry on another member")));
+    });
+  }
+  std::vector<std::string> entries;
+  entries.push_back(std::move(command));
+  absl::StatusOr<raft::ProposalPosition> pos = core_->Propose(std::move(entries));
+  if (!pos.ok()) {
+    absl::Status s = absl::IsFailedPrecondition(pos.status())
+                         ? NotLeaderError(core_->LeaderId(), "a write")
+                         : pos.status();
+    return RunOnApplyThread([done, s] { done(s); });
+  }
+  {
+    std::lock_guard lock(writes_mu_);
+    pending_writes_[pos->last] = PendingWrite{pos->term, std::move(done), deadline};
+  }
+  ProcessReady();
+}
+
+void NodeImpl::ProposeOrForward(std::string command, WriteCallback done,
+                                Clock::time_point deadline) {
+  if (closing_) {
+    return RunOnApplyThread([done] {
+      done(absl::UnavailableError("the node is closing; retry on another member"));
+    });
+  }
+  if (core_->role() == raft::Role::kLeader) {
+    return ProposeLocal(std::move(command), std::move(done), deadline);
+  }
+  const raft::MemberId leader = core_->LeaderId();
+  if (leader == raft::kNoMember) {
+    absl::Status s = NotLeaderError(leader, "a write");
+    return RunOnApplyThread([done, s] { done(s); });
+  }
+  const uint64_t request_id = next_request_id_++;
+  absl::Status sent = transport_->SendForward(
+      leader, ForwardFrame{request_id, false, std::move(command)});
+  if (!sent.ok()) {
+    absl::Status s = absl::UnavailableError(absl::StrCat(
+        "cannot forward the write to the leader, member ", leader, " at ",
+        AddressOf(leader), ": ", sent.message(), "; retry shortly"));
+    return RunOnApplyThread([done, s] { done(s); });
+  }
+  Count("node.forwarded");
+  pending_forwards_[request_id] = PendingForward{std::move(done), deadline};
+}
+
+void NodeImpl::HandleForwardRequest(raft::MemberId from, ForwardFrame frame) {
+  const uint64_t request_id = frame.request_id;
+  WriteCallback reply = [this, from, request_id](absl::StatusOr<uint64_t> result) {
+    if (closed_) return;
+    (void)transport_->SendForward(
+        from, ForwardFrame{request_id, true, EncodeForwardResult(result)});
+  };
+  if (core_->role() != raft::Role::kLeader || closing_) {
+    absl::Status s = closing_ ? absl::UnavailableError("the leader is closing; retry")
+                              : NotLeaderError(core_->LeaderId(), "a forwarded write");
+    return reply(absl::UnavailableError(s.message()));
+  }
+  ProposeLocal(std::move(frame.payload), std::move(reply), Deadline());
+}
+
+void NodeImpl::HandleForwardResponse(ForwardFrame frame) {
+  auto it = pending_forwards_.find(frame.request_id);
+  if (it == pending_forwards_.end()) return;  // Expired already.
+  WriteCallback done = std::move(it->second.done);
+  pending_forwards_.erase(it);
+  RunOnApplyThread([done = std::move(done), payload = std::move(frame.payload)] {
+    done(DecodeForwardResult(payload));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Reads.
+
+void NodeImpl::StartRead(raft::ReadMode mode, ReadAt done,
+                         Clock::time_point deadline) {
+  if (closing_) {
+    return done(absl::UnavailableError("the node is closing; retry on another member"));
+  }
+  const uint64_t request_id = next_request_id_++;
+  absl::Status s = core_->ReadIndex(EncodeRequestId(request_id), mode);
+  if (!s.ok()) {
+    return done(absl::IsFailedPrecondition(s) || absl::IsUnavailable(s)
+                    ? absl::UnavailableError(absl::StrCat(
+                          "no read point available: ", s.message(),
+                          "; retry shortly or read with kLocal"))
+                    : s);
+  }
+  pending_reads_[request_id] = PendingRead{std::move(done), deadline};
+  ProcessReady();
+}
+
+void NodeImpl::HandleReadStates(std::vector<raft::ReadState> states) {
+  for (raft::ReadState& state : states) {
+    auto it = pending_reads_.find(DecodeRequestId(state.context));
+    if (it == pending_reads_.end()) continue;
+    ReadAt done = std::move(it->second.done);
+    pending_reads_.erase(it);
+    done(state.index);
+  }
+}
+
+void NodeImpl::ExpireRequests() {
+  const auto now = Clock::now();
+  const std::string leader = AddressOf(core_->LeaderId());
+  const absl::Status expired = absl::DeadlineExceededError(absl::StrCat(
+      "no answer within the request timeout (leader: ",
+      leader.empty() ? std::string("unknown") : leader,
+      "); a write may still take effect"));
+  for (auto it = pending_reads_.begin(); it != pending_reads_.end();) {
+    if (it->second.deadline > now) { ++it; continue; }
+    it->second.done(expired);
+    it = pending_reads_.erase(it);
+  }
+  for (auto it = pending_forwards_.begin(); it != pending_forwards_.end();) {
+    if (it->second.deadline > now) { ++it; continue; }
+    RunOnApplyThread([done = std::move(it->second.done), expired] { done(expired); });
+    it = pending_forwards_.erase(it);
+  }
+  FailPendingWrites(expired, /*only_expired=*/true);
+}
+
+void NodeImpl::FailLoopRequests(const absl::Status& status) {
+  for (auto& [id, read] : pending_reads_) read.done(status);
+  pending_reads_.clear();
+  for (auto& [id, forward] : pending_forwards_) {
+    RunOnApplyThread([done = std::move(forward.done), status] { done(status); });
+  }
+  pending_forwards_.clear();
+}
+
+void NodeImpl::RefreshStatusCache() {
+  raft::CoreStatus core = core_->Status();
+  const std::string leader_address = AddressOf(core.leader);
+  std::lock_guard lock(status_mu_);
+  status_.id = core.id;
+  status_.role = core.role;
+  status_.term = core.term;
+  status_.leader = core.leader;
+  status_.leader_address =
+      core.leader == raft::kNoMember ? std::string() : leader_address;
+  status_.commit_index = core.commit;
+  status_.membership = std::move(core.membership);
+  status_.progress = std::move(core.progress);
+  if (!core.storage_error.ok() && storage_error_.ok()) {
+    storage_error_ = core.storage_error;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Transport input: hand over to the loop and return at once.
+
+void NodeImpl::OnMessage(raft::Message message) {
+  if (closing_) return;
+  asio::post(loop_, [this, m = std::move(message)]() mutable {
+    if (closing_) return;
+    core_->Step(std::move(m));
+    ProcessReady();
+  });
+}
+
+void NodeImpl::OnForward(raft::MemberId from, ForwardFrame frame) {
+  if (closing_) return;
+  asio::post(loop_, [this, from, f = std::move(frame)]() mutable {
+    if (f.response) return HandleForwardResponse(std::move(f));
+    HandleForwardRequest(from, std::move(f));
+  });
+}
+
+void NodeImpl::OnUnreachable(raft::MemberId member) {
+  if (closing_) return;
+  asio::post(loop_, [this, member] {
+    if (closing_) return;
+    core_->ReportUnreachable(member);
+    ProcessReady();
+  });
+}
+
+}  // namespace confman::node_internal

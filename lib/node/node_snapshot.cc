@@ -1,0 +1,186 @@
+// Snapshot streams, off the Raft loop. A sender thread per follower reads
+// chunks from a state-machine snapshot (one LMDB read transaction) and
+// queues them on the transport's bulk path, one chunk in memory at a time.
+// The receiver thread writes incoming chunks into a restore sink; when the
+// last one is in, the loop steps a kSnapshot message into the core, which
+// then asks for the staged state to be installed.
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "node_impl.h"
+
+namespace confman::node_internal {
+namespace {
+
+// Incoming chunks queued for the receiver thread, in bytes. Beyond it a
+// chunk is dropped: the stream breaks and the leader sends a fresh one.
+constexpr size_t kMaxReceiveQueueBytes = size_t{128} << 20;
+// How long a sender waits before retrying a chunk the transport's full
+// bulk queue refused.
+constexpr auto kSendRetryDelay = std::chrono::milliseconds(2);
+
+}  // namespace
+
+void NodeImpl::StartSnapshotSend(raft::MemberId to) {
+  std::lock_guard lock(snapshot_mu_);
+  if (closing_ || sending_.count(to) != 0) return;
+  auto previous = senders_.find(to);
+  if (previous != senders_.end()) {
+    previous->second.join();  // Finished: it left sending_ as its last act.
+    senders_.erase(previous);
+  }
+  sending_.insert(to);
+  senders_[to] = std::thread(&NodeImpl::SendSnapshot, this, to, core_->term(),
+                             next_snapshot_id_++);
+}
+
+void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
+                            uint64_t snapshot_id) {
+  bool ok = false;
+  absl::StatusOr<std::unique_ptr<SnapshotSource>> source = sm_->OpenSnapshot();
+  if (source.ok()) {
+    Log(LogLevel::kInfo, absl::StrCat("sending snapshot at index ",
+                                      (*source)->meta().index, " to member ", to));
+    while (!closing_) {
+      absl::StatusOr<SnapshotChunk> chunk = (*source)->NextChunk();
+      if (!chunk.ok()) break;
+      TransportSnapshotChunk wire{
+          .snapshot_id = snapshot_id,
+          .term = term,
+          .meta = chunk->seq == 0 ? std::optional((*source)->meta()) : std::nullopt,
+          .seq = chunk->seq,
+          .last = chunk->last,
+          .data = std::move(chunk->data),
+          .checksum = chunk->checksum};
+      absl::Status sent = transport_->SendSnapshotChunk(to, wire);
+      while (absl::IsResourceExhausted(sent) && !closing_) {
+        std::this_thread::sleep_for(kSendRetryDelay);
+        sent = transport_->SendSnapshotChunk(to, wire);
+      }
+      if (!sent.ok()) break;
+      if (wire.last) {
+        ok = true;
+        break;
+      }
+    }
+  }
+  if (!ok) {
+    Log(LogLevel::kWarning,
+        absl::StrCat("snapshot to member ", to, " failed: ",
+                     source.ok() ? "stream interrupted" : source.status().ToString()));
+  }
+  Count("node.snapshots_sent");
+  source = absl::CancelledError();  // Release the read transaction first.
+  asio::post(loop_, [this, to, ok] {
+    if (closing_) return;
+    core_->ReportSnapshotSent(to, ok);
+    ProcessReady();
+  });
+  std::lock_guard lock(snapshot_mu_);
+  sending_.erase(to);
+}
+
+void NodeImpl::OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
+  if (closing_) return;
+  {
+    std::lock_guard lock(snapshot_mu_);
+    if (receive_queue_bytes_ + chunk.data.size() > kMaxReceiveQueueBytes) return;
+    receive_queue_bytes_ += chunk.data.size();
+    receive_queue_.emplace_back(from, std::move(chunk));
+  }
+  receive_cv_.notify_one();
+}
+
+void NodeImpl::ReceiveLoop() {
+  std::unique_lock lock(snapshot_mu_);
+  while (true) {
+    receive_cv_.wait(lock, [this] { return closing_ || !receive_queue_.empty(); });
+    if (closing_) break;
+    auto [from, chunk] = std::move(receive_queue_.front());
+    receive_queue_.pop_front();
+    receive_queue_bytes_ -= chunk.data.size();
+    lock.unlock();
+    ReceiveChunk(from, std::move(chunk));
+    lock.lock();
+  }
+  incoming_.reset();
+}
+
+void NodeImpl::ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
+  if (chunk.seq == 0) {
+    incoming_.reset();  // A new stream replaces any unfinished one.
+    if (absl::Status s = BeginIncoming(from, chunk); !s.ok()) {
+      Log(LogLevel::kWarning, absl::StrCat("refused snapshot from member ", from,
+                                           ": ", s.ToString()));
+      return;
+    }
+  } else if (!incoming_ || incoming_->from != from ||
+             incoming_->snapshot_id != chunk.snapshot_id ||
+             incoming_->next_seq != chunk.seq) {
+    incoming_.reset();  // A gap: chunks were lost; wait for a fresh stream.
+    return;
+  }
+  absl::Status written = incoming_->sink->Write(SnapshotChunk{
+      chunk.seq, chunk.last, std::move(chunk.data), chunk.checksum});
+  if (!written.ok()) {
+    Log(LogLevel::kWarning, absl::StrCat("snapshot chunk ", chunk.seq,
+                                         " from member ", from,
+                                         " rejected: ", written.ToString()));
+    incoming_.reset();
+    return;
+  }
+  ++incoming_->next_seq;
+  if (chunk.last) FinishIncoming();
+}
+
+absl::Status NodeImpl::BeginIncoming(raft::MemberId from,
+                                     TransportSnapshotChunk& chunk) {
+  if (!chunk.meta) {
+    return absl::InvalidArgumentError("the first chunk carries no snapshot metadata");
+  }
+  // BeginRestore belongs to the apply thread (state_machine.h).
+  std::promise<absl::StatusOr<std::unique_ptr<SnapshotSink>>> begun;
+  auto future = begun.get_future();
+  RunOnApplyThread([this, &begun, meta = *chunk.meta] {
+    begun.set_value(sm_->BeginRestore(meta));
+  });
+  absl::StatusOr<std::unique_ptr<SnapshotSink>> sink = future.get();
+  if (!sink.ok()) return sink.status();
+  incoming_ = IncomingSnapshot{.from = from,
+                               .snapshot_id = chunk.snapshot_id,
+                               .term = chunk.term,
+                               .meta = *chunk.meta,
+                               .sink = std::move(*sink)};
+  return absl::OkStatus();
+}
+
+void NodeImpl::FinishIncoming() {
+  IncomingSnapshot done = std::move(*incoming_);
+  incoming_.reset();
+  asio::post(loop_, [this, done = std::make_shared<IncomingSnapshot>(std::move(done))] {
+    if (closing_) return;
+    staged_sink_ = std::move(done->sink);
+    raft::Message notice;
+    notice.type = raft::MessageType::kSnapshot;
+    notice.from = done->from;
+    notice.to = id_;
+    notice.term = done->term;
+    notice.snapshot = done->meta;
+    core_->Step(std::move(notice));
+    ProcessReady();
+    staged_sink_.reset();  // Not installed: the core found it stale.
+  });
+}
+
+void NodeImpl::JoinSnapshotThreads() {
+  receive_cv_.notify_all();
+  if (receiver_.joinable()) receiver_.join();
+  std::map<raft::MemberId, std::thread> senders;
+  {
+    std::lock_guard lock(snapshot_mu_);
+    senders.swap(senders_);
+  }
+  for (auto& [to, thread] : senders) thread.join();
+}
+
+}  // namespace confman::node_internal
