@@ -19,25 +19,20 @@ TEST_CASE("followers acknowledge entries only once they are durable",
   cluster.HoldDurability(2);
   cluster.HoldDurability(3);
 
-  auto position = cluster.Propose(1, {"held"});
-  REQUIRE(position.ok());
-  cluster.Settle();
-  cluster.Run(2);
+  const ProposalPosition position = cluster.Replicate(1, {"held"}, 2);
   CHECK(cluster.core(1).CommitIndex() == commit_before);
-  CHECK(cluster.member(2).log.LastIndex() < position->last);
+  CHECK(cluster.member(2).log.LastIndex() < position.last);
 
   cluster.ReleaseDurability(2);
   cluster.Settle();
-  CHECK(cluster.core(1).CommitIndex() >= position->last);
+  CHECK(cluster.core(1).CommitIndex() >= position.last);
 }
 
 TEST_CASE("a restarted member hands out only entries it has not applied",
           "[durability]") {
   Cluster cluster(3);
   cluster.ElectLeader(1);
-  REQUIRE(cluster.Propose(1, Payloads(5, 8)).ok());
-  cluster.Settle();
-  cluster.Run(2);
+  cluster.Replicate(1, Payloads(5, 8), 2);
   const Index applied = cluster.member(2).applied_index;
   REQUIRE(applied == cluster.core(1).CommitIndex());
 
@@ -45,9 +40,7 @@ TEST_CASE("a restarted member hands out only entries it has not applied",
   // one is skipped.
   cluster.Restart(2);
   CHECK(cluster.member(2).applied_index == applied);
-  REQUIRE(cluster.Propose(1, Payloads(3, 8)).ok());
-  cluster.Settle();
-  cluster.Run(2);
+  cluster.Replicate(1, Payloads(3, 8), 2);
   CHECK(cluster.member(2).applied == cluster.member(1).applied);
 }
 
@@ -56,13 +49,11 @@ TEST_CASE("a member that loses unsynced writes in a crash catches up",
   Cluster cluster(3);
   cluster.ElectLeader(1);
   cluster.HoldDurability(3);
-  auto position = cluster.Propose(1, Payloads(4, 8));
-  REQUIRE(position.ok());
-  cluster.Settle();
-  REQUIRE(cluster.core(1).CommitIndex() >= position->last);  // Via member 2.
+  const ProposalPosition position = cluster.Replicate(1, Payloads(4, 8), 0);
+  REQUIRE(cluster.core(1).CommitIndex() >= position.last);  // Via member 2.
 
   cluster.Restart(3);  // Everything member 3 had not synced is gone.
-  REQUIRE(cluster.member(3).log.LastIndex() < position->last);
+  REQUIRE(cluster.member(3).log.LastIndex() < position.last);
   cluster.Run(3);
   CHECK(AllEntries(cluster.member(3).log) == AllEntries(cluster.member(1).log));
   CHECK(cluster.member(3).applied == cluster.member(1).applied);

@@ -88,9 +88,7 @@ TEST_CASE("voters deny candidates whose log is less up to date",
   Cluster cluster(3, WithoutPreVoteOrCheckQuorum());
   cluster.ElectLeader(1);
   cluster.Isolate(3);
-  REQUIRE(cluster.Propose(1, testing::Payloads(3, 8)).ok());
-  cluster.Settle();
-  cluster.Run(1);
+  cluster.Replicate(1, testing::Payloads(3, 8));
   REQUIRE(cluster.member(2).log.LastIndex() >
           cluster.member(3).log.LastIndex());
 

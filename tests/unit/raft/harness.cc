@@ -391,6 +391,29 @@ absl::Status Cluster::TransferLeadership(MemberId id, MemberId to) {
   return status;
 }
 
+ProposalPosition Cluster::Replicate(MemberId leader,
+                                   std::vector<std::string> payloads,
+                                   int ticks) {
+  auto position = Propose(leader, std::move(payloads));
+  INFO("proposal on member " << leader << ": " << position.status().ToString());
+  REQUIRE(position.ok());
+  Settle();
+  Run(ticks);
+  return *position;
+}
+
+ProposalPosition Cluster::Reconfigure(MemberId leader,
+                                     MembershipChange::Kind kind,
+                                     MemberId subject, int ticks) {
+  auto position = ChangeMembership(leader, kind, subject);
+  INFO("membership change on member " << leader << ": "
+                                      << position.status().ToString());
+  REQUIRE(position.ok());
+  Settle();
+  Run(ticks);
+  return *position;
+}
+
 void Cluster::StartElection(MemberId id) {
   Member& m = member(id);
   const int max_ticks = 2 * static_cast<int>(m.options.election_timeout_ticks);

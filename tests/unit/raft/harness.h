@@ -162,6 +162,14 @@ class Cluster {
   absl::StatusOr<ProposalPosition> ChangeMembership(
       MemberId id, MembershipChange::Kind kind, MemberId subject);
   absl::Status TransferLeadership(MemberId id, MemberId to);
+  // Proposes on `leader` (failing the test if it refuses), delivers until
+  // quiet, then runs `ticks` rounds so that followers learn the commit.
+  ProposalPosition Replicate(MemberId leader, std::vector<std::string> payloads,
+                             int ticks = 1);
+  // The same for a membership change; the default leaves time for the
+  // joint configuration to be entered and left.
+  ProposalPosition Reconfigure(MemberId leader, MembershipChange::Kind kind,
+                               MemberId subject, int ticks = 3);
 
   // ---- Elections -----------------------------------------------------
   // Ticks only `id` until it has started an election (fails the test if

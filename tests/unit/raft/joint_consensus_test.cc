@@ -38,14 +38,20 @@ ClusterConfig ThreeVotersAndOutsiders(std::vector<MemberId> outsiders) {
   return config;
 }
 
+// Booted mid-change: incoming voters {1, 2, 3}, outgoing {1, 4, 5}.
+ClusterConfig JointConfig() {
+  ClusterConfig config;
+  config.voters = {1, 2, 3};
+  config.voters_outgoing = {1, 4, 5};
+  return config;
+}
+
 TEST_CASE("adding a voter enters and then leaves the joint configuration "
           "unprompted",
           "[joint]") {
   Cluster cluster(ThreeVotersAndOutsiders({4}));
   cluster.ElectLeader(1);
-  REQUIRE(cluster.ChangeMembership(1, Kind::kAddVoter, 4).ok());
-  cluster.Settle();
-  cluster.Run(3);
+  cluster.Reconfigure(1, Kind::kAddVoter, 4);
 
   const Membership final_config = Voters({1, 2, 3, 4});
   CHECK(AppliedConfigurations(cluster, 1) ==
@@ -62,60 +68,46 @@ TEST_CASE("removing a voter leaves a cluster that commits without it",
           "[joint]") {
   Cluster cluster(3);
   cluster.ElectLeader(1);
-  REQUIRE(cluster.ChangeMembership(1, Kind::kRemove, 3).ok());
-  cluster.Settle();
-  cluster.Run(3);
+  cluster.Reconfigure(1, Kind::kRemove, 3);
   CHECK(AppliedConfigurations(cluster, 1) ==
         std::vector<Membership>{Voters({1, 2}, {1, 2, 3}), Voters({1, 2})});
   CHECK(cluster.core(1).membership() == Voters({1, 2}));
 
   cluster.Isolate(3);
-  auto position = cluster.Propose(1, {"after-removal"});
-  REQUIRE(position.ok());
-  cluster.Settle();
-  CHECK(cluster.core(1).CommitIndex() >= position->last);
+  const ProposalPosition position = cluster.Replicate(1, {"after-removal"}, 0);
+  CHECK(cluster.core(1).CommitIndex() >= position.last);
 }
 
 TEST_CASE("while joint, commitment needs a majority of both configurations",
           "[joint]") {
-  ClusterConfig config;
-  config.voters = {1, 2, 3};
-  config.voters_outgoing = {1, 4, 5};
-  Cluster cluster(config);
+  Cluster cluster(JointConfig());
   cluster.Campaign(1, /*settle=*/false);
   REQUIRE(cluster.core(1).membership().joint());
   const Index start = cluster.core(1).CommitIndex();
   const Index last = cluster.member(1).log.LastIndex();
   REQUIRE(last > start);
+  const auto commit_without = [&cluster](MemberId a, MemberId b) {
+    cluster.Isolate(a);
+    cluster.Isolate(b);
+    cluster.Settle();
+    cluster.Run(3);
+    return cluster.core(1).CommitIndex();
+  };
 
   SECTION("a majority of the incoming voters alone") {
-    cluster.Isolate(4);
-    cluster.Isolate(5);
-    cluster.Settle();
-    cluster.Run(3);
-    CHECK(cluster.core(1).CommitIndex() == start);
+    CHECK(commit_without(4, 5) == start);
   }
   SECTION("a majority of the outgoing voters alone") {
-    cluster.Isolate(2);
-    cluster.Isolate(3);
-    cluster.Settle();
-    cluster.Run(3);
-    CHECK(cluster.core(1).CommitIndex() == start);
+    CHECK(commit_without(2, 3) == start);
   }
   SECTION("a majority of each") {
-    cluster.Isolate(3);
-    cluster.Isolate(5);
-    cluster.Settle();
-    cluster.Run(3);
-    CHECK(cluster.core(1).CommitIndex() >= last);
+    CHECK(commit_without(3, 5) >= last);
   }
 }
 
 TEST_CASE("while joint, an election needs a majority of both configurations",
           "[joint]") {
-  ClusterConfig config;
-  config.voters = {1, 2, 3};
-  config.voters_outgoing = {1, 4, 5};
+  const ClusterConfig config = JointConfig();
   Cluster cluster(config);
   cluster.Isolate(4);
   cluster.Isolate(5);
@@ -140,9 +132,7 @@ TEST_CASE("only one membership change may be pending at a time", "[joint]") {
   cluster.Settle();
   cluster.Run(3);
   REQUIRE(cluster.core(1).membership() == Voters({1, 2, 3, 4}));
-  REQUIRE(cluster.ChangeMembership(1, Kind::kAddVoter, 5).ok());
-  cluster.Settle();
-  cluster.Run(3);
+  cluster.Reconfigure(1, Kind::kAddVoter, 5);
   CHECK(cluster.core(1).membership() == Voters({1, 2, 3, 4, 5}));
 }
 
@@ -158,36 +148,27 @@ TEST_CASE("a leader that removes itself hands over to the remaining voters",
           "[joint]") {
   Cluster cluster(3);
   cluster.ElectLeader(1);
-  REQUIRE(cluster.ChangeMembership(1, Kind::kRemove, 1).ok());
-  cluster.Settle();
-  cluster.Run(40);
+  cluster.Reconfigure(1, Kind::kRemove, 1, 40);
 
   const MemberId leader = cluster.Leader();
   REQUIRE((leader == 2 || leader == 3));
   CHECK(cluster.core(leader).membership() == Voters({2, 3}));
-  auto position = cluster.Propose(leader, {"without-1"});
-  REQUIRE(position.ok());
-  cluster.Settle();
-  cluster.Run(1);
-  CHECK(cluster.core(leader).CommitIndex() >= position->last);
+  const ProposalPosition position = cluster.Replicate(leader, {"without-1"});
+  CHECK(cluster.core(leader).CommitIndex() >= position.last);
 }
 
 TEST_CASE("learners are added without a joint step and promoted with one",
           "[joint]") {
   Cluster cluster(ThreeVotersAndOutsiders({4}));
   cluster.ElectLeader(1);
-  REQUIRE(cluster.ChangeMembership(1, Kind::kAddLearner, 4).ok());
-  cluster.Settle();
-  cluster.Run(2);
+  cluster.Reconfigure(1, Kind::kAddLearner, 4, 2);
   Membership with_learner = Voters({1, 2, 3});
   with_learner.learners = {4};
   CHECK(AppliedConfigurations(cluster, 1) ==
         std::vector<Membership>{with_learner});
   CHECK(cluster.core(4).membership() == with_learner);
 
-  REQUIRE(cluster.ChangeMembership(1, Kind::kAddVoter, 4).ok());
-  cluster.Settle();
-  cluster.Run(3);
+  cluster.Reconfigure(1, Kind::kAddVoter, 4);
   const std::vector<Membership> applied = AppliedConfigurations(cluster, 1);
   REQUIRE(applied.size() == 3);
   CHECK(applied[1].joint());
@@ -199,9 +180,7 @@ TEST_CASE("a restarted member replays configuration changes from its log",
           "[joint]") {
   Cluster cluster(ThreeVotersAndOutsiders({4}));
   cluster.ElectLeader(1);
-  REQUIRE(cluster.ChangeMembership(1, Kind::kAddVoter, 4).ok());
-  cluster.Settle();
-  cluster.Run(3);
+  cluster.Reconfigure(1, Kind::kAddVoter, 4);
   REQUIRE(cluster.core(2).membership() == Voters({1, 2, 3, 4}));
 
   // Its state machine remembers nothing, its log everything.

@@ -40,20 +40,18 @@ TEST_CASE("learners receive entries but do not count toward commit",
 
   cluster.Isolate(2);
   cluster.Isolate(3);
-  auto position = cluster.Propose(1, {"for-everyone"});
-  REQUIRE(position.ok());
-  cluster.Settle();
+  const ProposalPosition position = cluster.Replicate(1, {"for-everyone"}, 0);
   // Leader and learner hold it: two of four members, one of three voters.
-  REQUIRE(cluster.member(4).log.LastIndex() >= position->last);
-  REQUIRE(ProgressOf(cluster.core(1), 4).match >= position->last);
-  CHECK(cluster.core(1).CommitIndex() < position->last);
+  REQUIRE(cluster.member(4).log.LastIndex() >= position.last);
+  REQUIRE(ProgressOf(cluster.core(1), 4).match >= position.last);
+  CHECK(cluster.core(1).CommitIndex() < position.last);
 
   cluster.Heal();
   cluster.Run(2);
-  CHECK(cluster.core(1).CommitIndex() >= position->last);
+  CHECK(cluster.core(1).CommitIndex() >= position.last);
   const std::vector<Entry>& applied = cluster.member(4).applied;
-  REQUIRE(applied.size() >= position->last);
-  CHECK(applied[position->last - 1].data == "for-everyone");
+  REQUIRE(applied.size() >= position.last);
+  CHECK(applied[position.last - 1].data == "for-everyone");
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 #include "quorum.h"
 
 #include <limits>
+#include <functional>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -70,19 +72,12 @@ TEST_CASE("JointValue is the lower of the two halves' majorities",
 }
 
 // Votes in member order: 'y' granted, 'n' rejected, '?' not yet answered.
-VoteOutcome Tally(const std::vector<MemberId>& voters,
-                  const std::map<MemberId, char>& votes) {
-  return quorum::MajorityVote(voters, [&](MemberId id) -> std::optional<bool> {
-    const char vote = votes.at(id);
+std::function<std::optional<bool>(MemberId)> Ballots(std::string letters) {
+  return [letters = std::move(letters)](MemberId id) -> std::optional<bool> {
+    const char vote = letters.at(id - 1);
     if (vote == '?') return std::nullopt;
     return vote == 'y';
-  });
-}
-
-std::map<MemberId, char> Votes(const std::string& letters) {
-  std::map<MemberId, char> votes;
-  for (size_t i = 0; i < letters.size(); ++i) votes[i + 1] = letters[i];
-  return votes;
+  };
 }
 
 TEST_CASE("MajorityVote wins, loses or waits", "[quorum]") {
@@ -106,20 +101,16 @@ TEST_CASE("MajorityVote wins, loses or waits", "[quorum]") {
       {"y?nnn", VoteOutcome::kLost},
   }));
   INFO("votes " << row.votes);
-  CHECK(Tally(Ids(row.votes.size()), Votes(row.votes)) == row.expected);
+  CHECK(quorum::MajorityVote(Ids(row.votes.size()), Ballots(row.votes)) ==
+        row.expected);
 }
 
 TEST_CASE("JointVote needs both halves", "[quorum]") {
   Membership joint;
   joint.voters = {1, 2, 3};
   joint.voters_outgoing = {1, 4, 5};
-  const auto outcome = [&](const std::string& letters) {
-    const auto votes = Votes(letters);
-    return quorum::JointVote(joint, [&](MemberId id) -> std::optional<bool> {
-      const char vote = votes.at(id);
-      if (vote == '?') return std::nullopt;
-      return vote == 'y';
-    });
+  const auto outcome = [&joint](const std::string& letters) {
+    return quorum::JointVote(joint, Ballots(letters));
   };
   CHECK(outcome("yyy??") == VoteOutcome::kPending);  // Outgoing undecided.
   CHECK(outcome("yyynn") == VoteOutcome::kLost);     // Outgoing lost.

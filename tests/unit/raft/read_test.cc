@@ -24,12 +24,9 @@ std::vector<ReadState> ReadsFor(Cluster& cluster, MemberId id,
 // Elects member 1 and commits one write; returns the write's index.
 Index LeaderWithOneWrite(Cluster& cluster) {
   cluster.ElectLeader(1);
-  auto position = cluster.Propose(1, {"write"});
-  REQUIRE(position.ok());
-  cluster.Settle();
-  cluster.Run(1);
-  REQUIRE(cluster.core(1).CommitIndex() >= position->last);
-  return position->last;
+  const ProposalPosition position = cluster.Replicate(1, {"write"});
+  REQUIRE(cluster.core(1).CommitIndex() >= position.last);
+  return position.last;
 }
 
 TEST_CASE("ReadIndex is not served before the leader's no-op commits",

@@ -214,18 +214,15 @@ TEST_CASE("the leader's own entries count toward commit only once durable",
   cluster.Isolate(3);
   cluster.HoldDurability(1);
 
-  auto position = cluster.Propose(1, {"x"});
-  REQUIRE(position.ok());
-  cluster.Settle();
-  cluster.Run(1);
+  const ProposalPosition position = cluster.Replicate(1, {"x"});
   // Member 2 stored and acknowledged it; the leader's disk has not.
-  REQUIRE(cluster.member(2).log.LastIndex() >= position->last);
-  REQUIRE(ProgressOf(cluster.core(1), 2).match >= position->last);
+  REQUIRE(cluster.member(2).log.LastIndex() >= position.last);
+  REQUIRE(ProgressOf(cluster.core(1), 2).match >= position.last);
   CHECK(cluster.core(1).CommitIndex() == commit_before);
 
   cluster.ReleaseDurability(1);
   cluster.Settle();
-  CHECK(cluster.core(1).CommitIndex() >= position->last);
+  CHECK(cluster.core(1).CommitIndex() >= position.last);
 }
 
 TEST_CASE("appends are batched by max_append_entries and max_append_bytes",

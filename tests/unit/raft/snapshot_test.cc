@@ -15,9 +15,7 @@ using testing::ProgressOf;
 void LeaveMemberThreeBehindCompaction(Cluster& cluster) {
   cluster.ElectLeader(1);
   cluster.Isolate(3);
-  REQUIRE(cluster.Propose(1, Payloads(20, 8)).ok());
-  cluster.Settle();
-  cluster.Run(1);
+  cluster.Replicate(1, Payloads(20, 8));
   const Index applied = cluster.member(1).applied_index;
   REQUIRE(applied > cluster.member(3).log.LastIndex() + 10);
   REQUIRE(cluster.member(1).log.Compact(applied - 2).ok());
@@ -69,9 +67,7 @@ TEST_CASE("replication resumes once the snapshot is installed", "[snapshot]") {
     cluster.CompleteSnapshot(1, 3);
   }
 
-  REQUIRE(cluster.Propose(1, Payloads(3, 8)).ok());
-  cluster.Settle();
-  cluster.Run(2);
+  cluster.Replicate(1, Payloads(3, 8), 2);
   CHECK(ProgressOf(cluster.core(1), 3).state == MemberProgress::State::kReplicate);
   CHECK(cluster.member(3).log.LastIndex() == cluster.member(1).log.LastIndex());
   CHECK(cluster.member(3).applied_index == cluster.member(1).applied_index);
@@ -85,15 +81,10 @@ TEST_CASE("a voter added after compaction joins through a snapshot",
   config.outsiders = {4};
   Cluster cluster(config);
   cluster.ElectLeader(1);
-  REQUIRE(cluster.Propose(1, Payloads(10, 8)).ok());
-  cluster.Settle();
-  cluster.Run(1);
+  cluster.Replicate(1, Payloads(10, 8));
   REQUIRE(cluster.member(1).log.Compact(cluster.member(1).applied_index).ok());
 
-  REQUIRE(
-      cluster.ChangeMembership(1, MembershipChange::Kind::kAddVoter, 4).ok());
-  cluster.Settle();
-  cluster.Run(3);
+  cluster.Reconfigure(1, MembershipChange::Kind::kAddVoter, 4);
   REQUIRE(!cluster.member(1).snapshot_requests.empty());
   CHECK(cluster.member(1).snapshot_requests.back().to == 4);
 
@@ -106,11 +97,9 @@ TEST_CASE("a voter added after compaction joins through a snapshot",
 
   // Member 4 now completes quorums: with member 3 gone, 3 of 4 need it.
   cluster.Isolate(3);
-  auto position = cluster.Propose(1, {"needs-4"});
-  REQUIRE(position.ok());
-  cluster.Settle();
-  CHECK(cluster.core(1).CommitIndex() >= position->last);
-  CHECK(cluster.member(4).log.LastIndex() >= position->last);
+  const ProposalPosition position = cluster.Replicate(1, {"needs-4"}, 0);
+  CHECK(cluster.core(1).CommitIndex() >= position.last);
+  CHECK(cluster.member(4).log.LastIndex() >= position.last);
 }
 
 }  // namespace
