@@ -1,5 +1,6 @@
 // Leader election: randomized timeouts, the voting rules (thesis §3.4,
 // §3.6), pre-vote (§9.6) and check-quorum (§6.2).
+#include <functional>
 #include <set>
 
 #include <catch2/catch.hpp>
@@ -21,7 +22,15 @@ CoreOptions WithoutPreVoteOrCheckQuorum() {
   return options;
 }
 
-bool Granted(const Message& m) { return !m.reject; }
+// Vote responses from `from` to `to` that grant (or, with granted = false,
+// refuse) the vote.
+std::function<bool(const Message&)> VoteAnswer(MemberId from, MemberId to,
+                                               bool granted) {
+  return [=](const Message& m) {
+    return m.type == MessageType::kVoteResponse && m.from == from &&
+           m.to == to && m.reject != granted;
+  };
+}
 
 // A vote request from `from` carrying its real last log position.
 Message VoteRequest(Cluster& cluster, MemberId from, MemberId to, Term term) {
@@ -99,14 +108,8 @@ TEST_CASE("voters deny candidates whose log is less up to date",
   cluster.StartElection(3);
   cluster.Settle();
   CHECK(cluster.core(3).role() != Role::kLeader);
-  CHECK(cluster.CountSent([](const Message& m) {
-          return m.type == MessageType::kVoteResponse && m.from == 2 &&
-                 m.to == 3 && m.reject;
-        }) >= 1);
-  CHECK(cluster.CountSent([](const Message& m) {
-          return m.type == MessageType::kVoteResponse && m.from == 2 &&
-                 Granted(m);
-        }) == 0);
+  CHECK(cluster.CountSent(VoteAnswer(2, 3, /*granted=*/false)) >= 1);
+  CHECK(cluster.CountSent(VoteAnswer(2, 3, /*granted=*/true)) == 0);
   CHECK(cluster.member(2).log.hard_state().vote != 3);
 
   // The up-to-date member wins, with the stale member's vote.
@@ -126,20 +129,14 @@ TEST_CASE("a vote cast in a term survives a restart", "[election]") {
   REQUIRE(from_1[0].from == 1);
   cluster.ClearHistory();
   cluster.Deliver(from_1[0]);
-  REQUIRE(cluster.CountSent([](const Message& m) {
-            return m.type == MessageType::kVoteResponse && m.from == 2 &&
-                   m.to == 1 && Granted(m);
-          }) == 1);
+  REQUIRE(cluster.CountSent(VoteAnswer(2, 1, /*granted=*/true)) == 1);
   CHECK(cluster.member(2).log.hard_state().term == term);
   CHECK(cluster.member(2).log.hard_state().vote == 1);
 
   cluster.Restart(2);
   cluster.ClearHistory();
   cluster.Deliver(from_1[1]);  // Member 3's request, same term.
-  CHECK(cluster.CountSent([](const Message& m) {
-          return m.type == MessageType::kVoteResponse && m.from == 2 &&
-                 m.to == 3 && Granted(m);
-        }) == 0);
+  CHECK(cluster.CountSent(VoteAnswer(2, 3, /*granted=*/true)) == 0);
   CHECK(cluster.core(2).term() == term);
   CHECK(cluster.member(2).log.hard_state().vote == 1);
 }
@@ -215,10 +212,7 @@ TEST_CASE("check-quorum: followers that hear from a leader ignore vote "
   CHECK(cluster.core(2).term() == term);
   CHECK(cluster.core(2).LeaderId() == 1);
   CHECK(cluster.member(2).log.hard_state().vote != 3);
-  CHECK(cluster.CountSent([](const Message& m) {
-          return m.type == MessageType::kVoteResponse && m.from == 2 &&
-                 Granted(m);
-        }) == 0);
+  CHECK(cluster.CountSent(VoteAnswer(2, 3, /*granted=*/true)) == 0);
 
   // Once an election timeout passes without the leader, the same request
   // is granted: the refusal above came from the lease, not the log.
@@ -230,10 +224,7 @@ TEST_CASE("check-quorum: followers that hear from a leader ignore vote "
   cluster.Settle();
   cluster.ClearHistory();
   cluster.Deliver(VoteRequest(cluster, 3, 2, cluster.core(2).term() + 1));
-  CHECK(cluster.CountSent([](const Message& m) {
-          return m.type == MessageType::kVoteResponse && m.from == 2 &&
-                 m.to == 3 && Granted(m);
-        }) == 1);
+  CHECK(cluster.CountSent(VoteAnswer(2, 3, /*granted=*/true)) == 1);
 }
 
 TEST_CASE("followers refuse proposals and name the leader", "[election]") {
