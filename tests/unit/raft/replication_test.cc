@@ -332,6 +332,8 @@ TEST_CASE("committed entries are handed out in batches of max_apply_bytes",
     INFO("member " << id);
     REQUIRE(m.applied_index == cluster.member(1).log.LastIndex());
     for (size_t i = 0; i < m.apply_batch_bytes.size(); ++i) {
+      INFO("batch " << i << ": " << m.apply_batch_sizes[i] << " entries, "
+                    << m.apply_batch_bytes[i] << " bytes");
       CHECK((m.apply_batch_sizes[i] == 1 ||
              m.apply_batch_bytes[i] <= options.max_apply_bytes));
     }
