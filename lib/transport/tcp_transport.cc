@@ -319,6 +319,9 @@ class TcpTransport::Impl {
     absl::ReaderMutexLock lock(&mu_);
     return peers_.contains(id);
   }
+  wire::Hello OwnHello(wire::Channel channel) const;
+  std::string ProofFrame(const wire::Hello& mine,
+                         const wire::Hello& theirs) const;
   absl::Status CheckHello(const wire::Hello& theirs,
                           raft::MemberId expected_peer);
   awaitable<void> Accept();
@@ -667,6 +670,22 @@ void TcpTransport::Impl::ReportUnreachable(Peer& peer) {
   handler_->OnUnreachable(peer.id);
 }
 
+wire::Hello TcpTransport::Impl::OwnHello(wire::Channel channel) const {
+  wire::Hello hello;
+  hello.cluster_id = options_.cluster_id;
+  hello.member_id = options_.member_id;
+  hello.nonce = wire::MakeNonce();
+  hello.channel = channel;
+  return hello;
+}
+
+std::string TcpTransport::Impl::ProofFrame(const wire::Hello& mine,
+                                           const wire::Hello& theirs) const {
+  wire::Proof proof;
+  proof.mac = wire::ComputeProof(options_.shared_secret, mine, theirs);
+  return wire::EncodeProof(proof);
+}
+
 absl::Status TcpTransport::Impl::CheckHello(const wire::Hello& theirs,
                                             raft::MemberId expected_peer) {
   if (theirs.cluster_id != options_.cluster_id) {
@@ -696,13 +715,14 @@ absl::Status TcpTransport::Impl::CheckHello(const wire::Hello& theirs,
 awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
     tcp::socket& socket, wire::Channel channel, raft::MemberId expected_peer) {
   const bool dialler = expected_peer != raft::kNoMember;
-  wire::Hello mine{.cluster_id = options_.cluster_id,
-                   .member_id = options_.member_id,
-                   .nonce = wire::MakeNonce(),
-                   .channel = channel};
+  wire::Hello mine = OwnHello(channel);
   wire::AlignedBuffer buffer;
+  // GCC 12 mishandles temporaries inside co_await expressions (double
+  // destruction), so every awaited call here takes named locals only.
+  absl::Status sent;
   if (dialler) {
-    absl::Status sent = co_await WriteFrame(socket, wire::EncodeHello(mine));
+    const std::string hello = wire::EncodeHello(mine);
+    sent = co_await WriteFrame(socket, hello);
     if (!sent.ok()) co_return sent;
   }
   absl::StatusOr<wire::Frame> frame =
@@ -717,16 +737,13 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
   }
   if (!dialler) {
     mine.channel = theirs->channel;
-    absl::Status sent = co_await WriteFrame(socket, wire::EncodeHello(mine));
+    const std::string hello = wire::EncodeHello(mine);
+    sent = co_await WriteFrame(socket, hello);
     if (!sent.ok()) co_return sent;
   }
-  const std::string proof =
-      wire::ComputeProof(options_.shared_secret, mine, *theirs);
-  if (absl::Status sent =
-          co_await WriteFrame(socket, wire::EncodeProof({proof}));
-      !sent.ok()) {
-    co_return sent;
-  }
+  const std::string proof = ProofFrame(mine, *theirs);
+  sent = co_await WriteFrame(socket, proof);
+  if (!sent.ok()) co_return sent;
   wire::Hello peer_hello = std::move(*theirs);
   frame = co_await ReadFrame(socket, buffer, kMaxHandshakeFrameBytes);
   if (!frame.ok()) co_return frame.status();

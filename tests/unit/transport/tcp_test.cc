@@ -1,0 +1,329 @@
+// TcpTransport: options, reconnects, and hostile peers. Every bad input
+// must close that one connection with a clear log line while the member
+// keeps serving its other peers.
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <asio.hpp>
+#include <mutex>
+#include <thread>
+
+#include "clusters.h"
+#include "handshake.h"
+#include "wire_codec.h"
+
+namespace confman::testing {
+namespace {
+
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// Collects log lines from a transport under test.
+class LogLines {
+ public:
+  std::function<void(const std::string&)> Sink() {
+    return [this](const std::string& line) {
+      std::lock_guard<std::mutex> lock(mu_);
+      lines_.push_back(line);
+    };
+  }
+  // Waits until a line containing `text` appears.
+  bool WaitFor(const std::string& text, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const std::string& line : lines_) {
+          if (line.find(text) != std::string::npos) return true;
+        }
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return false;
+  }
+  std::string All() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string all;
+    for (const std::string& line : lines_) all += line + "\n";
+    return all;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+// A hand-driven client speaking (or abusing) the wire protocol.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) : socket_(io_) {
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    timeval timeout{.tv_sec = 5, .tv_usec = 0};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout,
+               sizeof(timeout));
+  }
+
+  void Write(const std::string& bytes) {
+    asio::write(socket_, asio::buffer(bytes));
+  }
+
+  absl::StatusOr<wire::Frame> ReadFrame() {
+    uint8_t header[wire::kFrameHeaderBytes];
+    asio::error_code ec;
+    asio::read(socket_, asio::buffer(header), ec);
+    if (ec) return absl::UnavailableError(ec.message());
+    auto length = wire::ParseFrameLength(header, 1u << 20);
+    if (!length.ok()) return length.status();
+    uint8_t* body = buffer_.Resize(*length);
+    asio::read(socket_, asio::buffer(body, *length), ec);
+    if (ec) return absl::UnavailableError(ec.message());
+    return wire::DecodeFrameBody(body, *length);
+  }
+
+  // Runs the dialler's side of the handshake; returns whether the server
+  // accepted this side's proof (it answers with its own either way, then
+  // closes on a bad one).
+  void Handshake(const std::string& cluster, raft::MemberId id,
+                 const std::string& secret) {
+    wire::Hello mine{.cluster_id = cluster, .member_id = id,
+                     .nonce = wire::MakeNonce(),
+                     .channel = wire::Channel::kControl};
+    Write(wire::EncodeHello(mine));
+    auto theirs = ReadFrame();
+    if (!theirs.ok()) return;
+    REQUIRE(std::holds_alternative<wire::Hello>(*theirs));
+    Write(wire::EncodeProof(
+        {wire::ComputeProof(secret, mine, std::get<wire::Hello>(*theirs))}));
+    auto proof = ReadFrame();
+    REQUIRE(proof.ok());
+    CHECK(std::holds_alternative<wire::Proof>(*proof));
+  }
+
+  void Close() { socket_.close(); }
+
+  // True once the server has closed the connection.
+  bool ClosedByPeer() {
+    uint8_t byte;
+    asio::error_code ec;
+    while (!ec) socket_.read_some(asio::buffer(&byte, 1), ec);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  }
+
+ private:
+  asio::io_context io_;
+  tcp::socket socket_;
+  wire::AlignedBuffer buffer_;
+};
+
+constexpr char kSecret[] = "test-secret-0123456789";
+
+// Member 1 under test, a real member 2 that keeps talking to it, and member
+// 3, known to member 1 but played by a RawClient.
+class HostileFixture {
+ public:
+  HostileFixture() {
+    TcpTransportOptions options = TestTcpOptions(1);
+    options.log = log.Sink();
+    auto one = TcpTransport::Create(options);
+    auto two = TcpTransport::Create(TestTcpOptions(2));
+    REQUIRE((one.ok() && two.ok()));
+    member1 = *std::move(one);
+    member2 = *std::move(two);
+    REQUIRE(member1->AddPeer(2, Loopback(member2->listen_port())).ok());
+    REQUIRE(member1->AddPeer(3, "127.0.0.1:1").ok());
+    REQUIRE(member2->AddPeer(1, Loopback(member1->listen_port())).ok());
+    REQUIRE(member1->Start(&handler1).ok());
+    REQUIRE(member2->Start(&handler2).ok());
+    ExpectStillServing();
+  }
+  ~HostileFixture() {
+    member1->Stop();
+    member2->Stop();
+  }
+
+  // Member 2's traffic still reaches member 1.
+  void ExpectStillServing() {
+    const size_t before = handler1.messages().size();
+    REQUIRE(member2->Send(Heartbeat(2, 1, ++round_)).ok());
+    CHECK(handler1.WaitUntil(
+        [&](auto& h) { return h.message_count() == before + 1; }));
+  }
+
+  LogLines log;
+  RecordingHandler handler1;
+  RecordingHandler handler2;
+  std::unique_ptr<TcpTransport> member1;
+  std::unique_ptr<TcpTransport> member2;
+
+ private:
+  uint64_t round_ = 0;
+};
+
+TEST_CASE("garbage bytes close the connection with a log line") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor("exceeds max_frame_bytes 4096"));
+  f.ExpectStillServing();
+}
+
+TEST_CASE("a frame truncated by the peer closes its connection") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 3, kSecret);
+  const std::string frame = wire::EncodeMessage(Heartbeat(3, 1, 1));
+  client.Write(frame.substr(0, frame.size() / 2));
+  client.Close();
+  CHECK(f.log.WaitFor("connection from member 3"));
+  CHECK(f.log.WaitFor("reading a frame body"));
+  f.ExpectStillServing();
+}
+
+TEST_CASE("a length of 2^32-1 is refused before allocating") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 3, kSecret);
+  client.Write(std::string(4, '\xff'));
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor("frame length 4294967295 exceeds max_frame_bytes 2097152"));
+  f.ExpectStillServing();
+}
+
+TEST_CASE("garbage after the handshake fails verification") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 3, kSecret);
+  client.Write(std::string("\x10\0\0\0", 4) + std::string(16, '\x7f'));
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor("FlatBuffers verification failed"));
+  f.ExpectStillServing();
+}
+
+TEST_CASE("a foreign cluster is refused") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("other-cluster", 3, kSecret);
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor(
+      "peer belongs to cluster 'other-cluster', this member to 'test-cluster'"));
+  f.ExpectStillServing();
+}
+
+TEST_CASE("an unknown member is refused") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 42, kSecret);
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor("member 42 is not a known peer"));
+  f.ExpectStillServing();
+}
+
+TEST_CASE("a bad shared secret is refused") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 3, "wrong-secret-0123456789");
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor("member 3 failed the shared-secret proof"));
+  f.ExpectStillServing();
+  CHECK(f.handler1.messages().size() == 2);  // only member 2's heartbeats
+}
+
+TEST_CASE("a Raft message before the handshake is refused") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Write(wire::EncodeMessage(Heartbeat(3, 1, 1)));
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor("the first frame was not a hello"));
+  f.ExpectStillServing();
+}
+
+TEST_CASE("a message claiming another sender is refused") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 3, kSecret);
+  client.Write(wire::EncodeMessage(Heartbeat(2, 1, 99)));
+  CHECK(client.ClosedByPeer());
+  CHECK(f.log.WaitFor("claims sender 2 on a connection authenticated as 3"));
+  f.ExpectStillServing();
+  for (const raft::Message& m : f.handler1.messages()) CHECK(m.round != 99);
+}
+
+TEST_CASE("an authenticated peer's valid frames are delivered") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 3, kSecret);
+  client.Write(wire::EncodeMessage(Heartbeat(3, 1, 1234)));
+  CHECK(f.handler1.WaitUntil([](auto& h) {
+    for (const auto& m : h.messages_locked()) {
+      if (m.from == 3 && m.round == 1234) return true;
+    }
+    return false;
+  }));
+}
+
+TEST_CASE("options are validated with the failing field named") {
+  TcpTransportOptions options = TestTcpOptions(1);
+  CHECK(options.Validate().ok());
+  options.shared_secret = "short";
+  CHECK(options.Validate().message().find("shared_secret") != std::string::npos);
+  options = TestTcpOptions(1);
+  options.max_frame_bytes = 1000;
+  CHECK(options.Validate().message().find("max_frame_bytes") != std::string::npos);
+  options = TestTcpOptions(1);
+  options.max_bulk_queue_bytes = options.max_frame_bytes;
+  CHECK_FALSE(options.Validate().ok());
+  options = TestTcpOptions(1);
+  options.listen_address = "localhost:80";
+  CHECK(options.Validate().message().find("IP address") != std::string::npos);
+  options = TestTcpOptions(0);
+  CHECK_FALSE(TcpTransport::Create(options).ok());
+}
+
+TEST_CASE("oversized sends are refused, not truncated") {
+  TcpPair pair;
+  absl::Status status = pair.member(1).Send(Append(1, 2, 3u << 20, 1));
+  CHECK(status.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(status.message().find("exceeds max_frame_bytes 2097152") != std::string::npos);
+  CHECK(TcpTransportOptions::FrameBytesFor(1000, 2) > 1000);
+}
+
+TEST_CASE("an unreachable peer is reported and reconnected when it returns") {
+  RecordingHandler handler1, handler2;
+  auto one = TcpTransport::Create(TestTcpOptions(1));
+  REQUIRE(one.ok());
+  // Reserve a port for member 2, then free it until member 2 starts.
+  uint16_t port = 0;
+  {
+    auto probe = TcpTransport::Create(TestTcpOptions(2));
+    REQUIRE(probe.ok());
+    port = (*probe)->listen_port();
+  }
+  REQUIRE((*one)->AddPeer(2, Loopback(port)).ok());
+  REQUIRE((*one)->Start(&handler1).ok());
+  CHECK(handler1.WaitUntil([](auto& h) { return h.unreachable_count() >= 1; }));
+  CHECK(handler1.unreachable()[0] == 2);
+
+  TcpTransportOptions options = TestTcpOptions(2);
+  options.listen_address = Loopback(port);
+  auto two = TcpTransport::Create(options);
+  REQUIRE(two.ok());
+  REQUIRE((*two)->AddPeer(1, Loopback((*one)->listen_port())).ok());
+  REQUIRE((*two)->Start(&handler2).ok());
+  // Messages sent while disconnected may be dropped; keep sending until one
+  // arrives over the re-established connection.
+  bool delivered = false;
+  for (int attempt = 0; attempt < 100 && !delivered; ++attempt) {
+    REQUIRE((*one)->Send(Heartbeat(1, 2, attempt)).ok());
+    delivered = handler2.WaitUntil([](auto& h) { return h.message_count() > 0; },
+                                   50ms);
+  }
+  CHECK(delivered);
+  (*one)->Stop();
+  (*two)->Stop();
+}
+
+}  // namespace
+}  // namespace confman::testing
