@@ -542,7 +542,10 @@ void Cluster::CompactSome(MemberId id) {
   const Index first = m.log.FirstIndex();
   if (limit < first) return;
   const Index upto = rng_.Between(first, limit);
-  if (m.log.Compact(upto).ok()) ++stats_.compactions;
+  if (m.log.Compact(upto).ok()) {
+    ++stats_.compactions;
+    Trace(m, absl::StrCat("compacted through ", upto));
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -129,8 +129,12 @@ int main(int argc, char** argv) {
   const auto reports = confman::sim::RunSeeds(args.first_seed, args.seeds,
                                               args.base, args.members, jobs);
   uint64_t violations = 0;
+  uint64_t slowest_seed = 0;
   confman::sim::RunStats total;
   for (const confman::sim::RunReport& report : reports) {
+    if (report.stats.liveness_ticks > total.liveness_ticks) {
+      slowest_seed = report.options.seed;
+    }
     total += report.stats;
     if (!report.violation) continue;
     ++violations;
@@ -145,7 +149,8 @@ int main(int argc, char** argv) {
             << total.crashes << ", snapshots installed "
             << total.snapshots_installed << ", membership entries applied "
             << total.membership_applied << ", transfers " << total.transfers
-            << ", slowest liveness " << total.liveness_ticks << " ticks\n";
+            << ", slowest liveness " << total.liveness_ticks << " ticks (seed "
+            << slowest_seed << ")\n";
   std::cout << "seeds: " << args.seeds << ", steps: " << args.base.steps
             << ", violations: " << violations << "\n";
   return violations == 0 ? 0 : 1;

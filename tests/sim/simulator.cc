@@ -21,6 +21,8 @@ constexpr uint32_t kElectionTimeoutTicks = 10;
 constexpr uint32_t kMinVoters = 3;
 constexpr uint32_t kMaxVoters = 5;
 constexpr uint32_t kSpares = 2;
+// Per step, in parts per million: the leader compacts every 10 ticks or so.
+constexpr uint32_t kLivenessCompactRate = 10000;
 
 // How often each kind of event starts, per step, in parts per million.
 struct Rates {
@@ -62,6 +64,14 @@ Scenario DrawScenario(Rng& rng, const SimOptions& options) {
   c.steps_per_tick = kStepsPerTick;
   c.core.election_timeout_ticks = kElectionTimeoutTicks;
   c.core.heartbeat_interval_ticks = 1;
+  // Pre-vote and check-quorum each keep a disruptive member (a removed one,
+  // or one returning from a partition) from deposing a healthy leader; run
+  // with both, or with either alone.
+  switch (rng.Below(5)) {
+    case 0: c.core.pre_vote = false; break;
+    case 1: c.core.check_quorum = false; break;
+    default: break;
+  }
   c.core.max_append_entries = Pick(rng, {1u, 2u, 8u, 64u});
   c.core.max_append_bytes = Pick(rng, {uint64_t{48}, uint64_t{4} << 20});
   c.core.max_inflight_messages = Pick(rng, {1u, 4u, 64u});
@@ -327,6 +337,11 @@ class Run {
     const uint64_t limit = start + uint64_t{options_.liveness_ticks} * kStepsPerTick;
     for (; step_ < limit && !checker_.failed(); ++step_) {
       cluster_.Advance(step_);
+      // Compaction is routine, not a fault: it keeps going (on the leader,
+      // about once per ten ticks), so a member far behind catches up by
+      // snapshot rather than entry by entry.
+      std::optional<MemberId> leader = cluster_.Leader();
+      if (leader && rng_.Chance(kLivenessCompactRate)) cluster_.CompactSome(*leader);
       const bool settled = step_ % kStepsPerTick == 0 && LivenessReached();
       cluster_.FinishStep();
       if (settled) {
