@@ -63,6 +63,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "confman/kv/command.h"
 #include "confman/kv/model.h"
 #include "confman/node_options.h"
 #include "confman/raft/core.h"
@@ -89,9 +90,9 @@ struct ReadOptions {
 
 struct WriteOptions {
   // Recorded in the audit trail (kv::Change::actor). Default: "member-<id>".
-  std::string actor;
+  std::string actor{};
   // Stored with a put's value, e.g. "application/json". Default empty.
-  std::string content_type;
+  std::string content_type{};
 };
 
 // What GetStatus() reports.
@@ -100,14 +101,14 @@ struct NodeStatus {
   raft::Role role = raft::Role::kFollower;
   raft::Term term = 0;
   raft::MemberId leader = raft::kNoMember;
-  std::string leader_address;  // Empty when no leader is known.
+  std::string leader_address{};  // Empty when no leader is known.
   raft::Index commit_index = 0;
   raft::Index applied_index = 0;
-  raft::Membership membership;
-  std::vector<raft::MemberProgress> progress;  // On the leader only.
+  raft::Membership membership{};
+  std::vector<raft::MemberProgress> progress{};  // On the leader only.
   uint64_t leader_changes = 0;  // Leader changes seen since Open.
   // The first storage failure; while set, writes are refused.
-  absl::Status storage_error;
+  absl::Status storage_error{};
 };
 
 // An active watch. Destroying it (or calling Cancel) stops delivery; after
@@ -119,8 +120,8 @@ class WatchHandle {
 };
 
 struct WatchRequest {
-  std::string ns;      // Required.
-  std::string prefix;  // Only keys starting with this; empty for all.
+  std::string ns{};      // Required.
+  std::string prefix{};  // Only keys starting with this; empty for all.
   // Deliver changes with revision > after_revision. Resume a watch by
   // passing the last revision it delivered: no change is missed or
   // delivered twice.

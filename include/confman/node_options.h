@@ -24,7 +24,7 @@ namespace confman {
 // address).
 struct PeerAddress {
   raft::MemberId id = raft::kNoMember;
-  std::string address;
+  std::string address{};
 
   friend bool operator==(const PeerAddress&, const PeerAddress&) = default;
 };
@@ -37,15 +37,15 @@ struct NodeOptions {
   raft::MemberId id = raft::kNoMember;
 
   // Names the cluster; members presenting another id are refused. Required.
-  std::string cluster_id;
+  std::string cluster_id{};
 
   // Shared by every member; proves membership during the transport
   // handshake. Required, at least 16 bytes.
-  std::string shared_secret;
+  std::string shared_secret{};
 
   // "host:port" this member listens on. Port 0 picks a free port
   // (Node::listen_address() tells which). Required.
-  std::string listen_address;
+  std::string listen_address{};
 
   // --- Bootstrap ------------------------------------------------------------
 
@@ -54,7 +54,7 @@ struct NodeOptions {
   // a restarting member takes its membership from its own storage.
   // Every member's address is also recorded in the replicated state (see
   // node.h, "Addresses"), so members added later need not be listed.
-  std::vector<PeerAddress> initial_members;
+  std::vector<PeerAddress> initial_members{};
 
   // Join an existing cluster instead of founding one: the member starts
   // with no membership and waits until a leader adds it (Node::AddLearner)
@@ -67,7 +67,7 @@ struct NodeOptions {
   // Directory for the member's durable state (two LMDB environments: the
   // Raft log and the config state). Created if missing. Empty: keep all
   // state in memory (tests only; a restart forgets everything).
-  std::string data_dir;
+  std::string data_dir{};
 
   // --- Timing ---------------------------------------------------------------
 
@@ -123,7 +123,7 @@ struct NodeOptions {
   // (e.g. an InMemoryTransport in tests). Called once by Node::Open with
   // this member's id; listen_address is then reported as given.
   std::function<absl::StatusOr<std::unique_ptr<Transport>>(raft::MemberId)>
-      transport_factory;
+      transport_factory{};
 
   // Returns InvalidArgument naming the first field that breaks its rule.
   absl::Status Validate() const;

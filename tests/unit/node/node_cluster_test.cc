@@ -1,0 +1,234 @@
+// A three-member cluster in memory storage over loopback TCP: the API's
+// behaviour end to end, quickly. The LMDB variants live in
+// tests/integration.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "confman/node.h"
+#include "confman/testing/local_cluster.h"
+
+namespace confman {
+namespace {
+
+using testing::LocalCluster;
+using testing::LocalClusterOptions;
+
+std::unique_ptr<LocalCluster> StartCluster(bool in_memory_network = false,
+                                           uint64_t log_keep_entries = 256) {
+  auto cluster = LocalCluster::Start(LocalClusterOptions{
+      .members = 3,
+      .in_memory_storage = true,
+      .in_memory_network = in_memory_network,
+      .customize = [log_keep_entries](NodeOptions& o) {
+        o.election_timeout = std::chrono::milliseconds(300);
+        o.heartbeat_interval = std::chrono::milliseconds(30);
+        o.log_keep_entries = log_keep_entries;
+        o.log_compact_every = 8;
+      }});
+  REQUIRE(cluster.ok());
+  REQUIRE((*cluster)->WaitForLeader().ok());
+  return std::move(*cluster);
+}
+
+Node* AFollower(LocalCluster& cluster) {
+  const raft::MemberId leader = cluster.leader_id();
+  for (raft::MemberId id : cluster.ids()) {
+    if (id != leader && cluster.member(id) != nullptr) return cluster.member(id);
+  }
+  return nullptr;
+}
+
+TEST_CASE("writes on any member are readable in every consistency everywhere") {
+  auto cluster = StartCluster();
+  uint64_t last = 0;
+  for (raft::MemberId writer : cluster->ids()) {
+    const std::string key = "k" + std::to_string(writer);
+    auto rev = cluster->member(writer)->Put("app", key, "v" + std::to_string(writer));
+    REQUIRE(rev.ok());
+    CHECK(*rev > last);
+    last = *rev;
+  }
+  for (raft::MemberId reader : cluster->ids()) {
+    for (ReadConsistency c : {ReadConsistency::kLinearizable,
+                              ReadConsistency::kLease}) {
+      auto got = cluster->member(reader)->Get("app", "k1", ReadOptions{c});
+      REQUIRE(got.ok());
+      CHECK(got->value == "v1");
+    }
+  }
+  REQUIRE(cluster->WaitForApplied(cluster->member(1)->GetStatus().commit_index).ok());
+  auto local = cluster->member(3)->Get("app", "k2", {ReadConsistency::kLocal});
+  REQUIRE(local.ok());
+  CHECK(local->value == "v2");
+}
+
+TEST_CASE("compare-and-set conflicts are reported as FailedPrecondition") {
+  auto cluster = StartCluster();
+  Node* follower = AFollower(*cluster);
+  auto created = follower->CompareAndSet("app", "lock", 0, "a");
+  REQUIRE(created.ok());
+  auto again = follower->CompareAndSet("app", "lock", 0, "b");
+  CHECK(absl::IsFailedPrecondition(again.status()));
+  auto swapped = follower->CompareAndSet("app", "lock", *created, "c");
+  REQUIRE(swapped.ok());
+  auto got = follower->Get("app", "lock");
+  REQUIRE(got.ok());
+  CHECK(got->value == "c");
+  CHECK(got->mod_revision == *swapped);
+}
+
+TEST_CASE("bad requests fail clearly and the member keeps working") {
+  auto cluster = StartCluster();
+  Node* node = cluster->member(1);
+  CHECK(absl::IsInvalidArgument(node->Put("confman.members", "9", "x").status()));
+  CHECK(absl::IsInvalidArgument(node->Put("", "k", "x").status()));
+  CHECK(absl::IsInvalidArgument(
+      node->Put("app", "big", std::string((4u << 20) + 1, 'x')).status()));
+  CHECK(absl::IsNotFound(node->Get("app", "absent").status()));
+  CHECK(node->Put("app", "ok", "fine").ok());
+}
+
+TEST_CASE("delete and list") {
+  auto cluster = StartCluster();
+  Node* node = cluster->member(2);
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(node->Put("ns", "p/" + std::to_string(i), "x").ok());
+  }
+  REQUIRE(node->Put("ns", "q", "y").ok());
+  REQUIRE(node->Delete("ns", "p/3").ok());
+  auto page = node->List(kv::ListRequest{.ns = "ns", .prefix = "p/", .limit = 2});
+  REQUIRE(page.ok());
+  CHECK(page->items.size() == 2);
+  CHECK(page->more);
+  auto rest = node->List(kv::ListRequest{
+      .ns = "ns", .prefix = "p/", .start_after = page->next_start_after});
+  REQUIRE(rest.ok());
+  CHECK(rest->items.size() == 2);  // p/2, p/4 (p/3 deleted)
+  CHECK(absl::IsNotFound(node->Get("ns", "p/3").status()));
+}
+
+TEST_CASE("a watch delivers every change in order and resumes") {
+  auto cluster = StartCluster();
+  std::mutex mu;
+  std::vector<uint64_t> seen;
+  auto watch = cluster->member(3)->Watch(
+      WatchRequest{.ns = "w"}, [&](absl::StatusOr<kv::Change> c) {
+        REQUIRE(c.ok());
+        std::lock_guard lock(mu);
+        seen.push_back(c->revision);
+      });
+  REQUIRE(watch.ok());
+  std::vector<uint64_t> written;
+  for (int i = 0; i < 20; ++i) {
+    auto rev = cluster->member(1 + i % 3)->Put("w", "k" + std::to_string(i % 4), "v");
+    REQUIRE(rev.ok());
+    written.push_back(*rev);
+    REQUIRE(cluster->member(1)->Put("other", "k", "v").ok());
+  }
+  for (int i = 0; i < 300; ++i) {
+    std::lock_guard lock(mu);
+    if (seen.size() >= written.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  (*watch)->Cancel();
+  {
+    std::lock_guard lock(mu);
+    CHECK(seen == written);
+  }
+  // Resume from the middle.
+  std::vector<uint64_t> resumed;
+  auto again = cluster->member(2)->Watch(
+      WatchRequest{.ns = "w", .after_revision = written[9]},
+      [&](absl::StatusOr<kv::Change> c) {
+        REQUIRE(c.ok());
+        std::lock_guard lock(mu);
+        resumed.push_back(c->revision);
+      });
+  REQUIRE(again.ok());
+  for (int i = 0; i < 300; ++i) {
+    std::lock_guard lock(mu);
+    if (resumed.size() >= 10) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  (*again)->Cancel();
+  std::lock_guard lock(mu);
+  CHECK(resumed == std::vector<uint64_t>(written.begin() + 10, written.end()));
+}
+
+TEST_CASE("async writes complete through callbacks and futures") {
+  auto cluster = StartCluster();
+  Node* node = AFollower(*cluster);
+  auto future = node->WriteFuture(
+      kv::Command{.kind = kv::Command::Kind::kPut, .ns = "a", .key = "k", .value = "1"});
+  REQUIRE(future.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  auto rev = future.get();
+  REQUIRE(rev.ok());
+  std::promise<absl::StatusOr<kv::KeyValue>> got;
+  node->GetAsync("a", "k", {}, [&](absl::StatusOr<kv::KeyValue> v) {
+    got.set_value(std::move(v));
+  });
+  auto value = got.get_future().get();
+  REQUIRE(value.ok());
+  CHECK(value->mod_revision == *rev);
+}
+
+TEST_CASE("a partitioned leader is replaced and writes continue") {
+  auto cluster = StartCluster(/*in_memory_network=*/true);
+  const raft::MemberId old_leader = cluster->leader_id();
+  REQUIRE(cluster->member(old_leader)->Put("p", "before", "1").ok());
+  REQUIRE(cluster->Partition(old_leader).ok());
+  raft::MemberId new_leader = raft::kNoMember;
+  for (int i = 0; i < 500 && new_leader == raft::kNoMember; ++i) {
+    for (raft::MemberId id : cluster->ids()) {
+      if (id == old_leader) continue;
+      auto s = cluster->member(id)->GetStatus();
+      if (s.role == raft::Role::kLeader) new_leader = id;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(new_leader != raft::kNoMember);
+  REQUIRE(cluster->member(new_leader)->Put("p", "during", "2").ok());
+  REQUIRE(cluster->Heal().ok());
+  REQUIRE(cluster->WaitForLeader().ok());
+  auto got = cluster->member(old_leader)->Get("p", "during");
+  REQUIRE(got.ok());
+  CHECK(got->value == "2");
+}
+
+TEST_CASE("membership: a member joins through a snapshot, becomes a voter, is removed") {
+  // A short log tail: the newcomer cannot catch up from the log alone.
+  auto cluster = StartCluster(/*in_memory_network=*/false, /*log_keep_entries=*/4);
+  Node* leader = *cluster->WaitForLeader();
+  for (int i = 0; i < 50; ++i) {
+    REQUIRE(leader->Put("m", "k" + std::to_string(i), std::string(1000, 'x')).ok());
+  }
+  auto id = cluster->AddMember();
+  REQUIRE(id.ok());
+  leader = *cluster->WaitForLeader();
+  REQUIRE(cluster->WaitForApplied(leader->GetStatus().commit_index).ok());
+  REQUIRE(leader->PromoteToVoter(*id).ok());
+  auto got = cluster->member(*id)->Get("m", "k49", {ReadConsistency::kLocal});
+  REQUIRE(got.ok());
+  CHECK(got->value.size() == 1000);
+  bool four_voters = false;
+  for (int i = 0; i < 200 && !four_voters; ++i) {
+    leader = *cluster->WaitForLeader();
+    const raft::Membership m = leader->GetStatus().membership;
+    four_voters = m.voters.size() == 4 && !m.joint();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(four_voters);
+  absl::Status removed = leader->RemoveMember(*id);
+  INFO(removed.ToString());
+  REQUIRE(removed.ok());
+  REQUIRE(cluster->Crash(*id).ok());
+  leader = *cluster->WaitForLeader();
+  CHECK(leader->Put("m", "after", "1").ok());
+}
+
+}  // namespace
+}  // namespace confman
