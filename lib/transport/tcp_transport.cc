@@ -1,5 +1,6 @@
 #include "confman/transport/tcp.h"
 
+#include <array>
 #include <asio.hpp>
 #include <atomic>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -132,9 +134,12 @@ class Backoff {
 };
 
 awaitable<absl::Status> WriteFrame(tcp::socket& socket,
-                                   const std::string& frame) {
+                                   const wire::EncodedFrame& frame) {
+  const std::array<asio::const_buffer, 2> buffers{
+      asio::buffer(frame.header(), wire::kFrameHeaderBytes),
+      asio::buffer(frame.body(), frame.body_size())};
   asio::error_code ec;
-  co_await asio::async_write(socket, asio::buffer(frame), RedirectTo(ec));
+  co_await asio::async_write(socket, buffers, RedirectTo(ec));
   if (ec) co_return NetworkError("writing a frame", ec);
   co_return absl::OkStatus();
 }
@@ -179,10 +184,8 @@ absl::Status TcpTransportOptions::Validate() const {
     return invalid("max_frame_bytes ", max_frame_bytes, " is outside [",
                    kMinFrameBytes, ", ", kMaxFrameBytes, "]");
   }
-  if (max_bulk_queue_bytes < max_frame_bytes + wire::kFrameHeaderBytes) {
-    return invalid("max_bulk_queue_bytes ", max_bulk_queue_bytes,
-                   " must be at least max_frame_bytes + ",
-                   wire::kFrameHeaderBytes, " so any frame can be queued");
+  if (max_bulk_queue_bytes < kMinFrameBytes) {
+    return invalid("max_bulk_queue_bytes must be at least ", kMinFrameBytes);
   }
   if (max_control_queue_bytes < (64u << 10)) {
     return invalid("max_control_queue_bytes must be at least 65536");
@@ -222,7 +225,11 @@ class TcpTransport::Impl {
           max_queue_bytes_(max_queue_bytes),
           timer_(impl.io()) {}
 
-    absl::Status Push(std::string frame);
+    // Whether a frame of `bytes` would be queued now (any thread).
+    bool HasRoomFor(size_t bytes);
+    absl::Status Push(wire::EncodedFrame frame);
+    // Reports a frame dropped for lack of room; returns the status for it.
+    absl::Status Overflow();
     awaitable<void> Run();
     // I/O thread: ends Run() and discards the queue.
     void Close();
@@ -232,7 +239,7 @@ class TcpTransport::Impl {
     awaitable<void> Pump(tcp::socket& socket);
     void WatchForClose(tcp::socket& socket);
     void DropConnection();
-    bool TakeBatch(std::vector<std::string>& batch);
+    bool TakeBatch(std::vector<wire::EncodedFrame>& batch);
     void DiscardQueue();
     bool closed() {
       absl::MutexLock lock(&mu_);
@@ -250,7 +257,7 @@ class TcpTransport::Impl {
     uint8_t watch_byte_ = 0;
 
     absl::Mutex mu_;
-    std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+    std::deque<wire::EncodedFrame> queue_ ABSL_GUARDED_BY(mu_);
     size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
     // Run() is parked on `timer_` waiting for frames.
     bool writer_idle_ ABSL_GUARDED_BY(mu_) = false;
@@ -295,8 +302,11 @@ class TcpTransport::Impl {
   void Stop();
   absl::Status AddPeer(raft::MemberId id, const std::string& address);
   void RemovePeer(raft::MemberId id);
+  // Encodes with `encode` and queues the frame for `to`, unless the bulk
+  // queue has no room for `estimated_bytes` (then nothing is encoded).
   absl::Status Enqueue(raft::MemberId to, wire::Channel channel,
-                       std::string frame);
+                       size_t estimated_bytes,
+                       absl::FunctionRef<wire::EncodedFrame()> encode);
   absl::Status CheckCanSend(raft::MemberId from) const;
 
   void Log(const std::string& line);
@@ -320,7 +330,7 @@ class TcpTransport::Impl {
     return peers_.contains(id);
   }
   wire::Hello OwnHello(wire::Channel channel) const;
-  std::string ProofFrame(const wire::Hello& mine,
+  wire::EncodedFrame ProofFrame(const wire::Hello& mine,
                          const wire::Hello& theirs) const;
   absl::Status CheckHello(const wire::Hello& theirs,
                           raft::MemberId expected_peer);
@@ -361,29 +371,42 @@ class TcpTransport::Impl {
 
 // ---- Link -----------------------------------------------------------------
 
-absl::Status TcpTransport::Impl::Link::Push(std::string frame) {
+bool TcpTransport::Impl::Link::HasRoomFor(size_t bytes) {
+  absl::MutexLock lock(&mu_);
+  // An empty queue always takes one frame, so a frame of any legal size
+  // can be sent whatever the bound.
+  return queue_.empty() || queued_bytes_ + bytes <= max_queue_bytes_;
+}
+
+absl::Status TcpTransport::Impl::Link::Push(wire::EncodedFrame frame) {
   bool wake = false;
-  bool overflow = false;
-  bool report = false;
+  bool queued = false;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) {
       return absl::NotFoundError(
           absl::StrCat("member ", peer_.id, " was removed"));
     }
-    if (queued_bytes_ + frame.size() > max_queue_bytes_) {
-      overflow = true;
-      report = !overflow_reported_;
-      overflow_reported_ = true;
+    if (!queue_.empty() && queued_bytes_ + frame.size() > max_queue_bytes_) {
       if (channel_ == wire::Channel::kControl) DiscardQueue();
     } else {
       queued_bytes_ += frame.size();
       queue_.push_back(std::move(frame));
       wake = std::exchange(writer_idle_, false);
+      queued = true;
     }
   }
   if (wake) asio::post(impl_.io(), [this] { timer_.cancel(); });
-  if (!overflow) return absl::OkStatus();
+  if (queued) return absl::OkStatus();
+  return Overflow();
+}
+
+absl::Status TcpTransport::Impl::Link::Overflow() {
+  bool report = false;
+  {
+    absl::MutexLock lock(&mu_);
+    report = !std::exchange(overflow_reported_, true);
+  }
   if (report) asio::post(impl_.io(), [this] { impl_.ReportUnreachable(peer_); });
   if (channel_ == wire::Channel::kBulk) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -401,7 +424,8 @@ void TcpTransport::Impl::Link::DiscardQueue() {
   queued_bytes_ = 0;
 }
 
-bool TcpTransport::Impl::Link::TakeBatch(std::vector<std::string>& batch) {
+bool TcpTransport::Impl::Link::TakeBatch(
+    std::vector<wire::EncodedFrame>& batch) {
   batch.clear();
   absl::MutexLock lock(&mu_);
   size_t bytes = 0;
@@ -502,7 +526,7 @@ awaitable<std::optional<tcp::socket>> TcpTransport::Impl::Link::Connect() {
 }
 
 awaitable<void> TcpTransport::Impl::Link::Pump(tcp::socket& socket) {
-  std::vector<std::string> batch;
+  std::vector<wire::EncodedFrame> batch;
   std::vector<asio::const_buffer> buffers;
   while (socket.is_open()) {
     if (!TakeBatch(batch)) {
@@ -512,7 +536,10 @@ awaitable<void> TcpTransport::Impl::Link::Pump(tcp::socket& socket) {
       continue;
     }
     buffers.clear();
-    for (const std::string& frame : batch) buffers.push_back(asio::buffer(frame));
+    for (const wire::EncodedFrame& frame : batch) {
+      buffers.push_back(asio::buffer(frame.header(), wire::kFrameHeaderBytes));
+      buffers.push_back(asio::buffer(frame.body(), frame.body_size()));
+    }
     asio::error_code ec;
     co_await asio::async_write(socket, buffers, RedirectTo(ec));
     if (ec) {
@@ -647,22 +674,27 @@ absl::Status TcpTransport::Impl::CheckCanSend(raft::MemberId from) const {
   return absl::OkStatus();
 }
 
-absl::Status TcpTransport::Impl::Enqueue(raft::MemberId to,
-                                         wire::Channel channel,
-                                         std::string frame) {
-  if (frame.size() - wire::kFrameHeaderBytes > options_.max_frame_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a ", frame.size(), "-byte frame to member ", to,
-        " exceeds max_frame_bytes ", options_.max_frame_bytes,
-        "; send smaller batches or raise the limit on every member"));
-  }
+absl::Status TcpTransport::Impl::Enqueue(
+    raft::MemberId to, wire::Channel channel, size_t estimated_bytes,
+    absl::FunctionRef<wire::EncodedFrame()> encode) {
   absl::ReaderMutexLock lock(&mu_);
   auto it = peers_.find(to);
   if (it == peers_.end()) {
     return absl::NotFoundError(absl::StrCat(
         "member ", to, " is not a known peer; add it with AddPeer"));
   }
-  return it->second->link(channel).Push(std::move(frame));
+  Link& link = it->second->link(channel);
+  if (channel == wire::Channel::kBulk && !link.HasRoomFor(estimated_bytes)) {
+    return link.Overflow();
+  }
+  wire::EncodedFrame frame = encode();
+  if (frame.body_size() > options_.max_frame_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a ", frame.body_size(), "-byte frame to member ", to,
+        " exceeds max_frame_bytes ", options_.max_frame_bytes,
+        "; send smaller batches or raise the limit on every member"));
+  }
+  return link.Push(std::move(frame));
 }
 
 void TcpTransport::Impl::ReportUnreachable(Peer& peer) {
@@ -679,7 +711,7 @@ wire::Hello TcpTransport::Impl::OwnHello(wire::Channel channel) const {
   return hello;
 }
 
-std::string TcpTransport::Impl::ProofFrame(const wire::Hello& mine,
+wire::EncodedFrame TcpTransport::Impl::ProofFrame(const wire::Hello& mine,
                                            const wire::Hello& theirs) const {
   wire::Proof proof;
   proof.mac = wire::ComputeProof(options_.shared_secret, mine, theirs);
@@ -721,7 +753,7 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
   // destruction), so every awaited call here takes named locals only.
   absl::Status sent;
   if (dialler) {
-    const std::string hello = wire::EncodeHello(mine);
+    const wire::EncodedFrame hello = wire::EncodeHello(mine);
     sent = co_await WriteFrame(socket, hello);
     if (!sent.ok()) co_return sent;
   }
@@ -737,11 +769,11 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
   }
   if (!dialler) {
     mine.channel = theirs->channel;
-    const std::string hello = wire::EncodeHello(mine);
+    const wire::EncodedFrame hello = wire::EncodeHello(mine);
     sent = co_await WriteFrame(socket, hello);
     if (!sent.ok()) co_return sent;
   }
-  const std::string proof = ProofFrame(mine, *theirs);
+  const wire::EncodedFrame proof = ProofFrame(mine, *theirs);
   sent = co_await WriteFrame(socket, proof);
   if (!sent.ok()) co_return sent;
   wire::Hello peer_hello = std::move(*theirs);
@@ -877,24 +909,28 @@ absl::Status TcpTransport::Send(raft::Message message) {
   const wire::Channel channel = IsControlTraffic(message.type)
                                     ? wire::Channel::kControl
                                     : wire::Channel::kBulk;
-  return impl_->Enqueue(message.to, channel, wire::EncodeMessage(message));
+  return impl_->Enqueue(message.to, channel,
+                        wire::EstimateEncodedBytes(message),
+                        [&] { return wire::EncodeMessage(message); });
 }
 
 absl::Status TcpTransport::SendSnapshotChunk(raft::MemberId to,
                                              TransportSnapshotChunk chunk) {
   const raft::MemberId self = impl_->options().member_id;
   if (absl::Status ok = impl_->CheckCanSend(self); !ok.ok()) return ok;
-  return impl_->Enqueue(
-      to, wire::Channel::kBulk,
-      wire::EncodeChunk({.from = self, .to = to, .chunk = std::move(chunk)}));
+  const size_t estimate = wire::EstimateEncodedBytes(chunk);
+  return impl_->Enqueue(to, wire::Channel::kBulk, estimate, [&] {
+    return wire::EncodeChunk({.from = self, .to = to, .chunk = std::move(chunk)});
+  });
 }
 
 absl::Status TcpTransport::SendForward(raft::MemberId to, ForwardFrame frame) {
   const raft::MemberId self = impl_->options().member_id;
   if (absl::Status ok = impl_->CheckCanSend(self); !ok.ok()) return ok;
-  return impl_->Enqueue(
-      to, wire::Channel::kControl,
-      wire::EncodeForward({.from = self, .to = to, .frame = std::move(frame)}));
+  return impl_->Enqueue(to, wire::Channel::kControl, 0, [&] {
+    return wire::EncodeForward(
+        {.from = self, .to = to, .frame = std::move(frame)});
+  });
 }
 
 }  // namespace confman

@@ -38,17 +38,10 @@ fb::Offset<gen::SnapshotMeta> BuildMeta(fb::FlatBufferBuilder& builder,
   return gen::CreateSnapshotMeta(builder, meta.index, meta.term, membership);
 }
 
-std::string FinishFrame(fb::FlatBufferBuilder& builder,
-                        fb::Offset<gen::Frame> frame) {
+EncodedFrame FinishFrame(fb::FlatBufferBuilder& builder,
+                         fb::Offset<gen::Frame> frame) {
   builder.Finish(frame);
-  const uint32_t size = builder.GetSize();
-  std::string out(kFrameHeaderBytes + size, '\0');
-  for (size_t i = 0; i < kFrameHeaderBytes; ++i) {
-    out[i] = static_cast<char>((size >> (8 * i)) & 0xff);
-  }
-  std::memcpy(out.data() + kFrameHeaderBytes, builder.GetBufferPointer(),
-              size);
-  return out;
+  return EncodedFrame(builder.Release());
 }
 
 // Starts a Frame table; the caller adds its payload field and finishes it.
@@ -92,11 +85,6 @@ fb::Offset<gen::RaftMessage> BuildMessage(fb::FlatBufferBuilder& builder,
   return b.Finish();
 }
 
-size_t EstimatedBytes(const raft::Message& m) {
-  size_t bytes = 256 + m.context.size();
-  for (const raft::Entry& e : m.entries) bytes += 64 + e.data.size();
-  return bytes;
-}
 
 // ---- decoding -------------------------------------------------------------
 
@@ -301,7 +289,43 @@ const char* ChannelName(Channel channel) {
   return channel == Channel::kControl ? "control" : "bulk";
 }
 
-std::string EncodeHello(const Hello& hello) {
+EncodedFrame::EncodedFrame(fb::DetachedBuffer body) : body_(std::move(body)) {
+  const size_t size = body_.size();
+  for (size_t i = 0; i < kFrameHeaderBytes; ++i) {
+    header_[i] = static_cast<uint8_t>((size >> (8 * i)) & 0xff);
+  }
+}
+
+std::string EncodedFrame::ToString() const {
+  std::string out(reinterpret_cast<const char*>(header_), kFrameHeaderBytes);
+  out.append(reinterpret_cast<const char*>(body()), body_size());
+  return out;
+}
+
+// Each entry costs its table, vtable, offsets and vector prefix (well under
+// 64 bytes); the fixed part covers the frame, message and snapshot tables.
+size_t EstimateEncodedBytes(const raft::Message& m) {
+  size_t bytes = 512 + m.context.size();
+  if (m.snapshot) {
+    const raft::Membership& ms = m.snapshot->membership;
+    bytes += 8 * (ms.voters.size() + ms.voters_outgoing.size() +
+                  ms.learners.size());
+  }
+  for (const raft::Entry& e : m.entries) bytes += 64 + e.data.size();
+  return bytes;
+}
+
+size_t EstimateEncodedBytes(const TransportSnapshotChunk& chunk) {
+  size_t bytes = 512 + chunk.data.size();
+  if (chunk.meta) {
+    const raft::Membership& ms = chunk.meta->membership;
+    bytes += 8 * (ms.voters.size() + ms.voters_outgoing.size() +
+                  ms.learners.size());
+  }
+  return bytes;
+}
+
+EncodedFrame EncodeHello(const Hello& hello) {
   fb::FlatBufferBuilder builder(128);
   auto body = gen::CreateHello(builder, builder.CreateString(hello.cluster_id),
                                hello.member_id, Bytes(builder, hello.nonce),
@@ -311,7 +335,7 @@ std::string EncodeHello(const Hello& hello) {
   return FinishFrame(builder, frame.Finish());
 }
 
-std::string EncodeProof(const Proof& proof) {
+EncodedFrame EncodeProof(const Proof& proof) {
   fb::FlatBufferBuilder builder(96);
   auto body = gen::CreateProof(builder, Bytes(builder, proof.mac));
   auto frame = StartFrame(builder, gen::FrameKind::Proof);
@@ -319,17 +343,17 @@ std::string EncodeProof(const Proof& proof) {
   return FinishFrame(builder, frame.Finish());
 }
 
-std::string EncodeMessage(const raft::Message& message) {
-  fb::FlatBufferBuilder builder(EstimatedBytes(message));
+EncodedFrame EncodeMessage(const raft::Message& message) {
+  fb::FlatBufferBuilder builder(EstimateEncodedBytes(message));
   auto body = BuildMessage(builder, message);
   auto frame = StartFrame(builder, gen::FrameKind::Raft);
   frame.add_raft(body);
   return FinishFrame(builder, frame.Finish());
 }
 
-std::string EncodeChunk(const ChunkFrame& in) {
+EncodedFrame EncodeChunk(const ChunkFrame& in) {
   const TransportSnapshotChunk& c = in.chunk;
-  fb::FlatBufferBuilder builder(256 + c.data.size());
+  fb::FlatBufferBuilder builder(EstimateEncodedBytes(c));
   auto data = Bytes(builder, c.data);
   fb::Offset<gen::SnapshotMeta> meta;
   if (c.meta) meta = BuildMeta(builder, *c.meta);
@@ -349,7 +373,7 @@ std::string EncodeChunk(const ChunkFrame& in) {
   return FinishFrame(builder, frame.Finish());
 }
 
-std::string EncodeForward(const ForwardEnvelope& in) {
+EncodedFrame EncodeForward(const ForwardEnvelope& in) {
   fb::FlatBufferBuilder builder(128 + in.frame.payload.size());
   auto body = gen::CreateForwardFrame(builder, in.frame.request_id,
                                       in.frame.response,

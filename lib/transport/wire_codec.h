@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "absl/status/statusor.h"
+#include "flatbuffers/flatbuffers.h"
 #include "confman/raft/types.h"
 #include "confman/transport.h"
 
@@ -61,12 +62,36 @@ struct ForwardEnvelope {
 using Frame =
     std::variant<Hello, Proof, raft::Message, ChunkFrame, ForwardEnvelope>;
 
-// Each returns a complete frame: length prefix followed by the body.
-std::string EncodeHello(const Hello& hello);
-std::string EncodeProof(const Proof& proof);
-std::string EncodeMessage(const raft::Message& message);
-std::string EncodeChunk(const ChunkFrame& chunk);
-std::string EncodeForward(const ForwardEnvelope& forward);
+// A frame ready for the wire. The length prefix and the FlatBuffers body
+// are kept apart so a megabyte body is written straight from the builder's
+// buffer instead of being copied behind its prefix.
+class EncodedFrame {
+ public:
+  explicit EncodedFrame(flatbuffers::DetachedBuffer body);
+
+  const uint8_t* header() const { return header_; }
+  const uint8_t* body() const { return body_.data(); }
+  size_t body_size() const { return body_.size(); }
+  // Bytes on the wire: prefix plus body.
+  size_t size() const { return kFrameHeaderBytes + body_.size(); }
+  // The whole frame as one string (tests and the tiny handshake frames).
+  std::string ToString() const;
+
+ private:
+  uint8_t header_[kFrameHeaderBytes];
+  flatbuffers::DetachedBuffer body_;
+};
+
+EncodedFrame EncodeHello(const Hello& hello);
+EncodedFrame EncodeProof(const Proof& proof);
+EncodedFrame EncodeMessage(const raft::Message& message);
+EncodedFrame EncodeChunk(const ChunkFrame& chunk);
+EncodedFrame EncodeForward(const ForwardEnvelope& forward);
+
+// An upper bound of the encoded size, computed without encoding, so a
+// sender can find a full queue before paying for the encoding.
+size_t EstimateEncodedBytes(const raft::Message& message);
+size_t EstimateEncodedBytes(const TransportSnapshotChunk& chunk);
 
 // Reads a frame header. Returns the body length, or InvalidArgument when it
 // is zero or larger than `max_frame_bytes` (so no buffer is allocated for a

@@ -72,11 +72,14 @@ struct TcpTransportOptions {
 
   // Bytes of encoded bulk frames (appends, snapshot chunks) queued per peer.
   // When a new bulk frame would exceed it, the frame is dropped (Raft
-  // re-sends) and Send returns ResourceExhausted. Default 64 MiB; must be
-  // at least max_frame_bytes so any legal frame can be queued.
+  // re-sends) and Send returns ResourceExhausted. An empty queue always
+  // accepts one frame, so the most a peer's bulk queue holds is
+  // max(max_bulk_queue_bytes, max_frame_bytes). Default 64 MiB; at least
+  // kMinFrameBytes.
   size_t max_bulk_queue_bytes = 64u << 20;
 
-  // Bytes of encoded control frames queued per peer. Control traffic is
+  // Bytes of encoded control frames queued per peer (again, an empty queue
+  // takes any one frame). Control traffic is
   // never dropped to make room; reaching this bound means the peer stopped
   // reading, so the connection is reset and its queue discarded (and
   // OnUnreachable called). Default 8 MiB; at least 64 KiB.

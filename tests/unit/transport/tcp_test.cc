@@ -90,12 +90,13 @@ class RawClient {
     wire::Hello mine{.cluster_id = cluster, .member_id = id,
                      .nonce = wire::MakeNonce(),
                      .channel = wire::Channel::kControl};
-    Write(wire::EncodeHello(mine));
+    Write(wire::EncodeHello(mine).ToString());
     auto theirs = ReadFrame();
     if (!theirs.ok()) return;
     REQUIRE(std::holds_alternative<wire::Hello>(*theirs));
     Write(wire::EncodeProof(
-        {wire::ComputeProof(secret, mine, std::get<wire::Hello>(*theirs))}));
+              {wire::ComputeProof(secret, mine, std::get<wire::Hello>(*theirs))})
+              .ToString());
     auto proof = ReadFrame();
     REQUIRE(proof.ok());
     CHECK(std::holds_alternative<wire::Proof>(*proof));
@@ -174,7 +175,7 @@ TEST_CASE("a frame truncated by the peer closes its connection") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, kSecret);
-  const std::string frame = wire::EncodeMessage(Heartbeat(3, 1, 1));
+  const std::string frame = wire::EncodeMessage(Heartbeat(3, 1, 1)).ToString();
   client.Write(frame.substr(0, frame.size() / 2));
   client.Close();
   CHECK(f.log.WaitFor("connection from member 3"));
@@ -234,7 +235,7 @@ TEST_CASE("a bad shared secret is refused") {
 TEST_CASE("a Raft message before the handshake is refused") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
-  client.Write(wire::EncodeMessage(Heartbeat(3, 1, 1)));
+  client.Write(wire::EncodeMessage(Heartbeat(3, 1, 1)).ToString());
   CHECK(client.ClosedByPeer());
   CHECK(f.log.WaitFor("the first frame was not a hello"));
   f.ExpectStillServing();
@@ -244,7 +245,7 @@ TEST_CASE("a message claiming another sender is refused") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, kSecret);
-  client.Write(wire::EncodeMessage(Heartbeat(2, 1, 99)));
+  client.Write(wire::EncodeMessage(Heartbeat(2, 1, 99)).ToString());
   CHECK(client.ClosedByPeer());
   CHECK(f.log.WaitFor("claims sender 2 on a connection authenticated as 3"));
   f.ExpectStillServing();
@@ -255,7 +256,7 @@ TEST_CASE("an authenticated peer's valid frames are delivered") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, kSecret);
-  client.Write(wire::EncodeMessage(Heartbeat(3, 1, 1234)));
+  client.Write(wire::EncodeMessage(Heartbeat(3, 1, 1234)).ToString());
   CHECK(f.handler1.WaitUntil([](auto& h) {
     for (const auto& m : h.messages_locked()) {
       if (m.from == 3 && m.round == 1234) return true;
@@ -273,8 +274,21 @@ TEST_CASE("options are validated with the failing field named") {
   options.max_frame_bytes = 1000;
   CHECK(options.Validate().message().find("max_frame_bytes") != std::string::npos);
   options = TestTcpOptions(1);
-  options.max_bulk_queue_bytes = options.max_frame_bytes;
+  options.max_bulk_queue_bytes = 1000;
+  CHECK(options.Validate().message().find("max_bulk_queue_bytes") != std::string::npos);
+  options = TestTcpOptions(1);
+  options.reconnect_jitter = 1.0;
   CHECK_FALSE(options.Validate().ok());
+
+  // Only the required fields set: every default is valid.
+  TcpTransportOptions defaults;
+  defaults.listen_address = "[::1]:0";
+  defaults.member_id = 1;
+  defaults.cluster_id = "c";
+  defaults.shared_secret = "0123456789abcdef";
+  CHECK(defaults.Validate().ok());
+  CHECK(TcpTransportOptions{}.Validate().code() ==
+        absl::StatusCode::kInvalidArgument);
   options = TestTcpOptions(1);
   options.listen_address = "localhost:80";
   CHECK(options.Validate().message().find("IP address") != std::string::npos);

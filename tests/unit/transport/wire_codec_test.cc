@@ -18,6 +18,12 @@ using confman::testing::Heartbeat;
 using confman::testing::MakeMembership;
 
 // Strips the length prefix and decodes the body from an aligned copy.
+absl::StatusOr<Frame> Decode(const EncodedFrame& frame) {
+  AlignedBuffer buffer;
+  std::memcpy(buffer.Resize(frame.body_size()), frame.body(), frame.body_size());
+  return DecodeFrameBody(buffer.data(), frame.body_size());
+}
+
 absl::StatusOr<Frame> Decode(const std::string& frame) {
   AlignedBuffer buffer;
   const size_t body = frame.size() - kFrameHeaderBytes;
@@ -138,7 +144,7 @@ TEST_CASE("garbage and truncated bodies are rejected, never crash") {
     for (size_t i = 0; i < size; ++i) data[i] = static_cast<uint8_t>(random());
     CHECK_FALSE(DecodeFrameBody(data, size).ok());
   }
-  const std::string frame = EncodeMessage(Append(1, 2, 64));
+  const std::string frame = EncodeMessage(Append(1, 2, 64)).ToString();
   for (size_t cut = kFrameHeaderBytes; cut < frame.size(); cut += 7) {
     const size_t body = cut - kFrameHeaderBytes;
     std::memcpy(buffer.Resize(body), frame.data() + kFrameHeaderBytes, body);
@@ -147,7 +153,7 @@ TEST_CASE("garbage and truncated bodies are rejected, never crash") {
 }
 
 TEST_CASE("flipped bytes either fail cleanly or decode to a valid frame") {
-  const std::string frame = EncodeMessage(Append(1, 2, 16, 3));
+  const std::string frame = EncodeMessage(Append(1, 2, 16, 3)).ToString();
   AlignedBuffer buffer;
   const size_t body = frame.size() - kFrameHeaderBytes;
   int rejected = 0;
@@ -253,6 +259,31 @@ TEST_CASE("handshake proofs bind both nonces and both identities") {
   replay.nonce = MakeNonce();
   CHECK_FALSE(ProofMatches(ComputeProof(secret, a, replay), proof));
   CHECK(MakeNonce() != MakeNonce());
+}
+
+}  // namespace
+}  // namespace confman::wire
+
+namespace confman::wire {
+namespace {
+
+TEST_CASE("size estimates bound the encoded size from above") {
+  for (int entries : {0, 1, 7, 300}) {
+    for (size_t bytes : {size_t{0}, size_t{1}, size_t{100}, size_t{1} << 16}) {
+      raft::Message m = confman::testing::Append(1, 2, bytes, entries);
+      m.context = std::string(bytes, 'c');
+      m.snapshot = raft::SnapshotMeta{
+          .index = 1, .term = 1,
+          .membership = confman::testing::MakeMembership({1, 2, 3}, {4, 5}, {6})};
+      CHECK(EstimateEncodedBytes(m) >= EncodeMessage(m).size());
+    }
+  }
+  TransportSnapshotChunk chunk;
+  chunk.data = std::string(12345, 'd');
+  chunk.meta = raft::SnapshotMeta{
+      .index = 1, .term = 1, .membership = confman::testing::MakeMembership({1, 2})};
+  CHECK(EstimateEncodedBytes(chunk) >=
+        EncodeChunk({.from = 1, .to = 2, .chunk = chunk}).size());
 }
 
 }  // namespace
