@@ -1,0 +1,233 @@
+// confman_bench_cluster: write throughput and latency of a three-member
+// cluster in one process, over real TCP on 127.0.0.1 and LMDB, with default
+// options, through the embedded API.
+//
+//   confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] [--via-followers]
+//
+//   a  256 B values,   20,000 writes, 32 writers
+//   b  10 KB values,    1,000 writes, 10 writers
+//   c  100 KB values,   1,000 writes, 10 writers
+//   d  1 MiB values,    1,000 writes, 10 writers
+//   e  1 MiB values,      200 writes,  1 writer
+//
+// Values are random (incompressible). Writers put to the leader unless
+// --via-followers. Ends with one JSON line.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "confman/testing/local_cluster.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Workload {
+  char name;
+  uint64_t value_bytes;
+  uint64_t writes;
+  int writers;
+};
+
+constexpr Workload kWorkloads[] = {
+    {'a', 256, 20000, 32},
+    {'b', 10 * 1000, 1000, 10},
+    {'c', 100 * 1000, 1000, 10},
+    {'d', 1 << 20, 1000, 10},
+    {'e', 1 << 20, 200, 1},
+};
+
+// A value of `bytes` random bytes.
+std::string RandomValue(std::mt19937_64& rng, uint64_t bytes) {
+  std::string value(bytes, '\0');
+  for (uint64_t i = 0; i < bytes; i += 8) {
+    const uint64_t word = rng();
+    std::memcpy(value.data() + i, &word, std::min<uint64_t>(8, bytes - i));
+  }
+  return value;
+}
+
+// A /proc/self field in kB ("RssAnon:", "write_bytes:" in bytes).
+uint64_t ProcField(const char* file, const std::string& field) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field, 0) == 0) {
+      return std::strtoull(line.c_str() + field.size(), nullptr, 10);
+    }
+  }
+  return 0;
+}
+
+// Samples the process's anonymous RSS every 20 ms and keeps the peak.
+class RssSampler {
+ public:
+  RssSampler() : thread_([this] { Run(); }) {}
+  ~RssSampler() {
+    stop_ = true;
+    thread_.join();
+  }
+  uint64_t peak_kib() const { return peak_; }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      peak_ = std::max<uint64_t>(peak_, ProcField("/proc/self/status", "RssAnon:"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> peak_{0};
+  std::thread thread_;
+};
+
+double Percentile(std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const size_t i = std::min(sorted.size() - 1,
+                            static_cast<size_t>(p * static_cast<double>(sorted.size())));
+  return sorted[i];
+}
+
+struct Results {
+  std::mutex mu;
+  std::vector<double> latencies_ms;
+  std::atomic<uint64_t> failed{0};
+  std::string first_error;
+};
+
+void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int index,
+            bool via_followers, Results& results) {
+  std::mt19937_64 rng(0x5eed + index);
+  const uint64_t count = w.writes / w.writers + (static_cast<uint64_t>(index) < w.writes % w.writers ? 1 : 0);
+  std::vector<double> mine;
+  for (uint64_t i = 0; i < count; ++i) {
+    const std::string value = RandomValue(rng, w.value_bytes);
+    const std::string key = absl::StrCat("w", index, "-", i);
+    const auto start = Clock::now();
+    absl::Status status;
+    // Bounded retries while an election runs.
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      const auto leader = cluster.leader_id();
+      auto target = via_followers ? (leader % 3) + 1 : leader;
+      confman::Node* node = cluster.member(target == 0 ? 1 : target);
+      status = node->Put("bench", key, value).status();
+      if (!absl::IsUnavailable(status)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    if (!status.ok()) {
+      std::lock_guard lock(results.mu);
+      if (results.failed++ == 0) results.first_error = status.ToString();
+    }
+  }
+  std::lock_guard lock(results.mu);
+  results.latencies_ms.insert(results.latencies_ms.end(), mine.begin(), mine.end());
+}
+
+int Usage() {
+  std::fprintf(stderr,
+               "usage: confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] "
+               "[--via-followers]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Workload* workload = nullptr;
+  std::string parent;
+  bool via_followers = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--workload" && i + 1 < argc) {
+      const char name = argv[++i][0];
+      for (const Workload& w : kWorkloads) {
+        if (w.name == name) workload = &w;
+      }
+    } else if (arg == "--dir" && i + 1 < argc) {
+      parent = argv[++i];
+    } else if (arg == "--via-followers") {
+      via_followers = true;
+    } else {
+      return Usage();
+    }
+  }
+  if (workload == nullptr) return Usage();
+  const Workload& w = *workload;
+  constexpr int kMembers = 3;
+
+  auto cluster = confman::testing::LocalCluster::Start(
+      {.members = kMembers, .temp_root = parent});
+  if (!cluster.ok()) {
+    std::fprintf(stderr, "cannot start the cluster: %s\n",
+                 cluster.status().ToString().c_str());
+    return 1;
+  }
+  if (!(*cluster)->WaitForLeader().ok()) {
+    std::fprintf(stderr, "no leader within 10 s\n");
+    return 1;
+  }
+  uint64_t changes_before = 0;
+  for (auto id : (*cluster)->ids()) {
+    changes_before += (*cluster)->member(id)->GetStatus().leader_changes;
+  }
+  const uint64_t written_before = ProcField("/proc/self/io", "write_bytes:");
+  Results results;
+  RssSampler rss;
+  const auto start = Clock::now();
+  {
+    std::vector<std::thread> writers;
+    for (int i = 0; i < w.writers; ++i) {
+      writers.emplace_back(Writer, std::ref(**cluster), std::cref(w), i,
+                           via_followers, std::ref(results));
+    }
+    for (auto& t : writers) t.join();
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const uint64_t written = ProcField("/proc/self/io", "write_bytes:") - written_before;
+  uint64_t leader_changes = 0;
+  for (auto id : (*cluster)->ids()) {
+    leader_changes = std::max<uint64_t>(
+        leader_changes, (*cluster)->member(id)->GetStatus().leader_changes);
+  }
+  (void)changes_before;
+  std::sort(results.latencies_ms.begin(), results.latencies_ms.end());
+  const uint64_t ok = w.writes - results.failed;
+  const double ops = static_cast<double>(ok) / seconds;
+  std::printf("workload %c: %llu x %llu B, %d writers: %.1f writes/s, %.2f MB/s, "
+              "p50 %.2f ms, p99 %.2f ms, max %.2f ms, %llu failed%s%s\n",
+              w.name, static_cast<unsigned long long>(w.writes),
+              static_cast<unsigned long long>(w.value_bytes), w.writers, ops,
+              ops * static_cast<double>(w.value_bytes) / 1e6,
+              Percentile(results.latencies_ms, 0.50),
+              Percentile(results.latencies_ms, 0.99),
+              results.latencies_ms.empty() ? 0.0 : results.latencies_ms.back(),
+              static_cast<unsigned long long>(results.failed.load()),
+              results.first_error.empty() ? "" : "; first error: ",
+              results.first_error.c_str());
+  std::printf(
+      "{\"workload\":\"%c\",\"writes\":%llu,\"value_bytes\":%llu,\"writers\":%d,"
+      "\"failed\":%llu,\"ops_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_ms\":%.2f,"
+      "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"leader_changes\":%llu,"
+      "\"peak_rss_anon_mib\":%.1f,\"disk_bytes_written_per_member\":%llu,"
+      "\"seconds\":%.2f}\n",
+      w.name, static_cast<unsigned long long>(w.writes),
+      static_cast<unsigned long long>(w.value_bytes), w.writers,
+      static_cast<unsigned long long>(results.failed.load()), ops,
+      ops * static_cast<double>(w.value_bytes) / 1e6,
+      Percentile(results.latencies_ms, 0.50), Percentile(results.latencies_ms, 0.99),
+      results.latencies_ms.empty() ? 0.0 : results.latencies_ms.back(),
+      static_cast<unsigned long long>(leader_changes),
+      static_cast<double>(rss.peak_kib()) / 1024.0 / kMembers,
+      static_cast<unsigned long long>(written / kMembers), seconds);
+  return results.failed == 0 ? 0 : 1;
+}
