@@ -267,6 +267,20 @@ void Cluster::QueueWrite(Member& m, raft::Ready& ready) {
 }
 
 void Cluster::CompleteWrite(Member& m, DiskWrite& write) {
+  if (!Persist(m, write)) return;
+  if (!write.entries.empty()) {
+    m.core->ReportDurable(write.entries.back().index, write.entries.back().term);
+  }
+  for (Message& message : write.messages_after_persist) {
+    Send(m, std::move(message));
+  }
+}
+
+// Makes `write` durable in the member's MemoryLog, checking that it keeps
+// every entry the member has durably recorded as committed: a restart
+// replays (applied, commit] from this log.
+bool Cluster::Persist(Member& m, const DiskWrite& write) {
+  const Index durable_commit = m.log.hard_state().commit;
   if (write.hard_state) {
     checker_.ObserveDurableHardState(m.id, m.log.hard_state(), *write.hard_state);
     m.log.set_hard_state(*write.hard_state);
@@ -274,20 +288,36 @@ void Cluster::CompleteWrite(Member& m, DiskWrite& write) {
   if (!write.entries.empty()) {
     const Entry& front = write.entries.front();
     const Entry& back = write.entries.back();
+    for (const Entry& e : write.entries) {
+      if (e.index > durable_commit) break;
+      if (e.index < m.log.FirstIndex() || e.index > m.log.LastIndex()) continue;
+      const absl::StatusOr<Term> stored = m.log.TermAt(e.index);
+      if (stored.ok() && *stored != e.term) {
+        checker_.Fail(absl::StrCat(
+            "committed entry lost: member ", m.id, " overwrote (index ",
+            e.index, ", term ", *stored, ") with term ", e.term,
+            " although its durable commit index is ", durable_commit));
+        return false;
+      }
+    }
     absl::Status status = m.log.Append(write.entries);
     if (!status.ok()) {
       checker_.Fail(absl::StrCat("member ", m.id, " could not store Ready "
                                  "entries [", front.index, ", ", back.index,
                                  "]: ", status.ToString()));
-      return;
+      return false;
     }
     absl::StatusOr<Term> prev = m.log.TermAt(front.index - 1);
     checker_.ObserveDurableEntries(m.id, write.entries, prev.ok() ? *prev : 0);
-    m.core->ReportDurable(back.index, back.term);
   }
-  for (Message& message : write.messages_after_persist) {
-    Send(m, std::move(message));
+  if (m.log.hard_state().commit > m.log.LastIndex()) {
+    checker_.Fail(absl::StrCat(
+        "committed entry lost: member ", m.id, " durably recorded commit "
+        "index ", m.log.hard_state().commit, " but its durable log ends at ",
+        m.log.LastIndex()));
+    return false;
   }
+  return true;
 }
 
 void Cluster::FlushWrites(Member& m) {
@@ -426,6 +456,9 @@ void Cluster::Send(Member& from, Message message) {
   if (rng_.Chance(net.reorder_per_million)) {
     delay += rng_.Between(0, net.reorder_extra_steps);
   }
+  if (rng_.Chance(net.stale_per_million)) {
+    delay += rng_.Between(0, net.stale_extra_steps);
+  }
   Schedule(std::move(packet), delay);
 }
 
@@ -554,8 +587,16 @@ void Cluster::CompactSome(MemberId id) {
 void Cluster::Crash(MemberId id, uint64_t restart_at) {
   Member& m = member(id);
   if (!m.up) return;
-  Trace(m, absl::StrCat("crash, restart at t=", restart_at, ", dropping ",
+  Trace(m, absl::StrCat("crash, restart at t=", restart_at, ", ",
                         m.disk.size(), " writes in flight"));
+  // Writes in flight may have reached the disk before the crash, in order,
+  // without their acknowledgements having left.
+  const uint64_t landed = rng_.Below(m.disk.size() + 1);
+  for (uint64_t i = 0; i < landed && !checker_.failed(); ++i) {
+    DiskWrite write = std::move(m.disk.front());
+    m.disk.pop_front();
+    Persist(m, write);
+  }
   m.up = false;
   ++m.incarnation;
   m.restart_at = restart_at;

@@ -42,6 +42,10 @@ struct NetworkProfile {
   uint32_t min_delay_steps = 1;
   uint32_t max_delay_steps = 5;
   uint32_t reorder_extra_steps = 40;
+  // A stale message resurfaces up to stale_extra_steps late (several
+  // election timeouts), after terms and leaders have moved on.
+  uint32_t stale_per_million = 0;
+  uint32_t stale_extra_steps = 400;
 };
 
 struct DiskProfile {
@@ -148,6 +152,7 @@ class Cluster {
   void HandleReady(Member& m, raft::Ready ready);
   void QueueWrite(Member& m, raft::Ready& ready);
   void CompleteWrite(Member& m, DiskWrite& write);
+  bool Persist(Member& m, const DiskWrite& write);
   void FlushWrites(Member& m);
   void InstallSnapshot(Member& m, const raft::SnapshotMeta& meta);
   void Apply(Member& m, const raft::Entry& entry);

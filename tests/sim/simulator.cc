@@ -63,7 +63,6 @@ Scenario DrawScenario(Rng& rng, const SimOptions& options) {
   c.spares = kSpares;
   c.steps_per_tick = kStepsPerTick;
   c.core.election_timeout_ticks = kElectionTimeoutTicks;
-  c.core.heartbeat_interval_ticks = 1;
   // Pre-vote and check-quorum each keep a disruptive member (a removed one,
   // or one returning from a partition) from deposing a healthy leader; run
   // with both, or with either alone.
@@ -75,12 +74,18 @@ Scenario DrawScenario(Rng& rng, const SimOptions& options) {
   c.core.max_append_entries = Pick(rng, {1u, 2u, 8u, 64u});
   c.core.max_append_bytes = Pick(rng, {uint64_t{48}, uint64_t{4} << 20});
   c.core.max_inflight_messages = Pick(rng, {1u, 4u, 64u});
-  c.core.max_uncommitted_bytes = std::max<uint64_t>(c.core.max_append_bytes, 1 << 16);
+  c.core.max_inflight_bytes = Pick(rng, {uint64_t{64}, uint64_t{32} << 20});
+  c.core.max_uncommitted_bytes = std::max<uint64_t>(
+      c.core.max_append_bytes, Pick(rng, {uint64_t{256}, uint64_t{1} << 16}));
+  c.core.max_apply_bytes = Pick(rng, {uint64_t{1}, uint64_t{16} << 20});
+  c.core.max_pending_reads = Pick(rng, {4u, 4096u});
+  c.core.heartbeat_interval_ticks = Pick(rng, {1u, 1u, 3u});
   c.core.testing_faults = options.testing_faults;
   c.network.drop_per_million = Pick(rng, {0u, 10000u, 50000u, 100000u});
   c.network.duplicate_per_million = Pick(rng, {0u, 10000u, 50000u});
   c.network.reorder_per_million = Pick(rng, {0u, 50000u, 200000u});
   c.network.max_delay_steps = Pick(rng, {3u, 8u, 15u});
+  c.network.stale_per_million = Pick(rng, {0u, 2000u, 10000u});
   c.disk.max_delay_steps = Pick(rng, {2u, 10u, 30u});
   c.disk.slow_per_million = 10000;
   Rates& r = s.rates;
@@ -332,6 +337,7 @@ class Run {
     NetworkProfile calm = cluster_.network();
     calm.drop_per_million = 0;
     calm.duplicate_per_million = 0;
+    calm.stale_per_million = 0;
     cluster_.set_network(calm);
     const uint64_t start = step_;
     const uint64_t limit = start + uint64_t{options_.liveness_ticks} * kStepsPerTick;
