@@ -104,6 +104,13 @@ absl::StatusOr<std::vector<raft::MemberId>> DecodeIds(
     const fb::Vector<uint64_t>* ids, absl::string_view field) {
   std::vector<raft::MemberId> out;
   if (ids == nullptr) return out;
+  // The Verifier checks a vector's length prefix alignment but not its
+  // elements'; a crafted buffer can place 8-byte ids at a 4-byte boundary.
+  // (The builder does not align empty vectors, which hold nothing to read.)
+  if (ids->size() > 0 &&
+      reinterpret_cast<uintptr_t>(ids->Data()) % alignof(uint64_t) != 0) {
+    return Invalid(absl::StrCat("membership list ", field, " is misaligned"));
+  }
   out.assign(ids->begin(), ids->end());
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == raft::kNoMember || (i > 0 && out[i - 1] >= out[i])) {
