@@ -141,6 +141,23 @@ TEST_CASE("a vote cast in a term survives a restart", "[election]") {
   CHECK(cluster.member(2).log.hard_state().vote == 1);
 }
 
+TEST_CASE("a vote is sent only once it is durable", "[election]") {
+  Cluster cluster(3, WithoutPreVoteOrCheckQuorum());
+  cluster.StartElection(1);
+  cluster.HoldDurability(2);
+  auto requests = cluster.Take(OfTypeTo(MessageType::kVote, 2));
+  REQUIRE(requests.size() == 1);
+  cluster.ClearHistory();
+  cluster.Deliver(requests[0]);
+  // A crash now must not leave a granted vote that storage forgot.
+  CHECK(cluster.CountSent(VoteAnswer(2, 1, /*granted=*/true)) == 0);
+  CHECK(cluster.member(2).log.hard_state().vote == kNoMember);
+
+  cluster.ReleaseDurability(2);
+  CHECK(cluster.member(2).log.hard_state().vote == 1);
+  CHECK(cluster.CountSent(VoteAnswer(2, 1, /*granted=*/true)) == 1);
+}
+
 TEST_CASE("pre-vote: a member rejoining after a partition does not disrupt",
           "[election]") {
   CoreOptions options = TestOptions();
