@@ -13,31 +13,27 @@
 
 namespace confman::storage {
 
-inline void PutBigEndian64(char* out, uint64_t v) {
-  for (int i = 7; i >= 0; --i) {
+template <typename T>
+void PutBigEndian(char* out, T v) {
+  for (int i = static_cast<int>(sizeof(T)) - 1; i >= 0; --i) {
     out[i] = static_cast<char>(v & 0xFFu);
     v >>= 8;
   }
 }
 
-inline uint64_t GetBigEndian64(const char* in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
-
-inline void PutBigEndian32(char* out, uint32_t v) {
-  for (int i = 3; i >= 0; --i) {
-    out[i] = static_cast<char>(v & 0xFFu);
-    v >>= 8;
+template <typename T>
+T GetBigEndian(const char* in) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) {
+    v = static_cast<T>((v << 8) | static_cast<unsigned char>(in[i]));
   }
-}
-
-inline uint32_t GetBigEndian32(const char* in) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
   return v;
 }
+
+inline void PutBigEndian64(char* out, uint64_t v) { PutBigEndian(out, v); }
+inline uint64_t GetBigEndian64(const char* in) { return GetBigEndian<uint64_t>(in); }
+inline void PutBigEndian32(char* out, uint32_t v) { PutBigEndian(out, v); }
+inline uint32_t GetBigEndian32(const char* in) { return GetBigEndian<uint32_t>(in); }
 
 inline std::string BigEndianKey(uint64_t v) {
   std::string key(8, '\0');

@@ -277,3 +277,30 @@ TEST_CASE("a snapshot held open does not block apply", "[state_machine][lmdb]") 
 
 }  // namespace
 }  // namespace confman::kv
+
+namespace confman::kv {
+namespace {
+
+TEST_CASE("the state map grows, and a full map is a clear storage error",
+          "[state_machine][lmdb]") {
+  LmdbMachine factory;
+  factory.options.initial_map_bytes = 1 << 20;
+  factory.options.max_map_bytes = 8 << 20;
+  auto sm = factory.Open();
+  absl::Status status;
+  raft::Index index = 0;
+  while (status.ok() && index < 64) {
+    ++index;
+    auto results = sm->Apply({CommandEntry(
+        index, Put("app", "k" + std::to_string(index), testing::NoiseBytes(512 << 10, index)))});
+    status = results.status();
+  }
+  CHECK(index > 2);  // Grew past the initial 1 MiB.
+  REQUIRE(absl::IsResourceExhausted(status));
+  CHECK_THAT(std::string(status.message()), Catch::Contains("max_map_bytes"));
+  CHECK(sm->AppliedIndex() == index - 1);  // The failed batch applied nothing.
+  CHECK(sm->Get("app", "k1").ok());
+}
+
+}  // namespace
+}  // namespace confman::kv

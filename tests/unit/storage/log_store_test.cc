@@ -1,5 +1,8 @@
 // One conformance suite for every LogStore, plus LMDB-only behaviour:
 // persistence, corruption detection, group commit and map growth.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -300,6 +303,30 @@ TEST_CASE("options are validated", "[log_store][lmdb]") {
   CHECK(absl::IsInvalidArgument(
       LmdbLogStoreOptions{.dir = "x", .initial_map_bytes = 10}.Validate()));
   CHECK(absl::IsInvalidArgument(LmdbLogStore::Open({}).status()));
+}
+
+}  // namespace
+}  // namespace confman
+
+namespace confman {
+namespace {
+
+TEST_CASE("a store is refused in a forked child", "[log_store][lmdb]") {
+  testing::TempDir dir;
+  auto log = LmdbLogStore::Open({.dir = dir.path() + "/log"}).value();
+  REQUIRE(log->WriteSync(Append({MakeEntry(1, 1)})).ok());
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Only reads: the writer thread does not exist in the child.
+    const auto read = log->Entries(1, 2, 100);
+    _exit(absl::IsFailedPrecondition(read.status()) ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(log->Entries(1, 2, 100).ok());
 }
 
 }  // namespace
