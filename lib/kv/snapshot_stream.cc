@@ -6,18 +6,9 @@
 #include "bytes.h"
 #include "confman/raft/membership.h"
 #include "confman/status_macros.h"
-#include "crc32c.h"
 #include "records.h"
 
 namespace confman {
-
-uint32_t SnapshotChunkChecksum(uint64_t seq, bool last, const std::string& data) {
-  char head[9];
-  storage::PutBigEndian64(head, seq);
-  head[8] = last ? 1 : 0;
-  return storage::Crc32cExtend(storage::Crc32c(std::string_view(head, 9)), data);
-}
-
 namespace kv {
 namespace {
 
