@@ -20,6 +20,17 @@ std::vector<MemberId> Sorted(std::vector<MemberId> ids) {
 
 }  // namespace
 
+absl::StatusOr<Term> FailingReader::TermAt(Index index) const {
+  if (!failure_.ok()) return failure_;
+  return log_->TermAt(index);
+}
+
+absl::StatusOr<std::vector<Entry>> FailingReader::Entries(
+    Index lo, Index hi, uint64_t max_bytes) const {
+  if (!failure_.ok()) return failure_;
+  return log_->Entries(lo, hi, max_bytes);
+}
+
 CoreOptions TestOptions() {
   CoreOptions options;
   options.election_timeout_ticks = 10;
@@ -69,7 +80,7 @@ void Cluster::Boot(Member& m) {
   boot.membership = m.applied_membership;
   boot.membership_index = m.applied_membership_index;
   boot.applied = m.applied_index;
-  auto core = Core::Create(m.options, boot, &m.log);
+  auto core = Core::Create(m.options, boot, &m.reader);
   INFO("booting member " << m.id << ": " << core.status().ToString());
   REQUIRE(core.ok());
   m.core = std::move(*core);
@@ -320,6 +331,10 @@ void Cluster::CompleteSnapshot(MemberId from, MemberId to, bool ok) {
   }
   sender.core->ReportSnapshotSent(to, ok);
   HandleReady(from);
+}
+
+void Cluster::FailReads(MemberId id, absl::Status failure) {
+  member(id).reader.set_failure(std::move(failure));
 }
 
 void Cluster::Preload(MemberId id, const std::vector<Term>& terms, Term term) {

@@ -33,6 +33,24 @@ namespace confman::raft::testing {
 // few hundred ticks long, everything else at its default.
 CoreOptions TestOptions();
 
+// The view of a member's MemoryLog its core reads through; it can be told
+// to fail every read, as a broken disk would.
+class FailingReader final : public LogReader {
+ public:
+  explicit FailingReader(const MemoryLog* log) : log_(log) {}
+  void set_failure(absl::Status failure) { failure_ = std::move(failure); }
+
+  Index FirstIndex() const override { return log_->FirstIndex(); }
+  Index LastIndex() const override { return log_->LastIndex(); }
+  absl::StatusOr<Term> TermAt(Index index) const override;
+  absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
+                                             uint64_t max_bytes) const override;
+
+ private:
+  const MemoryLog* log_;
+  absl::Status failure_;
+};
+
 // One Ready's writes, kept until the member's "disk" makes them durable.
 struct PendingWrite {
   std::optional<HardState> hard_state;
@@ -44,6 +62,7 @@ struct Member {
   MemberId id = kNoMember;
   CoreOptions options;
   MemoryLog log;
+  FailingReader reader{&log};
   std::unique_ptr<Core> core;
 
   // While true, Ready writes wait in `pending_writes`.
@@ -135,6 +154,9 @@ class Cluster {
   // stops holding.
   void HoldDurability(MemberId id);
   void ReleaseDurability(MemberId id);
+
+  // From now on every read of the member's log fails with `failure`.
+  void FailReads(MemberId id, absl::Status failure);
 
   // Replaces the member's log with entries 1..terms.size() of the given
   // terms and restarts it at `term`. Use before any election.
