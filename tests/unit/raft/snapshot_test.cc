@@ -102,5 +102,27 @@ TEST_CASE("a voter added after compaction joins through a snapshot",
   CHECK(cluster.member(4).log.LastIndex() >= position.last);
 }
 
+TEST_CASE("compaction below every follower's match needs no snapshot",
+          "[snapshot]") {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Replicate(1, Payloads(10, 8));
+  for (MemberId id : cluster.ids()) {
+    testing::Member& m = cluster.member(id);
+    REQUIRE(m.log.Compact(m.applied_index).ok());
+  }
+  cluster.Replicate(1, Payloads(5, 8), 2);
+  CHECK(cluster.member(1).snapshot_requests.empty());
+  for (MemberId id : {2, 3}) {
+    CHECK(cluster.member(id).applied == cluster.member(1).applied);
+  }
+
+  // A member restarting over a compacted log carries on from it.
+  cluster.Restart(2);
+  const ProposalPosition position = cluster.Replicate(1, {"after-restart"}, 2);
+  CHECK(cluster.member(2).applied_index >= position.last);
+  CHECK(cluster.member(2).applied == cluster.member(1).applied);
+}
+
 }  // namespace
 }  // namespace confman::raft
