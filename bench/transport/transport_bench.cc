@@ -205,7 +205,7 @@ bool SendWithBackpressure(SendFn send, Clock::time_point deadline) {
     if (status.code() != absl::StatusCode::kResourceExhausted) {
       Check(status, "send");
     }
-    std::this_thread::sleep_for(100us);
+    std::this_thread::sleep_for(20us);
   }
   return false;
 }

@@ -3,10 +3,12 @@
 #include <array>
 #include <asio.hpp>
 #include <atomic>
+#include <cstring>
 #include <cstdio>
 #include <deque>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
@@ -144,21 +146,73 @@ awaitable<absl::Status> WriteFrame(tcp::socket& socket,
   co_return absl::OkStatus();
 }
 
-// Reads one frame: header, length check, body into `buffer`, verification.
-awaitable<absl::StatusOr<wire::Frame>> ReadFrame(tcp::socket& socket,
-                                                 wire::AlignedBuffer& buffer,
-                                                 uint32_t max_frame_bytes) {
-  uint8_t header[wire::kFrameHeaderBytes];
+// Reads the frames of one connection. Small frames are parsed out of a
+// staging buffer filled by large reads, so a stream of small messages costs
+// one system call per fill instead of two per frame; the rest of a large
+// body is read straight into the aligned buffer. Either way the body ends
+// up in the aligned buffer that verification needs.
+class FrameReader {
+ public:
+  explicit FrameReader(tcp::socket& socket)
+      : socket_(&socket), staging_(kStagingBytes) {}
+
+  // Continues on `socket` (the connection moved to another I/O thread),
+  // keeping bytes already staged.
+  void Attach(tcp::socket& socket) { socket_ = &socket; }
+
+  // Reads, length-checks, verifies and decodes the next frame.
+  awaitable<absl::StatusOr<wire::Frame>> Next(uint32_t max_frame_bytes);
+  // Frees a large body buffer kept from the last frame.
+  void ReleaseLargeBuffer() { body_.ShrinkIfAbove(kKeptReceiveBufferBytes); }
+
+ private:
+  static constexpr size_t kStagingBytes = 64u << 10;
+
+  size_t staged() const { return end_ - begin_; }
+  awaitable<asio::error_code> Fill();
+
+  tcp::socket* socket_;
+  std::vector<uint8_t> staging_;
+  size_t begin_ = 0;  // First unread byte in staging_.
+  size_t end_ = 0;    // One past the last byte read into staging_.
+  wire::AlignedBuffer body_;
+};
+
+awaitable<asio::error_code> FrameReader::Fill() {
+  if (begin_ > 0) {
+    std::memmove(staging_.data(), staging_.data() + begin_, staged());
+    end_ -= begin_;
+    begin_ = 0;
+  }
   asio::error_code ec;
-  co_await asio::async_read(socket, asio::buffer(header), RedirectTo(ec));
-  if (ec) co_return NetworkError("reading a frame header", ec);
-  absl::StatusOr<uint32_t> length =
-      wire::ParseFrameLength(header, max_frame_bytes);
+  const size_t read = co_await socket_->async_read_some(
+      asio::buffer(staging_.data() + end_, staging_.size() - end_),
+      RedirectTo(ec));
+  end_ += read;
+  co_return ec;
+}
+
+awaitable<absl::StatusOr<wire::Frame>> FrameReader::Next(
+    uint32_t max_frame_bytes) {
+  while (staged() < wire::kFrameHeaderBytes) {
+    const asio::error_code ec = co_await Fill();
+    if (ec) co_return NetworkError("reading a frame header", ec);
+  }
+  const absl::StatusOr<uint32_t> length =
+      wire::ParseFrameLength(staging_.data() + begin_, max_frame_bytes);
   if (!length.ok()) co_return length.status();
-  uint8_t* body = buffer.Resize(*length);
-  co_await asio::async_read(socket, asio::buffer(body, *length),
-                            RedirectTo(ec));
-  if (ec) co_return NetworkError("reading a frame body", ec);
+  begin_ += wire::kFrameHeaderBytes;
+  uint8_t* body = body_.Resize(*length);
+  const size_t from_staging = std::min<size_t>(*length, staged());
+  std::memcpy(body, staging_.data() + begin_, from_staging);
+  begin_ += from_staging;
+  if (from_staging < *length) {
+    asio::error_code ec;
+    co_await asio::async_read(
+        *socket_, asio::buffer(body + from_staging, *length - from_staging),
+        RedirectTo(ec));
+    if (ec) co_return NetworkError("reading a frame body", ec);
+  }
   co_return wire::DecodeFrameBody(body, *length);
 }
 
@@ -214,8 +268,8 @@ class TcpTransport::Impl {
   struct Peer;
 
   // One outbound connection (control or bulk) to one peer, with its queue.
-  // The queue is filled from any thread and drained by Run() on the I/O
-  // thread, which also owns the socket.
+  // The queue is filled from any thread and drained by Run() on the
+  // channel's I/O thread, which also owns the socket.
   class Link {
    public:
     Link(Impl& impl, Peer& peer, wire::Channel channel, size_t max_queue_bytes)
@@ -223,7 +277,8 @@ class TcpTransport::Impl {
           peer_(peer),
           channel_(channel),
           max_queue_bytes_(max_queue_bytes),
-          timer_(impl.io()) {}
+          io_(impl.io(channel)),
+          timer_(io_) {}
 
     // Whether a frame of `bytes` would be queued now (any thread).
     bool HasRoomFor(size_t bytes);
@@ -250,6 +305,7 @@ class TcpTransport::Impl {
     Peer& peer_;
     const wire::Channel channel_;
     const size_t max_queue_bytes_;
+    asio::io_context& io_;
     // I/O thread only. Wakes the idle writer and times backoff sleeps.
     asio::steady_timer timer_;
     tcp::socket* socket_ = nullptr;
@@ -287,15 +343,17 @@ class TcpTransport::Impl {
 
   Impl(TcpTransportOptions options, tcp::endpoint listen)
       : options_(std::move(options)),
-        io_(std::make_unique<asio::io_context>(1)),
-        acceptor_(std::make_unique<tcp::acceptor>(*io_)) {
-    listen_ = listen;
-  }
+        listen_(listen),
+        control_io_(std::make_unique<asio::io_context>(1)),
+        bulk_io_(std::make_unique<asio::io_context>(1)),
+        acceptor_(std::make_unique<tcp::acceptor>(*control_io_)) {}
   ~Impl();
 
   absl::Status Listen();
   uint16_t port() const { return port_; }
-  asio::io_context& io() { return *io_; }
+  asio::io_context& io(wire::Channel channel) {
+    return channel == wire::Channel::kControl ? *control_io_ : *bulk_io_;
+  }
   const TcpTransportOptions& options() const { return options_; }
 
   absl::Status Start(TransportHandler* handler);
@@ -314,10 +372,10 @@ class TcpTransport::Impl {
     absl::ReaderMutexLock lock(&mu_);
     return peer.endpoint;
   }
-  // I/O thread.
+  // I/O threads.
   void ReportUnreachable(Peer& peer);
   awaitable<absl::StatusOr<wire::Hello>> Handshake(
-      tcp::socket& socket, wire::Channel channel,
+      tcp::socket& socket, FrameReader& reader, wire::Channel channel,
       raft::MemberId expected_peer);
 
  private:
@@ -336,28 +394,42 @@ class TcpTransport::Impl {
                           raft::MemberId expected_peer);
   awaitable<void> Accept();
   awaitable<void> Serve(tcp::socket socket);
-  awaitable<absl::Status> Receive(tcp::socket& socket, raft::MemberId peer);
+  awaitable<void> ServeAuthenticated(tcp::socket socket, FrameReader reader,
+                                     wire::Hello peer, std::string remote);
+  awaitable<absl::Status> Receive(FrameReader& reader, raft::MemberId peer);
   void Dispatch(wire::Frame frame);
 
+  using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
+
   const TcpTransportOptions options_;
-  tcp::endpoint listen_;
+  const tcp::endpoint listen_;
   uint16_t port_ = 0;
-  // Destroyed explicitly in ~Impl, after the links (whose timers belong to
-  // it) and before the maps that suspended coroutines still refer to.
-  std::unique_ptr<asio::io_context> io_;
+  // Two I/O threads: control traffic (and accepting, and handshakes) runs
+  // on one, bulk traffic on the other, so a heartbeat is never queued
+  // behind the reading, decoding or writing of megabytes. Destroyed
+  // explicitly in ~Impl, after the links whose timers belong to them.
+  std::unique_ptr<asio::io_context> control_io_;
+  std::unique_ptr<asio::io_context> bulk_io_;
   std::unique_ptr<tcp::acceptor> acceptor_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
-      work_;
-  std::thread thread_;
+  std::optional<WorkGuard> control_work_;
+  std::optional<WorkGuard> bulk_work_;
+  std::thread control_thread_;
+  std::thread bulk_thread_;
   TransportHandler* handler_ = nullptr;
   std::atomic<bool> delivering_{false};
+  // Held while a handler callback runs: callbacks come from both threads
+  // but never run concurrently.
+  std::mutex callback_mu_;
+  std::mutex log_mu_;
 
-  // I/O thread only.
+  // Control thread only.
   int pending_handshakes_ = 0;
   // The newest authenticated inbound connection per peer and channel; an
   // older one is closed when a newer one arrives, so a peer cannot make this
-  // member hold more than two receive buffers for it.
-  std::map<InboundKey, tcp::socket*> inbound_;
+  // member hold more than two receive buffers for it. A socket is only
+  // closed from its own channel's thread.
+  absl::Mutex inbound_mu_;
+  std::map<InboundKey, tcp::socket*> inbound_ ABSL_GUARDED_BY(inbound_mu_);
 
   mutable absl::Mutex mu_;
   State state_ ABSL_GUARDED_BY(mu_) = State::kCreated;
@@ -396,7 +468,7 @@ absl::Status TcpTransport::Impl::Link::Push(wire::EncodedFrame frame) {
       queued = true;
     }
   }
-  if (wake) asio::post(impl_.io(), [this] { timer_.cancel(); });
+  if (wake) asio::post(io_, [this] { timer_.cancel(); });
   if (queued) return absl::OkStatus();
   return Overflow();
 }
@@ -407,13 +479,13 @@ absl::Status TcpTransport::Impl::Link::Overflow() {
     absl::MutexLock lock(&mu_);
     report = !std::exchange(overflow_reported_, true);
   }
-  if (report) asio::post(impl_.io(), [this] { impl_.ReportUnreachable(peer_); });
+  if (report) asio::post(io_, [this] { impl_.ReportUnreachable(peer_); });
   if (channel_ == wire::Channel::kBulk) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "bulk queue to member ", peer_.id, " is full (max_bulk_queue_bytes ",
         max_queue_bytes_, "); the message was dropped, Raft will resend"));
   }
-  asio::post(impl_.io(), [this] { DropConnection(); });
+  asio::post(io_, [this] { DropConnection(); });
   return absl::UnavailableError(absl::StrCat(
       "member ", peer_.id, " stopped reading: control queue passed ",
       max_queue_bytes_, " bytes, so its connection is being reset"));
@@ -501,7 +573,7 @@ awaitable<void> TcpTransport::Impl::Link::Run() {
 
 awaitable<std::optional<tcp::socket>> TcpTransport::Impl::Link::Connect() {
   const tcp::endpoint endpoint = impl_.EndpointOf(peer_);
-  tcp::socket socket(impl_.io());
+  tcp::socket socket(io_);
   absl::StatusOr<wire::Hello> theirs;
   {
     Deadline deadline(socket, impl_.options().handshake_timeout);
@@ -511,7 +583,8 @@ awaitable<std::optional<tcp::socket>> TcpTransport::Impl::Link::Connect() {
       theirs = NetworkError("connecting", ec);
     } else {
       socket.set_option(tcp::no_delay(true), ec);
-      theirs = co_await impl_.Handshake(socket, channel_, peer_.id);
+      FrameReader reader(socket);
+      theirs = co_await impl_.Handshake(socket, reader, channel_, peer_.id);
     }
   }
   if (theirs.ok()) co_return std::optional<tcp::socket>(std::move(socket));
@@ -563,12 +636,14 @@ TcpTransport::Impl::~Impl() {
   acceptor_.reset();
   // Destroys the suspended coroutines (and their sockets) while the maps
   // they refer to are still alive.
-  io_.reset();
+  control_io_.reset();
+  bulk_io_.reset();
 }
 
 void TcpTransport::Impl::Log(const std::string& line) {
   const std::string full =
       absl::StrCat("confman transport [member ", options_.member_id, "]: ", line);
+  std::lock_guard<std::mutex> lock(log_mu_);
   if (options_.log) {
     options_.log(full);
   } else {
@@ -603,10 +678,12 @@ absl::Status TcpTransport::Impl::Start(TransportHandler* handler) {
   state_ = State::kRunning;
   handler_ = handler;
   delivering_ = true;
-  work_.emplace(io_->get_executor());
-  asio::co_spawn(*io_, Accept(), asio::detached);
+  control_work_.emplace(control_io_->get_executor());
+  bulk_work_.emplace(bulk_io_->get_executor());
+  asio::co_spawn(*control_io_, Accept(), asio::detached);
   for (auto& [id, peer] : peers_) SpawnLinks(*peer);
-  thread_ = std::thread([this] { io_->run(); });
+  control_thread_ = std::thread([this] { control_io_->run(); });
+  bulk_thread_ = std::thread([this] { bulk_io_->run(); });
   return absl::OkStatus();
 }
 
@@ -618,14 +695,17 @@ void TcpTransport::Impl::Stop() {
     if (!was_running) return;
   }
   delivering_ = false;
-  work_.reset();
-  io_->stop();
-  thread_.join();
+  control_work_.reset();
+  bulk_work_.reset();
+  control_io_->stop();
+  bulk_io_->stop();
+  control_thread_.join();
+  bulk_thread_.join();
 }
 
 void TcpTransport::Impl::SpawnLinks(Peer& peer) {
-  asio::co_spawn(*io_, peer.control.Run(), asio::detached);
-  asio::co_spawn(*io_, peer.bulk.Run(), asio::detached);
+  asio::co_spawn(*control_io_, peer.control.Run(), asio::detached);
+  asio::co_spawn(*bulk_io_, peer.bulk.Run(), asio::detached);
 }
 
 absl::Status TcpTransport::Impl::AddPeer(raft::MemberId id,
@@ -654,10 +734,8 @@ void TcpTransport::Impl::RemovePeer(raft::MemberId id) {
   Peer* peer = it->second.get();
   retired_.push_back(std::move(it->second));
   peers_.erase(it);
-  asio::post(*io_, [peer] {
-    peer->control.Close();
-    peer->bulk.Close();
-  });
+  asio::post(*control_io_, [peer] { peer->control.Close(); });
+  asio::post(*bulk_io_, [peer] { peer->bulk.Close(); });
 }
 
 absl::Status TcpTransport::Impl::CheckCanSend(raft::MemberId from) const {
@@ -699,6 +777,7 @@ absl::Status TcpTransport::Impl::Enqueue(
 
 void TcpTransport::Impl::ReportUnreachable(Peer& peer) {
   if (!delivering_ || peer.unreachable_reported.exchange(true)) return;
+  std::lock_guard<std::mutex> lock(callback_mu_);
   handler_->OnUnreachable(peer.id);
 }
 
@@ -745,10 +824,10 @@ absl::Status TcpTransport::Impl::CheckHello(const wire::Hello& theirs,
 // The dialler (expected_peer != kNoMember) speaks first; the acceptor
 // answers on the channel the dialler chose. Then both send and check proofs.
 awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
-    tcp::socket& socket, wire::Channel channel, raft::MemberId expected_peer) {
+    tcp::socket& socket, FrameReader& reader, wire::Channel channel,
+    raft::MemberId expected_peer) {
   const bool dialler = expected_peer != raft::kNoMember;
   wire::Hello mine = OwnHello(channel);
-  wire::AlignedBuffer buffer;
   // GCC 12 mishandles temporaries inside co_await expressions (double
   // destruction), so every awaited call here takes named locals only.
   absl::Status sent;
@@ -758,7 +837,7 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
     if (!sent.ok()) co_return sent;
   }
   absl::StatusOr<wire::Frame> frame =
-      co_await ReadFrame(socket, buffer, kMaxHandshakeFrameBytes);
+      co_await reader.Next(kMaxHandshakeFrameBytes);
   if (!frame.ok()) co_return frame.status();
   auto* theirs = std::get_if<wire::Hello>(&*frame);
   if (theirs == nullptr) {
@@ -777,7 +856,7 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
   sent = co_await WriteFrame(socket, proof);
   if (!sent.ok()) co_return sent;
   wire::Hello peer_hello = std::move(*theirs);
-  frame = co_await ReadFrame(socket, buffer, kMaxHandshakeFrameBytes);
+  frame = co_await reader.Next(kMaxHandshakeFrameBytes);
   if (!frame.ok()) co_return frame.status();
   auto* their_proof = std::get_if<wire::Proof>(&*frame);
   if (their_proof == nullptr) {
@@ -801,7 +880,7 @@ awaitable<void> TcpTransport::Impl::Accept() {
     if (ec == asio::error::operation_aborted) co_return;
     if (ec) {
       Log(absl::StrCat("accept failed: ", ec.message()));
-      asio::steady_timer pause(*io_, std::chrono::milliseconds(100));
+      asio::steady_timer pause(*control_io_, std::chrono::milliseconds(100));
       co_await pause.async_wait(RedirectTo(ec));
       continue;
     }
@@ -810,7 +889,7 @@ awaitable<void> TcpTransport::Impl::Accept() {
                        kMaxPendingHandshakes, " handshakes already pending"));
       continue;
     }
-    asio::co_spawn(*io_, Serve(std::move(socket)), asio::detached);
+    asio::co_spawn(*control_io_, Serve(std::move(socket)), asio::detached);
   }
 }
 
@@ -819,10 +898,12 @@ awaitable<void> TcpTransport::Impl::Serve(tcp::socket socket) {
   asio::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
   absl::StatusOr<wire::Hello> theirs;
+  FrameReader reader(socket);
   ++pending_handshakes_;
   {
     Deadline deadline(socket, options_.handshake_timeout);
-    theirs = co_await Handshake(socket, wire::Channel::kControl, raft::kNoMember);
+    theirs = co_await Handshake(socket, reader, wire::Channel::kControl,
+                                raft::kNoMember);
   }
   --pending_handshakes_;
   if (!theirs.ok()) {
@@ -830,14 +911,47 @@ awaitable<void> TcpTransport::Impl::Serve(tcp::socket socket) {
                      theirs.status().ToString()));
     co_return;
   }
-  const InboundKey key{theirs->member_id, theirs->channel};
-  if (auto previous = inbound_.find(key); previous != inbound_.end()) {
-    previous->second->close(ignored);
+  if (theirs->channel == wire::Channel::kControl) {
+    co_await ServeAuthenticated(std::move(socket), std::move(reader),
+                                *std::move(theirs), remote);
+    co_return;
   }
-  inbound_[key] = &socket;
-  const absl::Status closed = co_await Receive(socket, theirs->member_id);
-  if (auto it = inbound_.find(key); it != inbound_.end() && it->second == &socket) {
-    inbound_.erase(it);
+  // Bulk connections are served on the bulk thread. Handing over the
+  // descriptor is safe: the handshake left no operation pending on it.
+  asio::error_code ec;
+  const tcp::endpoint local = socket.local_endpoint(ec);
+  tcp::socket::native_handle_type handle = socket.release(ec);
+  if (ec) {
+    Log(absl::StrCat("dropping bulk connection from ", remote, ": ",
+                     ec.message()));
+    co_return;
+  }
+  tcp::socket moved(*bulk_io_, local.protocol(), handle);
+  asio::co_spawn(*bulk_io_,
+                 ServeAuthenticated(std::move(moved), std::move(reader),
+                                    *std::move(theirs), remote),
+                 asio::detached);
+}
+
+awaitable<void> TcpTransport::Impl::ServeAuthenticated(tcp::socket socket,
+                                                       FrameReader reader,
+                                                       wire::Hello peer,
+                                                       std::string remote) {
+  reader.Attach(socket);
+  const InboundKey key{peer.member_id, peer.channel};
+  {
+    absl::MutexLock lock(&inbound_mu_);
+    asio::error_code ignored;
+    if (auto previous = inbound_.find(key); previous != inbound_.end()) {
+      previous->second->close(ignored);
+    }
+    inbound_[key] = &socket;
+  }
+  const absl::Status closed = co_await Receive(reader, peer.member_id);
+  {
+    absl::MutexLock lock(&inbound_mu_);
+    auto it = inbound_.find(key);
+    if (it != inbound_.end() && it->second == &socket) inbound_.erase(it);
   }
   Log(absl::StrCat("closing ", wire::ChannelName(key.second),
                    " connection from member ", key.first, " at ", remote, ": ",
@@ -845,12 +959,11 @@ awaitable<void> TcpTransport::Impl::Serve(tcp::socket socket) {
 }
 
 // Delivers frames until the connection fails; returns why it ended.
-awaitable<absl::Status> TcpTransport::Impl::Receive(tcp::socket& socket,
+awaitable<absl::Status> TcpTransport::Impl::Receive(FrameReader& reader,
                                                     raft::MemberId peer) {
-  wire::AlignedBuffer buffer;
   while (true) {
     absl::StatusOr<wire::Frame> frame =
-        co_await ReadFrame(socket, buffer, options_.max_frame_bytes);
+        co_await reader.Next(options_.max_frame_bytes);
     if (!frame.ok()) co_return frame.status();
     absl::Status addressed =
         wire::CheckAddressing(*frame, peer, options_.member_id);
@@ -860,12 +973,13 @@ awaitable<absl::Status> TcpTransport::Impl::Receive(tcp::socket& socket,
           absl::StrCat("member ", peer, " was removed"));
     }
     Dispatch(*std::move(frame));
-    buffer.ShrinkIfAbove(kKeptReceiveBufferBytes);
+    reader.ReleaseLargeBuffer();
   }
 }
 
 void TcpTransport::Impl::Dispatch(wire::Frame frame) {
   if (!delivering_) return;
+  std::lock_guard<std::mutex> lock(callback_mu_);
   if (auto* message = std::get_if<raft::Message>(&frame)) {
     handler_->OnMessage(std::move(*message));
   } else if (auto* chunk = std::get_if<wire::ChunkFrame>(&frame)) {

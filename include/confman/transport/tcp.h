@@ -24,8 +24,12 @@
 // that one connection with a log line; the member keeps serving its other
 // peers.
 //
-// Threads. One I/O thread per transport runs every network operation and
-// every handler callback (see TransportHandler for what callbacks may do).
+// Threads. Each transport runs two I/O threads: one for control traffic,
+// accepting and handshakes, one for bulk traffic, so reading, verifying and
+// writing megabyte frames never delays a heartbeat in user space either.
+// Handler callbacks run on both threads but never concurrently (a mutex
+// serialises them); see TransportHandler for what callbacks may do. The
+// `log` option is called under a mutex, from either thread.
 //
 // TLS is not implemented: the HMAC handshake authenticates peers, but frames
 // travel unencrypted, so run members on a trusted network or inside a
@@ -97,8 +101,8 @@ struct TcpTransportOptions {
   std::chrono::milliseconds handshake_timeout{5000};
 
   // Receives one line per notable event (connection refused or closed and
-  // why). Called on the I/O thread; must not block. Default (empty): lines
-  // go to stderr.
+  // why). Called on the I/O threads, one call at a time; must not block.
+  // Default (empty): lines go to stderr.
   std::function<void(const std::string& line)> log;
 
   // Returns InvalidArgument naming the first field out of range.
