@@ -185,4 +185,38 @@ class LmdbLogStore final : public LogStore {
   std::unique_ptr<Impl> impl_;
 };
 
+// Wraps a LogStore and fails operations on demand, for testing how a
+// driver copes with a failing disk. Thread-safe; the wrapped store must
+// outlive the wrapper. By default it passes everything through.
+class FaultInjectingLogStore final : public LogStore {
+ public:
+  explicit FaultInjectingLogStore(LogStore* wrapped);
+  ~FaultInjectingLogStore() override;
+
+  // The next `count` writes (Write, WriteSync, CompactPrefix,
+  // ResetToSnapshot) fail with `status` without reaching the wrapped store.
+  void FailNextWrites(int count, absl::Status status);
+  // While set, TermAt and Entries fail with `status` (e.g. DataLoss).
+  void FailReads(std::optional<absl::Status> status);
+
+  raft::Index FirstIndex() const override;
+  raft::Index LastIndex() const override;
+  absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
+  absl::StatusOr<std::vector<raft::Entry>> Entries(
+      raft::Index lo, raft::Index hi, uint64_t max_bytes) const override;
+
+  void Write(LogWrite write, WriteDone done) override;
+  absl::StatusOr<raft::HardState> LoadHardState() const override;
+  absl::Status CompactPrefix(raft::Index through) override;
+  absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
+
+ private:
+  struct Faults;
+  // The injected failure for the next write, if one is armed.
+  std::optional<absl::Status> TakeWriteFault();
+
+  LogStore* wrapped_;
+  std::unique_ptr<Faults> faults_;
+};
+
 }  // namespace confman

@@ -331,3 +331,27 @@ TEST_CASE("a store is refused in a forked child", "[log_store][lmdb]") {
 
 }  // namespace
 }  // namespace confman
+
+namespace confman {
+namespace {
+
+TEST_CASE("the fault injector fails what it is told to, then passes through",
+          "[log_store]") {
+  MemoryLogStore memory;
+  FaultInjectingLogStore log(&memory);
+  REQUIRE(log.WriteSync(Append({MakeEntry(1, 1)})).ok());
+  log.FailNextWrites(2, absl::UnavailableError("disk unplugged"));
+  CHECK(absl::IsUnavailable(log.WriteSync(Append({MakeEntry(2, 1)}))));
+  CHECK(absl::IsUnavailable(log.CompactPrefix(1)));
+  CHECK(log.LastIndex() == 1);
+  CHECK(log.FirstIndex() == 1);
+  CHECK(log.WriteSync(Append({MakeEntry(2, 1)})).ok());
+  log.FailReads(absl::DataLossError("log entry 2 is corrupt"));
+  CHECK(absl::IsDataLoss(log.Entries(1, 3, 100).status()));
+  CHECK(absl::IsDataLoss(log.TermAt(2).status()));
+  log.FailReads(std::nullopt);
+  CHECK(log.Entries(1, 3, 100).value().size() == 2);
+}
+
+}  // namespace
+}  // namespace confman
