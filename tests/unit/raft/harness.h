@@ -9,7 +9,8 @@
 // them, cut links or isolate members. Nothing depends on wall-clock time.
 //
 // Failures of the driver contract (an apply gap, a log write the MemoryLog
-// refuses) are reported as Catch2 failures at the point they happen.
+// refuses) and any Core::CheckInvariants() error after an input are
+// reported as Catch2 failures at the point they happen.
 #pragma once
 
 #include <cstdint>
@@ -58,6 +59,8 @@ struct PendingWrite {
   std::vector<Message> messages_after_persist;
 };
 
+// One member's core and everything its driver owns. Lives in the cluster's
+// map and never moves: `reader` and `core` point at `log`.
 struct Member {
   MemberId id = kNoMember;
   CoreOptions options;
