@@ -38,5 +38,29 @@ TEST_CASE("proposals beyond the uncommitted budget are refused until "
   CHECK(cluster.Propose(1, Payloads(1, 40)).ok());
 }
 
+TEST_CASE("a proposal larger than the whole budget is refused even when "
+          "nothing is pending",
+          "[budget]") {
+  CoreOptions options = TestOptions();
+  options.max_append_bytes = 100;
+  options.max_uncommitted_bytes = 100;
+  Cluster cluster(3, options);
+  cluster.ElectLeader(1);
+  REQUIRE(cluster.core(1).Status().uncommitted_bytes == 0);
+  const Index last = cluster.member(1).log.LastIndex();
+
+  SECTION("many small entries in one call") {
+    auto refused = cluster.Propose(1, Payloads(10, 40));
+    REQUIRE(refused.status().code() == absl::StatusCode::kResourceExhausted);
+  }
+  SECTION("one entry beyond the budget") {
+    auto refused = cluster.Propose(1, Payloads(1, 150));
+    REQUIRE(refused.status().code() == absl::StatusCode::kResourceExhausted);
+  }
+  CHECK(cluster.member(1).log.LastIndex() == last);
+  // What fits is still accepted.
+  CHECK(cluster.Propose(1, Payloads(1, 100)).ok());
+}
+
 }  // namespace
 }  // namespace confman::raft
