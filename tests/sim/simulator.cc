@@ -39,8 +39,15 @@ struct Rates {
   uint32_t isolate_new_leader = 0;
   uint32_t isolate_after_propose = 0;
   uint32_t isolate_after_commit = 0;
+  // Crash a random member when the leader's commit index moves: members
+  // that have just acknowledged entries lose what they had not flushed.
+  uint32_t crash_after_commit = 0;
   uint32_t min_partition_ticks = 5;
   uint32_t max_partition_ticks = 80;
+  // Quick restarts come back within an election timeout. Lease reads
+  // assume a member that granted a lease stays away longer than that
+  // (thesis §6.4.1), so seeds with quick restarts read by ReadIndex only.
+  bool quick_restarts = false;
 };
 
 struct Scenario {
@@ -77,6 +84,12 @@ Scenario DrawScenario(Rng& rng, const SimOptions& options) {
   c.core.max_inflight_bytes = Pick(rng, {uint64_t{64}, uint64_t{32} << 20});
   c.core.max_uncommitted_bytes = std::max<uint64_t>(
       c.core.max_append_bytes, Pick(rng, {uint64_t{256}, uint64_t{1} << 16}));
+  if (c.core.max_append_entries * c.core.max_inflight_messages <= 4) {
+    // Entry-at-a-time replication is slow by design: a small uncommitted
+    // budget keeps the backlog, and so the time to drain it, bounded.
+    c.core.max_append_bytes = 48;
+    c.core.max_uncommitted_bytes = 512;
+  }
   c.core.max_apply_bytes = Pick(rng, {uint64_t{1}, uint64_t{16} << 20});
   c.core.max_pending_reads = Pick(rng, {4u, 4096u});
   c.core.heartbeat_interval_ticks = Pick(rng, {1u, 1u, 3u});
@@ -86,11 +99,13 @@ Scenario DrawScenario(Rng& rng, const SimOptions& options) {
   c.network.reorder_per_million = Pick(rng, {0u, 50000u, 200000u});
   c.network.max_delay_steps = Pick(rng, {3u, 8u, 15u});
   c.network.stale_per_million = Pick(rng, {0u, 2000u, 10000u});
-  c.disk.max_delay_steps = Pick(rng, {2u, 10u, 30u});
+  c.disk.max_delay_steps = Pick(rng, {2u, 10u, 30u, 60u});
   c.disk.slow_per_million = 10000;
   Rates& r = s.rates;
   if (rng.Chance(400000)) {  // A storm: short, frequent, targeted faults.
-    r.crash = 1000;
+    r.quick_restarts = rng.Chance(500000);
+    r.crash = r.quick_restarts ? 5000 : 1000;
+    r.crash_after_commit = r.quick_restarts ? Pick(rng, {20000u, 100000u}) : 0;
     r.partition = 3000;
     r.min_partition_ticks = Pick(rng, {2u, 10u});
     r.max_partition_ticks = Pick(rng, {20u, 40u});
@@ -107,6 +122,15 @@ Scenario DrawScenario(Rng& rng, const SimOptions& options) {
   return s;
 }
 
+const char* ProgressStateName(raft::MemberProgress::State state) {
+  switch (state) {
+    case raft::MemberProgress::State::kProbe: return "probe";
+    case raft::MemberProgress::State::kReplicate: return "replicate";
+    case raft::MemberProgress::State::kSnapshot: return "snapshot";
+  }
+  return "unknown";
+}
+
 // One run: the fault phase, then the liveness phase.
 class Run {
  public:
@@ -117,6 +141,7 @@ class Run {
         cluster_(scenario_.cluster, rng_, checker_, options.trace) {}
 
   RunReport Execute() {
+    if (options_.trace != nullptr) *options_.trace << DescribeScenario() << "\n";
     cluster_.Boot();
     for (step_ = 0; step_ < options_.steps && !checker_.failed(); ++step_) {
       cluster_.Advance(step_);
@@ -150,6 +175,29 @@ class Run {
     return report;
   }
 
+  std::string DescribeScenario() const {
+    const ClusterConfig& c = scenario_.cluster;
+    const Rates& r = scenario_.rates;
+    return absl::StrCat(
+        "scenario: pre_vote=", c.core.pre_vote, " check_quorum=", c.core.check_quorum,
+        " heartbeat=", c.core.heartbeat_interval_ticks,
+        " append_entries=", c.core.max_append_entries,
+        " append_bytes=", c.core.max_append_bytes,
+        " inflight=", c.core.max_inflight_messages, "/", c.core.max_inflight_bytes,
+        " uncommitted=", c.core.max_uncommitted_bytes,
+        " apply_bytes=", c.core.max_apply_bytes, " drop=", c.network.drop_per_million,
+        " dup=", c.network.duplicate_per_million,
+        " reorder=", c.network.reorder_per_million,
+        " stale=", c.network.stale_per_million,
+        " delay<=", c.network.max_delay_steps, " disk<=", c.disk.max_delay_steps,
+        " crash=", r.crash, r.quick_restarts ? " (quick)" : "",
+        " crash after commit=", r.crash_after_commit,
+        " partition=", r.partition, " ticks=", r.min_partition_ticks, "..",
+        r.max_partition_ticks, " isolate new/propose/commit=",
+        r.isolate_new_leader, "/", r.isolate_after_propose, "/",
+        r.isolate_after_commit);
+  }
+
   MemberId RandomMember() {
     return static_cast<MemberId>(rng_.Between(1, cluster_.size()));
   }
@@ -175,6 +223,7 @@ class Run {
     } else if (core.CommitIndex() != last_leader_commit_) {
       last_leader_commit_ = core.CommitIndex();
       if (rng_.Chance(rates.isolate_after_commit)) Isolate(*leader);
+      if (rng_.Chance(rates.crash_after_commit)) Crash(RandomMember());
     }
   }
 
@@ -239,15 +288,19 @@ class Run {
   }
 
   void CrashOne() {
-    if (cluster_.down_count() >= 2) return;
     std::optional<MemberId> leader = cluster_.Leader();
-    const MemberId victim =
-        leader && rng_.Chance(500000) ? *leader : RandomMember();
-    // A crashed member stays down for more than an election timeout: lease
-    // reads rely on a restarted member not voting while a lease it granted
-    // may still be held (thesis §6.4.1).
+    Crash(leader && rng_.Chance(500000) ? *leader : RandomMember());
+  }
+
+  void Crash(MemberId victim) {
+    if (cluster_.down_count() >= 2) return;
+    // Unless restarts are quick, a crashed member stays down for more than
+    // an election timeout: lease reads rely on a restarted member not voting
+    // while a lease it granted may still be held (thesis §6.4.1).
     const uint64_t down_ticks =
-        rng_.Between(kElectionTimeoutTicks + 2, 4 * kElectionTimeoutTicks);
+        scenario_.rates.quick_restarts
+            ? rng_.Between(0, kElectionTimeoutTicks)
+            : rng_.Between(kElectionTimeoutTicks + 2, 4 * kElectionTimeoutTicks);
     cluster_.Crash(victim, step_ + down_ticks * kStepsPerTick);
   }
 
@@ -258,8 +311,8 @@ class Run {
     if (rng_.Chance(rates.propose)) Propose();
     if (rng_.Chance(rates.read)) {
       const MemberId id = PreferLeader();
-      cluster_.Read(id, rng_.Chance(500000) ? raft::ReadMode::kLease
-                                            : raft::ReadMode::kReadIndex);
+      const bool lease = !scenario_.rates.quick_restarts && rng_.Chance(500000);
+      cluster_.Read(id, lease ? raft::ReadMode::kLease : raft::ReadMode::kReadIndex);
     }
     if (rng_.Chance(rates.membership)) ChangeMembership();
     if (rng_.Chance(rates.transfer)) Transfer();
@@ -418,6 +471,11 @@ class Run {
                       status.storage_error.ok()
                           ? ""
                           : absl::StrCat("/error ", status.storage_error.ToString()));
+      for (const raft::MemberProgress& p : status.progress) {
+        absl::StrAppend(&out, " [m", p.id, (p.voter ? " voter " : " learner "),
+                        ProgressStateName(p.state), " match ", p.match, " next ",
+                        p.next, " inflight ", p.inflight_messages, "]");
+      }
     }
     return out;
   }
