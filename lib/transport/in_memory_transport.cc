@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "wire_codec.h"
 
 namespace confman {
 namespace internal {
@@ -32,17 +33,10 @@ struct Envelope {
   std::variant<raft::Message, TransportSnapshotChunk, ForwardFrame,
                UnreachableNotice>
       item;
-  // Counted against the link's bulk bound; 0 for control traffic.
+  // Counted against the link's bulk bound (the size TcpTransport would
+  // encode, so both transports drop at the same point); 0 for control.
   size_t bulk_bytes = 0;
 };
-
-size_t PayloadBytes(const raft::Message& message) {
-  size_t bytes = 128 + message.context.size();
-  for (const raft::Entry& entry : message.entries) {
-    bytes += 64 + entry.data.size();
-  }
-  return bytes;
-}
 
 }  // namespace
 
@@ -389,28 +383,31 @@ absl::Status InMemoryTransport::Send(raft::Message message) {
         "message from member ", message.from, " sent through member ",
         endpoint_.id, "'s transport"));
   }
-  const size_t bulk =
-      IsControlTraffic(message.type) ? 0 : internal::PayloadBytes(message);
+  const size_t bulk = IsControlTraffic(message.type)
+                           ? 0
+                           : wire::EstimateEncodedBytes(message);
   const raft::MemberId to = message.to;
-  return network_.Enqueue({.from = endpoint_.id,
-                           .to = to,
-                           .item = std::move(message),
-                           .bulk_bytes = bulk});
+  return Enqueue(to, std::move(message), bulk);
 }
 
 absl::Status InMemoryTransport::SendSnapshotChunk(raft::MemberId to,
                                                   TransportSnapshotChunk chunk) {
-  const size_t bulk = 128 + chunk.data.size();
-  return network_.Enqueue({.from = endpoint_.id,
-                           .to = to,
-                           .item = std::move(chunk),
-                           .bulk_bytes = bulk});
+  const size_t bulk = wire::EstimateEncodedBytes(chunk);
+  return Enqueue(to, std::move(chunk), bulk);
 }
 
 absl::Status InMemoryTransport::SendForward(raft::MemberId to,
                                             ForwardFrame frame) {
-  return network_.Enqueue(
-      {.from = endpoint_.id, .to = to, .item = std::move(frame), .bulk_bytes = 0});
+  return Enqueue(to, std::move(frame), 0);
+}
+
+template <typename Item>
+absl::Status InMemoryTransport::Enqueue(raft::MemberId to, Item item,
+                                        size_t bulk_bytes) {
+  return network_.Enqueue({.from = endpoint_.id,
+                           .to = to,
+                           .item = std::move(item),
+                           .bulk_bytes = bulk_bytes});
 }
 
 }  // namespace confman

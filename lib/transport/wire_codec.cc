@@ -15,10 +15,6 @@ namespace {
 namespace fb = ::flatbuffers;
 namespace gen = ::confman::wire::schema;
 
-constexpr uint8_t kMaxMessageType =
-    static_cast<uint8_t>(raft::MessageType::kReadIndexResponse);
-constexpr uint8_t kMaxEntryType =
-    static_cast<uint8_t>(raft::EntryType::kMembership);
 
 // ---- encoding -------------------------------------------------------------
 
@@ -153,26 +149,34 @@ absl::StatusOr<raft::SnapshotMeta> DecodeMeta(const gen::SnapshotMeta& in) {
   return meta;
 }
 
-absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
-  const auto type = static_cast<uint8_t>(in.type());
-  if (type > kMaxEntryType) {
-    return Invalid(absl::StrCat("unknown entry type ", type));
+// FlatBuffers does not check enum values; a peer may send any byte.
+template <typename Enum, typename WireEnum>
+absl::StatusOr<Enum> CheckedEnum(WireEnum value, Enum last,
+                                 absl::string_view what) {
+  const auto raw = static_cast<uint8_t>(value);
+  if (raw > static_cast<uint8_t>(last)) {
+    return Invalid(absl::StrCat("unknown ", what, " ", raw));
   }
+  return static_cast<Enum>(raw);
+}
+
+absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
+  auto type = CheckedEnum(in.type(), raft::EntryType::kMembership, "entry type");
+  if (!type.ok()) return type.status();
   raft::Entry entry;
   entry.term = in.term();
   entry.index = in.index();
-  entry.type = static_cast<raft::EntryType>(type);
+  entry.type = *type;
   entry.data = ToString(in.data());
   return entry;
 }
 
 absl::StatusOr<raft::Message> DecodeMessage(const gen::RaftMessage& in) {
-  const auto type = static_cast<uint8_t>(in.type());
-  if (type > kMaxMessageType) {
-    return Invalid(absl::StrCat("unknown Raft message type ", type));
-  }
+  auto type = CheckedEnum(in.type(), raft::MessageType::kReadIndexResponse,
+                          "Raft message type");
+  if (!type.ok()) return type.status();
   raft::Message m;
-  m.type = static_cast<raft::MessageType>(type);
+  m.type = *type;
   m.from = in.from();
   m.to = in.to();
   m.term = in.term();
@@ -202,10 +206,8 @@ absl::StatusOr<raft::Message> DecodeMessage(const gen::RaftMessage& in) {
 }
 
 absl::StatusOr<Frame> DecodeHello(const gen::Hello& in) {
-  const auto channel = static_cast<uint8_t>(in.channel());
-  if (channel > static_cast<uint8_t>(Channel::kBulk)) {
-    return Invalid(absl::StrCat("unknown channel ", channel));
-  }
+  auto channel = CheckedEnum(in.channel(), Channel::kBulk, "channel");
+  if (!channel.ok()) return channel.status();
   if (in.nonce() == nullptr || in.nonce()->size() != kNonceBytes) {
     return Invalid(absl::StrCat("hello nonce must be ", kNonceBytes, " bytes"));
   }
@@ -213,7 +215,7 @@ absl::StatusOr<Frame> DecodeHello(const gen::Hello& in) {
   hello.cluster_id = in.cluster_id() ? in.cluster_id()->str() : "";
   hello.member_id = in.member_id();
   hello.nonce = ToString(in.nonce());
-  hello.channel = static_cast<Channel>(channel);
+  hello.channel = *channel;
   return hello;
 }
 

@@ -113,6 +113,8 @@ class InMemoryTransport final : public Transport {
   friend class InMemoryNetwork;
   InMemoryTransport(internal::InMemoryNetworkState& network,
                     internal::InMemoryEndpoint& endpoint);
+  template <typename Item>
+  absl::Status Enqueue(raft::MemberId to, Item item, size_t bulk_bytes);
 
   internal::InMemoryNetworkState& network_;
   internal::InMemoryEndpoint& endpoint_;

@@ -152,6 +152,14 @@ class HostileFixture {
         [&](auto& h) { return h.message_count() == before + 1; }));
   }
 
+  // Member 1 closed `client`'s connection, logged `reason`, and still
+  // serves member 2.
+  void ExpectRefused(RawClient& client, const std::string& reason) {
+    CHECK(client.ClosedByPeer());
+    CHECK(log.WaitFor(reason));
+    ExpectStillServing();
+  }
+
   LogLines log;
   RecordingHandler handler1;
   RecordingHandler handler2;
@@ -166,9 +174,7 @@ TEST_CASE("garbage bytes close the connection with a log line") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor("exceeds max_frame_bytes 4096"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client, "exceeds max_frame_bytes 4096");
 }
 
 TEST_CASE("a frame truncated by the peer closes its connection") {
@@ -188,9 +194,8 @@ TEST_CASE("a length of 2^32-1 is refused before allocating") {
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, kSecret);
   client.Write(std::string(4, '\xff'));
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor("frame length 4294967295 exceeds max_frame_bytes 2097152"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client,
+                  "frame length 4294967295 exceeds max_frame_bytes 2097152");
 }
 
 TEST_CASE("garbage after the handshake fails verification") {
@@ -198,37 +203,30 @@ TEST_CASE("garbage after the handshake fails verification") {
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, kSecret);
   client.Write(std::string("\x10\0\0\0", 4) + std::string(16, '\x7f'));
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor("FlatBuffers verification failed"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client, "FlatBuffers verification failed");
 }
 
 TEST_CASE("a foreign cluster is refused") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Handshake("other-cluster", 3, kSecret);
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor(
-      "peer belongs to cluster 'other-cluster', this member to 'test-cluster'"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client,
+                  "peer belongs to cluster 'other-cluster', this member to "
+                  "'test-cluster'");
 }
 
 TEST_CASE("an unknown member is refused") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 42, kSecret);
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor("member 42 is not a known peer"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client, "member 42 is not a known peer");
 }
 
 TEST_CASE("a bad shared secret is refused") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, "wrong-secret-0123456789");
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor("member 3 failed the shared-secret proof"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client, "member 3 failed the shared-secret proof");
   CHECK(f.handler1.messages().size() == 2);  // only member 2's heartbeats
 }
 
@@ -236,9 +234,7 @@ TEST_CASE("a Raft message before the handshake is refused") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
   client.Write(wire::EncodeMessage(Heartbeat(3, 1, 1)).ToString());
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor("the first frame was not a hello"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client, "the first frame was not a hello");
 }
 
 TEST_CASE("a message claiming another sender is refused") {
@@ -246,9 +242,8 @@ TEST_CASE("a message claiming another sender is refused") {
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, kSecret);
   client.Write(wire::EncodeMessage(Heartbeat(2, 1, 99)).ToString());
-  CHECK(client.ClosedByPeer());
-  CHECK(f.log.WaitFor("claims sender 2 on a connection authenticated as 3"));
-  f.ExpectStillServing();
+  f.ExpectRefused(client,
+                  "claims sender 2 on a connection authenticated as 3");
   for (const raft::Message& m : f.handler1.messages()) CHECK(m.round != 99);
 }
 
