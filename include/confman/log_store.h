@@ -178,9 +178,8 @@ class LmdbLogStore final : public LogStore {
 
   LogStoreStats Stats() const;
 
-  class Impl;
-
  private:
+  class Impl;
   explicit LmdbLogStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

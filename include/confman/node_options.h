@@ -50,8 +50,9 @@ struct NodeOptions {
   // --- Bootstrap ------------------------------------------------------------
 
   // The founding voters of a brand-new cluster, this member included, with
-  // their addresses. Used only when the data directory holds no state yet;
-  // a restarting member takes its membership from its own storage.
+  // their addresses. A member uses it as its configuration until its
+  // storage has recorded a configuration change (then storage wins), so
+  // pass the same list on every restart.
   // Every member's address is also recorded in the replicated state (see
   // node.h, "Addresses"), so members added later need not be listed.
   std::vector<PeerAddress> initial_members{};

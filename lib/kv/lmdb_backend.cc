@@ -280,6 +280,7 @@ class LmdbBackend : public KvBackend {
     std::unique_ptr<LmdbBackend> backend(new LmdbBackend(options));
     CONFMAN_ASSIGN_OR_RETURN(backend->current_,
                              backend->OpenGeneration(number, /*sync=*/true));
+    backend->next_number_ = number + 1;
     if (!fs::exists(options.dir + "/" + kCurrentFile)) {
       CONFMAN_RETURN_IF_ERROR(WriteCurrent(options.dir, number));
     }
@@ -302,8 +303,10 @@ class LmdbBackend : public KvBackend {
     });
   }
 
+  // Each restore writes its own generation, so concurrent restores never
+  // share a directory; the last one committed wins.
   absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() override {
-    const uint64_t number = current()->number + 1;
+    const uint64_t number = next_number_++;
     std::error_code ec;
     fs::remove_all(GenerationDir(options_.dir, number), ec);
     CONFMAN_ASSIGN_OR_RETURN(std::shared_ptr<Generation> generation,
@@ -354,6 +357,7 @@ class LmdbBackend : public KvBackend {
   const LmdbBackendOptions options_;
   mutable std::mutex mu_;
   std::shared_ptr<Generation> current_;  // Guarded by mu_.
+  std::atomic<uint64_t> next_number_{0};  // The next restore's generation.
 };
 
 absl::Status LmdbRestore::Commit() {

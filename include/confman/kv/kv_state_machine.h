@@ -59,8 +59,6 @@ struct KvStateMachineOptions {
   absl::Status Validate() const;
 };
 
-class KvBackend;
-
 class KvStateMachine final : public StateMachine {
  public:
   // Opens or creates the store in options.dir, clearing stale LMDB readers
@@ -99,9 +97,8 @@ class KvStateMachine final : public StateMachine {
   // Bytes of the live LMDB environment's data file (0 in memory).
   uint64_t StorageBytes() const;
 
-  class Impl;
-
  private:
+  class Impl;
   explicit KvStateMachine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

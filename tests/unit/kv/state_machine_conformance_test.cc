@@ -304,3 +304,29 @@ TEST_CASE("the state map grows, and a full map is a clear storage error",
 
 }  // namespace
 }  // namespace confman::kv
+
+namespace confman::kv {
+namespace {
+
+TEMPLATE_TEST_CASE("two restores in flight do not disturb each other",
+                   "[state_machine]", MemoryMachine, LmdbMachine) {
+  MemoryMachine donor_factory;
+  auto donor = donor_factory.Open();
+  MustApply(*donor, {CommandEntry(1, Put("app", "a", "first"))});
+  auto first = donor->OpenSnapshot().value();
+  MustApply(*donor, {CommandEntry(2, Put("app", "a", "second"))});
+  auto second = donor->OpenSnapshot().value();
+
+  TestType factory;
+  auto sm = factory.Open();
+  auto first_sink = sm->BeginRestore(first->meta()).value();
+  auto second_sink = sm->BeginRestore(second->meta()).value();
+  REQUIRE(testing::Transfer(*second, *second_sink).ok());
+  CHECK(sm->Get("app", "a").value().value == "second");
+  REQUIRE(testing::Transfer(*first, *first_sink).ok());
+  CHECK(sm->AppliedIndex() == 1);
+  CHECK(sm->Get("app", "a").value().value == "first");
+}
+
+}  // namespace
+}  // namespace confman::kv
