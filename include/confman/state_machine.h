@@ -79,7 +79,8 @@ class SnapshotSource {
 // Receives a snapshot stream into fresh storage. Nothing is visible until
 // Commit succeeds; dropping the sink before (or after a failed Write or
 // Commit) discards everything it received and leaves the current state
-// untouched. Memory: bounded by a chunk plus the largest stored record.
+// untouched. Memory: bounded by a chunk, the largest stored record and the
+// implementation's restore batch (KvStateMachineOptions::restore_batch_bytes).
 class SnapshotSink {
  public:
   virtual ~SnapshotSink() = default;
