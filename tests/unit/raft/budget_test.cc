@@ -10,12 +10,17 @@ using testing::Cluster;
 using testing::Payloads;
 using testing::TestOptions;
 
-TEST_CASE("proposals beyond the uncommitted budget are refused until "
-          "entries commit",
-          "[budget]") {
+CoreOptions HundredByteBudget() {
   CoreOptions options = TestOptions();
   options.max_append_bytes = 100;
   options.max_uncommitted_bytes = 100;
+  return options;
+}
+
+TEST_CASE("proposals beyond the uncommitted budget are refused until "
+          "entries commit",
+          "[budget]") {
+  const CoreOptions options = HundredByteBudget();
   Cluster cluster(3, options);
   cluster.ElectLeader(1);
   cluster.Isolate(2);
@@ -41,10 +46,7 @@ TEST_CASE("proposals beyond the uncommitted budget are refused until "
 TEST_CASE("a proposal larger than the whole budget is refused even when "
           "nothing is pending",
           "[budget]") {
-  CoreOptions options = TestOptions();
-  options.max_append_bytes = 100;
-  options.max_uncommitted_bytes = 100;
-  Cluster cluster(3, options);
+  Cluster cluster(3, HundredByteBudget());
   cluster.ElectLeader(1);
   REQUIRE(cluster.core(1).Status().uncommitted_bytes == 0);
   const Index last = cluster.member(1).log.LastIndex();
