@@ -383,6 +383,8 @@ class TcpTransport::Impl {
   using InboundKey = std::pair<raft::MemberId, wire::Channel>;
 
   void SpawnLinks(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On `channel`'s thread: closes its sockets (and the listener).
+  void CloseConnections(wire::Channel channel);
   bool IsKnownPeer(raft::MemberId id) {
     absl::ReaderMutexLock lock(&mu_);
     return peers_.contains(id);
@@ -695,12 +697,32 @@ void TcpTransport::Impl::Stop() {
     if (!was_running) return;
   }
   delivering_ = false;
-  control_work_.reset();
-  bulk_work_.reset();
-  control_io_->stop();
-  bulk_io_->stop();
+  // Each thread closes its own sockets, so peers see the connections end
+  // now rather than when this object is destroyed, then stops.
+  for (wire::Channel channel : {wire::Channel::kControl, wire::Channel::kBulk}) {
+    asio::post(io(channel), [this, channel] {
+      CloseConnections(channel);
+      io(channel).stop();
+    });
+  }
   control_thread_.join();
   bulk_thread_.join();
+  control_work_.reset();
+  bulk_work_.reset();
+}
+
+void TcpTransport::Impl::CloseConnections(wire::Channel channel) {
+  asio::error_code ignored;
+  if (channel == wire::Channel::kControl) acceptor_->close(ignored);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (auto& [id, peer] : peers_) peer->link(channel).Close();
+    for (auto& peer : retired_) peer->link(channel).Close();
+  }
+  absl::MutexLock lock(&inbound_mu_);
+  for (auto& [key, socket] : inbound_) {
+    if (key.second == channel) socket->close(ignored);
+  }
 }
 
 void TcpTransport::Impl::SpawnLinks(Peer& peer) {

@@ -334,5 +334,30 @@ TEST_CASE("an unreachable peer is reported and reconnected when it returns") {
   (*two)->Stop();
 }
 
+TEST_CASE("a stopped member's peers see its connections close") {
+  TcpPair pair;
+  REQUIRE(pair.member(2).Send(Heartbeat(2, 1, 1)).ok());
+  REQUIRE(pair.handler(1).WaitUntil([](auto& h) { return h.message_count() == 1; }));
+  pair.member(1).Stop();
+  // Member 2's outbound connections to 1 are closed by 1, not left hanging.
+  CHECK(pair.handler(2).WaitUntil([](auto& h) { return h.unreachable_count() > 0; }));
+  CHECK(pair.handler(2).unreachable()[0] == 1);
+}
+
+TEST_CASE("a removed and re-added peer is served again") {
+  TcpPair pair;
+  pair.member(1).RemovePeer(2);
+  REQUIRE(pair.member(1).AddPeer(2, Loopback(static_cast<TcpTransport&>(
+                                                 pair.member(2)).listen_port()))
+              .ok());
+  bool delivered = false;
+  for (uint64_t attempt = 1; attempt <= 100 && !delivered; ++attempt) {
+    REQUIRE(pair.member(1).Send(Heartbeat(1, 2, attempt)).ok());
+    delivered = pair.handler(2).WaitUntil(
+        [](auto& h) { return h.message_count() > 0; }, 50ms);
+  }
+  CHECK(delivered);
+}
+
 }  // namespace
 }  // namespace confman::testing
