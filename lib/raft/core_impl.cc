@@ -104,8 +104,7 @@ void CoreImpl::BecomeFollower(Term term, MemberId leader) {
   transfer_target_ = kNoMember;
   uncommitted_.clear();
   uncommitted_bytes_ = 0;
-  reads_waiting_noop_.clear();
-  reads_waiting_round_.clear();
+  FailPendingReads();
   round_sent_at_.clear();
   round_requested_ = false;
   ResetElectionTimer();
@@ -202,12 +201,15 @@ void CoreImpl::Tick() {
   ++now_;
   if (role_ == Role::kLeader) {
     ++heartbeat_elapsed_;
-    ++election_elapsed_;
-    if (election_elapsed_ >= options_.election_timeout_ticks) {
-      election_elapsed_ = 0;
-      if (options_.check_quorum) CheckQuorumActive();
-      if (role_ != Role::kLeader) return AfterInput();
+    if (options_.check_quorum && !QuorumRecentlyHeard()) {
+      // §6.2: a leader cut off from a quorum for an election timeout steps
+      // down, so clients stop waiting on it and its lease cannot outlive it.
+      BecomeFollower(term_, kNoMember);
+      return AfterInput();
     }
+    // While it hears from a quorum the leader, like its followers, ignores
+    // disruptive vote requests (InLease).
+    election_elapsed_ = 0;
     if (transfer_target_ != kNoMember &&
         ++transfer_elapsed_ >= options_.election_timeout_ticks) {
       // §3.10: abort a transfer that has not completed within an election
@@ -228,16 +230,17 @@ void CoreImpl::Tick() {
   AfterInput();
 }
 
-void CoreImpl::CheckQuorumActive() {
+bool CoreImpl::RecentlyHeard(const Progress& pr) const {
+  return now_ - pr.last_heard_tick < options_.election_timeout_ticks;
+}
+
+bool CoreImpl::QuorumRecentlyHeard() const {
   auto active = [&](MemberId id) -> std::optional<bool> {
     if (id == options_.id) return true;
     auto it = progress_.find(id);
-    return it != progress_.end() && it->second.recently_active;
+    return it != progress_.end() && RecentlyHeard(it->second);
   };
-  const bool quorum_active =
-      quorum::JointVote(membership_, active) == quorum::VoteOutcome::kWon;
-  for (auto& [id, pr] : progress_) pr.recently_active = false;
-  if (!quorum_active) BecomeFollower(term_, kNoMember);
+  return quorum::JointVote(membership_, active) == quorum::VoteOutcome::kWon;
 }
 
 // ---------------------------------------------------------------------------
@@ -462,16 +465,19 @@ void CoreImpl::HandleAppend(Message& m) {
     m.log_index = commit_;
     m.entries.erase(m.entries.begin(), covered + 1);
   }
-  const bool prev_matches =
-      log_.Matches(m.log_index, m.log_term) ||
-      (Faulty(TestingFault::kSkipConsistencyCheck) &&
-       m.log_index <= log_.LastIndex());
-  if (!prev_matches) return RejectAppend(m);
+  absl::StatusOr<bool> prev_matches = log_.Matches(m.log_index, m.log_term);
+  if (!prev_matches.ok()) return FailStorage(prev_matches.status());
+  if (!*prev_matches && !(Faulty(TestingFault::kSkipConsistencyCheck) &&
+                          m.log_index <= log_.LastIndex())) {
+    return RejectAppend(m);
+  }
   // Skip the prefix we already hold; append from the first conflict.
   size_t first_new = 0;
-  while (first_new < m.entries.size() &&
-         log_.Matches(m.entries[first_new].index, m.entries[first_new].term)) {
-    ++first_new;
+  for (; first_new < m.entries.size(); ++first_new) {
+    const Entry& e = m.entries[first_new];
+    absl::StatusOr<bool> held = log_.Matches(e.index, e.term);
+    if (!held.ok()) return FailStorage(held.status());
+    if (!*held) break;
   }
   if (first_new < m.entries.size()) {
     const Index conflict = m.entries[first_new].index;
@@ -517,7 +523,7 @@ void CoreImpl::HandleSnapshot(const Message& m) {
   if (meta.index <= commit_) {
     // Stale: our state is already at least this new.
     reply.log_index = commit_;
-  } else if (log_.Matches(meta.index, meta.term)) {
+  } else if (log_.Matches(meta.index, meta.term).value_or(false)) {
     // We hold the entry: only the commit index moves.
     commit_ = meta.index;
     reply.log_index = meta.index;
@@ -575,8 +581,7 @@ absl::StatusOr<ProposalPosition> CoreImpl::Propose(
   }
   uint64_t bytes = 0;
   for (const std::string& d : data) bytes += d.size();
-  if (uncommitted_bytes_ > 0 &&
-      uncommitted_bytes_ + bytes > options_.max_uncommitted_bytes) {
+  if (uncommitted_bytes_ + bytes > options_.max_uncommitted_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the leader holds ", uncommitted_bytes_,
         " bytes of uncommitted entries and the budget is ",
@@ -604,8 +609,9 @@ void CoreImpl::SyncProgressWithMembership() {
     Progress pr;
     pr.next = log_.LastIndex() + 1;
     pr.match = 0;
-    // A new leader assumes everyone is active for the first check.
-    pr.recently_active = true;
+    // A new member (or a new leader's follower) gets a full election
+    // timeout before it counts as silent.
+    pr.last_heard_tick = now_;
     progress_.emplace(id, std::move(pr));
   };
   for (MemberId id : membership_.voters) add(id);
@@ -628,7 +634,7 @@ bool CoreImpl::SendAppend(MemberId to, Progress& pr, bool send_if_empty) {
   const Index prev = pr.next - 1;
   auto prev_term = log_.TermAt(prev);
   absl::StatusOr<std::vector<Entry>> entries =
-      prev_term.ok() ? log_.Entries(pr.next, last + 1, options_.max_append_bytes,
+      prev_term.ok() ? log_.Entries(pr.next, last + 1, AppendByteBudget(pr),
                                     options_.max_append_entries)
                      : prev_term.status();
   if (!entries.ok()) {
@@ -640,6 +646,11 @@ bool CoreImpl::SendAppend(MemberId to, Progress& pr, bool send_if_empty) {
     pr.BecomeSnapshot();
     snapshots_to_send_.push_back(SnapshotSend{to});
     return true;
+  }
+  if (pr.state == Progress::State::kReplicate && pr.inflights.count() > 0 &&
+      pr.inflights.bytes() + DataBytes(*entries) > options_.max_inflight_bytes) {
+    // Only an empty window may be overshot, by one oversized batch.
+    return false;
   }
   Message m;
   m.type = MessageType::kAppend;
@@ -680,6 +691,14 @@ void CoreImpl::BroadcastHeartbeat() {
   ReleaseReads();
 }
 
+uint64_t CoreImpl::AppendByteBudget(const Progress& pr) const {
+  if (pr.state != Progress::State::kReplicate) return options_.max_append_bytes;
+  const uint64_t window_left =
+      options_.max_inflight_bytes -
+      std::min(options_.max_inflight_bytes, pr.inflights.bytes());
+  return std::min(options_.max_append_bytes, window_left);
+}
+
 Index CoreImpl::SelfMatch() const { return log_.durable_index(); }
 
 bool CoreImpl::MaybeCommit() {
@@ -710,7 +729,7 @@ void CoreImpl::HandleAppendResponse(const Message& m) {
   auto it = progress_.find(m.from);
   if (it == progress_.end()) return;
   Progress& pr = it->second;
-  pr.recently_active = true;
+  pr.last_heard_tick = now_;
   if (m.reject) {
     Index retry_from = m.hint_index + 1;
     if (m.hint_term > 0) {
@@ -718,7 +737,15 @@ void CoreImpl::HandleAppendResponse(const Message& m) {
       retry_from = FindConflictByTerm(m.hint_index, m.hint_term) + 1;
     }
     if (pr.state == Progress::State::kSnapshot) return;
-    if (pr.Reject(m.log_index, retry_from)) SendAppend(m.from, pr, true);
+    const Index next_before = pr.next;
+    if (!pr.Reject(m.log_index, retry_from)) return;
+    if (pr.next == next_before) {
+      // The follower denies what it acknowledged before (its storage is
+      // failing): wait for the next heartbeat instead of spinning.
+      pr.probe_sent = true;
+      return;
+    }
+    SendAppend(m.from, pr, true);
     return;
   }
   const bool advanced = pr.AcknowledgeMatch(m.log_index);
@@ -744,16 +771,17 @@ void CoreImpl::HandleHeartbeatResponse(const Message& m) {
   auto it = progress_.find(m.from);
   if (it == progress_.end()) return;
   Progress& pr = it->second;
-  pr.recently_active = true;
+  pr.last_heard_tick = now_;
   pr.acked_round = std::max(pr.acked_round, m.round);
   // A lost probe is retried once the follower is heard from again; a
-  // window that stays full across heartbeats probably lost its appends.
+  // window that blocks sending across a heartbeat probably lost an append.
   if (pr.state == Progress::State::kProbe) pr.probe_sent = false;
-  if (pr.state == Progress::State::kReplicate &&
-      pr.Paused(options_.max_inflight_messages, options_.max_inflight_bytes)) {
+  const bool probing = pr.state == Progress::State::kProbe;
+  if (pr.match < log_.LastIndex() && !SendAppend(m.from, pr, probing) &&
+      pr.state == Progress::State::kReplicate && pr.inflights.count() > 0) {
     pr.inflights.FreeOldest();
+    SendAppend(m.from, pr, /*send_if_empty=*/true);
   }
-  if (pr.match < log_.LastIndex()) SendAppend(m.from, pr, true);
   ReleaseReads();
 }
 
@@ -945,26 +973,42 @@ void CoreImpl::DeliverRead(const PendingRead& read, Index index) {
   Send(std::move(m));
 }
 
+void CoreImpl::FailRead(const PendingRead& read) {
+  if (read.requester == kNoMember) {
+    failed_reads_.push_back(read.context);
+    return;
+  }
+  Message reply;
+  reply.type = MessageType::kReadIndexResponse;
+  reply.to = read.requester;
+  reply.term = term_;
+  reply.reject = true;
+  reply.context = read.context;
+  Send(std::move(reply));
+}
+
+void CoreImpl::FailPendingReads() {
+  for (const PendingRead& read : reads_waiting_noop_) FailRead(read);
+  for (const PendingRead& read : reads_waiting_round_) FailRead(read);
+  reads_waiting_noop_.clear();
+  reads_waiting_round_.clear();
+}
+
 void CoreImpl::HandleReadIndexRequest(const Message& m) {
-  if (role_ != Role::kLeader) {
-    Message reply;
-    reply.type = MessageType::kReadIndexResponse;
-    reply.to = m.from;
-    reply.term = term_;
-    reply.reject = true;
-    reply.context = m.context;
-    Send(std::move(reply));
-    return;
+  PendingRead read{m.context, 0, 0, m.from};
+  if (role_ != Role::kLeader ||
+      reads_waiting_noop_.size() + reads_waiting_round_.size() >=
+          options_.max_pending_reads) {
+    return FailRead(read);
   }
-  if (reads_waiting_noop_.size() + reads_waiting_round_.size() >=
-      options_.max_pending_reads) {
-    return;
-  }
-  StartRead(PendingRead{m.context, 0, 0, m.from}, ReadMode::kReadIndex);
+  StartRead(std::move(read), ReadMode::kReadIndex);
 }
 
 void CoreImpl::HandleReadIndexResponse(const Message& m) {
-  if (m.reject) return;
+  if (m.reject) {
+    failed_reads_.push_back(m.context);
+    return;
+  }
   read_states_.push_back(ReadState{m.log_index, m.context});
 }
 
@@ -1038,6 +1082,11 @@ void CoreImpl::AdvanceApply() {
     if (!entries.ok()) return FailStorage(entries.status());
     if (entries->empty()) return;
     for (Entry& e : *entries) {
+      // Only the first entry of a batch may exceed the budget alone.
+      if (!committed_to_emit_.empty() &&
+          committed_to_emit_bytes_ + e.data.size() > options_.max_apply_bytes) {
+        return MaybeLeaveJoint();
+      }
       applied_ = e.index;
       if (e.type == EntryType::kMembership) ApplyMembershipEntry(e);
       committed_to_emit_bytes_ += e.data.size();
@@ -1087,7 +1136,8 @@ void CoreImpl::Send(Message m) {
 bool CoreImpl::HasReady() const {
   return snapshot_to_install_ || !messages_.empty() ||
          !messages_after_persist_.empty() || !committed_to_emit_.empty() ||
-         !read_states_.empty() || !snapshots_to_send_.empty() ||
+         !read_states_.empty() || !failed_reads_.empty() ||
+         !snapshots_to_send_.empty() ||
          HardState{term_, vote_, commit_} != emitted_hard_state_ ||
          log_.HasUnemitted();
 }
@@ -1111,6 +1161,8 @@ Ready CoreImpl::TakeReady() {
   committed_to_emit_bytes_ = 0;
   ready.read_states = std::move(read_states_);
   read_states_.clear();
+  ready.failed_reads = std::move(failed_reads_);
+  failed_reads_.clear();
   ready.snapshots_to_send = std::move(snapshots_to_send_);
   snapshots_to_send_.clear();
   // Handing out committed entries frees room for more.
@@ -1140,7 +1192,7 @@ CoreStatus CoreImpl::Status() const {
     mp.next = pr.next;
     mp.inflight_messages = pr.inflights.count();
     mp.inflight_bytes = pr.inflights.bytes();
-    mp.recently_active = pr.recently_active;
+    mp.recently_active = RecentlyHeard(pr);
     s.progress.push_back(mp);
   }
   return s;

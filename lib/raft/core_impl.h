@@ -84,6 +84,7 @@ class CoreImpl {
   ProposalPosition AppendLocal(std::vector<Entry> entries);
   void BroadcastAppend();
   bool SendAppend(MemberId to, Progress& pr, bool send_if_empty);
+  uint64_t AppendByteBudget(const Progress& pr) const;
   void SendHeartbeat(MemberId to, const Progress& pr);
   void BroadcastHeartbeat();
   void MaybeSendTimeoutNow(MemberId to);
@@ -91,13 +92,16 @@ class CoreImpl {
   Index SelfMatch() const;
   void ResetProgress();
   void SyncProgressWithMembership();
-  void CheckQuorumActive();
+  bool RecentlyHeard(const Progress& pr) const;
+  bool QuorumRecentlyHeard() const;
 
   // Reads.
   void StartRead(PendingRead read, ReadMode mode);
   bool LeaseValid() const;
   void ReleaseReads();
   void DeliverRead(const PendingRead& read, Index index);
+  void FailRead(const PendingRead& read);
+  void FailPendingReads();
   bool NoopCommitted() const;
 
   // Applying.
@@ -171,6 +175,7 @@ class CoreImpl {
   std::vector<Entry> committed_to_emit_;
   uint64_t committed_to_emit_bytes_ = 0;
   std::vector<ReadState> read_states_;
+  std::vector<std::string> failed_reads_;
   std::vector<SnapshotSend> snapshots_to_send_;
   std::optional<SnapshotMeta> snapshot_to_install_;
 

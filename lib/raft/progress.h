@@ -48,7 +48,7 @@ struct Progress {
   Index match = 0;
   Index next = 1;
   bool probe_sent = false;
-  bool recently_active = false;  // Heard from since the last quorum check.
+  uint64_t last_heard_tick = 0;  // When the leader last heard from it.
   uint64_t acked_round = 0;      // Highest heartbeat round acknowledged.
   Inflights inflights;
 

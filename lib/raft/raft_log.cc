@@ -44,9 +44,11 @@ absl::StatusOr<Term> RaftLog::TermAt(Index index) const {
   return durable_->TermAt(index);
 }
 
-bool RaftLog::Matches(Index index, Term term) const {
+absl::StatusOr<bool> RaftLog::Matches(Index index, Term term) const {
   auto t = TermAt(index);
-  return t.ok() && *t == term;
+  if (absl::IsOutOfRange(t.status())) return false;
+  if (!t.ok()) return t.status();
+  return *t == term;
 }
 
 absl::StatusOr<std::vector<Entry>> RaftLog::Entries(Index lo, Index hi,

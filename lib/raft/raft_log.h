@@ -29,8 +29,9 @@ class RaftLog {
   absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
                                              uint64_t max_bytes,
                                              uint32_t max_entries) const;
-  // True if the entry at `index` exists and has term `term`.
-  bool Matches(Index index, Term term) const;
+  // Whether the entry at `index` exists and has term `term`; an index
+  // outside the log is simply no match, any other read failure an error.
+  absl::StatusOr<bool> Matches(Index index, Term term) const;
 
   // Appends entries that follow LastIndex() or replace a suffix starting at
   // entries.front().index (which must be > the durable prefix reported by

@@ -182,7 +182,10 @@ struct ProposalPosition {
 //   5. committed_entries: apply in order. They are always durable locally.
 //      Membership entries among them have already taken effect in the core.
 //   6. read_states: serve each read once the state machine has applied
-//      through its index.
+//      through its index. failed_reads: answer each of these reads with
+//      Unavailable (leadership was lost, or the leader refused it). A read
+//      whose request or answer a lossy network dropped appears in neither
+//      list: drivers time reads out.
 //   7. snapshots_to_send: start streaming a snapshot to each member.
 struct Ready {
   std::optional<SnapshotMeta> snapshot_to_install;
@@ -192,13 +195,14 @@ struct Ready {
   std::vector<Message> messages_after_persist;
   std::vector<Entry> committed_entries;
   std::vector<ReadState> read_states;
+  std::vector<std::string> failed_reads;  // Contexts, as given to ReadIndex.
   std::vector<SnapshotSend> snapshots_to_send;
 
   bool empty() const {
     return !snapshot_to_install && messages.empty() && !hard_state &&
            entries.empty() && messages_after_persist.empty() &&
            committed_entries.empty() && read_states.empty() &&
-           snapshots_to_send.empty();
+           failed_reads.empty() && snapshots_to_send.empty();
   }
 };
 

@@ -101,9 +101,10 @@ TEST_CASE("ApplyChange computes the target configuration", "[membership]") {
 
 TEST_CASE("ApplyChange refuses joint inputs and voterless results",
           "[membership]") {
+  // A joint configuration is transient: the change is retryable.
   CHECK(ApplyChange(Make({1, 2}, {1, 3}, {}), {Kind::kAddVoter, 4})
             .status()
-            .code() == absl::StatusCode::kInvalidArgument);
+            .code() == absl::StatusCode::kUnavailable);
   CHECK(ApplyChange(Make({1}, {}, {2}), {Kind::kRemove, 1}).status().code() ==
         absl::StatusCode::kInvalidArgument);
 }
