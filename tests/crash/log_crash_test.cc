@@ -9,9 +9,6 @@
 //
 // The parent never has the environment open across fork(): it opens the
 // store to check, closes it, then forks the next child.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,11 +16,11 @@
 #include <cstring>
 #include <mutex>
 #include <random>
-#include <thread>
 
 #include <catch2/catch.hpp>
 
 #include "confman/log_store.h"
+#include "kill_child.h"
 #include "test_dir.h"
 
 namespace confman {
@@ -100,21 +97,14 @@ struct Ack {
   }
 }
 
-// Reads acknowledgements until the killed child's pipe closes; returns
-// the latest one (acks arrive in write order).
-std::optional<Ack> DrainAcks(int fd) {
-  std::optional<Ack> latest;
-  std::string buffer;
-  char chunk[4096];
-  ssize_t n;
-  while ((n = read(fd, chunk, sizeof chunk)) > 0) buffer.append(chunk, n);
-  REQUIRE(buffer.size() % sizeof(Ack) == 0);
-  for (size_t pos = 0; pos + sizeof(Ack) <= buffer.size(); pos += sizeof(Ack)) {
-    Ack ack;
-    std::memcpy(&ack, buffer.data() + pos, sizeof ack);
-    latest = ack;
-  }
-  return latest;
+// The latest acknowledgement among those reported (acks arrive in write
+// order).
+std::optional<Ack> LatestAck(const std::string& reported) {
+  REQUIRE(reported.size() % sizeof(Ack) == 0);
+  if (reported.empty()) return std::nullopt;
+  Ack ack;
+  std::memcpy(&ack, reported.data() + reported.size() - sizeof ack, sizeof ack);
+  return ack;
 }
 
 // Checks the log; returns the highest term in it (the next child starts
@@ -159,25 +149,9 @@ TEST_CASE("the LMDB log survives SIGKILL at random points", "[crash]") {
   int acked_kills = 0;
   for (int kill_count = 0; kill_count < kKills; ++kill_count) {
     REQUIRE(std::chrono::steady_clock::now() - start < kTimeBudget);
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
     const uint64_t child_seed = rng();
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      close(fds[0]);
-      RunChild(dir, fds[1], child_seed, term + 1000);
-    }
-    close(fds[1]);
-    char ready;
-    REQUIRE(read(fds[0], &ready, 1) == 1);  // The child opened the store.
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30000));
-    REQUIRE(kill(pid, SIGKILL) == 0);
-    int wstatus = 0;
-    REQUIRE(waitpid(pid, &wstatus, 0) == pid);
-    REQUIRE(WIFSIGNALED(wstatus));  // Not an early exit from a failed write.
-    const std::optional<Ack> acked = DrainAcks(fds[0]);
-    close(fds[0]);
+    const std::optional<Ack> acked = LatestAck(testing::RunUntilKilled(
+        rng, [&](int fd) { RunChild(dir, fd, child_seed, term + 1000); }));
     if (acked) ++acked_kills;
     term = std::max(term + 1000, CheckLog(dir, acked));
   }

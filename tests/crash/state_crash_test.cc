@@ -3,18 +3,16 @@
 // index and the data moved together: exactly the commands through the
 // applied index took effect (a restart never re-applies or skips one), and
 // every batch whose Apply returned before the kill is included.
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
+#include <cstring>
 #include <random>
-#include <thread>
 
 #include <catch2/catch.hpp>
 
 #include "confman/kv/command.h"
 #include "confman/kv/kv_state_machine.h"
+#include "kill_child.h"
 #include "test_dir.h"
 
 namespace confman::kv {
@@ -57,15 +55,11 @@ raft::Entry PutEntry(raft::Index index) {
   }
 }
 
-raft::Index LastAck(int fd) {
-  std::string buffer;
-  char chunk[4096];
-  ssize_t n;
-  while ((n = read(fd, chunk, sizeof chunk)) > 0) buffer.append(chunk, n);
-  REQUIRE(buffer.size() % sizeof(raft::Index) == 0);
+raft::Index LastAck(const std::string& reported) {
+  REQUIRE(reported.size() % sizeof(raft::Index) == 0);
   raft::Index last = 0;
-  if (!buffer.empty()) {
-    std::memcpy(&last, buffer.data() + buffer.size() - sizeof last, sizeof last);
+  if (!reported.empty()) {
+    std::memcpy(&last, reported.data() + reported.size() - sizeof last, sizeof last);
   }
   return last;
 }
@@ -98,25 +92,9 @@ TEST_CASE("the LMDB state machine survives SIGKILL at random points", "[crash]")
   const std::string dir = root.path() + "/state";
   std::mt19937_64 rng(Catch::rngSeed() + 2);
   for (int kill_count = 0; kill_count < kKills; ++kill_count) {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
     const uint64_t child_seed = rng();
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      close(fds[0]);
-      RunChild(dir, fds[1], child_seed);
-    }
-    close(fds[1]);
-    char ready;
-    REQUIRE(read(fds[0], &ready, 1) == 1);
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30000));
-    REQUIRE(kill(pid, SIGKILL) == 0);
-    int wstatus = 0;
-    REQUIRE(waitpid(pid, &wstatus, 0) == pid);
-    REQUIRE(WIFSIGNALED(wstatus));
-    const raft::Index acked = LastAck(fds[0]);
-    close(fds[0]);
+    const raft::Index acked = LastAck(testing::RunUntilKilled(
+        rng, [&](int fd) { RunChild(dir, fd, child_seed); }));
     CheckState(dir, acked);
   }
 }
