@@ -62,11 +62,14 @@ struct ForwardFrame {
 // Receives what the transport delivers.
 //
 // Threading: every callback runs on a thread owned by the transport, never
-// on the thread that called Send. Callbacks for one transport are never run
-// concurrently with each other. A callback must not block (no disk I/O, no
-// waiting on locks held across I/O, no waiting for another message): hand the
-// work to another thread and return. A slow callback delays every message
-// behind it, heartbeats included. A callback must not call Transport::Stop().
+// on the thread that called Send, and callbacks may run concurrently with
+// each other: a transport may deliver control traffic on one thread while
+// another delivers bulk data, so that a heartbeat never waits for a
+// snapshot chunk's callback. Messages of one priority class from one sender
+// are delivered one at a time, in order. A callback must not block (no disk
+// I/O, no waiting on locks held across I/O, no waiting for another message):
+// hand the work to another thread and return. A slow callback delays every
+// message behind it. A callback must not call Transport::Stop().
 class TransportHandler {
  public:
   virtual ~TransportHandler() = default;

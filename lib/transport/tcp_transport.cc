@@ -419,9 +419,6 @@ class TcpTransport::Impl {
   std::thread bulk_thread_;
   TransportHandler* handler_ = nullptr;
   std::atomic<bool> delivering_{false};
-  // Held while a handler callback runs: callbacks come from both threads
-  // but never run concurrently.
-  std::mutex callback_mu_;
   std::mutex log_mu_;
 
   // Control thread only.
@@ -799,7 +796,6 @@ absl::Status TcpTransport::Impl::Enqueue(
 
 void TcpTransport::Impl::ReportUnreachable(Peer& peer) {
   if (!delivering_ || peer.unreachable_reported.exchange(true)) return;
-  std::lock_guard<std::mutex> lock(callback_mu_);
   handler_->OnUnreachable(peer.id);
 }
 
@@ -1001,7 +997,6 @@ awaitable<absl::Status> TcpTransport::Impl::Receive(FrameReader& reader,
 
 void TcpTransport::Impl::Dispatch(wire::Frame frame) {
   if (!delivering_) return;
-  std::lock_guard<std::mutex> lock(callback_mu_);
   if (auto* message = std::get_if<raft::Message>(&frame)) {
     handler_->OnMessage(std::move(*message));
   } else if (auto* chunk = std::get_if<wire::ChunkFrame>(&frame)) {

@@ -8,7 +8,7 @@
 //   - StartDeliveryThread() runs a thread that pumps whenever the queue is
 //     not empty (for tests that want the network to run by itself).
 // Both may be used with the same network; callbacks for one member are
-// still never concurrent.
+// never concurrent (a stricter promise than Transport makes).
 //
 // Faults. A link (one direction between two members) can be cut; messages
 // on a cut link are dropped when sent or when about to be delivered, and the

@@ -27,9 +27,11 @@
 // Threads. Each transport runs two I/O threads: one for control traffic,
 // accepting and handshakes, one for bulk traffic, so reading, verifying and
 // writing megabyte frames never delays a heartbeat in user space either.
-// Handler callbacks run on both threads but never concurrently (a mutex
-// serialises them); see TransportHandler for what callbacks may do. The
-// `log` option is called under a mutex, from either thread.
+// Handler callbacks run on both threads, possibly at the same time (control
+// callbacks on one, bulk callbacks on the other; serialising them would let
+// a bulk callback, or a preempted bulk thread, hold up heartbeats); see
+// TransportHandler for what callbacks may do. The `log` option is called
+// under a mutex, from either thread.
 //
 // TLS is not implemented: the HMAC handshake authenticates peers, but frames
 // travel unencrypted, so run members on a trusted network or inside a

@@ -62,6 +62,12 @@ class RecordingHandler : public TransportHandler {
   std::vector<Forward> forwards() { return Copy(forwards_); }
   std::vector<raft::MemberId> unreachable() { return Copy(unreachable_); }
 
+  // Takes the lock: not for use inside a WaitUntil predicate.
+  size_t count_now(raft::MessageType type) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return count_of(type);
+  }
+
   // For use inside WaitUntil predicates (the lock is already held).
   size_t message_count() const { return messages_.size(); }
   size_t chunk_count() const { return chunks_.size(); }

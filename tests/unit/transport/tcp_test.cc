@@ -361,3 +361,27 @@ TEST_CASE("a removed and re-added peer is served again") {
 
 }  // namespace
 }  // namespace confman::testing
+
+namespace confman::testing {
+namespace {
+
+TEST_CASE("heartbeats are delivered while the bulk path is stuck") {
+  TcpPair pair;
+  RecordingHandler& two = pair.handler(2);
+  two.HoldAppends(true);  // Member 2's bulk thread is stuck in a callback.
+  REQUIRE(pair.member(1).Send(Append(1, 2, 1u << 20, 1)).ok());
+  for (uint64_t round = 1; round <= 10; ++round) {
+    REQUIRE(pair.member(1).Send(Heartbeat(1, 2, round)).ok());
+  }
+  CHECK(two.WaitUntil([](auto& h) {
+    return h.count_of(raft::MessageType::kHeartbeat) == 10;
+  }));
+  CHECK(two.count_now(raft::MessageType::kAppend) == 0);
+  two.HoldAppends(false);
+  CHECK(two.WaitUntil([](auto& h) {
+    return h.count_of(raft::MessageType::kAppend) == 1;
+  }));
+}
+
+}  // namespace
+}  // namespace confman::testing
