@@ -510,17 +510,18 @@ void Cluster::DeliverSnapshot(Packet& packet) {
 // ---------------------------------------------------------------------------
 // Client inputs.
 
-std::optional<raft::ProposalPosition> Cluster::Propose(
+absl::StatusOr<raft::ProposalPosition> Cluster::Propose(
     MemberId id, std::vector<std::string> data) {
   Member& m = member(id);
-  if (!m.up) return std::nullopt;
+  if (!m.up) return absl::UnavailableError(absl::StrCat("member ", id, " is down"));
   absl::StatusOr<raft::ProposalPosition> position =
       m.core->Propose(std::move(data));
   Drive(m);
-  if (!position.ok()) return std::nullopt;
-  Trace(m, absl::StrCat("accepted proposal [", position->first, ", ",
-                        position->last, "] term=", position->term));
-  return *position;
+  if (position.ok()) {
+    Trace(m, absl::StrCat("accepted proposal [", position->first, ", ",
+                          position->last, "] term=", position->term));
+  }
+  return position;
 }
 
 void Cluster::Read(MemberId id, raft::ReadMode mode) {

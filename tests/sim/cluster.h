@@ -106,8 +106,9 @@ class Cluster {
   void FinishStep();
 
   // Client inputs. Each is ignored on a member that is down.
-  std::optional<raft::ProposalPosition> Propose(raft::MemberId id,
-                                                std::vector<std::string> data);
+  // Unavailable when the member is down; otherwise the core's answer.
+  absl::StatusOr<raft::ProposalPosition> Propose(raft::MemberId id,
+                                                 std::vector<std::string> data);
   void Read(raft::MemberId id, raft::ReadMode mode);
   bool ChangeMembership(raft::MemberId id, const raft::MembershipChange& change);
   bool TransferLeadership(raft::MemberId id, raft::MemberId to);

@@ -10,117 +10,18 @@
 #include "cluster.h"
 #include "confman/raft/core.h"
 #include "rng.h"
+#include "scenario.h"
 
 namespace confman::sim {
 namespace {
 
 using raft::MemberId;
 
-constexpr uint32_t kStepsPerTick = 10;
-constexpr uint32_t kElectionTimeoutTicks = 10;
 constexpr uint32_t kMinVoters = 3;
 constexpr uint32_t kMaxVoters = 5;
 constexpr uint32_t kSpares = 2;
 // Per step, in parts per million: the leader compacts every 10 ticks or so.
 constexpr uint32_t kLivenessCompactRate = 10000;
-
-// How often each kind of event starts, per step, in parts per million.
-struct Rates {
-  uint32_t propose = 30000;
-  uint32_t read = 15000;
-  uint32_t membership = 800;
-  uint32_t transfer = 400;
-  uint32_t crash = 300;
-  uint32_t partition = 500;
-  uint32_t compact = 2000;
-  // Reactive faults: isolate a member the moment it becomes leader (before
-  // its no-op spreads), or right after it accepts a proposal. These build
-  // the divergent logs of the thesis's Figure 3.7 quickly.
-  uint32_t isolate_new_leader = 0;
-  uint32_t isolate_after_propose = 0;
-  uint32_t isolate_after_commit = 0;
-  // Crash a random member when the leader's commit index moves: members
-  // that have just acknowledged entries lose what they had not flushed.
-  uint32_t crash_after_commit = 0;
-  uint32_t min_partition_ticks = 5;
-  uint32_t max_partition_ticks = 80;
-  // Quick restarts come back within an election timeout. Lease reads
-  // assume a member that granted a lease stays away longer than that
-  // (thesis §6.4.1), so seeds with quick restarts read by ReadIndex only.
-  bool quick_restarts = false;
-};
-
-struct Scenario {
-  ClusterConfig cluster;
-  Rates rates;
-};
-
-template <typename T, size_t N>
-T Pick(Rng& rng, const T (&choices)[N]) {
-  return choices[rng.Below(N)];
-}
-
-// Each seed draws its own fault intensities and flow-control settings, so
-// that one batch of seeds covers calm and hostile networks, tiny and large
-// append batches, and fast and slow disks.
-Scenario DrawScenario(Rng& rng, const SimOptions& options) {
-  Scenario s;
-  ClusterConfig& c = s.cluster;
-  c.voters = options.members;
-  c.spares = kSpares;
-  c.steps_per_tick = kStepsPerTick;
-  c.core.election_timeout_ticks = kElectionTimeoutTicks;
-  // Pre-vote and check-quorum each keep a disruptive member (a removed one,
-  // or one returning from a partition) from deposing a healthy leader; run
-  // with both, or with either alone.
-  switch (rng.Below(5)) {
-    case 0: c.core.pre_vote = false; break;
-    case 1: c.core.check_quorum = false; break;
-    default: break;
-  }
-  c.core.max_append_entries = Pick(rng, {1u, 2u, 8u, 64u});
-  c.core.max_append_bytes = Pick(rng, {uint64_t{48}, uint64_t{4} << 20});
-  c.core.max_inflight_messages = Pick(rng, {1u, 4u, 64u});
-  c.core.max_inflight_bytes = Pick(rng, {uint64_t{64}, uint64_t{32} << 20});
-  c.core.max_uncommitted_bytes = std::max<uint64_t>(
-      c.core.max_append_bytes, Pick(rng, {uint64_t{256}, uint64_t{1} << 16}));
-  if (c.core.max_append_entries * c.core.max_inflight_messages <= 4) {
-    // Entry-at-a-time replication is slow by design: a small uncommitted
-    // budget keeps the backlog, and so the time to drain it, bounded.
-    c.core.max_append_bytes = 48;
-    c.core.max_uncommitted_bytes = 512;
-  }
-  c.core.max_apply_bytes = Pick(rng, {uint64_t{1}, uint64_t{16} << 20});
-  c.core.max_pending_reads = Pick(rng, {4u, 4096u});
-  c.core.heartbeat_interval_ticks = Pick(rng, {1u, 1u, 3u});
-  c.core.testing_faults = options.testing_faults;
-  c.network.drop_per_million = Pick(rng, {0u, 10000u, 50000u, 100000u});
-  c.network.duplicate_per_million = Pick(rng, {0u, 10000u, 50000u});
-  c.network.reorder_per_million = Pick(rng, {0u, 50000u, 200000u});
-  c.network.max_delay_steps = Pick(rng, {3u, 8u, 15u});
-  c.network.stale_per_million = Pick(rng, {0u, 2000u, 10000u});
-  c.disk.max_delay_steps = Pick(rng, {2u, 10u, 30u, 60u});
-  c.disk.slow_per_million = 10000;
-  Rates& r = s.rates;
-  if (rng.Chance(400000)) {  // A storm: short, frequent, targeted faults.
-    r.quick_restarts = rng.Chance(500000);
-    r.crash = r.quick_restarts ? 5000 : 1000;
-    r.crash_after_commit = r.quick_restarts ? Pick(rng, {20000u, 100000u}) : 0;
-    r.partition = 3000;
-    r.min_partition_ticks = Pick(rng, {2u, 10u});
-    r.max_partition_ticks = Pick(rng, {20u, 40u});
-    r.read = 40000;
-    r.isolate_new_leader = Pick(rng, {100000u, 300000u, 500000u});
-    r.isolate_after_propose = Pick(rng, {20000u, 100000u, 200000u});
-    r.isolate_after_commit = Pick(rng, {0u, 50000u, 200000u});
-    c.core.max_append_entries = Pick(rng, {1u, 1u, 2u, 64u});
-    r.transfer = 1000;
-  } else {
-    r.crash = Pick(rng, {0u, 200u, 600u});
-    r.partition = Pick(rng, {0u, 300u, 1000u});
-  }
-  return s;
-}
 
 const char* ProgressStateName(raft::MemberProgress::State state) {
   switch (state) {
@@ -137,11 +38,14 @@ class Run {
   explicit Run(const SimOptions& options)
       : options_(options),
         rng_(options.seed),
-        scenario_(DrawScenario(rng_, options)),
+        scenario_(DrawScenario(rng_, options.members, kSpares,
+                               options.testing_faults)),
         cluster_(scenario_.cluster, rng_, checker_, options.trace) {}
 
   RunReport Execute() {
-    if (options_.trace != nullptr) *options_.trace << DescribeScenario() << "\n";
+    if (options_.trace != nullptr) {
+      *options_.trace << DescribeScenario(scenario_) << "\n";
+    }
     cluster_.Boot();
     for (step_ = 0; step_ < options_.steps && !checker_.failed(); ++step_) {
       cluster_.Advance(step_);
@@ -175,29 +79,6 @@ class Run {
     return report;
   }
 
-  std::string DescribeScenario() const {
-    const ClusterConfig& c = scenario_.cluster;
-    const Rates& r = scenario_.rates;
-    return absl::StrCat(
-        "scenario: pre_vote=", c.core.pre_vote, " check_quorum=", c.core.check_quorum,
-        " heartbeat=", c.core.heartbeat_interval_ticks,
-        " append_entries=", c.core.max_append_entries,
-        " append_bytes=", c.core.max_append_bytes,
-        " inflight=", c.core.max_inflight_messages, "/", c.core.max_inflight_bytes,
-        " uncommitted=", c.core.max_uncommitted_bytes,
-        " apply_bytes=", c.core.max_apply_bytes, " drop=", c.network.drop_per_million,
-        " dup=", c.network.duplicate_per_million,
-        " reorder=", c.network.reorder_per_million,
-        " stale=", c.network.stale_per_million,
-        " delay<=", c.network.max_delay_steps, " disk<=", c.disk.max_delay_steps,
-        " crash=", r.crash, r.quick_restarts ? " (quick)" : "",
-        " crash after commit=", r.crash_after_commit,
-        " partition=", r.partition, " ticks=", r.min_partition_ticks, "..",
-        r.max_partition_ticks, " isolate new/propose/commit=",
-        r.isolate_new_leader, "/", r.isolate_after_propose, "/",
-        r.isolate_after_commit);
-  }
-
   MemberId RandomMember() {
     return static_cast<MemberId>(rng_.Between(1, cluster_.size()));
   }
@@ -227,15 +108,20 @@ class Run {
     }
   }
 
+  // Replaces any partition with one that isolates `victim`.
   void Isolate(MemberId victim) {
     cluster_.HealAll();
+    CutOff(victim);
+    partitioned_ = true;
+    heal_at_ = step_ + PartitionSteps();
+  }
+
+  void CutOff(MemberId victim) {
     for (MemberId other = 1; other <= cluster_.size(); ++other) {
       if (other == victim) continue;
       cluster_.Block(victim, other);
       cluster_.Block(other, victim);
     }
-    partitioned_ = true;
-    heal_at_ = step_ + PartitionSteps();
   }
 
   uint64_t PartitionSteps() {
@@ -249,13 +135,7 @@ class Run {
     switch (rng_.Below(4)) {
       case 0: {  // Isolate one member, often the leader.
         std::optional<MemberId> leader = cluster_.Leader();
-        const MemberId victim =
-            leader && rng_.Chance(500000) ? *leader : RandomMember();
-        for (MemberId other = 1; other <= n; ++other) {
-          if (other == victim) continue;
-          cluster_.Block(victim, other);
-          cluster_.Block(other, victim);
-        }
+        CutOff(leader && rng_.Chance(500000) ? *leader : RandomMember());
         break;
       }
       case 1: {  // Split into two random sides.
@@ -336,16 +216,16 @@ class Run {
     std::vector<std::string> data(rng_.Between(1, 3));
     for (std::string& value : data) value = NextValue();
     const MemberId id = PreferLeader();
-    const std::optional<raft::ProposalPosition> position =
+    const absl::StatusOr<raft::ProposalPosition> position =
         cluster_.Propose(id, std::move(data));
-    Accepted(position);
-    if (position && rng_.Chance(scenario_.rates.isolate_after_propose)) Isolate(id);
+    if (!position.ok()) return;
+    Accepted(*position);
+    if (rng_.Chance(scenario_.rates.isolate_after_propose)) Isolate(id);
   }
 
-  void Accepted(const std::optional<raft::ProposalPosition>& position) {
-    if (!position) return;
+  void Accepted(const raft::ProposalPosition& position) {
     ++proposals_;
-    max_accepted_last_ = std::max(max_accepted_last_, position->last);
+    max_accepted_last_ = std::max(max_accepted_last_, position.last);
   }
 
   void ChangeMembership() {
@@ -432,14 +312,23 @@ class Run {
     return ConfigurationApplied(core.membership(), probe_->last);
   }
 
+  // Proposes enough entries to fill the leader's log up to the highest
+  // index any proposal was accepted at (so that proposal is settled), in
+  // batches the uncommitted budget admits.
   void ProposeProbe(MemberId leader) {
     const raft::Index last = cluster_.core(leader)->Status().last_index;
-    const uint64_t count =
-        max_accepted_last_ > last ? std::min<uint64_t>(max_accepted_last_ - last, 64) : 1;
-    std::vector<std::string> data(count);
-    for (std::string& value : data) value = absl::StrCat("probe-", NextValue());
-    probe_ = cluster_.Propose(leader, std::move(data));
-    Accepted(probe_);
+    const uint64_t wanted =
+        max_accepted_last_ > last ? max_accepted_last_ - last : 1;
+    std::vector<std::string> data(std::min(wanted, probe_batch_));
+    for (std::string& value : data) value = absl::StrCat("p", ++values_);
+    absl::StatusOr<raft::ProposalPosition> position =
+        cluster_.Propose(leader, std::move(data));
+    if (position.ok()) {
+      Accepted(*position);
+      probe_ = *position;
+    } else if (absl::IsResourceExhausted(position.status())) {
+      probe_batch_ = std::max<uint64_t>(probe_batch_ / 2, 1);
+    }
   }
 
   bool ConfigurationApplied(const raft::Membership& config, raft::Index index) {
@@ -496,6 +385,7 @@ class Run {
   uint64_t liveness_ticks_ = 0;
   raft::Index max_accepted_last_ = 0;
   std::optional<raft::ProposalPosition> probe_;
+  uint64_t probe_batch_ = 64;
 };
 
 struct FaultName {
