@@ -15,6 +15,8 @@ namespace {
 constexpr std::string_view kMagic = "CMSNAP01";
 constexpr char kEndMarker = '\xFF';
 constexpr size_t kRecordHeadBytes = 1 + 4 + 4;
+// The largest snapshot_chunk_bytes KvStateMachineOptions accepts.
+constexpr uint64_t kMaxChunkBytes = uint64_t{64} << 20;
 // LMDB's key limit; no table stores longer keys.
 constexpr uint32_t kMaxKeyBytes = 511;
 
@@ -163,6 +165,11 @@ class KvSnapshotSink : public SnapshotSink {
     if (last_seen_) {
       return absl::InvalidArgumentError(absl::StrCat(
           "snapshot chunk ", chunk.seq, " arrived after the last chunk"));
+    }
+    if (chunk.data.size() > kMaxChunkBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot chunk ", chunk.seq, " holds ", chunk.data.size(),
+          " bytes, above the ", kMaxChunkBytes, "-byte limit"));
     }
     if (chunk.seq != next_seq_) {
       return absl::InvalidArgumentError(absl::StrCat(

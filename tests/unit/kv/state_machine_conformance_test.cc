@@ -192,6 +192,12 @@ TEMPLATE_TEST_CASE("a broken snapshot stream leaves the state untouched",
     other.index = 99;
     CHECK(absl::IsFailedPrecondition(RestoreChunks(*sm, other, good)));
   }
+  SECTION("an oversized chunk") {
+    auto chunks = good;
+    chunks[0].data.resize(65 << 20, 'x');
+    chunks[0].checksum = SnapshotChunkChecksum(0, chunks[0].last, chunks[0].data);
+    CHECK(absl::IsInvalidArgument(RestoreChunks(*sm, meta, chunks)));
+  }
   SECTION("a sink dropped before commit") {
     auto sink = sm->BeginRestore(meta).value();
     REQUIRE(sink->Write(good[0]).ok());
