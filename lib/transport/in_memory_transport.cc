@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <set>
@@ -13,7 +14,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "wire_codec.h"
 
 namespace confman {
@@ -75,9 +75,9 @@ class InMemoryNetworkState {
   explicit InMemoryNetworkState(InMemoryNetworkOptions options)
       : options_(options), random_(options.seed) {}
 
-  absl::Mutex mu;
+  std::mutex mu;
   absl::flat_hash_map<raft::MemberId, std::unique_ptr<InMemoryEndpoint>>
-      endpoints ABSL_GUARDED_BY(mu);
+      endpoints;  // Guarded by mu.
 
   absl::Status Enqueue(Envelope envelope);
   size_t Pump();
@@ -85,16 +85,18 @@ class InMemoryNetworkState {
   void RunDeliveryThread();
 
   const InMemoryNetworkOptions options_;
-  std::deque<Envelope> queue ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<Link, size_t> bulk_bytes ABSL_GUARDED_BY(mu);
-  std::set<Link> cut ABSL_GUARDED_BY(mu);
-  double drop_probability ABSL_GUARDED_BY(mu) = 0;
-  std::mt19937_64 random_ ABSL_GUARDED_BY(mu);
-  bool stop_delivery ABSL_GUARDED_BY(mu) = false;
+  std::deque<Envelope> queue;  // Guarded by mu.
+  absl::flat_hash_map<Link, size_t> bulk_bytes;  // Guarded by mu.
+  std::set<Link> cut;  // Guarded by mu.
+  double drop_probability = 0;  // Guarded by mu.
+  std::mt19937_64 random_;  // Guarded by mu.
+  bool stop_delivery = false;  // Guarded by mu.
+  // Signalled when the queue gains an item or stop_delivery is set.
+  std::condition_variable queue_changed;
   std::thread delivery_thread;
 
  private:
-  bool ShouldDrop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  bool ShouldDrop();  // Requires mu.
   void Deliver(Envelope envelope);
 };
 
@@ -105,7 +107,7 @@ bool InMemoryNetworkState::ShouldDrop() {
 }
 
 absl::Status InMemoryNetworkState::Enqueue(Envelope envelope) {
-  absl::MutexLock lock(&mu);
+  std::lock_guard lock(mu);
   InMemoryEndpoint& sender = *endpoints.at(envelope.from);
   if (sender.state != InMemoryEndpoint::State::kRunning) {
     return absl::FailedPreconditionError(
@@ -129,25 +131,27 @@ absl::Status InMemoryNetworkState::Enqueue(Envelope envelope) {
                      .to = envelope.from,
                      .item = UnreachableNotice{envelope.to},
                      .bulk_bytes = 0});
+    queue_changed.notify_one();
     return absl::OkStatus();
   }
   if (ShouldDrop()) return absl::OkStatus();
   queued += envelope.bulk_bytes;
   queue.push_back(std::move(envelope));
+  queue_changed.notify_one();
   return absl::OkStatus();
 }
 
 size_t InMemoryNetworkState::Pump() {
   size_t count = 0;
   {
-    absl::MutexLock lock(&mu);
+    std::lock_guard lock(mu);
     count = queue.size();
   }
   size_t processed = 0;
   for (; processed < count; ++processed) {
     Envelope envelope;
     {
-      absl::MutexLock lock(&mu);
+      std::lock_guard lock(mu);
       if (queue.empty()) break;
       envelope = std::move(queue.front());
       queue.pop_front();
@@ -162,7 +166,7 @@ void InMemoryNetworkState::Deliver(Envelope envelope) {
   InMemoryEndpoint* target = nullptr;
   InMemoryEndpoint* sender = nullptr;
   {
-    absl::MutexLock lock(&mu);
+    std::lock_guard lock(mu);
     auto it = endpoints.find(envelope.to);
     if (it == endpoints.end()) return;
     target = it->second.get();
@@ -195,7 +199,7 @@ void InMemoryNetworkState::Deliver(Envelope envelope) {
 }
 
 void InMemoryNetworkState::DropQueuedFrom(raft::MemberId member) {
-  absl::MutexLock lock(&mu);
+  std::lock_guard lock(mu);
   std::erase_if(queue, [&](const Envelope& envelope) {
     if (envelope.from != member) return false;
     bulk_bytes[{envelope.from, envelope.to}] -= envelope.bulk_bytes;
@@ -206,12 +210,9 @@ void InMemoryNetworkState::DropQueuedFrom(raft::MemberId member) {
 void InMemoryNetworkState::RunDeliveryThread() {
   while (true) {
     {
-      absl::MutexLock lock(&mu);
-      mu.Await(absl::Condition(
-          +[](InMemoryNetworkState* state) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return state->stop_delivery || !state->queue.empty();
-          },
-          this));
+      std::unique_lock lock(mu);
+      queue_changed.wait(lock,
+                         [this] { return stop_delivery || !queue.empty(); });
       if (stop_delivery) return;
     }
     Pump();
@@ -245,7 +246,7 @@ InMemoryNetwork::CreateTransport(raft::MemberId id) {
   if (id == raft::kNoMember) {
     return absl::InvalidArgumentError("member id 0 is reserved");
   }
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard lock(state_->mu);
   auto& endpoint = state_->endpoints[id];
   if (endpoint == nullptr) {
     endpoint = std::make_unique<internal::InMemoryEndpoint>(id);
@@ -275,7 +276,7 @@ size_t InMemoryNetwork::PumpUntilIdle(int max_rounds) {
 void InMemoryNetwork::StartDeliveryThread() {
   if (state_->delivery_thread.joinable()) return;
   {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     state_->stop_delivery = false;
   }
   state_->delivery_thread = std::thread([this] { state_->RunDeliveryThread(); });
@@ -284,15 +285,16 @@ void InMemoryNetwork::StartDeliveryThread() {
 void InMemoryNetwork::StopDeliveryThread() {
   if (!state_->delivery_thread.joinable()) return;
   {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     state_->stop_delivery = true;
   }
+  state_->queue_changed.notify_all();
   state_->delivery_thread.join();
 }
 
 void InMemoryNetwork::SetLinkUp(raft::MemberId from, raft::MemberId to,
                                 bool up) {
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard lock(state_->mu);
   if (up) {
     state_->cut.erase({from, to});
   } else {
@@ -301,7 +303,7 @@ void InMemoryNetwork::SetLinkUp(raft::MemberId from, raft::MemberId to,
 }
 
 void InMemoryNetwork::Isolate(raft::MemberId member) {
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard lock(state_->mu);
   for (const auto& [other, endpoint] : state_->endpoints) {
     if (other == member) continue;
     state_->cut.insert({member, other});
@@ -310,18 +312,18 @@ void InMemoryNetwork::Isolate(raft::MemberId member) {
 }
 
 void InMemoryNetwork::HealAll() {
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard lock(state_->mu);
   state_->cut.clear();
   state_->drop_probability = 0;
 }
 
 void InMemoryNetwork::SetDropProbability(double p) {
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard lock(state_->mu);
   state_->drop_probability = std::clamp(p, 0.0, 1.0);
 }
 
 size_t InMemoryNetwork::queued() const {
-  absl::MutexLock lock(&state_->mu);
+  std::lock_guard lock(state_->mu);
   return state_->queue.size();
 }
 
@@ -333,7 +335,7 @@ InMemoryTransport::InMemoryTransport(internal::InMemoryNetworkState& network,
 
 InMemoryTransport::~InMemoryTransport() {
   Stop();
-  absl::MutexLock lock(&network_.mu);
+  std::lock_guard lock(network_.mu);
   endpoint_.attached = false;
 }
 
@@ -341,7 +343,7 @@ absl::Status InMemoryTransport::Start(TransportHandler* handler) {
   if (handler == nullptr) {
     return absl::InvalidArgumentError("Start needs a non-null handler");
   }
-  absl::MutexLock lock(&network_.mu);
+  std::lock_guard lock(network_.mu);
   if (endpoint_.state != internal::InMemoryEndpoint::State::kCreated) {
     return absl::FailedPreconditionError(
         "the transport was already started; create a new one instead");
@@ -353,7 +355,7 @@ absl::Status InMemoryTransport::Start(TransportHandler* handler) {
 
 void InMemoryTransport::Stop() {
   {
-    absl::MutexLock lock(&network_.mu);
+    std::lock_guard lock(network_.mu);
     endpoint_.state = internal::InMemoryEndpoint::State::kStopped;
   }
   // Waits for a callback in progress, then blocks all later ones.
@@ -367,13 +369,13 @@ absl::Status InMemoryTransport::AddPeer(raft::MemberId id,
     return absl::InvalidArgumentError(absl::StrCat(
         "AddPeer: member id ", id, " is 0 or this member's own id"));
   }
-  absl::MutexLock lock(&network_.mu);
+  std::lock_guard lock(network_.mu);
   endpoint_.peers.insert(id);
   return absl::OkStatus();
 }
 
 void InMemoryTransport::RemovePeer(raft::MemberId id) {
-  absl::MutexLock lock(&network_.mu);
+  std::lock_guard lock(network_.mu);
   endpoint_.peers.erase(id);
 }
 

@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <random>
 #include <thread>
@@ -19,7 +20,6 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "handshake.h"
 #include "wire_codec.h"
 
@@ -297,7 +297,7 @@ class TcpTransport::Impl {
     bool TakeBatch(std::vector<wire::EncodedFrame>& batch);
     void DiscardQueue();
     bool closed() {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       return closed_;
     }
 
@@ -312,13 +312,13 @@ class TcpTransport::Impl {
     uint64_t connection_generation_ = 0;
     uint8_t watch_byte_ = 0;
 
-    absl::Mutex mu_;
-    std::deque<wire::EncodedFrame> queue_ ABSL_GUARDED_BY(mu_);
-    size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+    std::mutex mu_;
+    std::deque<wire::EncodedFrame> queue_;  // Guarded by mu_.
+    size_t queued_bytes_ = 0;  // Guarded by mu_.
     // Run() is parked on `timer_` waiting for frames.
-    bool writer_idle_ ABSL_GUARDED_BY(mu_) = false;
-    bool closed_ ABSL_GUARDED_BY(mu_) = false;
-    bool overflow_reported_ ABSL_GUARDED_BY(mu_) = false;
+    bool writer_idle_ = false;  // Guarded by mu_.
+    bool closed_ = false;  // Guarded by mu_.
+    bool overflow_reported_ = false;  // Guarded by mu_.
   };
 
   struct Peer {
@@ -369,7 +369,7 @@ class TcpTransport::Impl {
 
   void Log(const std::string& line);
   tcp::endpoint EndpointOf(const Peer& peer) {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     return peer.endpoint;
   }
   // I/O threads.
@@ -382,11 +382,11 @@ class TcpTransport::Impl {
   enum class State { kCreated, kRunning, kStopped };
   using InboundKey = std::pair<raft::MemberId, wire::Channel>;
 
-  void SpawnLinks(Peer& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SpawnLinks(Peer& peer);  // Requires mu_.
   // On `channel`'s thread: closes its sockets (and the listener).
   void CloseConnections(wire::Channel channel);
   bool IsKnownPeer(raft::MemberId id) {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     return peers_.contains(id);
   }
   wire::Hello OwnHello(wire::Channel channel) const;
@@ -427,23 +427,23 @@ class TcpTransport::Impl {
   // older one is closed when a newer one arrives, so a peer cannot make this
   // member hold more than two receive buffers for it. A socket is only
   // closed from its own channel's thread.
-  absl::Mutex inbound_mu_;
-  std::map<InboundKey, tcp::socket*> inbound_ ABSL_GUARDED_BY(inbound_mu_);
+  std::mutex inbound_mu_;
+  std::map<InboundKey, tcp::socket*> inbound_;  // Guarded by inbound_mu_.
 
-  mutable absl::Mutex mu_;
-  State state_ ABSL_GUARDED_BY(mu_) = State::kCreated;
+  mutable std::shared_mutex mu_;
+  State state_ = State::kCreated;  // Guarded by mu_.
   absl::flat_hash_map<raft::MemberId, std::unique_ptr<Peer>> peers_
-      ABSL_GUARDED_BY(mu_);
+     ;  // Guarded by mu_.
   // Removed peers stay allocated until the transport is destroyed because
   // posted work may still name them; membership changes are rare, so this
   // stays small.
-  std::vector<std::unique_ptr<Peer>> retired_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Peer>> retired_;  // Guarded by mu_.
 };
 
 // ---- Link -----------------------------------------------------------------
 
 bool TcpTransport::Impl::Link::HasRoomFor(size_t bytes) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   // An empty queue always takes one frame, so a frame of any legal size
   // can be sent whatever the bound.
   return queue_.empty() || queued_bytes_ + bytes <= max_queue_bytes_;
@@ -453,7 +453,7 @@ absl::Status TcpTransport::Impl::Link::Push(wire::EncodedFrame frame) {
   bool wake = false;
   bool queued = false;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     if (closed_) {
       return absl::NotFoundError(
           absl::StrCat("member ", peer_.id, " was removed"));
@@ -475,7 +475,7 @@ absl::Status TcpTransport::Impl::Link::Push(wire::EncodedFrame frame) {
 absl::Status TcpTransport::Impl::Link::Overflow() {
   bool report = false;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     report = !std::exchange(overflow_reported_, true);
   }
   if (report) asio::post(io_, [this] { impl_.ReportUnreachable(peer_); });
@@ -498,7 +498,7 @@ void TcpTransport::Impl::Link::DiscardQueue() {
 bool TcpTransport::Impl::Link::TakeBatch(
     std::vector<wire::EncodedFrame>& batch) {
   batch.clear();
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   size_t bytes = 0;
   while (!queue_.empty() && (batch.empty() || bytes + queue_.front().size() <=
                                                   kMaxBatchBytes)) {
@@ -516,7 +516,7 @@ bool TcpTransport::Impl::Link::TakeBatch(
 
 void TcpTransport::Impl::Link::Close() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     closed_ = true;
     DiscardQueue();
   }
@@ -559,7 +559,7 @@ awaitable<void> TcpTransport::Impl::Link::Run() {
     }
     if (closed()) break;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       DiscardQueue();
       writer_idle_ = false;
     }
@@ -628,7 +628,7 @@ awaitable<void> TcpTransport::Impl::Link::Pump(tcp::socket& socket) {
 TcpTransport::Impl::~Impl() {
   Stop();
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     peers_.clear();
     retired_.clear();
   }
@@ -669,7 +669,7 @@ absl::Status TcpTransport::Impl::Start(TransportHandler* handler) {
   if (handler == nullptr) {
     return absl::InvalidArgumentError("Start needs a non-null handler");
   }
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   if (state_ != State::kCreated) {
     return absl::FailedPreconditionError(
         "the transport was already started; create a new one instead");
@@ -688,7 +688,7 @@ absl::Status TcpTransport::Impl::Start(TransportHandler* handler) {
 
 void TcpTransport::Impl::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     const bool was_running = state_ == State::kRunning;
     state_ = State::kStopped;
     if (!was_running) return;
@@ -712,11 +712,11 @@ void TcpTransport::Impl::CloseConnections(wire::Channel channel) {
   asio::error_code ignored;
   if (channel == wire::Channel::kControl) acceptor_->close(ignored);
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     for (auto& [id, peer] : peers_) peer->link(channel).Close();
     for (auto& peer : retired_) peer->link(channel).Close();
   }
-  absl::MutexLock lock(&inbound_mu_);
+  std::lock_guard lock(inbound_mu_);
   for (auto& [key, socket] : inbound_) {
     if (key.second == channel) socket->close(ignored);
   }
@@ -735,7 +735,7 @@ absl::Status TcpTransport::Impl::AddPeer(raft::MemberId id,
   }
   absl::StatusOr<tcp::endpoint> endpoint = ParseEndpoint(address);
   if (!endpoint.ok()) return endpoint.status();
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   auto [it, inserted] = peers_.try_emplace(id);
   if (!inserted) {
     it->second->endpoint = *endpoint;
@@ -747,7 +747,7 @@ absl::Status TcpTransport::Impl::AddPeer(raft::MemberId id,
 }
 
 void TcpTransport::Impl::RemovePeer(raft::MemberId id) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   auto it = peers_.find(id);
   if (it == peers_.end()) return;
   Peer* peer = it->second.get();
@@ -758,7 +758,7 @@ void TcpTransport::Impl::RemovePeer(raft::MemberId id) {
 }
 
 absl::Status TcpTransport::Impl::CheckCanSend(raft::MemberId from) const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   if (state_ != State::kRunning) {
     return absl::FailedPreconditionError(
         "the transport is not running; call Start first (or it was stopped)");
@@ -774,7 +774,7 @@ absl::Status TcpTransport::Impl::CheckCanSend(raft::MemberId from) const {
 absl::Status TcpTransport::Impl::Enqueue(
     raft::MemberId to, wire::Channel channel, size_t estimated_bytes,
     absl::FunctionRef<wire::EncodedFrame()> encode) {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   auto it = peers_.find(to);
   if (it == peers_.end()) {
     return absl::NotFoundError(absl::StrCat(
@@ -958,7 +958,7 @@ awaitable<void> TcpTransport::Impl::ServeAuthenticated(tcp::socket socket,
   reader.Attach(socket);
   const InboundKey key{peer.member_id, peer.channel};
   {
-    absl::MutexLock lock(&inbound_mu_);
+    std::lock_guard lock(inbound_mu_);
     asio::error_code ignored;
     if (auto previous = inbound_.find(key); previous != inbound_.end()) {
       previous->second->close(ignored);
@@ -967,7 +967,7 @@ awaitable<void> TcpTransport::Impl::ServeAuthenticated(tcp::socket socket,
   }
   const absl::Status closed = co_await Receive(reader, peer.member_id);
   {
-    absl::MutexLock lock(&inbound_mu_);
+    std::lock_guard lock(inbound_mu_);
     auto it = inbound_.find(key);
     if (it != inbound_.end() && it->second == &socket) inbound_.erase(it);
   }
