@@ -11,6 +11,7 @@
 //
 // Usage: confman_bench_transport [--small N] [--bulk N] [--snapshot-mib N]
 //                                [--heartbeat-interval-ms N]
+//                                [--heartbeat-seconds N]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -42,6 +43,7 @@ struct Flags {
   uint64_t bulk_messages = 300;
   uint64_t snapshot_mib = 100;
   uint64_t heartbeat_interval_ms = 10;
+  uint64_t heartbeat_seconds = 5;
 };
 
 Flags ParseFlags(int argc, char** argv) {
@@ -57,6 +59,7 @@ Flags ParseFlags(int argc, char** argv) {
     else if (name == "--bulk") flags.bulk_messages = value;
     else if (name == "--snapshot-mib") flags.snapshot_mib = value;
     else if (name == "--heartbeat-interval-ms") flags.heartbeat_interval_ms = value;
+    else if (name == "--heartbeat-seconds") flags.heartbeat_seconds = value;
     else {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       std::exit(2);
@@ -276,8 +279,8 @@ HeartbeatResult HeartbeatsUnderBulk(Members& m, const Flags& flags) {
       }
     }
   });
-  // At least 2 s of heartbeats, and until the snapshot has arrived.
-  const auto min_end = start + 2s;
+  // Heartbeats for --heartbeat-seconds, and until the snapshot has arrived.
+  const auto min_end = start + std::chrono::seconds(flags.heartbeat_seconds);
   while (Clock::now() < deadline &&
          (Clock::now() < min_end || !m.handler_b->snapshot_done())) {
     raft::Message heartbeat;
