@@ -142,6 +142,9 @@ class Transport {
   //   ResourceExhausted   a bulk message was dropped because the peer's
   //                       bulk queue is full (control traffic is never
   //                       dropped this way);
+  //   Unavailable         the peer stopped reading long enough to fill a
+  //                       control queue; its connection is reset and
+  //                       queued messages are lost (TcpTransport);
   //   InvalidArgument     `from` is not this member, or the message is
   //                       larger than the transport's frame limit;
   //   FailedPrecondition  the transport is not running.
