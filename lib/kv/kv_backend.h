@@ -37,6 +37,10 @@ class TableReader {
   // Visits records with key >= from.
   virtual absl::Status Scan(Table table, std::string_view from,
                             const Visitor& visit) const = 0;
+  // Hints that `bytes`, a view this reader returned, is about to be read
+  // in full, so a file-backed store can fetch it in one request instead of
+  // page by page.
+  virtual void WillRead(std::string_view bytes) const { (void)bytes; }
 };
 
 class TableWriter : public TableReader {

@@ -362,6 +362,7 @@ class KvStateMachine::Impl {
     if (!record) {
       return absl::NotFoundError(absl::StrCat("no key ", Address(ns, key)));
     }
+    reader->WillRead(record->stored_value);
     return ToKeyValue(KeyAddress(ns, key), *record, true, options_.max_value_bytes);
   }
 

@@ -84,6 +84,7 @@ class KvSnapshotSource : public SnapshotSource {
             storage::AppendU32(head_, static_cast<uint32_t>(value.size()));
             head_.append(key);
             value_ = value;
+            reader_->WillRead(value);
             found = true;
             return false;
           }));
