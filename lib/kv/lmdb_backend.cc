@@ -3,7 +3,6 @@
 // switches CURRENT with an atomic rename, so a crash mid-restore leaves the
 // old generation in force (and the half-written one is removed at open).
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -31,7 +30,6 @@ using storage::ToVal;
 using storage::ToView;
 
 constexpr char kCurrentFile[] = "CURRENT";
-constexpr size_t kPrefetchMinBytes = 64 << 10;
 constexpr char kGenerationPrefix[] = "state-";
 
 // One environment generation. Shared ownership is deliberate: a reader or
@@ -112,15 +110,8 @@ class LmdbReader : public TableReader {
                     const Visitor& visit) const override {
     return ScanIn(txn_.get(), generation_->dbi(table), from, visit);
   }
-  // The environment is opened with MDB_NORDAHEAD (random access suits
-  // B-tree lookups), so a large value read sequentially would otherwise
-  // fault in one page at a time.
   void WillRead(std::string_view bytes) const override {
-    if (bytes.size() < kPrefetchMinBytes) return;  // A few faults are cheaper.
-    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    const auto start = reinterpret_cast<uintptr_t>(bytes.data()) & ~(page - 1);
-    const auto end = reinterpret_cast<uintptr_t>(bytes.data()) + bytes.size();
-    madvise(reinterpret_cast<void*>(start), end - start, MADV_WILLNEED);
+    LmdbEnv::Prefetch(bytes);
   }
 
  private:

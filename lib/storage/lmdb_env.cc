@@ -1,5 +1,6 @@
 #include "lmdb_env.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +45,15 @@ absl::Status LmdbError(int rc, std::string_view what) {
     default:
       return absl::InternalError(message);
   }
+}
+
+void LmdbEnv::Prefetch(std::string_view bytes) {
+  constexpr size_t kMinBytes = 64 << 10;
+  if (bytes.size() < kMinBytes) return;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto start = reinterpret_cast<uintptr_t>(bytes.data()) & ~(page - 1);
+  const auto end = reinterpret_cast<uintptr_t>(bytes.data()) + bytes.size();
+  madvise(reinterpret_cast<void*>(start), end - start, MADV_WILLNEED);
 }
 
 bool LmdbEnv::IsMapFull(const absl::Status& status) {

@@ -107,6 +107,12 @@ class LmdbEnv {
 
   static bool IsMapFull(const absl::Status& status);
 
+  // Asks the kernel to read `bytes` (a view into the map) in one request.
+  // Environments are opened with MDB_NORDAHEAD, which suits B-tree lookups
+  // but makes a large value read sequentially fault in page by page. No-op
+  // for small views, where a few faults are cheaper than the call.
+  static void Prefetch(std::string_view bytes);
+
  private:
   friend class ReadTxn;
   LmdbEnv() = default;

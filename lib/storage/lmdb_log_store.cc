@@ -279,6 +279,7 @@ class LmdbLogStore::Impl {
       CONFMAN_ASSIGN_OR_RETURN(std::string_view stored, GetEntry(txn, i));
       const uint64_t size = stored.size() - std::min(stored.size(), kEntryHeaderBytes);
       if (!out.empty() && bytes + size > max_bytes) break;
+      LmdbEnv::Prefetch(stored);
       CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntry(i, stored));
       bytes += size;
       out.push_back(std::move(entry));
