@@ -1,7 +1,8 @@
 // The in-memory backend: immutable versions of the tables, replaced whole
-// on every update. O(data) per update — it is the reference for tests, not
-// a production store — but every reader and snapshot gets a version that
-// never changes under it, exactly like an LMDB read transaction.
+// on every update, so every reader and snapshot gets a version that never
+// changes under it, exactly like an LMDB read transaction. Values are
+// shared between versions, so an update copies the key index (O(keys)),
+// not the data.
 #include <array>
 #include <map>
 #include <mutex>
@@ -12,7 +13,9 @@
 namespace confman::kv {
 namespace {
 
-using Tables = std::array<std::map<std::string, std::string, std::less<>>, kTableCount>;
+// A stored value never changes once written; versions share it.
+using Value = std::shared_ptr<const std::string>;
+using Tables = std::array<std::map<std::string, Value, std::less<>>, kTableCount>;
 
 // A version outlives the backend's pointer to it while a reader holds it,
 // which is why versions are shared.
@@ -27,14 +30,14 @@ class MemoryReader : public TableReader {
     const auto& map = (*tables_)[static_cast<size_t>(table)];
     auto it = map.find(key);
     if (it == map.end()) return std::optional<std::string_view>();
-    return std::optional<std::string_view>(it->second);
+    return std::optional<std::string_view>(*it->second);
   }
 
   absl::Status Scan(Table table, std::string_view from,
                     const Visitor& visit) const override {
     const auto& map = (*tables_)[static_cast<size_t>(table)];
     for (auto it = map.lower_bound(from); it != map.end(); ++it) {
-      if (!visit(it->first, it->second)) break;
+      if (!visit(it->first, *it->second)) break;
     }
     return absl::OkStatus();
   }
@@ -68,8 +71,8 @@ class MemoryTableWriter : public TableWriter {
                    std::initializer_list<std::string_view> parts) override {
     std::string value;
     for (std::string_view p : parts) value.append(p);
-    (*tables_)[static_cast<size_t>(table)].insert_or_assign(std::string(key),
-                                                            std::move(value));
+    (*tables_)[static_cast<size_t>(table)].insert_or_assign(
+        std::string(key), std::make_shared<const std::string>(std::move(value)));
     return absl::OkStatus();
   }
   absl::Status Delete(Table table, std::string_view key) override {
@@ -126,8 +129,8 @@ class MemoryRestore : public RestoreTarget {
 
   absl::Status Put(Table table, std::string_view key,
                    std::string_view value) override {
-    (*tables_)[static_cast<size_t>(table)].insert_or_assign(std::string(key),
-                                                            std::string(value));
+    (*tables_)[static_cast<size_t>(table)].insert_or_assign(
+        std::string(key), std::make_shared<const std::string>(value));
     return absl::OkStatus();
   }
 

@@ -9,9 +9,9 @@
 //                   streamed record by record in bounded chunks; a restore
 //                   fills a fresh environment and swaps it in atomically.
 //   CreateInMemory  the same semantics in memory, for tests and the
-//                   simulator. Each Apply batch copies the whole state (so
-//                   open snapshots and readers keep an unchanging version):
-//                   fine for test-sized data, O(data) per batch otherwise.
+//                   simulator. Each Apply batch copies the key index (values
+//                   are shared) so open snapshots and readers keep an
+//                   unchanging version: O(keys) per batch.
 //
 // Thread safety: as StateMachine (state_machine.h). Get, List, Changes and
 // Revision are const and may run on any thread concurrently with Apply;
