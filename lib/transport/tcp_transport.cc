@@ -89,23 +89,40 @@ std::string Describe(const tcp::socket& socket) {
 class Deadline {
  public:
   Deadline(tcp::socket& socket, std::chrono::milliseconds timeout)
-      : timer_(socket.get_executor()), armed_(std::make_shared<bool>(true)) {
+      : timer_(socket.get_executor()),
+        timeout_(timeout),
+        state_(std::make_shared<State>()) {
     timer_.expires_after(timeout);
-    timer_.async_wait([&socket, armed = armed_](const asio::error_code& ec) {
+    timer_.async_wait([&socket, state = state_](const asio::error_code& ec) {
+      if (ec || !state->armed) return;
+      state->fired = true;
       asio::error_code ignored;
-      if (!ec && *armed) socket.close(ignored);
+      socket.close(ignored);
     });
   }
   ~Deadline() {
-    *armed_ = false;
+    state_->armed = false;
     timer_.cancel();
   }
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 
+  // Replaces the socket error a timeout caused with the real reason.
+  absl::Status Explain(absl::Status status) const {
+    if (status.ok() || !state_->fired) return status;
+    return absl::DeadlineExceededError(absl::StrCat(
+        "connect and handshake not completed within handshake_timeout (",
+        timeout_.count(), " ms)"));
+  }
+
  private:
+  struct State {
+    bool armed = true;
+    bool fired = false;
+  };
   asio::steady_timer timer_;
-  std::shared_ptr<bool> armed_;
+  const std::chrono::milliseconds timeout_;
+  std::shared_ptr<State> state_;
 };
 
 // Exponential backoff with jitter for reconnect attempts.
@@ -585,6 +602,7 @@ awaitable<std::optional<tcp::socket>> TcpTransport::Impl::Link::Connect() {
       FrameReader reader(socket);
       theirs = co_await impl_.Handshake(socket, reader, channel_, peer_.id);
     }
+    if (!theirs.ok()) theirs = deadline.Explain(theirs.status());
   }
   if (theirs.ok()) co_return std::optional<tcp::socket>(std::move(socket));
   // Repeated failures to a down peer are expected; log only the first.
@@ -922,6 +940,7 @@ awaitable<void> TcpTransport::Impl::Serve(tcp::socket socket) {
     Deadline deadline(socket, options_.handshake_timeout);
     theirs = co_await Handshake(socket, reader, wire::Channel::kControl,
                                 raft::kNoMember);
+    if (!theirs.ok()) theirs = deadline.Explain(theirs.status());
   }
   --pending_handshakes_;
   if (!theirs.ok()) {

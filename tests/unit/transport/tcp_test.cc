@@ -230,6 +230,22 @@ TEST_CASE("a bad shared secret is refused") {
   CHECK(f.handler1.messages().size() == 2);  // only member 2's heartbeats
 }
 
+TEST_CASE("a peer that never completes the handshake is timed out") {
+  TcpTransportOptions options = TestTcpOptions(1);
+  options.handshake_timeout = std::chrono::milliseconds(200);
+  LogLines log;
+  options.log = log.Sink();
+  auto member = TcpTransport::Create(options);
+  REQUIRE(member.ok());
+  RecordingHandler handler;
+  REQUIRE((*member)->Start(&handler).ok());
+  RawClient client((*member)->listen_port());
+  client.Write(std::string("\x40\0\0\0", 4));  // A header, then silence.
+  CHECK(client.ClosedByPeer());
+  CHECK(log.WaitFor("handshake not completed within handshake_timeout (200 ms)"));
+  (*member)->Stop();
+}
+
 TEST_CASE("a Raft message before the handshake is refused") {
   HostileFixture f;
   RawClient client(f.member1->listen_port());
