@@ -32,13 +32,13 @@ struct TransportSnapshotChunk {
   // The leader's term when it started the transfer.
   raft::Term term = 0;
   // The snapshot's metadata. Present on the first chunk (seq 0) only.
-  std::optional<raft::SnapshotMeta> meta;
+  std::optional<raft::SnapshotMeta> meta = std::nullopt;
   // Position of this chunk in the stream: 0, 1, 2, ...
   uint64_t seq = 0;
   // True on the final chunk of the stream.
   bool last = false;
   // Opaque bytes, at most the storage layer's chunk size.
-  std::string data;
+  std::string data = {};
   // The storage layer's checksum of `data`; the transport carries it
   // unchanged and does not check it.
   uint32_t checksum = 0;
@@ -54,7 +54,7 @@ struct ForwardFrame {
   uint64_t request_id = 0;
   // False for a request, true for the response to one.
   bool response = false;
-  std::string payload;
+  std::string payload = {};
 
   friend bool operator==(const ForwardFrame&, const ForwardFrame&) = default;
 };

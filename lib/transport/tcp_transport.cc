@@ -2,6 +2,7 @@
 
 #include <array>
 #include <asio.hpp>
+#include <asio/ssl.hpp>
 #include <atomic>
 #include <cstring>
 #include <cstdio>
@@ -152,13 +153,71 @@ class Backoff {
   std::mt19937 random_;
 };
 
-awaitable<absl::Status> WriteFrame(tcp::socket& socket,
+// One connection: plain TCP, or TLS over TCP. Heap-allocated by its owner
+// so the socket never moves while an operation or timer refers to it.
+class Stream {
+ public:
+  explicit Stream(tcp::socket socket) : plain_(std::move(socket)) {}
+  Stream(tcp::socket socket, asio::ssl::context& tls)
+      : tls_(std::in_place, std::move(socket), tls) {}
+
+  // The TCP socket underneath: for options, addresses and closing.
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
+  bool is_tls() const { return tls_.has_value(); }
+
+  // The TLS handshake (a no-op on a plain connection).
+  awaitable<asio::error_code> Handshake(
+      asio::ssl::stream_base::handshake_type role) {
+    asio::error_code ec;
+    if (tls_) co_await tls_->async_handshake(role, RedirectTo(ec));
+    co_return ec;
+  }
+
+  awaitable<size_t> ReadSome(asio::mutable_buffer buffer,
+                             asio::error_code& ec) {
+    if (tls_) co_return co_await tls_->async_read_some(buffer, RedirectTo(ec));
+    co_return co_await plain_->async_read_some(buffer, RedirectTo(ec));
+  }
+
+  awaitable<void> Read(asio::mutable_buffer buffer, asio::error_code& ec) {
+    if (tls_) {
+      co_await asio::async_read(*tls_, buffer, RedirectTo(ec));
+    } else {
+      co_await asio::async_read(*plain_, buffer, RedirectTo(ec));
+    }
+  }
+
+  template <typename Buffers>
+  awaitable<void> Write(const Buffers& buffers, asio::error_code& ec) {
+    if (tls_) {
+      co_await asio::async_write(*tls_, buffers, RedirectTo(ec));
+    } else {
+      co_await asio::async_write(*plain_, buffers, RedirectTo(ec));
+    }
+  }
+
+  // Callback form, for the one read that watches for the peer closing.
+  template <typename Handler>
+  void AsyncReadSome(asio::mutable_buffer buffer, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(buffer, std::forward<Handler>(handler));
+    } else {
+      plain_->async_read_some(buffer, std::forward<Handler>(handler));
+    }
+  }
+
+ private:
+  std::optional<tcp::socket> plain_;
+  std::optional<asio::ssl::stream<tcp::socket>> tls_;
+};
+
+awaitable<absl::Status> WriteFrame(Stream& stream,
                                    const wire::EncodedFrame& frame) {
   const std::array<asio::const_buffer, 2> buffers{
       asio::buffer(frame.header(), wire::kFrameHeaderBytes),
       asio::buffer(frame.body(), frame.body_size())};
   asio::error_code ec;
-  co_await asio::async_write(socket, buffers, RedirectTo(ec));
+  co_await stream.Write(buffers, ec);
   if (ec) co_return NetworkError("writing a frame", ec);
   co_return absl::OkStatus();
 }
@@ -170,12 +229,12 @@ awaitable<absl::Status> WriteFrame(tcp::socket& socket,
 // up in the aligned buffer that verification needs.
 class FrameReader {
  public:
-  explicit FrameReader(tcp::socket& socket)
-      : socket_(&socket), staging_(kStagingBytes) {}
+  explicit FrameReader(Stream& stream)
+      : stream_(&stream), staging_(kStagingBytes) {}
 
-  // Continues on `socket` (the connection moved to another I/O thread),
+  // Continues on `stream` (the connection moved to another I/O thread),
   // keeping bytes already staged.
-  void Attach(tcp::socket& socket) { socket_ = &socket; }
+  void Attach(Stream& stream) { stream_ = &stream; }
 
   // Reads, length-checks, verifies and decodes the next frame.
   awaitable<absl::StatusOr<wire::Frame>> Next(uint32_t max_frame_bytes);
@@ -188,7 +247,7 @@ class FrameReader {
   size_t staged() const { return end_ - begin_; }
   awaitable<asio::error_code> Fill();
 
-  tcp::socket* socket_;
+  Stream* stream_;
   std::vector<uint8_t> staging_;
   size_t begin_ = 0;  // First unread byte in staging_.
   size_t end_ = 0;    // One past the last byte read into staging_.
@@ -202,9 +261,8 @@ awaitable<asio::error_code> FrameReader::Fill() {
     begin_ = 0;
   }
   asio::error_code ec;
-  const size_t read = co_await socket_->async_read_some(
-      asio::buffer(staging_.data() + end_, staging_.size() - end_),
-      RedirectTo(ec));
+  const size_t read = co_await stream_->ReadSome(
+      asio::buffer(staging_.data() + end_, staging_.size() - end_), ec);
   end_ += read;
   co_return ec;
 }
@@ -225,12 +283,52 @@ awaitable<absl::StatusOr<wire::Frame>> FrameReader::Next(
   begin_ += from_staging;
   if (from_staging < *length) {
     asio::error_code ec;
-    co_await asio::async_read(
-        *socket_, asio::buffer(body + from_staging, *length - from_staging),
-        RedirectTo(ec));
+    co_await stream_->Read(
+        asio::buffer(body + from_staging, *length - from_staging), ec);
     if (ec) co_return NetworkError("reading a frame body", ec);
   }
   co_return wire::DecodeFrameBody(body, *length);
+}
+
+// Re-homes an idle socket on another I/O context (thread).
+absl::StatusOr<tcp::socket> MoveSocket(tcp::socket& socket,
+                                       asio::io_context& io) {
+  asio::error_code ec;
+  const tcp::endpoint local = socket.local_endpoint(ec);
+  tcp::socket::native_handle_type handle = tcp::socket::native_handle_type();
+  if (!ec) handle = socket.release(ec);
+  if (ec) return NetworkError("moving a connection to the bulk thread", ec);
+  tcp::socket moved(io);
+  moved.assign(local.protocol(), handle, ec);
+  if (ec) return NetworkError("moving a connection to the bulk thread", ec);
+  return moved;
+}
+
+absl::StatusOr<std::unique_ptr<asio::ssl::context>> MakeTlsContext(
+    const TcpTransportOptions::TlsFiles& files) {
+  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
+  asio::error_code ec;
+  auto failed = [&](absl::string_view what, const std::string& file) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TcpTransportOptions: cannot load tls.", what, " '", file, "': ",
+        ec.message()));
+  };
+  context->set_options(asio::ssl::context::default_workarounds |
+                           asio::ssl::context::no_sslv2 |
+                           asio::ssl::context::no_sslv3 |
+                           asio::ssl::context::no_tlsv1 |
+                           asio::ssl::context::no_tlsv1_1,
+                       ec);
+  context->load_verify_file(files.ca_file, ec);
+  if (ec) return failed("ca_file", files.ca_file);
+  context->use_certificate_chain_file(files.certificate_file, ec);
+  if (ec) return failed("certificate_file", files.certificate_file);
+  context->use_private_key_file(files.private_key_file,
+                                asio::ssl::context::pem, ec);
+  if (ec) return failed("private_key_file", files.private_key_file);
+  context->set_verify_mode(
+      asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
+  return context;
 }
 
 }  // namespace
@@ -270,6 +368,10 @@ absl::Status TcpTransportOptions::Validate() const {
   if (handshake_timeout.count() <= 0) {
     return invalid("handshake_timeout must be positive");
   }
+  if (tls && (tls->ca_file.empty() || tls->certificate_file.empty() ||
+              tls->private_key_file.empty())) {
+    return invalid("tls needs ca_file, certificate_file and private_key_file");
+  }
   return absl::OkStatus();
 }
 
@@ -307,9 +409,9 @@ class TcpTransport::Impl {
     void Close();
 
    private:
-    awaitable<std::optional<tcp::socket>> Connect();
-    awaitable<void> Pump(tcp::socket& socket);
-    void WatchForClose(tcp::socket& socket);
+    awaitable<std::unique_ptr<Stream>> Connect();
+    awaitable<void> Pump(Stream& stream);
+    void WatchForClose(Stream& stream);
     void DropConnection();
     bool TakeBatch(std::vector<wire::EncodedFrame>& batch);
     void DiscardQueue();
@@ -325,7 +427,7 @@ class TcpTransport::Impl {
     asio::io_context& io_;
     // I/O thread only. Wakes the idle writer and times backoff sleeps.
     asio::steady_timer timer_;
-    tcp::socket* socket_ = nullptr;
+    Stream* stream_ = nullptr;
     uint64_t connection_generation_ = 0;
     uint8_t watch_byte_ = 0;
 
@@ -358,9 +460,11 @@ class TcpTransport::Impl {
     Link bulk;
   };
 
-  Impl(TcpTransportOptions options, tcp::endpoint listen)
+  Impl(TcpTransportOptions options, tcp::endpoint listen,
+       std::unique_ptr<asio::ssl::context> tls_context)
       : options_(std::move(options)),
         listen_(listen),
+        tls_context_(std::move(tls_context)),
         control_io_(std::make_unique<asio::io_context>(1)),
         bulk_io_(std::make_unique<asio::io_context>(1)),
         acceptor_(std::make_unique<tcp::acceptor>(*control_io_)) {}
@@ -389,10 +493,22 @@ class TcpTransport::Impl {
     std::shared_lock lock(mu_);
     return peer.endpoint;
   }
+  std::unique_ptr<Stream> MakeStream(tcp::socket socket) {
+    if (tls_context_) {
+      return std::make_unique<Stream>(std::move(socket), *tls_context_);
+    }
+    return std::make_unique<Stream>(std::move(socket));
+  }
+  // Connects `stream` to `endpoint` and runs the dialler's side of the
+  // handshakes (TLS when configured, then confman's).
+  awaitable<absl::StatusOr<wire::Hello>> Dial(Stream& stream,
+                                              tcp::endpoint endpoint,
+                                              wire::Channel channel,
+                                              raft::MemberId peer);
   // I/O threads.
   void ReportUnreachable(Peer& peer);
   awaitable<absl::StatusOr<wire::Hello>> Handshake(
-      tcp::socket& socket, FrameReader& reader, wire::Channel channel,
+      Stream& stream, FrameReader& reader, wire::Channel channel,
       raft::MemberId expected_peer);
 
  private:
@@ -413,8 +529,13 @@ class TcpTransport::Impl {
                           raft::MemberId expected_peer);
   awaitable<void> Accept();
   awaitable<void> Serve(tcp::socket socket);
-  awaitable<void> ServeAuthenticated(tcp::socket socket, FrameReader reader,
-                                     wire::Hello peer, std::string remote);
+  awaitable<absl::StatusOr<wire::Channel>> ReadPreamble(tcp::socket& socket);
+  awaitable<void> Authenticate(tcp::socket socket,
+                               std::optional<wire::Channel> announced,
+                               std::string remote);
+  awaitable<void> ServeAuthenticated(std::unique_ptr<Stream> stream,
+                                     FrameReader reader, wire::Hello peer,
+                                     std::string remote);
   awaitable<absl::Status> Receive(FrameReader& reader, raft::MemberId peer);
   void Dispatch(wire::Frame frame);
 
@@ -422,6 +543,8 @@ class TcpTransport::Impl {
 
   const TcpTransportOptions options_;
   const tcp::endpoint listen_;
+  // Null without TLS. Outlives the I/O contexts and every stream.
+  const std::unique_ptr<asio::ssl::context> tls_context_;
   uint16_t port_ = 0;
   // Two I/O threads: control traffic (and accepting, and handshakes) runs
   // on one, bulk traffic on the other, so a heartbeat is never queued
@@ -438,14 +561,14 @@ class TcpTransport::Impl {
   std::atomic<bool> delivering_{false};
   std::mutex log_mu_;
 
-  // Control thread only.
-  int pending_handshakes_ = 0;
+  // Connections not yet authenticated, on either thread.
+  std::atomic<int> pending_handshakes_{0};
   // The newest authenticated inbound connection per peer and channel; an
   // older one is closed when a newer one arrives, so a peer cannot make this
   // member hold more than two receive buffers for it. A socket is only
   // closed from its own channel's thread.
   std::mutex inbound_mu_;
-  std::map<InboundKey, tcp::socket*> inbound_;  // Guarded by inbound_mu_.
+  std::map<InboundKey, Stream*> inbound_;  // Guarded by inbound_mu_.
 
   mutable std::shared_mutex mu_;
   State state_ = State::kCreated;  // Guarded by mu_.
@@ -543,15 +666,15 @@ void TcpTransport::Impl::Link::Close() {
 
 void TcpTransport::Impl::Link::DropConnection() {
   asio::error_code ignored;
-  if (socket_ != nullptr) socket_->close(ignored);
+  if (stream_ != nullptr) stream_->socket().close(ignored);
   timer_.cancel();
 }
 
 // Outbound connections carry no inbound data; a completed read therefore
 // means the peer closed the connection (or broke the protocol), and the
 // writer is woken to reconnect instead of writing into a dead socket.
-void TcpTransport::Impl::Link::WatchForClose(tcp::socket& socket) {
-  socket.async_read_some(
+void TcpTransport::Impl::Link::WatchForClose(Stream& stream) {
+  stream.AsyncReadSome(
       asio::buffer(&watch_byte_, 1),
       [this, generation = connection_generation_](const asio::error_code&,
                                                   size_t) {
@@ -562,17 +685,17 @@ void TcpTransport::Impl::Link::WatchForClose(tcp::socket& socket) {
 awaitable<void> TcpTransport::Impl::Link::Run() {
   Backoff backoff(impl_.options());
   while (!closed()) {
-    std::optional<tcp::socket> socket = co_await Connect();
-    if (socket) {
+    std::unique_ptr<Stream> stream = co_await Connect();
+    if (stream) {
       backoff.Reset();
       peer_.unreachable_reported = false;
-      socket_ = &*socket;
-      WatchForClose(*socket);
-      co_await Pump(*socket);
-      socket_ = nullptr;
+      stream_ = stream.get();
+      WatchForClose(*stream);
+      co_await Pump(*stream);
+      stream_ = nullptr;
       ++connection_generation_;
       asio::error_code ignored;
-      socket->close(ignored);
+      stream->socket().close(ignored);
     }
     if (closed()) break;
     {
@@ -587,24 +710,16 @@ awaitable<void> TcpTransport::Impl::Link::Run() {
   }
 }
 
-awaitable<std::optional<tcp::socket>> TcpTransport::Impl::Link::Connect() {
+awaitable<std::unique_ptr<Stream>> TcpTransport::Impl::Link::Connect() {
   const tcp::endpoint endpoint = impl_.EndpointOf(peer_);
-  tcp::socket socket(io_);
+  std::unique_ptr<Stream> stream = impl_.MakeStream(tcp::socket(io_));
   absl::StatusOr<wire::Hello> theirs;
   {
-    Deadline deadline(socket, impl_.options().handshake_timeout);
-    asio::error_code ec;
-    co_await socket.async_connect(endpoint, RedirectTo(ec));
-    if (ec) {
-      theirs = NetworkError("connecting", ec);
-    } else {
-      socket.set_option(tcp::no_delay(true), ec);
-      FrameReader reader(socket);
-      theirs = co_await impl_.Handshake(socket, reader, channel_, peer_.id);
-    }
+    Deadline deadline(stream->socket(), impl_.options().handshake_timeout);
+    theirs = co_await impl_.Dial(*stream, endpoint, channel_, peer_.id);
     if (!theirs.ok()) theirs = deadline.Explain(theirs.status());
   }
-  if (theirs.ok()) co_return std::optional<tcp::socket>(std::move(socket));
+  if (theirs.ok()) co_return stream;
   // Repeated failures to a down peer are expected; log only the first.
   if (!peer_.unreachable_reported) {
     impl_.Log(absl::StrCat("cannot open ", wire::ChannelName(channel_),
@@ -612,13 +727,13 @@ awaitable<std::optional<tcp::socket>> TcpTransport::Impl::Link::Connect() {
                            endpoint.address().to_string(), ":",
                            endpoint.port(), ": ", theirs.status().ToString()));
   }
-  co_return std::nullopt;
+  co_return nullptr;
 }
 
-awaitable<void> TcpTransport::Impl::Link::Pump(tcp::socket& socket) {
+awaitable<void> TcpTransport::Impl::Link::Pump(Stream& stream) {
   std::vector<wire::EncodedFrame> batch;
   std::vector<asio::const_buffer> buffers;
-  while (socket.is_open()) {
+  while (stream.socket().is_open()) {
     if (!TakeBatch(batch)) {
       asio::error_code ec;
       timer_.expires_at(asio::steady_timer::time_point::max());
@@ -631,7 +746,7 @@ awaitable<void> TcpTransport::Impl::Link::Pump(tcp::socket& socket) {
       buffers.push_back(asio::buffer(frame.body(), frame.body_size()));
     }
     asio::error_code ec;
-    co_await asio::async_write(socket, buffers, RedirectTo(ec));
+    co_await stream.Write(buffers, ec);
     if (ec) {
       impl_.Log(absl::StrCat(wire::ChannelName(channel_),
                              " connection to member ", peer_.id, " broke: ",
@@ -735,8 +850,8 @@ void TcpTransport::Impl::CloseConnections(wire::Channel channel) {
     for (auto& peer : retired_) peer->link(channel).Close();
   }
   std::lock_guard lock(inbound_mu_);
-  for (auto& [key, socket] : inbound_) {
-    if (key.second == channel) socket->close(ignored);
+  for (auto& [key, stream] : inbound_) {
+    if (key.second == channel) stream->socket().close(ignored);
   }
 }
 
@@ -857,10 +972,31 @@ absl::Status TcpTransport::Impl::CheckHello(const wire::Hello& theirs,
   return absl::OkStatus();
 }
 
+awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Dial(
+    Stream& stream, tcp::endpoint endpoint, wire::Channel channel,
+    raft::MemberId peer) {
+  asio::error_code ec;
+  co_await stream.socket().async_connect(endpoint, RedirectTo(ec));
+  if (ec) co_return NetworkError("connecting", ec);
+  stream.socket().set_option(tcp::no_delay(true), ec);
+  if (stream.is_tls()) {
+    const uint8_t preamble = static_cast<uint8_t>(channel);
+    co_await asio::async_write(stream.socket(), asio::buffer(&preamble, 1),
+                               RedirectTo(ec));
+    if (ec) co_return NetworkError("writing the channel byte", ec);
+    ec = co_await stream.Handshake(asio::ssl::stream_base::client);
+    if (ec) co_return NetworkError("TLS handshake", ec);
+  }
+  FrameReader reader(stream);
+  absl::StatusOr<wire::Hello> theirs =
+      co_await Handshake(stream, reader, channel, peer);
+  co_return theirs;
+}
+
 // The dialler (expected_peer != kNoMember) speaks first; the acceptor
 // answers on the channel the dialler chose. Then both send and check proofs.
 awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
-    tcp::socket& socket, FrameReader& reader, wire::Channel channel,
+    Stream& stream, FrameReader& reader, wire::Channel channel,
     raft::MemberId expected_peer) {
   const bool dialler = expected_peer != raft::kNoMember;
   wire::Hello mine = OwnHello(channel);
@@ -869,7 +1005,7 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
   absl::Status sent;
   if (dialler) {
     const wire::EncodedFrame hello = wire::EncodeHello(mine);
-    sent = co_await WriteFrame(socket, hello);
+    sent = co_await WriteFrame(stream, hello);
     if (!sent.ok()) co_return sent;
   }
   absl::StatusOr<wire::Frame> frame =
@@ -885,11 +1021,11 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
   if (!dialler) {
     mine.channel = theirs->channel;
     const wire::EncodedFrame hello = wire::EncodeHello(mine);
-    sent = co_await WriteFrame(socket, hello);
+    sent = co_await WriteFrame(stream, hello);
     if (!sent.ok()) co_return sent;
   }
   const wire::EncodedFrame proof = ProofFrame(mine, *theirs);
-  sent = co_await WriteFrame(socket, proof);
+  sent = co_await WriteFrame(stream, proof);
   if (!sent.ok()) co_return sent;
   wire::Hello peer_hello = std::move(*theirs);
   frame = co_await reader.Next(kMaxHandshakeFrameBytes);
@@ -933,62 +1069,121 @@ awaitable<void> TcpTransport::Impl::Serve(tcp::socket socket) {
   const std::string remote = Describe(socket);
   asio::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
-  absl::StatusOr<wire::Hello> theirs;
-  FrameReader reader(socket);
-  ++pending_handshakes_;
+  if (!tls_context_) {
+    co_await Authenticate(std::move(socket), std::nullopt, remote);
+    co_return;
+  }
+  // TLS hides the hello, so a TLS dialler names the channel in one plain
+  // byte first; both handshakes then run on that channel's thread.
+  absl::StatusOr<wire::Channel> channel = co_await ReadPreamble(socket);
+  if (channel.ok() && *channel == wire::Channel::kBulk) {
+    absl::StatusOr<tcp::socket> moved = MoveSocket(socket, *bulk_io_);
+    if (moved.ok()) {
+      asio::co_spawn(*bulk_io_,
+                     Authenticate(*std::move(moved), *channel, remote),
+                     asio::detached);
+      co_return;
+    }
+    channel = moved.status();
+  }
+  if (!channel.ok()) {
+    Log(absl::StrCat("refused connection from ", remote, ": ",
+                     channel.status().ToString()));
+    co_return;
+  }
+  co_await Authenticate(std::move(socket), *channel, remote);
+}
+
+awaitable<absl::StatusOr<wire::Channel>> TcpTransport::Impl::ReadPreamble(
+    tcp::socket& socket) {
+  uint8_t preamble = 0xff;
+  asio::error_code ec;
   {
     Deadline deadline(socket, options_.handshake_timeout);
-    theirs = co_await Handshake(socket, reader, wire::Channel::kControl,
-                                raft::kNoMember);
+    co_await asio::async_read(socket, asio::buffer(&preamble, 1),
+                              RedirectTo(ec));
+    if (ec) {
+      co_return deadline.Explain(NetworkError("reading the channel byte", ec));
+    }
+  }
+  if (preamble > static_cast<uint8_t>(wire::Channel::kBulk)) {
+    co_return absl::InvalidArgumentError(absl::StrCat(
+        "bad channel byte ", preamble,
+        " before TLS; is the peer configured without TLS?"));
+  }
+  co_return static_cast<wire::Channel>(preamble);
+}
+
+// `announced` is the channel a TLS dialler named before the handshake
+// (nullopt for plain connections, whose hello names it).
+awaitable<void> TcpTransport::Impl::Authenticate(
+    tcp::socket socket, std::optional<wire::Channel> announced,
+    std::string remote) {
+  std::unique_ptr<Stream> stream = MakeStream(std::move(socket));
+  FrameReader reader(*stream);
+  absl::StatusOr<wire::Hello> theirs;
+  ++pending_handshakes_;
+  {
+    Deadline deadline(stream->socket(), options_.handshake_timeout);
+    const asio::error_code ec =
+        co_await stream->Handshake(asio::ssl::stream_base::server);
+    if (ec) {
+      theirs = NetworkError("TLS handshake", ec);
+    } else {
+      theirs = co_await Handshake(*stream, reader, wire::Channel::kControl,
+                                  raft::kNoMember);
+    }
     if (!theirs.ok()) theirs = deadline.Explain(theirs.status());
   }
   --pending_handshakes_;
+  if (theirs.ok() && announced && theirs->channel != *announced) {
+    theirs = absl::PermissionDeniedError(
+        "the hello names another channel than the one announced before TLS");
+  }
   if (!theirs.ok()) {
     Log(absl::StrCat("refused connection from ", remote, ": ",
                      theirs.status().ToString()));
     co_return;
   }
-  if (theirs->channel == wire::Channel::kControl) {
-    co_await ServeAuthenticated(std::move(socket), std::move(reader),
-                                *std::move(theirs), remote);
+  if (theirs->channel == wire::Channel::kBulk && !announced) {
+    // A plain bulk connection is served on the bulk thread. Handing over
+    // the descriptor is safe: the handshake left no operation pending.
+    absl::StatusOr<tcp::socket> moved = MoveSocket(stream->socket(), *bulk_io_);
+    if (!moved.ok()) {
+      Log(absl::StrCat("dropping bulk connection from ", remote, ": ",
+                       moved.status().ToString()));
+      co_return;
+    }
+    stream = std::make_unique<Stream>(*std::move(moved));
+    reader.Attach(*stream);
+    asio::co_spawn(*bulk_io_,
+                   ServeAuthenticated(std::move(stream), std::move(reader),
+                                      *std::move(theirs), remote),
+                   asio::detached);
     co_return;
   }
-  // Bulk connections are served on the bulk thread. Handing over the
-  // descriptor is safe: the handshake left no operation pending on it.
-  asio::error_code ec;
-  const tcp::endpoint local = socket.local_endpoint(ec);
-  tcp::socket::native_handle_type handle = socket.release(ec);
-  if (ec) {
-    Log(absl::StrCat("dropping bulk connection from ", remote, ": ",
-                     ec.message()));
-    co_return;
-  }
-  tcp::socket moved(*bulk_io_, local.protocol(), handle);
-  asio::co_spawn(*bulk_io_,
-                 ServeAuthenticated(std::move(moved), std::move(reader),
-                                    *std::move(theirs), remote),
-                 asio::detached);
+  co_await ServeAuthenticated(std::move(stream), std::move(reader),
+                              *std::move(theirs), remote);
 }
 
-awaitable<void> TcpTransport::Impl::ServeAuthenticated(tcp::socket socket,
-                                                       FrameReader reader,
-                                                       wire::Hello peer,
-                                                       std::string remote) {
-  reader.Attach(socket);
+awaitable<void> TcpTransport::Impl::ServeAuthenticated(
+    std::unique_ptr<Stream> stream, FrameReader reader, wire::Hello peer,
+    std::string remote) {
+  reader.Attach(*stream);
   const InboundKey key{peer.member_id, peer.channel};
   {
     std::lock_guard lock(inbound_mu_);
     asio::error_code ignored;
     if (auto previous = inbound_.find(key); previous != inbound_.end()) {
-      previous->second->close(ignored);
+      previous->second->socket().close(ignored);
     }
-    inbound_[key] = &socket;
+    inbound_[key] = stream.get();
   }
   const absl::Status closed = co_await Receive(reader, peer.member_id);
   {
     std::lock_guard lock(inbound_mu_);
     auto it = inbound_.find(key);
-    if (it != inbound_.end() && it->second == &socket) inbound_.erase(it);
+    if (it != inbound_.end() && it->second == stream.get()) inbound_.erase(it);
   }
   Log(absl::StrCat("closing ", wire::ChannelName(key.second),
                    " connection from member ", key.first, " at ", remote, ": ",
@@ -1032,7 +1227,14 @@ absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   absl::StatusOr<tcp::endpoint> listen = ParseEndpoint(options.listen_address);
   if (!listen.ok()) return listen.status();
-  auto impl = std::make_unique<Impl>(std::move(options), *listen);
+  std::unique_ptr<asio::ssl::context> tls_context;
+  if (options.tls) {
+    auto context = MakeTlsContext(*options.tls);
+    if (!context.ok()) return context.status();
+    tls_context = *std::move(context);
+  }
+  auto impl = std::make_unique<Impl>(std::move(options), *listen,
+                                     std::move(tls_context));
   if (absl::Status listening = impl->Listen(); !listening.ok()) {
     return listening;
   }

@@ -12,6 +12,7 @@
 #include "confman/transport/in_memory.h"
 #include "confman/transport/tcp.h"
 #include "recording_handler.h"
+#include "test_certificates.h"
 
 namespace confman::testing {
 
@@ -19,8 +20,6 @@ inline constexpr size_t kTestBulkQueueBytes = 8u << 20;
 
 class InMemoryPair {
  public:
-  static constexpr const char* kName = "in-memory";
-
   InMemoryPair() : network_({.max_bulk_queue_bytes = kTestBulkQueueBytes}) {
     for (raft::MemberId id : {1, 2}) {
       auto transport = network_.CreateTransport(id);
@@ -63,13 +62,15 @@ inline std::string Loopback(uint16_t port) {
   return absl::StrCat("127.0.0.1:", port);
 }
 
-class TcpPair {
+// Two TcpTransports; with `kTls`, over mutual TLS.
+template <bool kTls>
+class TcpPairOf {
  public:
-  static constexpr const char* kName = "tcp";
-
-  TcpPair() {
+  TcpPairOf() {
     for (raft::MemberId id : {1, 2}) {
-      auto transport = TcpTransport::Create(TestTcpOptions(id));
+      TcpTransportOptions options = TestTcpOptions(id);
+      if (kTls) options.tls = SharedTestPki().member;
+      auto transport = TcpTransport::Create(options);
       REQUIRE(transport.ok());
       transports_.push_back(*std::move(transport));
     }
@@ -78,7 +79,7 @@ class TcpPair {
     REQUIRE(transports_[0]->Start(&handlers_[0]).ok());
     REQUIRE(transports_[1]->Start(&handlers_[1]).ok());
   }
-  ~TcpPair() {
+  ~TcpPairOf() {
     for (auto& transport : transports_) transport->Stop();
   }
 
@@ -89,5 +90,8 @@ class TcpPair {
   RecordingHandler handlers_[2];
   std::vector<std::unique_ptr<TcpTransport>> transports_;
 };
+
+using TcpPair = TcpPairOf<false>;
+using TlsPair = TcpPairOf<true>;
 
 }  // namespace confman::testing

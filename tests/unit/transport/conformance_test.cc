@@ -11,7 +11,7 @@ namespace {
 using namespace std::chrono_literals;
 
 TEMPLATE_TEST_CASE("delivers messages, chunks and forwards intact",
-                   "[conformance]", InMemoryPair, TcpPair) {
+                   "[conformance]", InMemoryPair, TcpPair, TlsPair) {
   TestType pair;
   raft::Message append = Append(1, 2, 1000, 3);
   append.snapshot = raft::SnapshotMeta{.index = 3, .term = 1,
@@ -38,7 +38,7 @@ TEMPLATE_TEST_CASE("delivers messages, chunks and forwards intact",
 }
 
 TEMPLATE_TEST_CASE("keeps the order of one sender's control messages",
-                   "[conformance]", InMemoryPair, TcpPair) {
+                   "[conformance]", InMemoryPair, TcpPair, TlsPair) {
   TestType pair;
   constexpr uint64_t kCount = 500;
   for (uint64_t round = 1; round <= kCount; ++round) {
@@ -51,7 +51,7 @@ TEMPLATE_TEST_CASE("keeps the order of one sender's control messages",
 }
 
 TEMPLATE_TEST_CASE("refuses sends it cannot honour with a clear status",
-                   "[conformance]", InMemoryPair, TcpPair) {
+                   "[conformance]", InMemoryPair, TcpPair, TlsPair) {
   TestType pair;
   absl::Status unknown = pair.member(1).Send(Heartbeat(1, 9, 1));
   CHECK(unknown.code() == absl::StatusCode::kNotFound);
@@ -71,7 +71,7 @@ TEMPLATE_TEST_CASE("refuses sends it cannot honour with a clear status",
 }
 
 TEMPLATE_TEST_CASE("no callback runs after Stop returns", "[conformance]",
-                   InMemoryPair, TcpPair) {
+                   InMemoryPair, TcpPair, TlsPair) {
   TestType pair;
   REQUIRE(pair.member(2).Send(Heartbeat(2, 1, 1)).ok());
   REQUIRE(pair.handler(1).WaitUntil([](auto& h) { return h.message_count() == 1; }));
@@ -89,7 +89,7 @@ TEMPLATE_TEST_CASE("no callback runs after Stop returns", "[conformance]",
 }
 
 TEMPLATE_TEST_CASE("a full bulk queue drops appends but never heartbeats",
-                   "[conformance]", InMemoryPair, TcpPair) {
+                   "[conformance]", InMemoryPair, TcpPair, TlsPair) {
   TestType pair;
   RecordingHandler& two = pair.handler(2);
   two.HoldAppends(true);

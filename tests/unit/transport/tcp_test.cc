@@ -401,3 +401,67 @@ TEST_CASE("heartbeats are delivered while the bulk path is stuck") {
 
 }  // namespace
 }  // namespace confman::testing
+
+namespace confman::testing {
+namespace {
+
+TEST_CASE("TLS: a peer whose certificate another CA signed is refused") {
+  TcpTransportOptions one_options = TestTcpOptions(1);
+  one_options.tls = SharedTestPki().member;
+  LogLines log;
+  one_options.log = log.Sink();
+  TcpTransportOptions two_options = TestTcpOptions(2);
+  two_options.tls = SharedTestPki().stranger;
+  auto one = TcpTransport::Create(one_options);
+  auto two = TcpTransport::Create(two_options);
+  REQUIRE((one.ok() && two.ok()));
+  RecordingHandler handler1, handler2;
+  REQUIRE((*one)->AddPeer(2, Loopback((*two)->listen_port())).ok());
+  REQUIRE((*two)->AddPeer(1, Loopback((*one)->listen_port())).ok());
+  REQUIRE((*one)->Start(&handler1).ok());
+  REQUIRE((*two)->Start(&handler2).ok());
+  for (uint64_t round = 1; round <= 5; ++round) {
+    (void)(*two)->Send(Heartbeat(2, 1, round));
+    (void)(*one)->Send(Heartbeat(1, 2, round));
+  }
+  CHECK(log.WaitFor("TLS handshake"));
+  CHECK(log.WaitFor("certificate verify failed"));
+  std::this_thread::sleep_for(200ms);
+  CHECK(handler1.messages().empty());
+  CHECK(handler2.messages().empty());
+  (*one)->Stop();
+  (*two)->Stop();
+}
+
+TEST_CASE("TLS: a plain peer is refused by a TLS member") {
+  TcpTransportOptions options = TestTcpOptions(1);
+  options.tls = SharedTestPki().member;
+  LogLines log;
+  options.log = log.Sink();
+  auto member = TcpTransport::Create(options);
+  REQUIRE(member.ok());
+  RecordingHandler handler;
+  REQUIRE((*member)->AddPeer(3, "127.0.0.1:1").ok());
+  REQUIRE((*member)->Start(&handler).ok());
+  RawClient client((*member)->listen_port());
+  client.Handshake("test-cluster", 3, kSecret);
+  CHECK(client.ClosedByPeer());
+  CHECK(log.WaitFor("is the peer configured without TLS?"));
+  (*member)->Stop();
+}
+
+TEST_CASE("TLS: unreadable certificate files are reported by Create") {
+  TcpTransportOptions options = TestTcpOptions(1);
+  options.tls = SharedTestPki().member;
+  options.tls->ca_file = SharedTestPki().directory + "/missing.pem";
+  auto member = TcpTransport::Create(options);
+  REQUIRE_FALSE(member.ok());
+  CHECK(member.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(member.status().message().find("cannot load tls.ca_file") !=
+        std::string::npos);
+  options.tls->ca_file.clear();
+  CHECK(options.Validate().message().find("tls needs") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace confman::testing
