@@ -24,8 +24,8 @@
 // that one connection with a log line; the member keeps serving its other
 // peers.
 //
-// Threads. Each transport runs two I/O threads: one for control traffic,
-// accepting and handshakes, one for bulk traffic, so reading, verifying and
+// Threads. Each transport runs two I/O threads: one for control traffic
+// and accepting, one for bulk traffic, so reading, verifying and
 // writing megabyte frames never delays a heartbeat in user space either.
 // Handler callbacks run on both threads, possibly at the same time (control
 // callbacks on one, bulk callbacks on the other; serialising them would let
@@ -35,8 +35,11 @@
 //
 // TLS (optional, see TcpTransportOptions::tls) encrypts every connection
 // and makes both sides present a certificate from the cluster's CA; the
-// HMAC handshake still runs inside it. Without TLS, frames travel in the
-// clear, authenticated but readable: use a trusted network.
+// HMAC handshake still runs inside it. (Before the TLS handshake a dialler
+// sends one plain byte naming the channel, so the acceptor can run the
+// handshake on that channel's thread; the authenticated hello must agree.)
+// Without TLS, frames travel in the clear, authenticated but readable: use
+// a trusted network.
 #pragma once
 
 #include <chrono>
