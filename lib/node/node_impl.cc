@@ -75,10 +75,9 @@ absl::StatusOr<std::unique_ptr<NodeImpl>> NodeImpl::Open(NodeOptions options) {
 }
 
 absl::Status NodeImpl::OpenStorage() {
-  kv::KvStateMachineOptions sm_options{
-      .snapshot_chunk_bytes = options_.snapshot_chunk_bytes,
-      .max_value_bytes = options_.max_value_bytes,
-  };
+  kv::KvStateMachineOptions sm_options;
+  sm_options.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
+  sm_options.max_value_bytes = options_.max_value_bytes;
   if (options_.data_dir.empty()) {
     log_ = std::make_unique<MemoryLogStore>();
     CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::CreateInMemory(sm_options));
@@ -106,9 +105,11 @@ absl::Status NodeImpl::OpenCore() {
                        .membership = applied.membership,
                        .membership_index = applied.membership_index,
                        .applied = applied.applied_index};
-  const bool fresh = hard_state == raft::HardState{} &&
-                     applied.applied_index == 0 && log_->LastIndex() == 0;
-  if (fresh && !options_.join) {
+  // Until a configuration change is applied, the founding membership exists
+  // only in the options: storage has none to recover.
+  const bool founding = applied.membership_index == 0 &&
+                        applied.membership == raft::Membership{};
+  if (founding && !options_.join) {
     for (const PeerAddress& peer : options_.initial_members) {
       boot.membership.voters.push_back(peer.id);
     }
@@ -139,16 +140,16 @@ absl::Status NodeImpl::OpenCore() {
 
 absl::Status NodeImpl::OpenTransport() {
   const uint64_t frame = options_.max_frame_bytes;
-  TcpTransportOptions tcp{
-      .listen_address = options_.listen_address,
-      .member_id = id_,
-      .cluster_id = options_.cluster_id,
-      .shared_secret = options_.shared_secret,
-      .max_frame_bytes = static_cast<uint32_t>(frame),
-      .max_bulk_queue_bytes =
-          static_cast<size_t>(std::max<uint64_t>(frame, uint64_t{64} << 20)),
-      .log = [this](const std::string& line) { Log(LogLevel::kInfo, line); },
-  };
+  // Field by field: the transport's options grow over time.
+  TcpTransportOptions tcp;
+  tcp.listen_address = options_.listen_address;
+  tcp.member_id = id_;
+  tcp.cluster_id = options_.cluster_id;
+  tcp.shared_secret = options_.shared_secret;
+  tcp.max_frame_bytes = static_cast<uint32_t>(frame);
+  tcp.max_bulk_queue_bytes =
+      static_cast<size_t>(std::max<uint64_t>(frame, uint64_t{64} << 20));
+  tcp.log = [this](const std::string& line) { Log(LogLevel::kInfo, line); };
   if (options_.transport_factory) {
     CONFMAN_ASSIGN_OR_RETURN(transport_, options_.transport_factory(id_));
     listen_address_ = options_.listen_address;
@@ -272,6 +273,7 @@ NodeStatus NodeImpl::GetStatus() const {
   std::lock_guard lock(status_mu_);
   NodeStatus status = status_;
   status.applied_index = applied_;
+  status.commit_index = std::max(status.commit_index, commit_index_.load());
   status.leader_changes = leader_changes_;
   status.storage_error = storage_error_;
   return status;

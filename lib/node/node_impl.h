@@ -198,6 +198,11 @@ class NodeImpl final : public Node, public TransportHandler {
   void ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk);
   absl::Status BeginIncoming(raft::MemberId from, TransportSnapshotChunk& chunk);
   void FinishIncoming();
+  void AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq);
+  void OnChunkAck(const std::string& payload);
+  // Waits until fewer than a window of chunks through `seq` are
+  // unacknowledged. False on timeout or close.
+  bool WaitForWindow(uint64_t snapshot_id, uint64_t seq);
   void JoinSnapshotThreads();
 
   NodeOptions options_;
@@ -257,6 +262,10 @@ class NodeImpl final : public Node, public TransportHandler {
   std::thread receiver_;
   std::optional<IncomingSnapshot> incoming_;  // Receiver thread only.
   std::atomic<uint64_t> next_snapshot_id_{1};
+  // Per outgoing stream: chunks the receiver has written (seq + 1), so a
+  // sender keeps a bounded window in flight. Guarded by snapshot_mu_.
+  std::map<uint64_t, uint64_t> snapshot_acked_;
+  std::condition_variable snapshot_ack_cv_;
 
   // Peer addresses known to this member (options plus replicated ones).
   mutable std::mutex peers_mu_;
@@ -266,6 +275,8 @@ class NodeImpl final : public Node, public TransportHandler {
   mutable std::mutex status_mu_;
   NodeStatus status_;
   std::atomic<uint64_t> leader_changes_{0};
+  // Fresher than status_: updated after every Ready.
+  std::atomic<raft::Index> commit_index_{0};
   absl::Status storage_error_;  // Guarded by status_mu_.
 };
 

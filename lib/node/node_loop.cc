@@ -25,6 +25,7 @@ void NodeImpl::OnTick() {
 
 void NodeImpl::ProcessReady() {
   while (core_->HasReady()) HandleReady(core_->TakeReady());
+  commit_index_ = core_->CommitIndex();
   const raft::MemberId leader = core_->LeaderId();
   if (leader != raft::kNoMember && leader != last_leader_) {
     if (last_leader_ != raft::kNoMember) {
@@ -297,6 +298,9 @@ void NodeImpl::OnMessage(raft::Message message) {
 
 void NodeImpl::OnForward(raft::MemberId from, ForwardFrame frame) {
   if (closing_) return;
+  if (frame.request_id == 0 && !frame.response) {
+    return OnChunkAck(frame.payload);  // Snapshot flow control.
+  }
   asio::post(loop_, [this, from, f = std::move(frame)]() mutable {
     if (f.response) return HandleForwardResponse(std::move(f));
     HandleForwardRequest(from, std::move(f));

@@ -12,12 +12,32 @@
 namespace confman::node_internal {
 namespace {
 
-// Incoming chunks queued for the receiver thread, in bytes. Beyond it a
-// chunk is dropped: the stream breaks and the leader sends a fresh one.
+// Incoming chunks queued for the receiver thread, in bytes. Senders keep
+// within a window of acknowledged chunks, so this only stops a misbehaving
+// peer: beyond it a chunk is dropped, the stream breaks and the leader
+// sends a fresh one.
 constexpr size_t kMaxReceiveQueueBytes = size_t{128} << 20;
 // How long a sender waits before retrying a chunk the transport's full
 // bulk queue refused.
 constexpr auto kSendRetryDelay = std::chrono::milliseconds(2);
+// Chunks a sender may have in flight beyond what the receiver has written:
+// the receiver's queue stays within this many chunks, whatever the
+// relative speed of network and disk.
+constexpr uint64_t kChunkWindow = 8;
+// A stream whose receiver acknowledges nothing for this long is abandoned.
+constexpr auto kAckTimeout = std::chrono::seconds(30);
+// Acknowledgements travel as forward frames with this reserved request id
+// (forwarded writes use ids from 1).
+constexpr uint64_t kChunkAckRequestId = 0;
+
+std::string EncodeAck(uint64_t snapshot_id, uint64_t seq) {
+  std::string out(16, '\0');
+  for (int i = 0; i < 8; ++i) {
+    out[i] = static_cast<char>(snapshot_id >> (8 * i));
+    out[8 + i] = static_cast<char>(seq >> (8 * i));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -30,8 +50,10 @@ void NodeImpl::StartSnapshotSend(raft::MemberId to) {
     senders_.erase(previous);
   }
   sending_.insert(to);
+  const uint64_t snapshot_id = next_snapshot_id_++;
+  snapshot_acked_[snapshot_id] = 0;
   senders_[to] = std::thread(&NodeImpl::SendSnapshot, this, to, core_->term(),
-                             next_snapshot_id_++);
+                             snapshot_id);
 }
 
 void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
@@ -52,6 +74,7 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
           .last = chunk->last,
           .data = std::move(chunk->data),
           .checksum = chunk->checksum};
+      if (!WaitForWindow(snapshot_id, wire.seq)) break;
       absl::Status sent = transport_->SendSnapshotChunk(to, wire);
       while (absl::IsResourceExhausted(sent) && !closing_) {
         std::this_thread::sleep_for(kSendRetryDelay);
@@ -78,13 +101,48 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
   });
   std::lock_guard lock(snapshot_mu_);
   sending_.erase(to);
+  snapshot_acked_.erase(snapshot_id);
+}
+
+bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq) {
+  std::unique_lock lock(snapshot_mu_);
+  return snapshot_ack_cv_.wait_for(lock, kAckTimeout, [&] {
+    return closing_ || snapshot_acked_[snapshot_id] + kChunkWindow > seq;
+  }) && !closing_;
+}
+
+void NodeImpl::AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq) {
+  (void)transport_->SendForward(
+      to, ForwardFrame{kChunkAckRequestId, false, EncodeAck(snapshot_id, seq)});
+}
+
+void NodeImpl::OnChunkAck(const std::string& payload) {
+  if (payload.size() != 16) return;
+  uint64_t snapshot_id = 0;
+  uint64_t seq = 0;
+  for (int i = 0; i < 8; ++i) {
+    snapshot_id |= uint64_t{static_cast<uint8_t>(payload[i])} << (8 * i);
+    seq |= uint64_t{static_cast<uint8_t>(payload[8 + i])} << (8 * i);
+  }
+  {
+    std::lock_guard lock(snapshot_mu_);
+    auto it = snapshot_acked_.find(snapshot_id);
+    if (it == snapshot_acked_.end()) return;  // Not a stream we are sending.
+    it->second = std::max(it->second, seq + 1);
+  }
+  snapshot_ack_cv_.notify_all();
 }
 
 void NodeImpl::OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
   if (closing_) return;
   {
     std::lock_guard lock(snapshot_mu_);
-    if (receive_queue_bytes_ + chunk.data.size() > kMaxReceiveQueueBytes) return;
+    if (receive_queue_bytes_ + chunk.data.size() > kMaxReceiveQueueBytes) {
+      Log(LogLevel::kWarning, absl::StrCat("dropped snapshot chunk ", chunk.seq,
+                                           " from member ", from,
+                                           ": receive queue full"));
+      return;
+    }
     receive_queue_bytes_ += chunk.data.size();
     receive_queue_.emplace_back(from, std::move(chunk));
   }
@@ -130,6 +188,7 @@ void NodeImpl::ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
     return;
   }
   ++incoming_->next_seq;
+  AckChunk(from, chunk.snapshot_id, chunk.seq);
   if (chunk.last) FinishIncoming();
 }
 
@@ -174,6 +233,7 @@ void NodeImpl::FinishIncoming() {
 
 void NodeImpl::JoinSnapshotThreads() {
   receive_cv_.notify_all();
+  snapshot_ack_cv_.notify_all();
   if (receiver_.joinable()) receiver_.join();
   std::map<raft::MemberId, std::thread> senders;
   {
