@@ -188,12 +188,10 @@ void Cluster::FinishStep() {
   std::vector<SafetyChecker::LeaderView> leaders;
   for (auto& m : members_) {
     if (!m->up) continue;
-    if (touched_ & (1u << (m->id - 1))) {
-      absl::Status status = m->core->CheckInvariants();
-      if (!status.ok()) {
-        checker_.Fail(absl::StrCat("member ", m->id, " CheckInvariants: ",
-                                   status.ToString()));
-      }
+    absl::Status status = m->core->CheckInvariants();
+    if (!status.ok()) {
+      checker_.Fail(absl::StrCat("member ", m->id, " CheckInvariants: ",
+                                 status.ToString()));
     }
     if (m->core->role() == raft::Role::kLeader) {
       const Member* leader = m.get();
@@ -201,7 +199,6 @@ void Cluster::FinishStep() {
                          [this, leader](Index i) { return LogicalTermAt(*leader, i); }});
     }
   }
-  touched_ = 0;
   checker_.CheckNewlyApplied(leaders);
 }
 
@@ -209,7 +206,6 @@ void Cluster::FinishStep() {
 // The Ready loop, in the order core.h prescribes.
 
 void Cluster::Drive(Member& m) {
-  touched_ |= 1u << (m.id - 1);
   while (m.up && m.core->HasReady() && !checker_.failed()) {
     HandleReady(m, m.core->TakeReady());
   }

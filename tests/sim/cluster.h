@@ -101,7 +101,7 @@ class Cluster {
   // Runs everything due at step `now` (steps never go backwards): restarts,
   // message and snapshot deliveries, disk completions, then ticks.
   void Advance(uint64_t now);
-  // Per-step checks: each touched core's CheckInvariants, and leader
+  // Per-step checks: every live core's CheckInvariants, and leader
   // completeness for entries first applied during the step.
   void FinishStep();
 
@@ -182,7 +182,6 @@ class Cluster {
   uint64_t next_seq_ = 0;
   uint64_t next_read_ = 0;
   uint64_t blocked_ = 0;  // Bit (from - 1) * 8 + (to - 1): link cut.
-  uint32_t touched_ = 0;  // Bit id - 1: member received input this step.
   ClusterStats stats_;
 };
 
