@@ -60,6 +60,11 @@ Cluster::Cluster(const ClusterConfig& config, Rng& rng, SafetyChecker& checker,
                  std::ostream* trace)
     : config_(config), rng_(rng), checker_(checker), trace_(trace) {
   const uint32_t total = config.voters + config.spares;
+  if (total > kMaxMembers) {
+    checker_.Fail(absl::StrCat("a simulated cluster holds at most ", kMaxMembers,
+                               " members; ", total, " were configured"));
+    return;
+  }
   raft::Membership initial;
   for (MemberId id = 1; id <= config.voters; ++id) initial.voters.push_back(id);
   for (MemberId id = 1; id <= total; ++id) {
@@ -109,7 +114,6 @@ void Cluster::StartCore(Member& m) {
 }
 
 bool Cluster::up(MemberId id) const { return member(id).up; }
-uint64_t Cluster::restart_at(MemberId id) const { return member(id).restart_at; }
 
 const raft::Core* Cluster::core(MemberId id) const {
   const Member& m = member(id);
@@ -153,7 +157,7 @@ uint32_t Cluster::down_count() const {
 void Cluster::Advance(uint64_t now) {
   now_ = now;
   for (auto& m : members_) {
-    if (!m->up && m->restart_at <= now_) Restart(*m);
+    if (!m->up && m->restart_at <= now_) StartCore(*m);
   }
   while (!network_.empty() && network_.front().deliver_at <= now_ &&
          !checker_.failed()) {
@@ -603,8 +607,6 @@ void Cluster::Crash(MemberId id, uint64_t restart_at) {
   m.pending_reads.clear();
   ++stats_.crashes;
 }
-
-void Cluster::Restart(Member& m) { StartCore(m); }
 
 // The term at `index` in the log as the core sees it: the durable log with
 // the writes still in flight laid over it, newest last.

@@ -34,6 +34,9 @@
 
 namespace confman::sim {
 
+// Partitions are kept as a bit per directed link in one 64-bit word.
+inline constexpr uint32_t kMaxMembers = 8;
+
 struct NetworkProfile {
   uint32_t drop_per_million = 0;
   uint32_t duplicate_per_million = 0;
@@ -65,7 +68,8 @@ struct SnapshotProfile {
 
 struct ClusterConfig {
   // Members 1..voters boot as the initial voters; the next `spares` ids
-  // boot with an empty membership, ready to be added.
+  // boot with an empty membership, ready to be added. At most kMaxMembers
+  // in all.
   uint32_t voters = 3;
   uint32_t spares = 2;
   uint32_t steps_per_tick = 10;
@@ -125,7 +129,6 @@ class Cluster {
   // Member ids are 1..size().
   uint32_t size() const { return static_cast<uint32_t>(members_.size()); }
   bool up(raft::MemberId id) const;
-  uint64_t restart_at(raft::MemberId id) const;
   // Null while the member is down.
   const raft::Core* core(raft::MemberId id) const;
   const StateMachine& state_machine(raft::MemberId id) const;
@@ -148,7 +151,6 @@ class Cluster {
   const Member& member(raft::MemberId id) const { return *members_[id - 1]; }
 
   void StartCore(Member& m);
-  void Restart(Member& m);
   void Drive(Member& m);
   void HandleReady(Member& m, raft::Ready ready);
   void QueueWrite(Member& m, raft::Ready& ready);
