@@ -213,6 +213,15 @@ void NodeImpl::Close() {
   }
   apply_cv_.notify_all();
   if (apply_thread_.joinable()) apply_thread_.join();
+  std::deque<ApplyTask> leftovers;  // Only when Open failed before the thread.
+  {
+    std::lock_guard lock(apply_mu_);
+    apply_exited_ = true;
+    leftovers.swap(apply_queue_);
+  }
+  for (ApplyTask& task : leftovers) {
+    if (auto* fn = std::get_if<std::function<void()>>(&task)) (*fn)();
+  }
   FailPendingWrites(closing, /*only_expired=*/false);
   for (auto& [index, read] : waiting_reads_) read();  // Reads fail on closing_.
   waiting_reads_.clear();
