@@ -3,6 +3,7 @@
 // options, through the embedded API.
 //
 //   confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] [--via-followers]
+//                         [--log-keep N] [--compact-every N]
 //
 //   a  256 B values,   20,000 writes, 32 writers
 //   b  10 KB values,    1,000 writes, 10 writers
@@ -136,7 +137,7 @@ void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int inde
 int Usage() {
   std::fprintf(stderr,
                "usage: confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] "
-               "[--via-followers]\n");
+               "[--via-followers] [--log-keep N] [--compact-every N]\n");
   return 2;
 }
 
@@ -146,6 +147,9 @@ int main(int argc, char** argv) {
   const Workload* workload = nullptr;
   std::string parent;
   bool via_followers = false;
+  // Non-default log compaction, for experiments (0: keep the default).
+  uint64_t log_keep = 0;
+  uint64_t compact_every = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--workload" && i + 1 < argc) {
@@ -155,6 +159,10 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--dir" && i + 1 < argc) {
       parent = argv[++i];
+    } else if (arg == "--log-keep" && i + 1 < argc) {
+      log_keep = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--compact-every" && i + 1 < argc) {
+      compact_every = std::strtoull(argv[++i], nullptr, 10);
     } else if (arg == "--via-followers") {
       via_followers = true;
     } else {
@@ -166,7 +174,12 @@ int main(int argc, char** argv) {
   constexpr int kMembers = 3;
 
   auto cluster = confman::testing::LocalCluster::Start(
-      {.members = kMembers, .temp_root = parent});
+      {.members = kMembers,
+       .temp_root = parent,
+       .customize = [&](confman::NodeOptions& o) {
+         if (log_keep != 0) o.log_keep_entries = log_keep;
+         if (compact_every != 0) o.log_compact_every = compact_every;
+       }});
   if (!cluster.ok()) {
     std::fprintf(stderr, "cannot start the cluster: %s\n",
                  cluster.status().ToString().c_str());
