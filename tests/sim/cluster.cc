@@ -30,6 +30,7 @@ struct Cluster::Member {
   uint64_t incarnation = 0;
   uint64_t restart_at = 0;
   uint32_t tick_phase = 0;
+  uint32_t tick_period = 10;  // Steps per tick of this member's clock.
   raft::MemoryLog log;
   StateMachine sm;
   std::unique_ptr<raft::Core> core;
@@ -70,7 +71,9 @@ Cluster::Cluster(const ClusterConfig& config, Rng& rng, SafetyChecker& checker,
   for (MemberId id = 1; id <= total; ++id) {
     auto m = std::make_unique<Member>();
     m->id = id;
-    m->tick_phase = static_cast<uint32_t>(rng_.Below(config.steps_per_tick));
+    m->tick_period = config.steps_per_tick +
+                     static_cast<uint32_t>(rng_.Below(config.tick_skew_steps + 1));
+    m->tick_phase = static_cast<uint32_t>(rng_.Below(m->tick_period));
     if (id <= config.voters) m->sm.membership = initial;
     members_.push_back(std::move(m));
   }
@@ -181,7 +184,7 @@ void Cluster::Advance(uint64_t now) {
     if (wrote) Drive(*m);
   }
   for (auto& m : members_) {
-    if (m->up && (now_ + m->tick_phase) % config_.steps_per_tick == 0) {
+    if (m->up && (now_ + m->tick_phase) % m->tick_period == 0) {
       m->core->Tick();
       Drive(*m);
     }

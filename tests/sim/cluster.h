@@ -1,10 +1,11 @@
 // A simulated cluster: Raft cores over durable in-memory logs, a seeded
 // network, disks that complete writes late, and crash-restarts.
 //
-// Time is counted in steps; a member's core ticks once every
-// `steps_per_tick` steps, at a per-member phase. Every delay below is in
-// steps. All randomness comes from the Rng handed in, and all containers are
-// iterated in a fixed order, so a run is a pure function of its seed.
+// Time is counted in steps; a member's core ticks about once every
+// `steps_per_tick` steps, at a per-member phase and rate. Every delay below
+// is in steps. All randomness comes from the Rng handed in, and all
+// containers are iterated in a fixed order, so a run is a pure function of
+// its seed.
 //
 // Each member has:
 //   - a raft::MemoryLog holding only what is durable (the core reads it);
@@ -73,6 +74,11 @@ struct ClusterConfig {
   uint32_t voters = 3;
   uint32_t spares = 2;
   uint32_t steps_per_tick = 10;
+  // Clock skew: each member's tick period is steps_per_tick plus 0 to
+  // tick_skew_steps. Lease reads tolerate clocks that differ by at most
+  // lease_clock_drift_ticks per election timeout, so keep
+  // tick_skew_steps / steps_per_tick within that ratio.
+  uint32_t tick_skew_steps = 0;
   // Shared core options; id and random_seed are set per member.
   raft::CoreOptions core;
   NetworkProfile network;

@@ -77,6 +77,9 @@ Scenario DrawScenario(Rng& rng, uint32_t voters, uint32_t spares,
   s.cluster.voters = voters;
   s.cluster.spares = spares;
   s.cluster.steps_per_tick = kStepsPerTick;
+  // Clocks up to 10% apart, within the default lease drift allowance of 2
+  // ticks per 10-tick election timeout.
+  s.cluster.tick_skew_steps = rng.Below(2);
   s.cluster.core.testing_faults = testing_faults;
   const bool storm = rng.Chance(400000);
   DrawElections(rng, s.cluster.core);
@@ -96,7 +99,8 @@ std::string DescribeScenario(const Scenario& s) {
   const NetworkProfile& net = s.cluster.network;
   const Rates& r = s.rates;
   return absl::StrCat(
-      "scenario: pre_vote=", core.pre_vote, " check_quorum=", core.check_quorum,
+      "scenario: tick_skew=", s.cluster.tick_skew_steps,
+      " pre_vote=", core.pre_vote, " check_quorum=", core.check_quorum,
       " heartbeat=", core.heartbeat_interval_ticks,
       " append_entries=", core.max_append_entries,
       " append_bytes=", core.max_append_bytes,
