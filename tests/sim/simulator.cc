@@ -247,6 +247,12 @@ class Run {
         options.push_back({Kind::kRemove, id});
       }
     }
+    // Now and then a request the core must refuse or treat as a no-op: a
+    // random kind for a random id, including the reserved id 0.
+    if (rng_.Chance(100000)) {
+      options.push_back({static_cast<Kind>(rng_.Below(3)),
+                         static_cast<MemberId>(rng_.Below(cluster_.size() + 1))});
+    }
     if (options.empty()) return;
     cluster_.ChangeMembership(*leader, options[rng_.Below(options.size())]);
   }
@@ -255,8 +261,11 @@ class Run {
     std::optional<MemberId> leader = cluster_.Leader();
     if (!leader) return;
     const std::vector<MemberId>& voters = cluster_.core(*leader)->membership().voters;
-    const MemberId to = voters[rng_.Below(voters.size())];
-    if (to != *leader && cluster_.TransferLeadership(*leader, to)) ++transfers_;
+    MemberId to = voters[rng_.Below(voters.size())];
+    // Now and then a target the core must refuse: itself, a learner, a
+    // spare, or the reserved id 0.
+    if (rng_.Chance(100000)) to = rng_.Below(cluster_.size() + 1);
+    if (cluster_.TransferLeadership(*leader, to)) ++transfers_;
   }
 
   // ---- liveness ----
