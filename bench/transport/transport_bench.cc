@@ -11,7 +11,9 @@
 //
 // Usage: confman_bench_transport [--small N] [--bulk N] [--snapshot-mib N]
 //                                [--heartbeat-interval-ms N]
-//                                [--heartbeat-seconds N]
+//                                [--heartbeat-seconds N] [--tls-dir DIR]
+// --tls-dir runs both members over mutual TLS with DIR/ca.pem,
+// DIR/member.pem and DIR/member.key (see BENCHMARKS.md for making them).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -44,6 +46,7 @@ struct Flags {
   uint64_t snapshot_mib = 100;
   uint64_t heartbeat_interval_ms = 10;
   uint64_t heartbeat_seconds = 5;
+  std::string tls_dir;  // Empty: plain TCP.
 };
 
 Flags ParseFlags(int argc, char** argv) {
@@ -51,6 +54,10 @@ Flags ParseFlags(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     uint64_t value = 0;
     const std::string name = argv[i];
+    if (name == "--tls-dir") {
+      flags.tls_dir = argv[i + 1];
+      continue;
+    }
     if (!absl::SimpleAtoi(argv[i + 1], &value)) {
       std::fprintf(stderr, "bad value for %s: %s\n", argv[i], argv[i + 1]);
       std::exit(2);
@@ -153,8 +160,14 @@ struct Members {
   }
 };
 
-TcpTransportOptions Options(raft::MemberId id) {
+TcpTransportOptions Options(raft::MemberId id, const Flags& flags) {
   TcpTransportOptions options;
+  if (!flags.tls_dir.empty()) {
+    options.tls = TcpTransportOptions::TlsFiles{
+        .ca_file = flags.tls_dir + "/ca.pem",
+        .certificate_file = flags.tls_dir + "/member.pem",
+        .private_key_file = flags.tls_dir + "/member.key"};
+  }
   options.listen_address = "127.0.0.1:0";
   options.member_id = id;
   options.cluster_id = "bench";
@@ -168,10 +181,10 @@ void Check(const absl::Status& status, const char* what) {
   std::exit(1);
 }
 
-std::unique_ptr<Members> StartMembers() {
+std::unique_ptr<Members> StartMembers(const Flags& flags) {
   auto members = std::make_unique<Members>();
-  auto a = TcpTransport::Create(Options(1));
-  auto b = TcpTransport::Create(Options(2));
+  auto a = TcpTransport::Create(Options(1, flags));
+  auto b = TcpTransport::Create(Options(2, flags));
   Check(a.status(), "create member 1");
   Check(b.status(), "create member 2");
   members->a = *std::move(a);
@@ -305,7 +318,7 @@ HeartbeatResult HeartbeatsUnderBulk(Members& m, const Flags& flags) {
 }
 
 int Run(const Flags& flags) {
-  auto members = StartMembers();
+  auto members = StartMembers(flags);
   // Warm up: both connections of both members are open before timing.
   const auto warm_deadline = Clock::now() + 10s;
   StreamAppends(*members, 100, 100);
@@ -335,11 +348,12 @@ int Run(const Flags& flags) {
       "\"bulk_mb_per_s\":%.1f,\"heartbeat_p99_ms_under_bulk\":%.3f,"
       "\"heartbeat_p50_ms_under_bulk\":%.3f,\"heartbeat_max_ms_under_bulk\":%.3f,"
       "\"heartbeats\":%zu,\"snapshot_mib\":%llu,\"bulk_mib_delivered_during_heartbeats\":%llu,"
-      "\"snapshot_completed\":%s}\n",
+      "\"snapshot_completed\":%s,\"tls\":%s}\n",
       small_per_s, bulk_per_s, p99, p50, max, hb.round_trips_ms.size(),
       static_cast<unsigned long long>(flags.snapshot_mib),
       static_cast<unsigned long long>(hb.bulk_mib_delivered),
-      members->handler_b->snapshot_done() ? "true" : "false");
+      members->handler_b->snapshot_done() ? "true" : "false",
+      flags.tls_dir.empty() ? "false" : "true");
   return 0;
 }
 
