@@ -375,11 +375,6 @@ TEST_CASE("a removed and re-added peer is served again") {
   CHECK(delivered);
 }
 
-}  // namespace
-}  // namespace confman::testing
-
-namespace confman::testing {
-namespace {
 
 TEST_CASE("heartbeats are delivered while the bulk path is stuck") {
   TcpPair pair;
@@ -399,11 +394,6 @@ TEST_CASE("heartbeats are delivered while the bulk path is stuck") {
   }));
 }
 
-}  // namespace
-}  // namespace confman::testing
-
-namespace confman::testing {
-namespace {
 
 TEST_CASE("TLS: a peer whose certificate another CA signed is refused") {
   TcpTransportOptions one_options = TestTcpOptions(1);

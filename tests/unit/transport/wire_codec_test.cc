@@ -261,11 +261,6 @@ TEST_CASE("handshake proofs bind both nonces and both identities") {
   CHECK(MakeNonce() != MakeNonce());
 }
 
-}  // namespace
-}  // namespace confman::wire
-
-namespace confman::wire {
-namespace {
 
 TEST_CASE("size estimates bound the encoded size from above") {
   for (int entries : {0, 1, 7, 300}) {
