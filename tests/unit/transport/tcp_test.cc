@@ -55,6 +55,20 @@ class LogLines {
   std::vector<std::string> lines_;
 };
 
+absl::StatusOr<wire::Frame> ReadFrameBlocking(tcp::socket& socket,
+                                              wire::AlignedBuffer& buffer) {
+  uint8_t header[wire::kFrameHeaderBytes];
+  asio::error_code ec;
+  asio::read(socket, asio::buffer(header), ec);
+  if (ec) return absl::UnavailableError(ec.message());
+  auto length = wire::ParseFrameLength(header, 1u << 20);
+  if (!length.ok()) return length.status();
+  uint8_t* body = buffer.Resize(*length);
+  asio::read(socket, asio::buffer(body, *length), ec);
+  if (ec) return absl::UnavailableError(ec.message());
+  return wire::DecodeFrameBody(body, *length);
+}
+
 // A hand-driven client speaking (or abusing) the wire protocol.
 class RawClient {
  public:
@@ -70,16 +84,7 @@ class RawClient {
   }
 
   absl::StatusOr<wire::Frame> ReadFrame() {
-    uint8_t header[wire::kFrameHeaderBytes];
-    asio::error_code ec;
-    asio::read(socket_, asio::buffer(header), ec);
-    if (ec) return absl::UnavailableError(ec.message());
-    auto length = wire::ParseFrameLength(header, 1u << 20);
-    if (!length.ok()) return length.status();
-    uint8_t* body = buffer_.Resize(*length);
-    asio::read(socket_, asio::buffer(body, *length), ec);
-    if (ec) return absl::UnavailableError(ec.message());
-    return wire::DecodeFrameBody(body, *length);
+    return ReadFrameBlocking(socket_, buffer_);
   }
 
   // Runs the dialler's side of the handshake; returns whether the server
@@ -451,6 +456,76 @@ TEST_CASE("TLS: unreadable certificate files are reported by Create") {
         std::string::npos);
   options.tls->ca_file.clear();
   CHECK(options.Validate().message().find("tls needs") != std::string::npos);
+}
+
+
+// Plays member 2: accepts member 1's two connections, completes the
+// acceptor's side of the handshake, then never reads again, like a peer
+// that has stopped consuming.
+class SilentPeer {
+ public:
+  SilentPeer()
+      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    thread_ = std::thread([this] { AcceptBoth(); });
+  }
+  ~SilentPeer() {
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);  // Unblocks accept.
+    thread_.join();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  void AcceptBoth() {
+    for (int i = 0; i < 2; ++i) {
+      tcp::socket socket(io_);
+      asio::error_code ec;
+      acceptor_.accept(socket, ec);
+      if (ec) return;
+      wire::AlignedBuffer buffer;
+      auto hello = ReadFrameBlocking(socket, buffer);
+      if (!hello.ok()) return;
+      const wire::Hello theirs = std::get<wire::Hello>(*hello);
+      wire::Hello mine;
+      mine.cluster_id = "test-cluster";
+      mine.member_id = 2;
+      mine.nonce = wire::MakeNonce();
+      mine.channel = theirs.channel;
+      wire::Proof proof;
+      proof.mac = wire::ComputeProof(kSecret, mine, theirs);
+      asio::write(socket, asio::buffer(wire::EncodeHello(mine).ToString()), ec);
+      asio::write(socket, asio::buffer(wire::EncodeProof(proof).ToString()), ec);
+      (void)ReadFrameBlocking(socket, buffer);  // Member 1's proof.
+      sockets_.push_back(std::move(socket));
+    }
+  }
+
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::vector<tcp::socket> sockets_;
+  std::thread thread_;
+};
+
+TEST_CASE("a peer that stops reading has its control connection reset") {
+  SilentPeer peer;
+  TcpTransportOptions options = TestTcpOptions(1);
+  options.max_control_queue_bytes = 64u << 10;
+  auto member = TcpTransport::Create(options);
+  REQUIRE(member.ok());
+  RecordingHandler handler;
+  REQUIRE((*member)->AddPeer(2, Loopback(peer.port())).ok());
+  REQUIRE((*member)->Start(&handler).ok());
+  // Socket buffers absorb some megabytes first; then the bounded control
+  // queue fills and the connection is declared stuck.
+  const ForwardFrame forward{.request_id = 1, .response = false,
+                             .payload = std::string(32u << 10, 'f')};
+  absl::Status status;
+  for (int i = 0; i < 4096 && status.ok(); ++i) {
+    status = (*member)->SendForward(2, forward);
+  }
+  CHECK(status.code() == absl::StatusCode::kUnavailable);
+  CHECK(status.message().find("stopped reading") != std::string::npos);
+  CHECK(handler.WaitUntil([](auto& h) { return h.unreachable_count() > 0; }));
+  (*member)->Stop();
 }
 
 }  // namespace
