@@ -194,7 +194,17 @@ void NodeImpl::Close() {
   closing_ = true;
   const absl::Status closing =
       absl::UnavailableError("the node is closing; retry on another member");
-  // Refuse new work and fail what waits on the loop.
+  StopLoop(closing);
+  DrainApply(closing);
+  StopWatches();
+  if (transport_) transport_->Stop();
+  core_.reset();
+  sm_.reset();
+  log_.reset();
+  closed_ = true;
+}
+
+void NodeImpl::StopLoop(const absl::Status& closing) {
   std::promise<void> loop_quiet;
   asio::post(loop_, [&] {
     if (tick_timer_) tick_timer_->cancel();
@@ -206,7 +216,10 @@ void NodeImpl::Close() {
   loop_work_.reset();
   loop_.stop();
   if (loop_thread_.joinable()) loop_thread_.join();
-  // Drain the apply queue, then fail whatever is still waiting.
+}
+
+// Applies what is queued, then fails whatever still waits.
+void NodeImpl::DrainApply(const absl::Status& closing) {
   {
     std::lock_guard lock(apply_mu_);
     apply_stop_ = true;
@@ -225,16 +238,16 @@ void NodeImpl::Close() {
   FailPendingWrites(closing, /*only_expired=*/false);
   for (auto& [index, read] : waiting_reads_) read();  // Reads fail on closing_.
   waiting_reads_.clear();
+}
+
+void NodeImpl::StopWatches() {
+  std::set<WatchImpl*> watches;
   {
     std::lock_guard lock(watches_mu_);
-    for (WatchImpl* watch : watches_) StopWatch(watch);
+    watches.swap(watches_);
   }
   revision_cv_.notify_all();
-  if (transport_) transport_->Stop();
-  core_.reset();
-  sm_.reset();
-  log_.reset();
-  closed_ = true;
+  for (WatchImpl* watch : watches) StopWatch(watch);
 }
 
 void NodeImpl::Log(LogLevel level, const std::string& line) const {
@@ -432,7 +445,7 @@ absl::StatusOr<kv::ListPage> NodeImpl::List(const kv::ListRequest& request,
 // ---------------------------------------------------------------------------
 // Membership.
 
-absl::Status NodeImpl::ProposeMembership(raft::MembershipChange change) {
+absl::Status NodeImpl::ProposeMembershipOnce(raft::MembershipChange change) {
   auto [done, future] = MakeCompletion<uint64_t>();
   asio::post(loop_, [this, change, done = std::move(done),
                      deadline = Deadline()]() mutable {
@@ -450,6 +463,28 @@ absl::Status NodeImpl::ProposeMembership(raft::MembershipChange change) {
     ProcessReady();
   });
   return Await(std::move(future), options_.request_timeout).status();
+}
+
+// Changes are serialised by the core (one at a time, none while joint), so
+// a change waits for the previous one, and returns only once the cluster
+// has left any joint configuration it entered: the caller can make the
+// next change at once.
+absl::Status NodeImpl::ProposeMembership(raft::MembershipChange change) {
+  const auto deadline = Deadline();
+  absl::Status status = ProposeMembershipOnce(change);
+  while (absl::IsUnavailable(status) && !closing_ && Clock::now() < deadline) {
+    std::this_thread::sleep_for(options_.tick_interval * 5);
+    status = ProposeMembershipOnce(change);
+  }
+  if (!status.ok()) return status;
+  while (Clock::now() < deadline) {
+    if (!GetStatus().membership.joint()) return absl::OkStatus();
+    std::this_thread::sleep_for(options_.tick_interval);
+  }
+  return absl::DeadlineExceededError(
+      "the membership change committed, but the cluster did not leave the "
+      "joint configuration within the request timeout; check that a quorum "
+      "of the new voters is reachable");
 }
 
 absl::Status NodeImpl::AddLearner(raft::MemberId id, const std::string& address) {

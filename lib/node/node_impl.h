@@ -139,6 +139,9 @@ class NodeImpl final : public Node, public TransportHandler {
   absl::Status OpenCore();
   absl::Status OpenTransport();
   void StartThreads();
+  void StopLoop(const absl::Status& closing);
+  void DrainApply(const absl::Status& closing);
+  void StopWatches();
   void Log(LogLevel level, const std::string& line) const;
   void Count(std::string_view name, uint64_t delta = 1) const;
   void Sample(std::string_view name, double value) const;
@@ -149,6 +152,7 @@ class NodeImpl final : public Node, public TransportHandler {
                                      const WriteOptions& options);
   absl::Status NotLeaderError(raft::MemberId leader, const char* what) const;
   std::string AddressOf(raft::MemberId id) const;
+  absl::Status ProposeMembershipOnce(raft::MembershipChange change);
   absl::Status ProposeMembership(raft::MembershipChange change);
   // Runs `read` once a read point for `options` is applied (or at once for
   // kLocal); `fail` receives the error otherwise. On the apply thread.
@@ -229,6 +233,7 @@ class NodeImpl final : public Node, public TransportHandler {
   uint64_t next_request_id_ = 1;
   std::unique_ptr<SnapshotSink> staged_sink_;  // Awaiting snapshot_to_install.
   raft::MemberId last_leader_ = raft::kNoMember;
+  raft::Membership last_membership_;
   uint64_t ticks_ = 0;
 
   // Shared between the loop (insert) and the apply thread (complete).

@@ -26,6 +26,11 @@ void NodeImpl::OnTick() {
 void NodeImpl::ProcessReady() {
   while (core_->HasReady()) HandleReady(core_->TakeReady());
   commit_index_ = core_->CommitIndex();
+  // Membership calls wait on GetStatus(); let them see a change at once.
+  if (core_->membership() != last_membership_) {
+    last_membership_ = core_->membership();
+    RefreshStatusCache();
+  }
   const raft::MemberId leader = core_->LeaderId();
   if (leader != raft::kNoMember && leader != last_leader_) {
     if (last_leader_ != raft::kNoMember) {
