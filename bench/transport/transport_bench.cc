@@ -62,11 +62,16 @@ Flags ParseFlags(int argc, char** argv) {
       std::fprintf(stderr, "bad value for %s: %s\n", argv[i], argv[i + 1]);
       std::exit(2);
     }
-    if (name == "--small") flags.small_messages = value;
-    else if (name == "--bulk") flags.bulk_messages = value;
-    else if (name == "--snapshot-mib") flags.snapshot_mib = value;
-    else if (name == "--heartbeat-interval-ms") flags.heartbeat_interval_ms = value;
-    else if (name == "--heartbeat-seconds") flags.heartbeat_seconds = value;
+    if (name == "--small")
+      flags.small_messages = value;
+    else if (name == "--bulk")
+      flags.bulk_messages = value;
+    else if (name == "--snapshot-mib")
+      flags.snapshot_mib = value;
+    else if (name == "--heartbeat-interval-ms")
+      flags.heartbeat_interval_ms = value;
+    else if (name == "--heartbeat-seconds")
+      flags.heartbeat_seconds = value;
     else {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       std::exit(2);
@@ -191,9 +196,11 @@ std::unique_ptr<Members> StartMembers(const Flags& flags) {
   members->b = *std::move(b);
   members->handler_a->set_transport(members->a.get());
   members->handler_b->set_transport(members->b.get());
-  Check(members->a->AddPeer(2, absl::StrCat("127.0.0.1:", members->b->listen_port())),
+  Check(members->a->AddPeer(
+            2, absl::StrCat("127.0.0.1:", members->b->listen_port())),
         "add peer 2");
-  Check(members->b->AddPeer(1, absl::StrCat("127.0.0.1:", members->a->listen_port())),
+  Check(members->b->AddPeer(
+            1, absl::StrCat("127.0.0.1:", members->a->listen_port())),
         "add peer 1");
   Check(members->a->Start(members->handler_a.get()), "start member 1");
   Check(members->b->Start(members->handler_b.get()), "start member 2");
@@ -206,7 +213,9 @@ raft::Message AppendOf(size_t bytes) {
   m.from = 1;
   m.to = 2;
   m.term = 1;
-  m.entries.push_back({.term = 1, .index = 1, .type = raft::EntryType::kNormal,
+  m.entries.push_back({.term = 1,
+                       .index = 1,
+                       .type = raft::EntryType::kNormal,
                        .data = std::string(bytes, 'x')});
   return m;
 }
@@ -254,7 +263,8 @@ double StreamAppends(Members& m, uint64_t count, size_t bytes) {
 double Percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(p * static_cast<double>(values.size() - 1));
+  const size_t rank =
+      static_cast<size_t>(p * static_cast<double>(values.size() - 1));
   return values[rank];
 }
 
@@ -282,10 +292,13 @@ HeartbeatResult HeartbeatsUnderBulk(Members& m, const Flags& flags) {
   std::thread snapshot([&] {
     const std::string data(kMiB, 's');
     for (uint64_t seq = 0; seq < flags.snapshot_mib; ++seq) {
-      TransportSnapshotChunk chunk{.snapshot_id = 1, .term = 1, .meta = {},
+      TransportSnapshotChunk chunk{.snapshot_id = 1,
+                                   .term = 1,
+                                   .meta = {},
                                    .seq = seq,
                                    .last = seq + 1 == flags.snapshot_mib,
-                                   .data = data, .checksum = 0};
+                                   .data = data,
+                                   .checksum = 0};
       if (!SendWithBackpressure(
               [&] { return m.a->SendSnapshotChunk(2, chunk); }, deadline)) {
         return;
@@ -303,7 +316,8 @@ HeartbeatResult HeartbeatsUnderBulk(Members& m, const Flags& flags) {
     heartbeat.term = 1;
     heartbeat.round = BenchHandler::RoundFor(Clock::now());
     Check(m.a->Send(std::move(heartbeat)), "heartbeat");
-    std::this_thread::sleep_for(std::chrono::milliseconds(flags.heartbeat_interval_ms));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(flags.heartbeat_interval_ms));
   }
   HeartbeatResult result;
   result.seconds = Seconds(Clock::now() - start);
@@ -326,7 +340,8 @@ int Run(const Flags& flags) {
 
   const double small_per_s = StreamAppends(*members, flags.small_messages, 100);
   std::printf("small: %llu x 100 B appends: %.0f msgs/s\n",
-              static_cast<unsigned long long>(flags.small_messages), small_per_s);
+              static_cast<unsigned long long>(flags.small_messages),
+              small_per_s);
 
   const double bulk_per_s = StreamAppends(*members, flags.bulk_messages, kMiB);
   std::printf("bulk: %llu x 1 MiB appends: %.1f MiB/s\n",
@@ -346,8 +361,10 @@ int Run(const Flags& flags) {
   std::printf(
       "{\"bench\":\"transport\",\"msgs_per_s_small\":%.0f,"
       "\"bulk_mb_per_s\":%.1f,\"heartbeat_p99_ms_under_bulk\":%.3f,"
-      "\"heartbeat_p50_ms_under_bulk\":%.3f,\"heartbeat_max_ms_under_bulk\":%.3f,"
-      "\"heartbeats\":%zu,\"snapshot_mib\":%llu,\"bulk_mib_delivered_during_heartbeats\":%llu,"
+      "\"heartbeat_p50_ms_under_bulk\":%.3f,\"heartbeat_max_ms_under_bulk\":%."
+      "3f,"
+      "\"heartbeats\":%zu,\"snapshot_mib\":%llu,\"bulk_mib_delivered_during_"
+      "heartbeats\":%llu,"
       "\"snapshot_completed\":%s,\"tls\":%s}\n",
       small_per_s, bulk_per_s, p99, p50, max, hb.round_trips_ms.size(),
       static_cast<unsigned long long>(flags.snapshot_mib),

@@ -5,8 +5,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 
@@ -42,8 +42,8 @@ std::string MakeNonce() {
 
 std::string ComputeProof(const std::string& secret, const Hello& mine,
                          const Hello& theirs) {
-  std::string transcript = absl::StrCat("confman-handshake-v",
-                                        kProtocolVersion, ";");
+  std::string transcript =
+      absl::StrCat("confman-handshake-v", kProtocolVersion, ";");
   AppendHello(transcript, mine);
   AppendHello(transcript, theirs);
   std::string mac(EVP_MAX_MD_SIZE, '\0');

@@ -1,9 +1,7 @@
-#include "confman/transport/in_memory.h"
-
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <set>
@@ -14,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "confman/transport/in_memory.h"
 #include "wire_codec.h"
 
 namespace confman {
@@ -85,12 +84,12 @@ class InMemoryNetworkState {
   void RunDeliveryThread();
 
   const InMemoryNetworkOptions options_;
-  std::deque<Envelope> queue;  // Guarded by mu.
+  std::deque<Envelope> queue;                    // Guarded by mu.
   absl::flat_hash_map<Link, size_t> bulk_bytes;  // Guarded by mu.
-  std::set<Link> cut;  // Guarded by mu.
-  double drop_probability = 0;  // Guarded by mu.
-  std::mt19937_64 random_;  // Guarded by mu.
-  bool stop_delivery = false;  // Guarded by mu.
+  std::set<Link> cut;                            // Guarded by mu.
+  double drop_probability = 0;                   // Guarded by mu.
+  std::mt19937_64 random_;                       // Guarded by mu.
+  bool stop_delivery = false;                    // Guarded by mu.
   // Signalled when the queue gains an item or stop_delivery is set.
   std::condition_variable queue_changed;
   std::thread delivery_thread;
@@ -122,8 +121,8 @@ absl::Status InMemoryNetworkState::Enqueue(Envelope envelope) {
   if (envelope.bulk_bytes > 0 &&
       queued + envelope.bulk_bytes > options_.max_bulk_queue_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "bulk queue to member ", envelope.to,
-        " is full (max_bulk_queue_bytes ", options_.max_bulk_queue_bytes,
+        "bulk queue to member ", envelope.to, " is full (max_bulk_queue_bytes ",
+        options_.max_bulk_queue_bytes,
         "); the message was dropped, Raft will resend"));
   }
   if (cut.contains(link)) {
@@ -170,14 +169,16 @@ void InMemoryNetworkState::Deliver(Envelope envelope) {
     auto it = endpoints.find(envelope.to);
     if (it == endpoints.end()) return;
     target = it->second.get();
-    const bool notice = std::holds_alternative<UnreachableNotice>(envelope.item);
+    const bool notice =
+        std::holds_alternative<UnreachableNotice>(envelope.item);
     if (!notice && cut.contains({envelope.from, envelope.to})) {
       // The link broke while the message was in flight.
       sender = endpoints.at(envelope.from).get();
     }
   }
   if (sender != nullptr) {
-    sender->WithHandler([&](TransportHandler& h) { h.OnUnreachable(envelope.to); });
+    sender->WithHandler(
+        [&](TransportHandler& h) { h.OnUnreachable(envelope.to); });
     return;
   }
   target->WithHandler([&](TransportHandler& handler) {
@@ -279,7 +280,8 @@ void InMemoryNetwork::StartDeliveryThread() {
     std::lock_guard lock(state_->mu);
     state_->stop_delivery = false;
   }
-  state_->delivery_thread = std::thread([this] { state_->RunDeliveryThread(); });
+  state_->delivery_thread =
+      std::thread([this] { state_->RunDeliveryThread(); });
 }
 
 void InMemoryNetwork::StopDeliveryThread() {
@@ -381,19 +383,18 @@ void InMemoryTransport::RemovePeer(raft::MemberId id) {
 
 absl::Status InMemoryTransport::Send(raft::Message message) {
   if (message.from != endpoint_.id) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "message from member ", message.from, " sent through member ",
-        endpoint_.id, "'s transport"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message from member ", message.from,
+                     " sent through member ", endpoint_.id, "'s transport"));
   }
-  const size_t bulk = IsControlTraffic(message.type)
-                           ? 0
-                           : wire::EstimateEncodedBytes(message);
+  const size_t bulk =
+      IsControlTraffic(message.type) ? 0 : wire::EstimateEncodedBytes(message);
   const raft::MemberId to = message.to;
   return Enqueue(to, std::move(message), bulk);
 }
 
-absl::Status InMemoryTransport::SendSnapshotChunk(raft::MemberId to,
-                                                  TransportSnapshotChunk chunk) {
+absl::Status InMemoryTransport::SendSnapshotChunk(
+    raft::MemberId to, TransportSnapshotChunk chunk) {
   const size_t bulk = wire::EstimateEncodedBytes(chunk);
   return Enqueue(to, std::move(chunk), bulk);
 }

@@ -1,18 +1,16 @@
-#include "confman/transport/tcp.h"
-
 #include <array>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <atomic>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <map>
 #include <mutex>
-#include <shared_mutex>
 #include <optional>
 #include <random>
+#include <shared_mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -21,6 +19,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "confman/transport/tcp.h"
 #include "handshake.h"
 #include "wire_codec.h"
 
@@ -49,7 +48,8 @@ auto RedirectTo(asio::error_code& ec) {
 
 absl::Status NetworkError(absl::string_view what, const asio::error_code& ec) {
   if (ec == asio::error::eof) {
-    return absl::UnavailableError(absl::StrCat(what, ": peer closed the connection"));
+    return absl::UnavailableError(
+        absl::StrCat(what, ": peer closed the connection"));
   }
   return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
 }
@@ -69,9 +69,9 @@ absl::StatusOr<tcp::endpoint> ParseEndpoint(const std::string& address) {
   asio::error_code ec;
   const asio::ip::address ip = asio::ip::make_address(host, ec);
   if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "address '", address, "': host must be an IP address (", ec.message(),
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("address '", address, "': host must be an IP address (",
+                     ec.message(), ")"));
   }
   return tcp::endpoint(ip, static_cast<uint16_t>(port));
 }
@@ -138,8 +138,8 @@ class Backoff {
 
   std::chrono::milliseconds Next() {
     std::uniform_real_distribution<double> spread(1.0 - jitter_, 1.0 + jitter_);
-    const auto wait = std::chrono::milliseconds(
-        static_cast<int64_t>(static_cast<double>(next_.count()) * spread(random_)));
+    const auto wait = std::chrono::milliseconds(static_cast<int64_t>(
+        static_cast<double>(next_.count()) * spread(random_)));
     next_ = std::min(next_ * 2, max_);
     return wait;
   }
@@ -309,22 +309,21 @@ absl::StatusOr<std::unique_ptr<asio::ssl::context>> MakeTlsContext(
   auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
   asio::error_code ec;
   auto failed = [&](absl::string_view what, const std::string& file) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TcpTransportOptions: cannot load tls.", what, " '", file, "': ",
-        ec.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("TcpTransportOptions: cannot load tls.", what, " '", file,
+                     "': ", ec.message()));
   };
-  context->set_options(asio::ssl::context::default_workarounds |
-                           asio::ssl::context::no_sslv2 |
-                           asio::ssl::context::no_sslv3 |
-                           asio::ssl::context::no_tlsv1 |
-                           asio::ssl::context::no_tlsv1_1,
-                       ec);
+  context->set_options(
+      asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+          asio::ssl::context::no_tlsv1_1,
+      ec);
   context->load_verify_file(files.ca_file, ec);
   if (ec) return failed("ca_file", files.ca_file);
   context->use_certificate_chain_file(files.certificate_file, ec);
   if (ec) return failed("certificate_file", files.certificate_file);
-  context->use_private_key_file(files.private_key_file,
-                                asio::ssl::context::pem, ec);
+  context->use_private_key_file(files.private_key_file, asio::ssl::context::pem,
+                                ec);
   if (ec) return failed("private_key_file", files.private_key_file);
   context->set_verify_mode(
       asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
@@ -343,7 +342,8 @@ absl::Status TcpTransportOptions::Validate() const {
   if (auto endpoint = ParseEndpoint(listen_address); !endpoint.ok()) {
     return invalid("listen_address: ", endpoint.status().message());
   }
-  if (member_id == raft::kNoMember) return invalid("member_id must be non-zero");
+  if (member_id == raft::kNoMember)
+    return invalid("member_id must be non-zero");
   if (cluster_id.empty()) return invalid("cluster_id must be set");
   if (shared_secret.size() < kMinSecretBytes) {
     return invalid("shared_secret must hold at least ", kMinSecretBytes,
@@ -433,10 +433,10 @@ class TcpTransport::Impl {
 
     std::mutex mu_;
     std::deque<wire::EncodedFrame> queue_;  // Guarded by mu_.
-    size_t queued_bytes_ = 0;  // Guarded by mu_.
+    size_t queued_bytes_ = 0;               // Guarded by mu_.
     // Run() is parked on `timer_` waiting for frames.
-    bool writer_idle_ = false;  // Guarded by mu_.
-    bool closed_ = false;  // Guarded by mu_.
+    bool writer_idle_ = false;        // Guarded by mu_.
+    bool closed_ = false;             // Guarded by mu_.
     bool overflow_reported_ = false;  // Guarded by mu_.
   };
 
@@ -524,7 +524,7 @@ class TcpTransport::Impl {
   }
   wire::Hello OwnHello(wire::Channel channel) const;
   wire::EncodedFrame ProofFrame(const wire::Hello& mine,
-                         const wire::Hello& theirs) const;
+                                const wire::Hello& theirs) const;
   absl::Status CheckHello(const wire::Hello& theirs,
                           raft::MemberId expected_peer);
   awaitable<void> Accept();
@@ -572,8 +572,8 @@ class TcpTransport::Impl {
 
   mutable std::shared_mutex mu_;
   State state_ = State::kCreated;  // Guarded by mu_.
-  absl::flat_hash_map<raft::MemberId, std::unique_ptr<Peer>> peers_
-     ;  // Guarded by mu_.
+  absl::flat_hash_map<raft::MemberId, std::unique_ptr<Peer>>
+      peers_;  // Guarded by mu_.
   // Removed peers stay allocated until the transport is destroyed because
   // posted work may still name them; membership changes are rare, so this
   // stays small.
@@ -640,8 +640,8 @@ bool TcpTransport::Impl::Link::TakeBatch(
   batch.clear();
   std::lock_guard lock(mu_);
   size_t bytes = 0;
-  while (!queue_.empty() && (batch.empty() || bytes + queue_.front().size() <=
-                                                  kMaxBatchBytes)) {
+  while (!queue_.empty() &&
+         (batch.empty() || bytes + queue_.front().size() <= kMaxBatchBytes)) {
     bytes += queue_.front().size();
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
@@ -674,12 +674,12 @@ void TcpTransport::Impl::Link::DropConnection() {
 // means the peer closed the connection (or broke the protocol), and the
 // writer is woken to reconnect instead of writing into a dead socket.
 void TcpTransport::Impl::Link::WatchForClose(Stream& stream) {
-  stream.AsyncReadSome(
-      asio::buffer(&watch_byte_, 1),
-      [this, generation = connection_generation_](const asio::error_code&,
-                                                  size_t) {
-        if (generation == connection_generation_) DropConnection();
-      });
+  stream.AsyncReadSome(asio::buffer(&watch_byte_, 1),
+                       [this, generation = connection_generation_](
+                           const asio::error_code&, size_t) {
+                         if (generation == connection_generation_)
+                           DropConnection();
+                       });
 }
 
 awaitable<void> TcpTransport::Impl::Link::Run() {
@@ -724,8 +724,8 @@ awaitable<std::unique_ptr<Stream>> TcpTransport::Impl::Link::Connect() {
   if (!peer_.unreachable_reported) {
     impl_.Log(absl::StrCat("cannot open ", wire::ChannelName(channel_),
                            " connection to member ", peer_.id, " at ",
-                           endpoint.address().to_string(), ":",
-                           endpoint.port(), ": ", theirs.status().ToString()));
+                           endpoint.address().to_string(), ":", endpoint.port(),
+                           ": ", theirs.status().ToString()));
   }
   co_return nullptr;
 }
@@ -748,9 +748,9 @@ awaitable<void> TcpTransport::Impl::Link::Pump(Stream& stream) {
     asio::error_code ec;
     co_await stream.Write(buffers, ec);
     if (ec) {
-      impl_.Log(absl::StrCat(wire::ChannelName(channel_),
-                             " connection to member ", peer_.id, " broke: ",
-                             NetworkError("writing", ec).message()));
+      impl_.Log(absl::StrCat(
+          wire::ChannelName(channel_), " connection to member ", peer_.id,
+          " broke: ", NetworkError("writing", ec).message()));
       co_return;
     }
   }
@@ -773,8 +773,8 @@ TcpTransport::Impl::~Impl() {
 }
 
 void TcpTransport::Impl::Log(const std::string& line) {
-  const std::string full =
-      absl::StrCat("confman transport [member ", options_.member_id, "]: ", line);
+  const std::string full = absl::StrCat("confman transport [member ",
+                                        options_.member_id, "]: ", line);
   std::lock_guard<std::mutex> lock(log_mu_);
   if (options_.log) {
     options_.log(full);
@@ -790,9 +790,9 @@ absl::Status TcpTransport::Impl::Listen() {
   if (!ec) acceptor_->bind(listen_, ec);
   if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options_.listen_address, ": ", ec.message(),
-        "; choose a free port or another address"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen_address, ": ",
+                     ec.message(), "; choose a free port or another address"));
   }
   port_ = acceptor_->local_endpoint(ec).port();
   return absl::OkStatus();
@@ -829,7 +829,8 @@ void TcpTransport::Impl::Stop() {
   delivering_ = false;
   // Each thread closes its own sockets, so peers see the connections end
   // now rather than when this object is destroyed, then stops.
-  for (wire::Channel channel : {wire::Channel::kControl, wire::Channel::kBulk}) {
+  for (wire::Channel channel :
+       {wire::Channel::kControl, wire::Channel::kBulk}) {
     asio::post(io(channel), [this, channel] {
       CloseConnections(channel);
       io(channel).stop();
@@ -897,9 +898,9 @@ absl::Status TcpTransport::Impl::CheckCanSend(raft::MemberId from) const {
         "the transport is not running; call Start first (or it was stopped)");
   }
   if (from != options_.member_id) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "message from member ", from, " sent through member ",
-        options_.member_id, "'s transport"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message from member ", from, " sent through member ",
+                     options_.member_id, "'s transport"));
   }
   return absl::OkStatus();
 }
@@ -941,8 +942,8 @@ wire::Hello TcpTransport::Impl::OwnHello(wire::Channel channel) const {
   return hello;
 }
 
-wire::EncodedFrame TcpTransport::Impl::ProofFrame(const wire::Hello& mine,
-                                           const wire::Hello& theirs) const {
+wire::EncodedFrame TcpTransport::Impl::ProofFrame(
+    const wire::Hello& mine, const wire::Hello& theirs) const {
   wire::Proof proof;
   proof.mac = wire::ComputeProof(options_.shared_secret, mine, theirs);
   return wire::EncodeProof(proof);
@@ -951,9 +952,9 @@ wire::EncodedFrame TcpTransport::Impl::ProofFrame(const wire::Hello& mine,
 absl::Status TcpTransport::Impl::CheckHello(const wire::Hello& theirs,
                                             raft::MemberId expected_peer) {
   if (theirs.cluster_id != options_.cluster_id) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "peer belongs to cluster '", theirs.cluster_id, "', this member to '",
-        options_.cluster_id, "'"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("peer belongs to cluster '", theirs.cluster_id,
+                     "', this member to '", options_.cluster_id, "'"));
   }
   if (theirs.member_id == options_.member_id) {
     return absl::PermissionDeniedError(
@@ -1107,9 +1108,9 @@ awaitable<absl::StatusOr<wire::Channel>> TcpTransport::Impl::ReadPreamble(
     }
   }
   if (preamble > static_cast<uint8_t>(wire::Channel::kBulk)) {
-    co_return absl::InvalidArgumentError(absl::StrCat(
-        "bad channel byte ", preamble,
-        " before TLS; is the peer configured without TLS?"));
+    co_return absl::InvalidArgumentError(
+        absl::StrCat("bad channel byte ", preamble,
+                     " before TLS; is the peer configured without TLS?"));
   }
   co_return static_cast<wire::Channel>(preamble);
 }
@@ -1272,7 +1273,8 @@ absl::Status TcpTransport::SendSnapshotChunk(raft::MemberId to,
   if (absl::Status ok = impl_->CheckCanSend(self); !ok.ok()) return ok;
   const size_t estimate = wire::EstimateEncodedBytes(chunk);
   return impl_->Enqueue(to, wire::Channel::kBulk, estimate, [&] {
-    return wire::EncodeChunk({.from = self, .to = to, .chunk = std::move(chunk)});
+    return wire::EncodeChunk(
+        {.from = self, .to = to, .chunk = std::move(chunk)});
   });
 }
 

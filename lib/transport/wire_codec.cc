@@ -15,7 +15,6 @@ namespace {
 namespace fb = ::flatbuffers;
 namespace gen = ::confman::wire::schema;
 
-
 // ---- encoding -------------------------------------------------------------
 
 fb::Offset<fb::Vector<uint8_t>> Bytes(fb::FlatBufferBuilder& builder,
@@ -27,10 +26,10 @@ fb::Offset<fb::Vector<uint8_t>> Bytes(fb::FlatBufferBuilder& builder,
 fb::Offset<gen::SnapshotMeta> BuildMeta(fb::FlatBufferBuilder& builder,
                                         const raft::SnapshotMeta& meta) {
   const raft::Membership& m = meta.membership;
-  auto membership = gen::CreateMembership(
-      builder, builder.CreateVector(m.voters),
-      builder.CreateVector(m.voters_outgoing),
-      builder.CreateVector(m.learners));
+  auto membership =
+      gen::CreateMembership(builder, builder.CreateVector(m.voters),
+                            builder.CreateVector(m.voters_outgoing),
+                            builder.CreateVector(m.learners));
   return gen::CreateSnapshotMeta(builder, meta.index, meta.term, membership);
 }
 
@@ -54,9 +53,9 @@ fb::Offset<gen::RaftMessage> BuildMessage(fb::FlatBufferBuilder& builder,
   std::vector<fb::Offset<gen::Entry>> entries;
   entries.reserve(m.entries.size());
   for (const raft::Entry& e : m.entries) {
-    entries.push_back(gen::CreateEntry(
-        builder, e.term, e.index, static_cast<gen::EntryType>(e.type),
-        Bytes(builder, e.data)));
+    entries.push_back(gen::CreateEntry(builder, e.term, e.index,
+                                       static_cast<gen::EntryType>(e.type),
+                                       Bytes(builder, e.data)));
   }
   auto entries_vec = builder.CreateVector(entries);
   auto context = Bytes(builder, m.context);
@@ -80,7 +79,6 @@ fb::Offset<gen::RaftMessage> BuildMessage(fb::FlatBufferBuilder& builder,
   if (m.snapshot) b.add_snapshot(snapshot);
   return b.Finish();
 }
-
 
 // ---- decoding -------------------------------------------------------------
 
@@ -161,7 +159,8 @@ absl::StatusOr<Enum> CheckedEnum(WireEnum value, Enum last,
 }
 
 absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
-  auto type = CheckedEnum(in.type(), raft::EntryType::kMembership, "entry type");
+  auto type =
+      CheckedEnum(in.type(), raft::EntryType::kMembership, "entry type");
   if (!type.ok()) return type.status();
   raft::Entry entry;
   entry.term = in.term();
@@ -246,12 +245,11 @@ absl::StatusOr<Frame> DecodeChunk(const gen::Frame& frame,
 
 absl::StatusOr<Frame> DecodeForward(const gen::Frame& frame,
                                     const gen::ForwardFrame& in) {
-  return ForwardEnvelope{
-      .from = frame.from(),
-      .to = frame.to(),
-      .frame = {.request_id = in.request_id(),
-                .response = in.response(),
-                .payload = ToString(in.payload())}};
+  return ForwardEnvelope{.from = frame.from(),
+                         .to = frame.to(),
+                         .frame = {.request_id = in.request_id(),
+                                   .response = in.response(),
+                                   .payload = ToString(in.payload())}};
 }
 
 int PayloadCount(const gen::Frame& f) {
@@ -285,8 +283,8 @@ absl::StatusOr<Frame> DecodePayload(const gen::Frame& f) {
       if (f.forward()) return DecodeForward(f, *f.forward());
       break;
     default:
-      return Invalid(absl::StrCat("unknown frame kind ",
-                                  static_cast<int>(f.kind())));
+      return Invalid(
+          absl::StrCat("unknown frame kind ", static_cast<int>(f.kind())));
   }
   return Invalid(absl::StrCat("frame kind ", static_cast<int>(f.kind()),
                               " does not match its payload"));
@@ -317,8 +315,8 @@ size_t EstimateEncodedBytes(const raft::Message& m) {
   size_t bytes = 512 + m.context.size();
   if (m.snapshot) {
     const raft::Membership& ms = m.snapshot->membership;
-    bytes += 8 * (ms.voters.size() + ms.voters_outgoing.size() +
-                  ms.learners.size());
+    bytes +=
+        8 * (ms.voters.size() + ms.voters_outgoing.size() + ms.learners.size());
   }
   for (const raft::Entry& e : m.entries) bytes += 64 + e.data.size();
   return bytes;
@@ -328,8 +326,8 @@ size_t EstimateEncodedBytes(const TransportSnapshotChunk& chunk) {
   size_t bytes = 512 + chunk.data.size();
   if (chunk.meta) {
     const raft::Membership& ms = chunk.meta->membership;
-    bytes += 8 * (ms.voters.size() + ms.voters_outgoing.size() +
-                  ms.learners.size());
+    bytes +=
+        8 * (ms.voters.size() + ms.voters_outgoing.size() + ms.learners.size());
   }
   return bytes;
 }
@@ -384,9 +382,9 @@ EncodedFrame EncodeChunk(const ChunkFrame& in) {
 
 EncodedFrame EncodeForward(const ForwardEnvelope& in) {
   fb::FlatBufferBuilder builder(128 + in.frame.payload.size());
-  auto body = gen::CreateForwardFrame(builder, in.frame.request_id,
-                                      in.frame.response,
-                                      Bytes(builder, in.frame.payload));
+  auto body =
+      gen::CreateForwardFrame(builder, in.frame.request_id, in.frame.response,
+                              Bytes(builder, in.frame.payload));
   auto frame = StartFrame(builder, gen::FrameKind::Forward);
   frame.add_from(in.from);
   frame.add_to(in.to);
@@ -467,13 +465,13 @@ absl::Status CheckAddressing(const Frame& frame,
     return Invalid("handshake frame after the handshake completed");
   }
   if (from != authenticated_peer) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "bad frame: claims sender ", from, " on a connection authenticated as ",
-        authenticated_peer));
+    return absl::PermissionDeniedError(
+        absl::StrCat("bad frame: claims sender ", from,
+                     " on a connection authenticated as ", authenticated_peer));
   }
   if (to != self) {
-    return Invalid(absl::StrCat("addressed to member ", to,
-                                ", this member is ", self));
+    return Invalid(
+        absl::StrCat("addressed to member ", to, ", this member is ", self));
   }
   return absl::OkStatus();
 }

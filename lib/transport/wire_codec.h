@@ -15,9 +15,9 @@
 #include <variant>
 
 #include "absl/status/statusor.h"
-#include "flatbuffers/flatbuffers.h"
 #include "confman/raft/types.h"
 #include "confman/transport.h"
+#include "flatbuffers/flatbuffers.h"
 
 namespace confman::wire {
 

@@ -38,18 +38,22 @@ void CheckRoundTrip(const wire::Frame& frame) {
   if (const auto* message = std::get_if<raft::Message>(&frame)) {
     auto again = Redecode(wire::EncodeMessage(*message));
     if (!again.ok() || std::get<raft::Message>(*again) != *message) {
-      Fail("a decoded Raft message does not survive re-encoding", again.status());
+      Fail("a decoded Raft message does not survive re-encoding",
+           again.status());
     }
   } else if (const auto* chunk = std::get_if<wire::ChunkFrame>(&frame)) {
     auto again = Redecode(wire::EncodeChunk(*chunk));
-    if (!again.ok() || std::get<wire::ChunkFrame>(*again).chunk != chunk->chunk) {
-      Fail("a decoded snapshot chunk does not survive re-encoding", again.status());
+    if (!again.ok() ||
+        std::get<wire::ChunkFrame>(*again).chunk != chunk->chunk) {
+      Fail("a decoded snapshot chunk does not survive re-encoding",
+           again.status());
     }
   } else if (const auto* forward = std::get_if<wire::ForwardEnvelope>(&frame)) {
     auto again = Redecode(wire::EncodeForward(*forward));
     if (!again.ok() ||
         std::get<wire::ForwardEnvelope>(*again).frame != forward->frame) {
-      Fail("a decoded forward frame does not survive re-encoding", again.status());
+      Fail("a decoded forward frame does not survive re-encoding",
+           again.status());
     }
   }
 }

@@ -2,11 +2,10 @@
 // conformance suite runs against both.
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "confman/transport/in_memory.h"
@@ -74,8 +73,12 @@ class TcpPairOf {
       REQUIRE(transport.ok());
       transports_.push_back(*std::move(transport));
     }
-    REQUIRE(transports_[0]->AddPeer(2, Loopback(transports_[1]->listen_port())).ok());
-    REQUIRE(transports_[1]->AddPeer(1, Loopback(transports_[0]->listen_port())).ok());
+    REQUIRE(transports_[0]
+                ->AddPeer(2, Loopback(transports_[1]->listen_port()))
+                .ok());
+    REQUIRE(transports_[1]
+                ->AddPeer(1, Loopback(transports_[0]->listen_port()))
+                .ok());
     REQUIRE(transports_[0]->Start(&handlers_[0]).ok());
     REQUIRE(transports_[1]->Start(&handlers_[1]).ok());
   }

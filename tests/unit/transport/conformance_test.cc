@@ -1,6 +1,5 @@
 // The Transport contract, checked against every implementation.
 #include <catch2/catch.hpp>
-
 #include <thread>
 
 #include "clusters.h"
@@ -14,20 +13,23 @@ TEMPLATE_TEST_CASE("delivers messages, chunks and forwards intact",
                    "[conformance]", InMemoryPair, TcpPair, TlsPair) {
   TestType pair;
   raft::Message append = Append(1, 2, 1000, 3);
-  append.snapshot = raft::SnapshotMeta{.index = 3, .term = 1,
-                                       .membership = MakeMembership({1, 2})};
+  append.snapshot = raft::SnapshotMeta{
+      .index = 3, .term = 1, .membership = MakeMembership({1, 2})};
   REQUIRE(pair.member(1).Send(append).ok());
-  TransportSnapshotChunk chunk{.snapshot_id = 5, .term = 2, .meta = {},
-                               .seq = 3, .last = true,
-                               .data = std::string(5000, 'q'), .checksum = 99};
+  TransportSnapshotChunk chunk{.snapshot_id = 5,
+                               .term = 2,
+                               .meta = {},
+                               .seq = 3,
+                               .last = true,
+                               .data = std::string(5000, 'q'),
+                               .checksum = 99};
   REQUIRE(pair.member(1).SendSnapshotChunk(2, chunk).ok());
   ForwardFrame forward{.request_id = 8, .response = false, .payload = "put x"};
   REQUIRE(pair.member(2).SendForward(1, forward).ok());
 
   RecordingHandler& two = pair.handler(2);
-  REQUIRE(two.WaitUntil([](auto& h) {
-    return h.message_count() == 1 && h.chunk_count() == 1;
-  }));
+  REQUIRE(two.WaitUntil(
+      [](auto& h) { return h.message_count() == 1 && h.chunk_count() == 1; }));
   CHECK(two.messages()[0] == append);
   CHECK(two.chunks()[0].from == 1);
   CHECK(two.chunks()[0].chunk == chunk);
@@ -55,7 +57,8 @@ TEMPLATE_TEST_CASE("refuses sends it cannot honour with a clear status",
   TestType pair;
   absl::Status unknown = pair.member(1).Send(Heartbeat(1, 9, 1));
   CHECK(unknown.code() == absl::StatusCode::kNotFound);
-  CHECK(unknown.message() == "member 9 is not a known peer; add it with AddPeer");
+  CHECK(unknown.message() ==
+        "member 9 is not a known peer; add it with AddPeer");
 
   CHECK(pair.member(1).Send(Heartbeat(2, 1, 1)).code() ==
         absl::StatusCode::kInvalidArgument);
@@ -67,14 +70,16 @@ TEMPLATE_TEST_CASE("refuses sends it cannot honour with a clear status",
   pair.member(1).RemovePeer(2);
   CHECK(pair.member(1).Send(Heartbeat(1, 2, 1)).code() ==
         absl::StatusCode::kNotFound);
-  CHECK(pair.member(1).SendForward(2, {}).code() == absl::StatusCode::kNotFound);
+  CHECK(pair.member(1).SendForward(2, {}).code() ==
+        absl::StatusCode::kNotFound);
 }
 
 TEMPLATE_TEST_CASE("no callback runs after Stop returns", "[conformance]",
                    InMemoryPair, TcpPair, TlsPair) {
   TestType pair;
   REQUIRE(pair.member(2).Send(Heartbeat(2, 1, 1)).ok());
-  REQUIRE(pair.handler(1).WaitUntil([](auto& h) { return h.message_count() == 1; }));
+  REQUIRE(pair.handler(1).WaitUntil(
+      [](auto& h) { return h.message_count() == 1; }));
 
   pair.member(1).Stop();
   CHECK(pair.member(1).Send(Heartbeat(1, 2, 1)).code() ==
@@ -98,8 +103,10 @@ TEMPLATE_TEST_CASE("a full bulk queue drops appends but never heartbeats",
   int dropped = 0;
   for (int i = 0; i < 200 && dropped == 0; ++i) {
     absl::Status sent = pair.member(1).Send(Append(1, 2, 256u << 10, 4));
-    if (sent.code() == absl::StatusCode::kResourceExhausted) ++dropped;
-    else REQUIRE(sent.ok());
+    if (sent.code() == absl::StatusCode::kResourceExhausted)
+      ++dropped;
+    else
+      REQUIRE(sent.ok());
   }
   CHECK(dropped == 1);
   for (uint64_t round = 1; round <= 20; ++round) {
@@ -108,9 +115,8 @@ TEMPLATE_TEST_CASE("a full bulk queue drops appends but never heartbeats",
   // Control traffic is still delivered while bulk is stuck (TCP: separate
   // connection; in-memory: behind the stuck delivery, so only after).
   two.HoldAppends(false);
-  CHECK(two.WaitUntil([](auto& h) {
-    return h.count_of(raft::MessageType::kHeartbeat) == 20;
-  }));
+  CHECK(two.WaitUntil(
+      [](auto& h) { return h.count_of(raft::MessageType::kHeartbeat) == 20; }));
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Behaviour specific to the in-memory network: pumping and fault injection.
+#include "confman/transport/in_memory.h"
+
 #include <catch2/catch.hpp>
 
-#include "confman/transport/in_memory.h"
 #include "recording_handler.h"
 
 namespace confman::testing {

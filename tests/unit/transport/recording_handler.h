@@ -141,10 +141,11 @@ inline raft::Message Append(raft::MemberId from, raft::MemberId to,
   m.log_term = 3;
   m.commit = 9;
   for (int i = 0; i < entries; ++i) {
-    m.entries.push_back({.term = 4,
-                         .index = 11 + static_cast<uint64_t>(i),
-                         .type = raft::EntryType::kNormal,
-                         .data = std::string(entry_bytes, static_cast<char>('a' + i))});
+    m.entries.push_back(
+        {.term = 4,
+         .index = 11 + static_cast<uint64_t>(i),
+         .type = raft::EntryType::kNormal,
+         .data = std::string(entry_bytes, static_cast<char>('a' + i))});
   }
   return m;
 }

@@ -1,12 +1,11 @@
 // TcpTransport: options, reconnects, and hostile peers. Every bad input
 // must close that one connection with a clear log line while the member
 // keeps serving its other peers.
-#include <catch2/catch.hpp>
-
 #include <sys/socket.h>
 #include <sys/time.h>
 
 #include <asio.hpp>
+#include <catch2/catch.hpp>
 #include <mutex>
 #include <thread>
 
@@ -30,7 +29,8 @@ class LogLines {
     };
   }
   // Waits until a line containing `text` appears.
-  bool WaitFor(const std::string& text, std::chrono::milliseconds timeout = 5s) {
+  bool WaitFor(const std::string& text,
+               std::chrono::milliseconds timeout = 5s) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       {
@@ -92,15 +92,16 @@ class RawClient {
   // closes on a bad one).
   void Handshake(const std::string& cluster, raft::MemberId id,
                  const std::string& secret) {
-    wire::Hello mine{.cluster_id = cluster, .member_id = id,
+    wire::Hello mine{.cluster_id = cluster,
+                     .member_id = id,
                      .nonce = wire::MakeNonce(),
                      .channel = wire::Channel::kControl};
     Write(wire::EncodeHello(mine).ToString());
     auto theirs = ReadFrame();
     if (!theirs.ok()) return;
     REQUIRE(std::holds_alternative<wire::Hello>(*theirs));
-    Write(wire::EncodeProof(
-              {wire::ComputeProof(secret, mine, std::get<wire::Hello>(*theirs))})
+    Write(wire::EncodeProof({wire::ComputeProof(
+                                secret, mine, std::get<wire::Hello>(*theirs))})
               .ToString());
     auto proof = ReadFrame();
     REQUIRE(proof.ok());
@@ -247,7 +248,8 @@ TEST_CASE("a peer that never completes the handshake is timed out") {
   RawClient client((*member)->listen_port());
   client.Write(std::string("\x40\0\0\0", 4));  // A header, then silence.
   CHECK(client.ClosedByPeer());
-  CHECK(log.WaitFor("handshake not completed within handshake_timeout (200 ms)"));
+  CHECK(
+      log.WaitFor("handshake not completed within handshake_timeout (200 ms)"));
   (*member)->Stop();
 }
 
@@ -263,8 +265,7 @@ TEST_CASE("a message claiming another sender is refused") {
   RawClient client(f.member1->listen_port());
   client.Handshake("test-cluster", 3, kSecret);
   client.Write(wire::EncodeMessage(Heartbeat(2, 1, 99)).ToString());
-  f.ExpectRefused(client,
-                  "claims sender 2 on a connection authenticated as 3");
+  f.ExpectRefused(client, "claims sender 2 on a connection authenticated as 3");
   for (const raft::Message& m : f.handler1.messages()) CHECK(m.round != 99);
 }
 
@@ -285,13 +286,16 @@ TEST_CASE("options are validated with the failing field named") {
   TcpTransportOptions options = TestTcpOptions(1);
   CHECK(options.Validate().ok());
   options.shared_secret = "short";
-  CHECK(options.Validate().message().find("shared_secret") != std::string::npos);
+  CHECK(options.Validate().message().find("shared_secret") !=
+        std::string::npos);
   options = TestTcpOptions(1);
   options.max_frame_bytes = 1000;
-  CHECK(options.Validate().message().find("max_frame_bytes") != std::string::npos);
+  CHECK(options.Validate().message().find("max_frame_bytes") !=
+        std::string::npos);
   options = TestTcpOptions(1);
   options.max_bulk_queue_bytes = 1000;
-  CHECK(options.Validate().message().find("max_bulk_queue_bytes") != std::string::npos);
+  CHECK(options.Validate().message().find("max_bulk_queue_bytes") !=
+        std::string::npos);
   options = TestTcpOptions(1);
   options.reconnect_jitter = 1.0;
   CHECK_FALSE(options.Validate().ok());
@@ -316,7 +320,8 @@ TEST_CASE("oversized sends are refused, not truncated") {
   TcpPair pair;
   absl::Status status = pair.member(1).Send(Append(1, 2, 3u << 20, 1));
   CHECK(status.code() == absl::StatusCode::kInvalidArgument);
-  CHECK(status.message().find("exceeds max_frame_bytes 2097152") != std::string::npos);
+  CHECK(status.message().find("exceeds max_frame_bytes 2097152") !=
+        std::string::npos);
   CHECK(TcpTransportOptions::FrameBytesFor(1000, 2) > 1000);
 }
 
@@ -347,8 +352,8 @@ TEST_CASE("an unreachable peer is reported and reconnected when it returns") {
   bool delivered = false;
   for (int attempt = 0; attempt < 100 && !delivered; ++attempt) {
     REQUIRE((*one)->Send(Heartbeat(1, 2, attempt)).ok());
-    delivered = handler2.WaitUntil([](auto& h) { return h.message_count() > 0; },
-                                   50ms);
+    delivered =
+        handler2.WaitUntil([](auto& h) { return h.message_count() > 0; }, 50ms);
   }
   CHECK(delivered);
   (*one)->Stop();
@@ -358,18 +363,21 @@ TEST_CASE("an unreachable peer is reported and reconnected when it returns") {
 TEST_CASE("a stopped member's peers see its connections close") {
   TcpPair pair;
   REQUIRE(pair.member(2).Send(Heartbeat(2, 1, 1)).ok());
-  REQUIRE(pair.handler(1).WaitUntil([](auto& h) { return h.message_count() == 1; }));
+  REQUIRE(pair.handler(1).WaitUntil(
+      [](auto& h) { return h.message_count() == 1; }));
   pair.member(1).Stop();
   // Member 2's outbound connections to 1 are closed by 1, not left hanging.
-  CHECK(pair.handler(2).WaitUntil([](auto& h) { return h.unreachable_count() > 0; }));
+  CHECK(pair.handler(2).WaitUntil(
+      [](auto& h) { return h.unreachable_count() > 0; }));
   CHECK(pair.handler(2).unreachable()[0] == 1);
 }
 
 TEST_CASE("a removed and re-added peer is served again") {
   TcpPair pair;
   pair.member(1).RemovePeer(2);
-  REQUIRE(pair.member(1).AddPeer(2, Loopback(static_cast<TcpTransport&>(
-                                                 pair.member(2)).listen_port()))
+  REQUIRE(pair.member(1)
+              .AddPeer(2, Loopback(static_cast<TcpTransport&>(pair.member(2))
+                                       .listen_port()))
               .ok());
   bool delivered = false;
   for (uint64_t attempt = 1; attempt <= 100 && !delivered; ++attempt) {
@@ -380,7 +388,6 @@ TEST_CASE("a removed and re-added peer is served again") {
   CHECK(delivered);
 }
 
-
 TEST_CASE("heartbeats are delivered while the bulk path is stuck") {
   TcpPair pair;
   RecordingHandler& two = pair.handler(2);
@@ -389,16 +396,13 @@ TEST_CASE("heartbeats are delivered while the bulk path is stuck") {
   for (uint64_t round = 1; round <= 10; ++round) {
     REQUIRE(pair.member(1).Send(Heartbeat(1, 2, round)).ok());
   }
-  CHECK(two.WaitUntil([](auto& h) {
-    return h.count_of(raft::MessageType::kHeartbeat) == 10;
-  }));
+  CHECK(two.WaitUntil(
+      [](auto& h) { return h.count_of(raft::MessageType::kHeartbeat) == 10; }));
   CHECK(two.count_now(raft::MessageType::kAppend) == 0);
   two.HoldAppends(false);
-  CHECK(two.WaitUntil([](auto& h) {
-    return h.count_of(raft::MessageType::kAppend) == 1;
-  }));
+  CHECK(two.WaitUntil(
+      [](auto& h) { return h.count_of(raft::MessageType::kAppend) == 1; }));
 }
-
 
 TEST_CASE("TLS: a peer whose certificate another CA signed is refused") {
   TcpTransportOptions one_options = TestTcpOptions(1);
@@ -458,7 +462,6 @@ TEST_CASE("TLS: unreadable certificate files are reported by Create") {
   CHECK(options.Validate().message().find("tls needs") != std::string::npos);
 }
 
-
 // Plays member 2: accepts member 1's two connections, completes the
 // acceptor's side of the handshake, then never reads again, like a peer
 // that has stopped consuming.
@@ -493,7 +496,8 @@ class SilentPeer {
       wire::Proof proof;
       proof.mac = wire::ComputeProof(kSecret, mine, theirs);
       asio::write(socket, asio::buffer(wire::EncodeHello(mine).ToString()), ec);
-      asio::write(socket, asio::buffer(wire::EncodeProof(proof).ToString()), ec);
+      asio::write(socket, asio::buffer(wire::EncodeProof(proof).ToString()),
+                  ec);
       (void)ReadFrameBlocking(socket, buffer);  // Member 1's proof.
       sockets_.push_back(std::move(socket));
     }
@@ -516,7 +520,8 @@ TEST_CASE("a peer that stops reading has its control connection reset") {
   REQUIRE((*member)->Start(&handler).ok());
   // Socket buffers absorb some megabytes first; then the bounded control
   // queue fills and the connection is declared stuck.
-  const ForwardFrame forward{.request_id = 1, .response = false,
+  const ForwardFrame forward{.request_id = 1,
+                             .response = false,
                              .payload = std::string(32u << 10, 'f')};
   absl::Status status;
   for (int i = 0; i < 4096 && status.ok(); ++i) {

@@ -40,18 +40,18 @@ Cert MakeCertificate(EVP_PKEY* key, const char* common_name, bool is_ca,
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 7 * 24 * 3600);
   X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(common_name),
-                             -1, -1, 0);
+  X509_NAME_add_entry_by_txt(
+      name, "CN", MBSTRING_ASC,
+      reinterpret_cast<const unsigned char*>(common_name), -1, -1, 0);
   X509_set_issuer_name(cert.get(),
                        issuer ? X509_get_subject_name(issuer) : name);
   X509V3_CTX context;
   X509V3_set_ctx_nodb(&context);
   X509V3_set_ctx(&context, issuer ? issuer : cert.get(), cert.get(), nullptr,
                  nullptr, 0);
-  X509_EXTENSION* constraints = X509V3_EXT_conf_nid(
-      nullptr, &context, NID_basic_constraints,
-      is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+  X509_EXTENSION* constraints =
+      X509V3_EXT_conf_nid(nullptr, &context, NID_basic_constraints,
+                          is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
   Require(constraints != nullptr, "basicConstraints");
   X509_add_ext(cert.get(), constraints, -1);
   X509_EXTENSION_free(constraints);

@@ -1,13 +1,13 @@
 // Round trips and hostile input for the frame codec (lib/transport).
-#include <catch2/catch.hpp>
+#include "wire_codec.h"
 
+#include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
 
 #include "flatbuffers/flatbuffers.h"
 #include "handshake.h"
 #include "recording_handler.h"
-#include "wire_codec.h"
 #include "wire_generated.h"
 
 namespace confman::wire {
@@ -20,7 +20,8 @@ using confman::testing::MakeMembership;
 // Strips the length prefix and decodes the body from an aligned copy.
 absl::StatusOr<Frame> Decode(const EncodedFrame& frame) {
   AlignedBuffer buffer;
-  std::memcpy(buffer.Resize(frame.body_size()), frame.body(), frame.body_size());
+  std::memcpy(buffer.Resize(frame.body_size()), frame.body(),
+              frame.body_size());
   return DecodeFrameBody(buffer.data(), frame.body_size());
 }
 
@@ -38,9 +39,8 @@ raft::Message RoundTrip(const raft::Message& message) {
   return std::get<raft::Message>(*frame);
 }
 
-std::string BuildFrame(
-    const std::function<flatbuffers::Offset<schema::Frame>(
-        flatbuffers::FlatBufferBuilder&)>& build) {
+std::string BuildFrame(const std::function<flatbuffers::Offset<schema::Frame>(
+                           flatbuffers::FlatBufferBuilder&)>& build) {
   flatbuffers::FlatBufferBuilder builder;
   builder.Finish(build(builder));
   std::string out(kFrameHeaderBytes, '\0');
@@ -51,7 +51,8 @@ std::string BuildFrame(
 }
 
 TEST_CASE("every Raft message type round-trips with all its fields") {
-  for (int type = 0; type <= static_cast<int>(raft::MessageType::kReadIndexResponse);
+  for (int type = 0;
+       type <= static_cast<int>(raft::MessageType::kReadIndexResponse);
        ++type) {
     raft::Message m = Append(5, 9, 100, 3);
     m.type = static_cast<raft::MessageType>(type);
@@ -80,14 +81,17 @@ TEST_CASE("a message without optional parts round-trips") {
 
 TEST_CASE("snapshot chunks and forward frames round-trip") {
   ChunkFrame chunk{.from = 1, .to = 2, .chunk = {}};
-  chunk.chunk = {.snapshot_id = 9,
-                 .term = 4,
-                 .meta = raft::SnapshotMeta{.index = 50, .term = 4,
-                                            .membership = confman::testing::MakeMembership({1, 2})},
-                 .seq = 0,
-                 .last = false,
-                 .data = std::string(1000, 'z'),
-                 .checksum = 0xdeadbeef};
+  chunk.chunk = {
+      .snapshot_id = 9,
+      .term = 4,
+      .meta = raft::SnapshotMeta{.index = 50,
+                                 .term = 4,
+                                 .membership =
+                                     confman::testing::MakeMembership({1, 2})},
+      .seq = 0,
+      .last = false,
+      .data = std::string(1000, 'z'),
+      .checksum = 0xdeadbeef};
   auto decoded = Decode(EncodeChunk(chunk));
   REQUIRE(decoded.ok());
   const auto& back = std::get<ChunkFrame>(*decoded);
@@ -96,8 +100,9 @@ TEST_CASE("snapshot chunks and forward frames round-trip") {
   CHECK(back.chunk == chunk.chunk);
 
   ForwardEnvelope forward{
-      .from = 3, .to = 1, .frame = {.request_id = 12, .response = true,
-                                    .payload = "result"}};
+      .from = 3,
+      .to = 1,
+      .frame = {.request_id = 12, .response = true, .payload = "result"}};
   decoded = Decode(EncodeForward(forward));
   REQUIRE(decoded.ok());
   CHECK(std::get<ForwardEnvelope>(*decoded).frame == forward.frame);
@@ -105,7 +110,9 @@ TEST_CASE("snapshot chunks and forward frames round-trip") {
 }
 
 TEST_CASE("hello and proof frames round-trip") {
-  Hello hello{.cluster_id = "prod", .member_id = 4, .nonce = MakeNonce(),
+  Hello hello{.cluster_id = "prod",
+              .member_id = 4,
+              .nonce = MakeNonce(),
               .channel = Channel::kBulk};
   auto decoded = Decode(EncodeHello(hello));
   REQUIRE(decoded.ok());
@@ -174,7 +181,8 @@ TEST_CASE("out-of-range enums and mismatched payloads are rejected") {
   });
   auto decoded = Decode(bad_type);
   REQUIRE_FALSE(decoded.ok());
-  CHECK(decoded.status().message() == "bad frame: unknown Raft message type 12");
+  CHECK(decoded.status().message() ==
+        "bad frame: unknown Raft message type 12");
 
   auto bad_entry = BuildFrame([](flatbuffers::FlatBufferBuilder& b) {
     std::vector<flatbuffers::Offset<schema::Entry>> entries{
@@ -189,7 +197,8 @@ TEST_CASE("out-of-range enums and mismatched payloads are rejected") {
 
   auto mismatch = BuildFrame([](flatbuffers::FlatBufferBuilder& b) {
     auto raft = CreateRaftMessage(b, MessageType::Heartbeat, 1, 2);
-    return CreateFrame(b, kProtocolVersion, FrameKind::Forward, 0, 0, 0, 0, raft);
+    return CreateFrame(b, kProtocolVersion, FrameKind::Forward, 0, 0, 0, 0,
+                       raft);
   });
   decoded = Decode(mismatch);
   REQUIRE_FALSE(decoded.ok());
@@ -206,18 +215,20 @@ TEST_CASE("out-of-range enums and mismatched payloads are rejected") {
 
   auto old_version = BuildFrame([](flatbuffers::FlatBufferBuilder& b) {
     auto raft = CreateRaftMessage(b, MessageType::Heartbeat, 1, 2);
-    return CreateFrame(b, kProtocolVersion + 1, FrameKind::Raft, 0, 0, 0, 0, raft);
+    return CreateFrame(b, kProtocolVersion + 1, FrameKind::Raft, 0, 0, 0, 0,
+                       raft);
   });
   decoded = Decode(old_version);
   REQUIRE_FALSE(decoded.ok());
-  CHECK(decoded.status().message() == "bad frame: protocol version 2, this member speaks 1");
+  CHECK(decoded.status().message() ==
+        "bad frame: protocol version 2, this member speaks 1");
 }
 
 TEST_CASE("membership lists must be sorted, unique and disjoint") {
   raft::Message m = Heartbeat(1, 2, 1);
   m.type = raft::MessageType::kSnapshot;
-  m.snapshot = raft::SnapshotMeta{.index = 1, .term = 1,
-                                .membership = MakeMembership({3, 1})};
+  m.snapshot = raft::SnapshotMeta{
+      .index = 1, .term = 1, .membership = MakeMembership({3, 1})};
   CHECK_FALSE(Decode(EncodeMessage(m)).ok());
   m.snapshot->membership = MakeMembership({1, 1});
   CHECK_FALSE(Decode(EncodeMessage(m)).ok());
@@ -261,22 +272,25 @@ TEST_CASE("handshake proofs bind both nonces and both identities") {
   CHECK(MakeNonce() != MakeNonce());
 }
 
-
 TEST_CASE("size estimates bound the encoded size from above") {
   for (int entries : {0, 1, 7, 300}) {
     for (size_t bytes : {size_t{0}, size_t{1}, size_t{100}, size_t{1} << 16}) {
       raft::Message m = confman::testing::Append(1, 2, bytes, entries);
       m.context = std::string(bytes, 'c');
-      m.snapshot = raft::SnapshotMeta{
-          .index = 1, .term = 1,
-          .membership = confman::testing::MakeMembership({1, 2, 3}, {4, 5}, {6})};
+      m.snapshot =
+          raft::SnapshotMeta{.index = 1,
+                             .term = 1,
+                             .membership = confman::testing::MakeMembership(
+                                 {1, 2, 3}, {4, 5}, {6})};
       CHECK(EstimateEncodedBytes(m) >= EncodeMessage(m).size());
     }
   }
   TransportSnapshotChunk chunk;
   chunk.data = std::string(12345, 'd');
   chunk.meta = raft::SnapshotMeta{
-      .index = 1, .term = 1, .membership = confman::testing::MakeMembership({1, 2})};
+      .index = 1,
+      .term = 1,
+      .membership = confman::testing::MakeMembership({1, 2})};
   CHECK(EstimateEncodedBytes(chunk) >=
         EncodeChunk({.from = 1, .to = 2, .chunk = chunk}).size());
 }
