@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <map>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -228,6 +230,81 @@ TEST_CASE("membership: a member joins through a snapshot, becomes a voter, is re
   REQUIRE(cluster->Crash(*id).ok());
   leader = *cluster->WaitForLeader();
   CHECK(leader->Put("m", "after", "1").ok());
+}
+
+}  // namespace
+}  // namespace confman
+
+namespace confman {
+namespace {
+
+class CountingSink final : public MetricsSink {
+ public:
+  void AddCounter(std::string_view name, uint64_t delta) override {
+    std::lock_guard lock(mu_);
+    counters_[std::string(name)] += delta;
+  }
+  void RecordHistogram(std::string_view name, double) override {
+    std::lock_guard lock(mu_);
+    ++samples_[std::string(name)];
+  }
+  uint64_t counter(const std::string& name) {
+    std::lock_guard lock(mu_);
+    return counters_[name];
+  }
+  uint64_t samples(const std::string& name) {
+    std::lock_guard lock(mu_);
+    return samples_[name];
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, uint64_t> counters_;
+  std::map<std::string, uint64_t> samples_;
+};
+
+TEST_CASE("the metrics hook sees writes, forwards and applies") {
+  CountingSink sink;
+  auto cluster = LocalCluster::Start(LocalClusterOptions{
+      .members = 3,
+      .in_memory_storage = true,
+      .customize = [&](NodeOptions& o) { o.metrics = &sink; }});
+  REQUIRE(cluster.ok());
+  REQUIRE((*cluster)->WaitForLeader().ok());
+  Node* follower = AFollower(**cluster);
+  for (int i = 0; i < 5; ++i) REQUIRE(follower->Put("m", "k", "v").ok());
+  CHECK(sink.counter("node.proposals") >= 5);
+  CHECK(sink.counter("node.forwarded") >= 5);
+  CHECK(sink.counter("node.applied_entries") >= 15);  // On three members.
+  CHECK(sink.samples("node.write_ms") >= 5);
+  CHECK(sink.counter("node.proposals_failed") == 0);
+}
+
+TEST_CASE("no callback runs after Close returns") {
+  auto cluster = StartCluster();
+  Node* node = cluster->member(cluster->leader_id());
+  std::atomic<bool> closed{false};
+  std::atomic<int> late{0};
+  std::atomic<int> completed{0};
+  for (int i = 0; i < 200; ++i) {
+    node->WriteAsync(
+        kv::Command{.kind = kv::Command::Kind::kPut, .ns = "c", .key = std::to_string(i)},
+        {}, [&](absl::StatusOr<uint64_t>) {
+          if (closed) ++late;
+          ++completed;
+        });
+  }
+  auto watch = node->Watch({.ns = "c"}, [&](absl::StatusOr<kv::Change>) {
+    if (closed) ++late;
+  });
+  REQUIRE(watch.ok());
+  node->Close();
+  closed = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(late == 0);
+  CHECK(completed == 200);  // Each one answered, success or Unavailable.
+  CHECK(absl::IsUnavailable(node->Put("c", "after", "x").status()));
+  watch->reset();
 }
 
 }  // namespace
