@@ -546,7 +546,7 @@ class TcpTransport::Impl {
   // Null without TLS. Outlives the I/O contexts and every stream.
   const std::unique_ptr<asio::ssl::context> tls_context_;
   uint16_t port_ = 0;
-  // Two I/O threads: control traffic (and accepting, and handshakes) runs
+  // Two I/O threads: control traffic (and accepting, and plain handshakes) runs
   // on one, bulk traffic on the other, so a heartbeat is never queued
   // behind the reading, decoding or writing of megabytes. Destroyed
   // explicitly in ~Impl, after the links whose timers belong to them.
