@@ -121,7 +121,7 @@ void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int inde
       auto target = via_followers ? (leader % 3) + 1 : leader;
       confman::Node* node = cluster.member(target == 0 ? 1 : target);
       status = node->Put("bench", key, value).status();
-      if (!absl::IsUnavailable(status)) break;
+      if (!absl::IsUnavailable(status) && !absl::IsResourceExhausted(status)) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());

@@ -35,7 +35,9 @@
 //                       it is known.
 //   DeadlineExceeded    no answer within NodeOptions::request_timeout. A
 //                       write may still take effect later.
-//   ResourceExhausted   too many uncommitted bytes; retry shortly.
+//   ResourceExhausted   the leader holds too many uncommitted or unapplied
+//                       bytes (NodeOptions::max_uncommitted_bytes); retry
+//                       shortly.
 //   OutOfRange          Watch from a revision whose history was compacted.
 //   DataLoss/Internal   storage failed; the member stops accepting writes it
 //                       cannot make durable and reports it in GetStatus().

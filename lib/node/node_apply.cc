@@ -23,6 +23,9 @@ uint64_t DataBytes(const std::vector<raft::Entry>& entries) {
 }  // namespace
 
 void NodeImpl::EnqueueApply(ApplyTask task) {
+  if (auto* batch = std::get_if<CommittedBatch>(&task)) {
+    apply_backlog_bytes_ += DataBytes(batch->entries);
+  }
   {
     std::lock_guard lock(apply_mu_);
     apply_queue_.push_back(std::move(task));
@@ -61,7 +64,11 @@ void NodeImpl::ApplyLoop() {
       }
     }
     lock.unlock();
+    const uint64_t bytes = std::holds_alternative<CommittedBatch>(task)
+                               ? DataBytes(std::get<CommittedBatch>(task).entries)
+                               : 0;
     RunApplyTask(task);
+    apply_backlog_bytes_ -= bytes;
     lock.lock();
   }
   apply_exited_ = true;

@@ -250,6 +250,10 @@ class NodeImpl final : public Node, public TransportHandler {
   std::multimap<raft::Index, std::function<void()>> waiting_reads_;
   raft::Index last_compacted_ = 0;
   std::atomic<raft::Index> applied_{0};
+  // Entry bytes committed but not yet applied. The leader refuses new
+  // writes while it exceeds max_uncommitted_bytes, so a slow state machine
+  // bounds memory instead of queueing without limit.
+  std::atomic<uint64_t> apply_backlog_bytes_{0};
 
   // Revision changes, for watches.
   std::mutex revision_mu_;

@@ -142,6 +142,13 @@ void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
           "); retry on another member")));
     });
   }
+  if (apply_backlog_bytes_ > options_.max_uncommitted_bytes) {
+    return RunOnApplyThread([done] {
+      done(absl::ResourceExhaustedError(
+          "the leader's apply queue is full (the state machine lags the "
+          "log); retry shortly"));
+    });
+  }
   std::vector<std::string> entries;
   entries.push_back(std::move(command));
   absl::StatusOr<raft::ProposalPosition> pos = core_->Propose(std::move(entries));
