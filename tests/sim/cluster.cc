@@ -412,6 +412,20 @@ void Cluster::StartSnapshot(Member& m, MemberId to) {
 // ---------------------------------------------------------------------------
 // Network.
 
+std::string Cluster::DescribeMessage(const Message& m) {
+  std::string out = absl::StrCat("<- m", m.from, " ", raft::MessageTypeName(m.type),
+                                 " term=", m.term, " index=", m.log_index,
+                                 " log_term=", m.log_term, " commit=", m.commit);
+  if (!m.entries.empty()) {
+    absl::StrAppend(&out, " entries=[", m.entries.front().index, "..",
+                    m.entries.back().index, "]");
+  }
+  if (m.reject) {
+    absl::StrAppend(&out, " reject hint=", m.hint_index, "/", m.hint_term);
+  }
+  return out;
+}
+
 bool Cluster::ValidPeer(const Member& from, MemberId to) {
   if (to >= 1 && to <= size() && to != from.id) return true;
   checker_.Fail(absl::StrCat("member ", from.id, " addressed a message to ",
@@ -486,6 +500,7 @@ void Cluster::Deliver(Packet& packet) {
     return;
   }
   ++stats_.messages_delivered;
+  if (trace_ != nullptr) Trace(to, DescribeMessage(message));
   to.core->Step(std::move(packet.message));
   Drive(to);
 }

@@ -179,6 +179,7 @@ class Cluster {
   std::optional<raft::Term> LogicalTermAt(const Member& m, raft::Index index) const;
   raft::Index LowestPendingWrite(const Member& m) const;
   void Trace(const Member& m, const std::string& what) const;
+  static std::string DescribeMessage(const raft::Message& message);
 
   ClusterConfig config_;
   Rng& rng_;

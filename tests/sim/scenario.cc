@@ -20,7 +20,8 @@ void DrawFlowControl(Rng& rng, bool storm, raft::CoreOptions& core) {
   core.max_inflight_bytes = Pick(rng, {uint64_t{64}, uint64_t{32} << 20});
   core.max_uncommitted_bytes = std::max<uint64_t>(
       core.max_append_bytes, Pick(rng, {uint64_t{256}, uint64_t{1} << 16}));
-  if (core.max_append_entries * core.max_inflight_messages <= 4) {
+  if (core.max_append_entries * core.max_inflight_messages <= 4 ||
+      core.max_inflight_bytes <= 64) {
     // Entry-at-a-time replication is slow by design: a small uncommitted
     // budget keeps the backlog, and so the time to drain it, bounded.
     core.max_append_bytes = 48;

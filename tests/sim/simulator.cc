@@ -20,6 +20,8 @@ using raft::MemberId;
 constexpr uint32_t kMinVoters = 3;
 constexpr uint32_t kMaxVoters = 5;
 constexpr uint32_t kSpares = 2;
+// The liveness bound grows by this many ticks per entry of backlog.
+constexpr uint64_t kLivenessTicksPerBacklogEntry = 2;
 // Per step, in parts per million: the leader compacts every 10 ticks or so.
 constexpr uint32_t kLivenessCompactRate = 10000;
 
@@ -206,9 +208,13 @@ class Run {
     return leaders[rng_.Below(leaders.size())];
   }
 
+  // Mostly small values; now and then one larger than the smallest append
+  // and in-flight byte limits, which must still travel alone.
   std::string NextValue() {
     std::string value = absl::StrCat("v", ++values_);
-    value.resize(value.size() + rng_.Below(24), '.');
+    const uint64_t padding =
+        rng_.Chance(20000) ? rng_.Between(100, 400) : rng_.Below(24);
+    value.resize(value.size() + padding, '.');
     return value;
   }
 
@@ -282,7 +288,9 @@ class Run {
     calm.stale_per_million = 0;
     cluster_.set_network(calm);
     const uint64_t start = step_;
-    const uint64_t limit = start + uint64_t{options_.liveness_ticks} * kStepsPerTick;
+    const uint64_t bound_ticks =
+        options_.liveness_ticks + kLivenessTicksPerBacklogEntry * Backlog();
+    const uint64_t limit = start + bound_ticks * kStepsPerTick;
     for (; step_ < limit && !checker_.failed(); ++step_) {
       cluster_.Advance(step_);
       // Compaction is routine, not a fault: it keeps going (on the leader,
@@ -298,9 +306,21 @@ class Run {
       }
     }
     if (checker_.failed()) return;
-    checker_.Fail(absl::StrCat("liveness: ", options_.liveness_ticks,
+    checker_.Fail(absl::StrCat("liveness: ", bound_ticks,
                                " ticks after the faults stopped, ",
                                DescribeLivenessState()));
+  }
+
+  // Entries some member holds beyond everything applied: replicating them
+  // may need one round trip each when the flow-control windows are tiny.
+  uint64_t Backlog() const {
+    raft::Index longest = 0;
+    for (MemberId id = 1; id <= cluster_.size(); ++id) {
+      if (const raft::Core* core = cluster_.core(id)) {
+        longest = std::max(longest, core->Status().last_index);
+      }
+    }
+    return longest > checker_.applied_max() ? longest - checker_.applied_max() : 0;
   }
 
   bool LivenessReached() {

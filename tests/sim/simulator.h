@@ -38,7 +38,10 @@ struct SimOptions {
   uint32_t members = 3;
   // A bitwise OR of raft::TestingFault values, for the non-vacuity tests.
   uint32_t testing_faults = 0;
-  // Bound on the liveness phase, in core ticks.
+  // Bound on the liveness phase, in core ticks, plus two ticks for each
+  // entry some member holds beyond the highest applied index when the
+  // faults stop (a long uncommitted backlog drains one round trip at a
+  // time when the flow-control windows are tiny).
   uint32_t liveness_ticks = 500;
   // When set, the run's events are written here (for diagnosing a seed).
   std::ostream* trace = nullptr;
