@@ -14,7 +14,7 @@ namespace {
 
 constexpr uint32_t kJobs = 2;
 // Each broken behaviour must be caught within this many seeds (the current
-// core is caught within the first 40 for every fault).
+// core is caught within the first 50 for every fault).
 constexpr uint64_t kMaxSeeds = 1000;
 
 // Runs seeds 1.. in batches until one reports a violation; returns it, or
