@@ -104,6 +104,11 @@ struct NodeOptions {
   // max_append_bytes.
   uint64_t max_uncommitted_bytes = uint64_t{64} << 20;
 
+  // Changes kept for Watch and the audit trail; older ones are dropped as
+  // new ones arrive, and a watch resuming before them gets OutOfRange.
+  // Default 100,000.
+  uint64_t history_retention = 100000;
+
   // --- Log compaction -------------------------------------------------------
 
   // Entries kept in the log behind the applied index, so a briefly lagging

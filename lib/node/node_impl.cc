@@ -78,6 +78,7 @@ absl::Status NodeImpl::OpenStorage() {
   kv::KvStateMachineOptions sm_options;
   sm_options.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
   sm_options.max_value_bytes = options_.max_value_bytes;
+  sm_options.history_retention = options_.history_retention;
   if (options_.data_dir.empty()) {
     log_ = std::make_unique<MemoryLogStore>();
     CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::CreateInMemory(sm_options));

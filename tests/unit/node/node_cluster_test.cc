@@ -309,3 +309,28 @@ TEST_CASE("no callback runs after Close returns") {
 
 }  // namespace
 }  // namespace confman
+
+namespace confman {
+namespace {
+
+TEST_CASE("a watch resuming before the retained history gets OutOfRange") {
+  auto cluster = LocalCluster::Start(LocalClusterOptions{
+      .members = 3,
+      .in_memory_storage = true,
+      .customize = [](NodeOptions& o) { o.history_retention = 10; }});
+  REQUIRE(cluster.ok());
+  Node* leader = *(*cluster)->WaitForLeader();
+  for (int i = 0; i < 30; ++i) REQUIRE(leader->Put("h", "k", std::to_string(i)).ok());
+  std::promise<absl::Status> ended;
+  auto watch = leader->Watch({.ns = "h", .after_revision = 1},
+                             [&](absl::StatusOr<kv::Change> c) {
+                               if (!c.ok()) ended.set_value(c.status());
+                             });
+  REQUIRE(watch.ok());
+  auto future = ended.get_future();
+  REQUIRE(future.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  CHECK(absl::IsOutOfRange(future.get()));
+}
+
+}  // namespace
+}  // namespace confman
