@@ -62,7 +62,8 @@ TEST_CASE("writes on any member are readable in every consistency everywhere") {
       CHECK(got->value == "v1");
     }
   }
-  REQUIRE(cluster->WaitForApplied(cluster->member(1)->GetStatus().commit_index).ok());
+  REQUIRE(cluster->WaitForApplied(
+      cluster->member(cluster->leader_id())->GetStatus().commit_index).ok());
   auto local = cluster->member(3)->Get("app", "k2", {ReadConsistency::kLocal});
   REQUIRE(local.ok());
   CHECK(local->value == "v2");
