@@ -1,4 +1,4 @@
-// confman_bench_storage: storage figures for issue 3.
+// confman_bench_storage: figures for the LMDB log and config state machine.
 //
 // State mode (default):
 //   confman_bench_storage --values N --value-bytes B --dir D [--compressible]
