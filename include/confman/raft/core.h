@@ -219,7 +219,7 @@ struct MemberProgress {
   Index next = 0;   // Next index to send.
   uint32_t inflight_messages = 0;
   uint64_t inflight_bytes = 0;
-  bool recently_active = false;
+  bool recently_active = false;  // Heard from within an election timeout.
 };
 
 struct CoreStatus {
@@ -264,9 +264,12 @@ class Core {
   absl::StatusOr<ProposalPosition> Propose(std::vector<std::string> entries);
 
   // Requests a linearizable read point for `context` (returned verbatim in
-  // a ReadState). On a follower the request is forwarded to the leader.
-  // kLease is only honoured on the leader with check_quorum; elsewhere it
-  // falls back to kReadIndex.
+  // a ReadState, or in Ready::failed_reads if it cannot be served). On a
+  // follower the request is forwarded to the leader. A leader answers only
+  // after its term's no-op has committed (§6.4). kLease is only honoured on
+  // the leader with check_quorum; elsewhere it falls back to kReadIndex.
+  // Unavailable when no leader is known; ResourceExhausted beyond
+  // max_pending_reads.
   absl::Status ReadIndex(std::string context, ReadMode mode = ReadMode::kReadIndex);
 
   // Proposes a membership change (leader only). Changing the voter set uses
