@@ -29,8 +29,10 @@
 //                       names both); or a membership call on a non-leader
 //                       (the message names the leader and its address).
 //   Unavailable         no leader is known, leadership changed while the
-//                       write was in flight (it did not take effect), or
-//                       the Node is closing. Retry, ideally after a short
+//                       write was in flight (it did not take effect) or
+//                       while a linearizable or lease read waited for its
+//                       read point (it fails at once, not at the timeout),
+//                       or the Node is closing. Retry, ideally after a short
 //                       backoff. Messages name the leader's address when
 //                       it is known.
 //   DeadlineExceeded    no answer within NodeOptions::request_timeout. A

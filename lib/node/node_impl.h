@@ -168,6 +168,7 @@ class NodeImpl final : public Node, public TransportHandler {
   void SubmitLogWrite(raft::Ready& ready);
   void OnLogWriteDone(absl::Status status, raft::Index index, raft::Term term);
   void HandleReadStates(std::vector<raft::ReadState> states);
+  void HandleFailedReads(const std::vector<std::string>& contexts);
   void ProposeLocal(std::string command, WriteCallback done,
                     Clock::time_point deadline);
   void ProposeOrForward(std::string command, WriteCallback done,

@@ -65,6 +65,7 @@ void NodeImpl::HandleReady(raft::Ready ready) {
     EnqueueApply(CommittedBatch{std::move(ready.committed_entries)});
   }
   HandleReadStates(std::move(ready.read_states));
+  HandleFailedReads(ready.failed_reads);
   for (const raft::SnapshotSend& send : ready.snapshots_to_send) {
     StartSnapshotSend(send.to);
   }
@@ -246,6 +247,27 @@ void NodeImpl::HandleReadStates(std::vector<raft::ReadState> states) {
     ReadAt done = std::move(it->second.done);
     pending_reads_.erase(it);
     done(state.index);
+  }
+}
+
+// The core will never answer these (leadership was lost, or the leader
+// refused a forwarded read), so fail them now rather than at the deadline.
+void NodeImpl::HandleFailedReads(const std::vector<std::string>& contexts) {
+  if (contexts.empty()) return;
+  const raft::MemberId leader = core_->LeaderId();
+  const absl::Status lost = absl::UnavailableError(absl::StrCat(
+      "the read point was lost (leadership changed or the leader refused "
+      "the read); ",
+      leader == raft::kNoMember
+          ? std::string("no leader is known yet")
+          : absl::StrCat("the leader is member ", leader, " at ", AddressOf(leader)),
+      "; retry shortly"));
+  for (const std::string& context : contexts) {
+    auto it = pending_reads_.find(DecodeRequestId(context));
+    if (it == pending_reads_.end()) continue;  // Expired already.
+    ReadAt done = std::move(it->second.done);
+    pending_reads_.erase(it);
+    done(lost);
   }
 }
 

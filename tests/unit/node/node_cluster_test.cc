@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <string>
 #include <mutex>
@@ -349,6 +350,29 @@ TEST_CASE("a watch resuming before the retained history gets OutOfRange") {
   auto future = ended.get_future();
   REQUIRE(future.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
   CHECK(absl::IsOutOfRange(future.get()));
+}
+
+}  // namespace
+}  // namespace confman
+
+namespace confman {
+namespace {
+
+TEST_CASE("a read on a deposed leader fails with Unavailable before the request timeout") {
+  auto cluster = StartCluster(/*in_memory_network=*/true);
+  const raft::MemberId old_leader = cluster->leader_id();
+  Node* node = cluster->member(old_leader);
+  REQUIRE(node->Put("r", "k", "v").ok());
+  REQUIRE(cluster->Partition(old_leader).ok());
+  const auto start = std::chrono::steady_clock::now();
+  auto got = node->Get("r", "k", {ReadConsistency::kLinearizable});
+  const auto waited = std::chrono::steady_clock::now() - start;
+  INFO(got.status().ToString());
+  CHECK(absl::IsUnavailable(got.status()));
+  // Check-quorum deposes the leader within about one election timeout
+  // (300 ms here); the request timeout is 5 s.
+  CHECK(waited < std::chrono::seconds(2));
+  REQUIRE(cluster->Heal().ok());
 }
 
 }  // namespace
