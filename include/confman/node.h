@@ -32,7 +32,8 @@
 //                       write was in flight (it did not take effect) or
 //                       while a linearizable or lease read waited for its
 //                       read point (it fails at once, not at the timeout),
-//                       or the Node is closing. Retry, ideally after a short
+//                       this member's storage failed (see below), or the
+//                       Node is closing. Retry, ideally after a short
 //                       backoff. Messages name the leader's address when
 //                       it is known.
 //   DeadlineExceeded    no answer within NodeOptions::request_timeout. A
@@ -41,8 +42,13 @@
 //                       bytes (NodeOptions::max_uncommitted_bytes); retry
 //                       shortly.
 //   OutOfRange          Watch from a revision whose history was compacted.
-//   DataLoss/Internal   storage failed; the member stops accepting writes it
-//                       cannot make durable and reports it in GetStatus().
+//   DataLoss/Internal   storage could not be opened or read.
+// Storage failure: when the log store fails a write (disk full, I/O
+// error), the member counts node.storage_errors, records the first failure
+// in GetStatus().storage_error, refuses every later write with Unavailable
+// naming that failure, hands leadership to another voter if it leads, and
+// keeps running (kLocal reads of what it applied still work). Reopen it on
+// healthy storage to recover.
 //
 // Addresses: each member's transport address is replicated in the reserved
 // namespace "confman.members" (key = decimal member id). AddLearner writes

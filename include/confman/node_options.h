@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "confman/log_store.h"
 #include "confman/metrics.h"
 #include "confman/raft/types.h"
 #include "confman/transport.h"
@@ -130,6 +131,21 @@ struct NodeOptions {
   // this member's id; listen_address is then reported as given.
   std::function<absl::StatusOr<std::unique_ptr<Transport>>(raft::MemberId)>
       transport_factory{};
+
+  // For tests and hosts with their own log storage (e.g. a
+  // FaultInjectingLogStore around a real store, to exercise disk failure).
+  // Builds the member's Raft log instead of the default: an LmdbLogStore in
+  // `dir`, or a MemoryLogStore when data_dir is empty. Called once by
+  // Node::Open, on the calling thread, with data_dir + "/log" (empty when
+  // data_dir is empty; the directory may not exist yet); an error, or a
+  // null store (InvalidArgument), fails the Open.
+  // Ownership: the Node owns the returned store and destroys it in Close or
+  // its destructor. Anything the store refers to without owning it (e.g.
+  // the store a FaultInjectingLogStore wraps) must outlive the Node; a
+  // caller keeping a raw pointer to the returned store may use it only
+  // while the Node is open.
+  std::function<absl::StatusOr<std::unique_ptr<LogStore>>(const std::string& dir)>
+      log_store_factory{};
 
   // Returns InvalidArgument naming the first field that breaks its rule.
   absl::Status Validate() const;

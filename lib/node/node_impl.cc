@@ -80,7 +80,7 @@ absl::Status NodeImpl::OpenStorage() {
   sm_options.max_value_bytes = options_.max_value_bytes;
   sm_options.history_retention = options_.history_retention;
   if (options_.data_dir.empty()) {
-    log_ = std::make_unique<MemoryLogStore>();
+    CONFMAN_RETURN_IF_ERROR(OpenLogStore(""));
     CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::CreateInMemory(sm_options));
     return absl::OkStatus();
   }
@@ -92,10 +92,27 @@ absl::Status NodeImpl::OpenStorage() {
         "cannot create data_dir '", options_.data_dir, "': ", ec.message(),
         "; check the path and its permissions"));
   }
-  CONFMAN_ASSIGN_OR_RETURN(
-      log_, LmdbLogStore::Open(LmdbLogStoreOptions{.dir = dir / "log"}));
+  CONFMAN_RETURN_IF_ERROR(OpenLogStore((dir / "log").string()));
   sm_options.dir = dir / "state";
   CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::OpenLmdb(sm_options));
+  return absl::OkStatus();
+}
+
+absl::Status NodeImpl::OpenLogStore(const std::string& dir) {
+  if (options_.log_store_factory) {
+    CONFMAN_ASSIGN_OR_RETURN(log_, options_.log_store_factory(dir));
+    if (log_ == nullptr) {
+      return absl::InvalidArgumentError(
+          "NodeOptions.log_store_factory returned no log store; return a "
+          "store or an error");
+    }
+    return absl::OkStatus();
+  }
+  if (dir.empty()) {
+    log_ = std::make_unique<MemoryLogStore>();
+    return absl::OkStatus();
+  }
+  CONFMAN_ASSIGN_OR_RETURN(log_, LmdbLogStore::Open(LmdbLogStoreOptions{.dir = dir}));
   return absl::OkStatus();
 }
 

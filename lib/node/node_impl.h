@@ -136,6 +136,8 @@ class NodeImpl final : public Node, public TransportHandler {
 
   explicit NodeImpl(NodeOptions options);
   absl::Status OpenStorage();
+  // The factory's store, or the default for `dir` (empty: in memory).
+  absl::Status OpenLogStore(const std::string& dir);
   absl::Status OpenCore();
   absl::Status OpenTransport();
   void StartThreads();
@@ -179,6 +181,9 @@ class NodeImpl final : public Node, public TransportHandler {
   void ExpireRequests();
   void RefreshStatusCache();
   void FailStorage(const absl::Status& status);
+  void HandOffLeadership();
+  // Unavailable naming the storage failure (and the leader), or OK.
+  absl::Status StorageFailedError() const;
   void FailLoopRequests(const absl::Status& status);
 
   // Apply thread (node_apply.cc).
@@ -288,6 +293,9 @@ class NodeImpl final : public Node, public TransportHandler {
   // Fresher than status_: updated after every Ready.
   std::atomic<raft::Index> commit_index_{0};
   absl::Status storage_error_;  // Guarded by status_mu_.
+  // FailStorage ran (on the loop or the apply thread); storage_error_ says
+  // why. Lets the loop check without taking status_mu_ every tick.
+  std::atomic<bool> storage_failed_{false};
 };
 
 }  // namespace confman::node_internal

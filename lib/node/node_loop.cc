@@ -19,7 +19,11 @@ void NodeImpl::OnTick() {
   ProcessReady();
   RefreshStatusCache();
   // Deadlines need no finer resolution than ten ticks.
-  if (++ticks_ % 10 == 0) ExpireRequests();
+  if (++ticks_ % 10 == 0) {
+    ExpireRequests();
+    // A transfer times out after an election timeout; keep trying.
+    if (storage_failed_) HandOffLeadership();
+  }
   ScheduleTick();
 }
 
@@ -121,27 +125,70 @@ void NodeImpl::OnLogWriteDone(absl::Status status, raft::Index index,
 }
 
 void NodeImpl::FailStorage(const absl::Status& status) {
-  std::lock_guard lock(status_mu_);
-  if (!storage_error_.ok()) return;
-  storage_error_ = status;
+  storage_failed_ = true;
+  {
+    std::lock_guard lock(status_mu_);
+    if (!storage_error_.ok()) return;
+    storage_error_ = status;
+  }
   Count("node.storage_errors");
   Log(LogLevel::kError,
       absl::StrCat("storage failed; refusing writes until reopened: ",
                    status.ToString()));
+  // Runs on the apply thread too (state machine failures), and inside
+  // HandleReady, where a nested ProcessReady would reorder Ready batches.
+  asio::post(loop_, [this] {
+    if (!closing_) HandOffLeadership();
+  });
+}
+
+// A leader that cannot make its log durable would keep the cluster from
+// electing one that can (its heartbeats still arrive), so it hands over to
+// the most up-to-date voter. Raft loop, outside HandleReady.
+void NodeImpl::HandOffLeadership() {
+  if (core_->role() != raft::Role::kLeader) return;
+  raft::MemberId best = raft::kNoMember;
+  raft::Index best_match = 0;
+  for (const raft::MemberProgress& p : core_->Status().progress) {
+    if (p.id == id_ || !p.voter) continue;
+    if (best == raft::kNoMember || p.match > best_match) {
+      best = p.id;
+      best_match = p.match;
+    }
+  }
+  if (best == raft::kNoMember) return;  // A single voter: nobody to take over.
+  absl::Status s = core_->TransferLeadership(best);
+  if (s.ok()) {
+    Log(LogLevel::kWarning, absl::StrCat("handing leadership to member ", best,
+                                         " because this member's storage failed"));
+  }
+  ProcessReady();
 }
 
 // ---------------------------------------------------------------------------
 // Writes.
 
+absl::Status NodeImpl::StorageFailedError() const {
+  absl::Status storage;
+  {
+    std::lock_guard lock(status_mu_);
+    storage = storage_error_;
+  }
+  if (storage.ok()) return storage;
+  const raft::MemberId leader = core_->LeaderId();
+  return absl::UnavailableError(absl::StrCat(
+      "member ", id_, " cannot make writes durable (", storage.ToString(),
+      "); retry on another member",
+      leader == raft::kNoMember || leader == id_
+          ? std::string()
+          : absl::StrCat(", e.g. the leader, member ", leader, " at ",
+                         AddressOf(leader))));
+}
+
 void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
                             Clock::time_point deadline) {
-  absl::Status storage = GetStatus().storage_error;
-  if (!storage.ok()) {
-    return RunOnApplyThread([done, storage] {
-      done(absl::UnavailableError(absl::StrCat(
-          "this member cannot make writes durable (", storage.message(),
-          "); retry on another member")));
-    });
+  if (absl::Status storage = StorageFailedError(); !storage.ok()) {
+    return RunOnApplyThread([done, storage] { done(storage); });
   }
   if (apply_backlog_bytes_ > options_.max_uncommitted_bytes) {
     return RunOnApplyThread([done] {
@@ -172,6 +219,11 @@ void NodeImpl::ProposeOrForward(std::string command, WriteCallback done,
     return RunOnApplyThread([done] {
       done(absl::UnavailableError("the node is closing; retry on another member"));
     });
+  }
+  // Refused here too, not only on the leader: the host learns at once that
+  // this member is broken rather than through writes that happen to work.
+  if (absl::Status storage = StorageFailedError(); !storage.ok()) {
+    return RunOnApplyThread([done, storage] { done(storage); });
   }
   if (core_->role() == raft::Role::kLeader) {
     return ProposeLocal(std::move(command), std::move(done), deadline);
@@ -302,6 +354,7 @@ void NodeImpl::FailLoopRequests(const absl::Status& status) {
 
 void NodeImpl::RefreshStatusCache() {
   raft::CoreStatus core = core_->Status();
+  if (!core.storage_error.ok()) FailStorage(core.storage_error);
   const std::string leader_address = AddressOf(core.leader);
   std::lock_guard lock(status_mu_);
   status_.id = core.id;
@@ -313,9 +366,6 @@ void NodeImpl::RefreshStatusCache() {
   status_.commit_index = core.commit;
   status_.membership = std::move(core.membership);
   status_.progress = std::move(core.progress);
-  if (!core.storage_error.ok() && storage_error_.ok()) {
-    storage_error_ = core.storage_error;
-  }
 }
 
 // ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "confman/log_store.h"
 #include "confman/node.h"
 #include "confman/testing/local_cluster.h"
 
@@ -373,6 +374,68 @@ TEST_CASE("a read on a deposed leader fails with Unavailable before the request 
   // (300 ms here); the request timeout is 5 s.
   CHECK(waited < std::chrono::seconds(2));
   REQUIRE(cluster->Heal().ok());
+}
+
+TEST_CASE("a member whose log cannot be written refuses writes; the others keep serving") {
+  CountingSink sink;
+  // The stores each member's log wraps: owned here and declared before the
+  // cluster, so they outlive every Node.
+  std::map<raft::MemberId, std::unique_ptr<MemoryLogStore>> stores;
+  // The wrappers: owned by each member's Node, used only while it runs.
+  std::map<raft::MemberId, FaultInjectingLogStore*> faults;
+  auto started = LocalCluster::Start(LocalClusterOptions{
+      .members = 3,
+      .in_memory_storage = true,
+      .customize = [&](NodeOptions& o) {
+        o.election_timeout = std::chrono::milliseconds(300);
+        o.heartbeat_interval = std::chrono::milliseconds(30);
+        o.request_timeout = std::chrono::milliseconds(1500);
+        o.metrics = &sink;
+        o.log_store_factory = [&, id = o.id](const std::string& dir)
+            -> absl::StatusOr<std::unique_ptr<LogStore>> {
+          CHECK(dir.empty());  // In-memory members have no directory.
+          stores[id] = std::make_unique<MemoryLogStore>();
+          auto wrapper = std::make_unique<FaultInjectingLogStore>(stores[id].get());
+          faults[id] = wrapper.get();
+          return std::unique_ptr<LogStore>(std::move(wrapper));
+        };
+      }});
+  REQUIRE(started.ok());
+  LocalCluster& cluster = **started;
+  Node* broken = *cluster.WaitForLeader();
+  const raft::MemberId broken_id = cluster.leader_id();
+  REQUIRE(broken->Put("s", "before", "1").ok());
+
+  faults.at(broken_id)->FailNextWrites(
+      1000000, absl::ResourceExhaustedError("no space left on device (injected)"));
+  // This write's log append fails; it may still commit through the others.
+  (void)broken->Put("s", "during", "2");
+  absl::Status storage;
+  for (int i = 0; i < 300 && storage.ok(); ++i) {
+    storage = broken->GetStatus().storage_error;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  INFO(storage.ToString());
+  CHECK(absl::IsResourceExhausted(storage));
+  CHECK(sink.counter("node.storage_errors") == 1);
+
+  auto refused = broken->Put("s", "after", "3");
+  INFO(refused.status().ToString());
+  CHECK(absl::IsUnavailable(refused.status()));
+  CHECK(refused.status().message().find("no space left on device") != std::string::npos);
+
+  // The broken member hands leadership over; the others carry on.
+  bool served = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    for (raft::MemberId id : cluster.ids()) {
+      if (id == broken_id || served) continue;
+      served = cluster.member(id)->Put("s", "after", "4").ok();
+    }
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(served);
+  CHECK(broken->GetStatus().role != raft::Role::kLeader);
 }
 
 }  // namespace

@@ -1,5 +1,12 @@
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "confman/log_store.h"
 #include "confman/node.h"
 #include "confman/node_options.h"
 
@@ -63,6 +70,53 @@ TEST_CASE("Open refuses bad options without starting anything") {
   auto node = Node::Open(o);
   REQUIRE_FALSE(node.ok());
   CHECK(absl::IsInvalidArgument(node.status()));
+}
+
+TEST_CASE("Open reports a log store factory's failure or missing store") {
+  NodeOptions o = Valid();
+  o.log_store_factory = [](const std::string&) -> absl::StatusOr<std::unique_ptr<LogStore>> {
+    return absl::PermissionDeniedError("log directory is read-only");
+  };
+  auto refused = Node::Open(o);
+  CHECK(absl::IsPermissionDenied(refused.status()));
+
+  o.log_store_factory = [](const std::string&) -> absl::StatusOr<std::unique_ptr<LogStore>> {
+    return std::unique_ptr<LogStore>();
+  };
+  auto empty = Node::Open(o);
+  CHECK(absl::IsInvalidArgument(empty.status()));
+  CHECK(std::string(empty.status().message()).find("log_store_factory") !=
+        std::string::npos);
+}
+
+TEST_CASE("a log store factory gets the log directory and its store holds the log") {
+  const std::filesystem::path data_dir =
+      std::filesystem::temp_directory_path() /
+      ("confman_log_factory_" + std::to_string(::getpid()));
+  std::string seen;
+  MemoryLogStore* store = nullptr;  // Owned by the Node; used while it is open.
+  NodeOptions o = Valid();
+  o.data_dir = data_dir.string();
+  o.heartbeat_interval = std::chrono::milliseconds(20);
+  o.election_timeout = std::chrono::milliseconds(100);
+  o.log_store_factory = [&](const std::string& dir)
+      -> absl::StatusOr<std::unique_ptr<LogStore>> {
+    seen = dir;
+    auto owned = std::make_unique<MemoryLogStore>();
+    store = owned.get();
+    return std::unique_ptr<LogStore>(std::move(owned));
+  };
+  auto node = Node::Open(o);
+  REQUIRE(node.ok());
+  CHECK(seen == (data_dir / "log").string());
+  REQUIRE(store != nullptr);
+  // A single voter elects itself and appends its first entry there.
+  for (int i = 0; i < 300 && store->LastIndex() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(store->LastIndex() >= 1);
+  (*node)->Close();
+  std::filesystem::remove_all(data_dir);
 }
 
 }  // namespace
