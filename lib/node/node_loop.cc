@@ -28,8 +28,13 @@ void NodeImpl::OnTick() {
 }
 
 void NodeImpl::ProcessReady() {
-  while (core_->HasReady()) HandleReady(core_->TakeReady());
-  commit_index_ = core_->CommitIndex();
+  while (core_->HasReady()) {
+    raft::Ready ready = core_->TakeReady();
+    // Published before the apply thread can see these entries, so a status
+    // never shows an applied index beyond the commit index.
+    commit_index_ = core_->CommitIndex();
+    HandleReady(std::move(ready));
+  }
   // Membership calls wait on GetStatus(); let them see a change at once.
   if (core_->membership() != last_membership_) {
     last_membership_ = core_->membership();

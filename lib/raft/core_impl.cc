@@ -737,15 +737,7 @@ void CoreImpl::HandleAppendResponse(const Message& m) {
       retry_from = FindConflictByTerm(m.hint_index, m.hint_term) + 1;
     }
     if (pr.state == Progress::State::kSnapshot) return;
-    const Index next_before = pr.next;
-    if (!pr.Reject(m.log_index, retry_from)) return;
-    if (pr.next == next_before) {
-      // The follower denies what it acknowledged before (its storage is
-      // failing): wait for the next heartbeat instead of spinning.
-      pr.probe_sent = true;
-      return;
-    }
-    SendAppend(m.from, pr, true);
+    if (pr.Reject(m.log_index, retry_from)) SendAppend(m.from, pr, true);
     return;
   }
   const bool advanced = pr.AcknowledgeMatch(m.log_index);
@@ -879,16 +871,19 @@ bool CoreImpl::LeaseValid() const {
     return it == progress_.end() ? 0 : it->second.acked_round;
   };
   const uint64_t acked = quorum::JointValue(membership_, round_of);
-  for (const auto& [round, tick] : round_sent_at_) {
-    if (round == acked) {
-      // No other member can have elected a new leader before its election
-      // timer, started no earlier than this round's send, expires; the drift
-      // allowance covers clocks running faster than ours (§6.4.1).
-      return now_ < tick + options_.election_timeout_ticks -
-                        options_.lease_clock_drift_ticks;
-    }
+  // Rounds are recorded consecutively, so the acknowledged one is found by
+  // its distance from the oldest still kept.
+  if (round_sent_at_.empty() || acked < round_sent_at_.front().first ||
+      acked > round_sent_at_.back().first) {
+    return false;
   }
-  return false;
+  const uint64_t sent_tick =
+      round_sent_at_[acked - round_sent_at_.front().first].second;
+  // No other member can have elected a new leader before its election
+  // timer, started no earlier than this round's send, expires; the drift
+  // allowance covers clocks running faster than ours (§6.4.1).
+  return now_ < sent_tick + options_.election_timeout_ticks -
+                    options_.lease_clock_drift_ticks;
 }
 
 absl::Status CoreImpl::ReadIndex(std::string context, ReadMode mode) {

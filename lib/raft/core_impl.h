@@ -165,7 +165,8 @@ class CoreImpl {
   // quorum to acknowledge a round started after they arrived.
   uint64_t round_ = 0;
   bool round_requested_ = false;
-  std::deque<std::pair<uint64_t, uint64_t>> round_sent_at_;  // round, tick
+  // (round, tick sent). Invariant: rounds are consecutive, oldest first.
+  std::deque<std::pair<uint64_t, uint64_t>> round_sent_at_;
   std::deque<PendingRead> reads_waiting_noop_;
   std::deque<PendingRead> reads_waiting_round_;
 

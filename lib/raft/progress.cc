@@ -70,9 +70,14 @@ bool Progress::Reject(Index rejected, Index retry_from) {
     next = std::max(match + 1, std::min(retry_from, rejected));
     return true;
   }
-  // In probe only the rejection of the outstanding probe counts.
+  // In probe only the rejection of the outstanding probe counts, and only
+  // if it moves the probe back: a follower denying what it acknowledged
+  // before (failing storage) must not make the leader re-send in a loop;
+  // the probe stays outstanding until the next heartbeat answer.
   if (rejected + 1 != next) return false;
-  next = std::max(match + 1, std::min(retry_from, rejected));
+  const Index retry = std::max(match + 1, std::min(retry_from, rejected));
+  if (retry == next) return false;
+  next = retry;
   probe_sent = false;
   return true;
 }

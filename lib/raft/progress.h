@@ -62,7 +62,8 @@ struct Progress {
 
   // Handles a rejection of the append whose preceding index was `rejected`;
   // `retry_from` is where the leader should probe next (already computed
-  // from the follower's hint). Returns false when the rejection is stale.
+  // from the follower's hint). Returns true when the leader should send
+  // again now; false when the rejection is stale or cannot move `next`.
   bool Reject(Index rejected, Index retry_from);
 
   // Records an append carrying entries up to `last_index` (bytes of data).

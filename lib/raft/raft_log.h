@@ -33,9 +33,10 @@ class RaftLog {
   // outside the log is simply no match, any other read failure an error.
   absl::StatusOr<bool> Matches(Index index, Term term) const;
 
-  // Appends entries that follow LastIndex() or replace a suffix starting at
-  // entries.front().index (which must be > the durable prefix reported by
-  // ReportDurable's callers' invariant: never below the compaction point).
+  // Appends entries that follow LastIndex() or replace the suffix starting
+  // at entries.front().index, which must lie after the compaction point
+  // (callers never rewrite committed entries, and only committed entries
+  // are compacted).
   void Append(std::vector<Entry> entries);
 
   // Entries handed to the driver for writing are tracked so each is emitted

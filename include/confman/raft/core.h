@@ -16,8 +16,8 @@
 // Status mapping used by every fallible call:
 //   FailedPrecondition  this member is not the leader; the message names the
 //                       leader's id when one is known (LeaderId() returns it).
-//   Unavailable         a leadership transfer is in progress, or the leader
-//                       has not yet committed an entry of its term; retry.
+//   Unavailable         a leadership transfer or membership change is in
+//                       progress, or no leader is known; retry.
 //   ResourceExhausted   the uncommitted-bytes budget or the pending-read
 //                       limit is full; retry after entries commit.
 //   InvalidArgument     the request itself is malformed (e.g. a membership

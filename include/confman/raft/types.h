@@ -31,7 +31,7 @@ enum class EntryType : uint8_t {
   // serves ReadIndex only once this entry has committed (thesis §6.4).
   kNoop = 1,
   // An encoded Membership (see EncodeMembership in membership.h). Takes
-  // effect when committed; the core applies it itself.
+  // effect in the core when it hands the committed entry out for applying.
   kMembership = 2,
 };
 

@@ -47,11 +47,22 @@ TEST_CASE("a probing follower gets one append at a time", "[progress]") {
   CHECK(pr.next == 5);  // Probing does not advance optimistically.
   CHECK(pr.inflights.count() == 0);
 
-  // A rejection of the outstanding probe moves next back and unpauses.
-  CHECK(pr.Reject(4, 3));
-  CHECK_FALSE(pr.Paused(64, 1 << 20));
+  // A rejection that cannot move next below match + 1 (the follower denies
+  // what it acknowledged) leaves the probe outstanding instead of looping.
+  CHECK_FALSE(pr.Reject(4, 3));
+  CHECK(pr.Paused(64, 1 << 20));
   CHECK(pr.next == 5);  // Never below match + 1.
   CHECK_FALSE(pr.Reject(9, 3));  // Not the outstanding probe: stale.
+
+  // A rejection that does move it back unpauses at once.
+  Progress behind;
+  behind.match = 4;
+  behind.BecomeProbe();
+  behind.next = 9;
+  behind.SentEntries(12, 40);
+  CHECK(behind.Reject(8, 6));
+  CHECK(behind.next == 6);
+  CHECK_FALSE(behind.Paused(64, 1 << 20));
 }
 
 TEST_CASE("a replicating follower is pipelined up to the window",
