@@ -35,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "confman/entry_archive.h"
 #include "confman/raft/log_reader.h"
 #include "confman/raft/types.h"
 
@@ -58,7 +59,7 @@ struct LogWrite {
 // Ordering: writes, compactions and resets take effect, and become durable,
 // in the order they were submitted. FirstIndex()/LastIndex()/TermAt()
 // reflect a write once it is durable, before its callback runs.
-class LogStore : public raft::LogReader {
+class LogStore : public raft::LogReader, public EntryArchive {
  public:
   // Called exactly once per Write with OK once the write is durable, or the
   // reason it was not applied.
@@ -90,13 +91,32 @@ class LogStore : public raft::LogReader {
   // TermAt(index) == term. The hard state is kept. Ordered and durable like
   // CompactPrefix.
   virtual absl::Status ResetToSnapshot(raft::Index index, raft::Term term) = 0;
+
+  // Retained entries (entry_archive.h). CompactPrefix and ResetToSnapshot
+  // keep every entry at or below their index for which RetainsEntry() is
+  // true; such entries are invisible to the LogReader methods (which see
+  // only [FirstIndex(), LastIndex()]) but ReadEntryData serves them until
+  // DropRetained. A reset drops retained-kind entries above its index like
+  // any other. Stores that retain nothing keep these defaults.
+
+  // Indexes of the retained entries below FirstIndex(), ascending.
+  virtual absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const {
+    return std::vector<raft::Index>();
+  }
+  // Drops the listed retained entries. Indexes at or above FirstIndex(), or
+  // holding nothing, are ignored. Ordered and durable like CompactPrefix.
+  virtual absl::Status DropRetained(std::vector<raft::Index> indexes) {
+    (void)indexes;
+    return absl::OkStatus();
+  }
 };
 
 // An in-memory LogStore over raft::MemoryLog. Write applies the write and
 // runs `done` synchronously, on the caller's thread, before returning.
 class MemoryLogStore final : public LogStore {
  public:
-  MemoryLogStore();
+  // `retain_entries_from_bytes` as in LmdbLogStoreOptions (0: none).
+  explicit MemoryLogStore(uint64_t retain_entries_from_bytes = 0);
   ~MemoryLogStore() override;
 
   raft::Index FirstIndex() const override;
@@ -129,6 +149,11 @@ struct LmdbLogStoreOptions {
   // entry bytes reach this (a single larger write still goes alone). It
   // bounds the memory a group's dirty pages take.
   uint64_t max_group_bytes = uint64_t{64} << 20;  // 64 MiB
+
+  // Normal entries whose data is at least this many bytes are retained
+  // (entry_archive.h) when they leave the log. 0 retains nothing. Default 0;
+  // the Node sets it from NodeOptions::value_in_log_min_bytes.
+  uint64_t retain_entries_from_bytes = 0;
 
   // InvalidArgument naming the first bad field.
   absl::Status Validate() const;
