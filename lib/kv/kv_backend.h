@@ -21,8 +21,15 @@ enum class Table : uint8_t {
   kMeta = 0,     // Applied index/term, revision, membership, history start.
   kKeys = 1,     // ns '\0' key -> key record.
   kChanges = 2,  // big-endian revision -> change record.
+  // big-endian log index -> key address, for every value left in the log
+  // (KeyRecord::value_log_index): the entries the store still needs.
+  kValueRefs = 3,
 };
-inline constexpr uint8_t kTableCount = 3;
+inline constexpr uint8_t kTableCount = 4;
+// Tables a snapshot stream carries. Values left in the log are copied into
+// their key records instead (the receiver's log does not hold them), so
+// kValueRefs stays behind.
+inline constexpr uint8_t kStreamedTableCount = 3;
 
 // Visits (key, value) pairs in key order; returns false to stop.
 using Visitor = std::function<bool(std::string_view key, std::string_view value)>;

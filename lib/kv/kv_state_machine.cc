@@ -99,8 +99,22 @@ absl::Status CheckExpectedRevision(const CommandView& command,
       actual == 0 ? " (absent)" : "", "; re-read the key and retry"));
 }
 
+// Keeps kValueRefs in step with a key's record: drops the reference the old
+// record held and adds the new record's.
+absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
+                             raft::Index new_log_index, std::string_view address) {
+  if (old && old->value_log_index != 0) {
+    CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
+        Table::kValueRefs, storage::BigEndianKey(old->value_log_index)));
+  }
+  if (new_log_index == 0) return absl::OkStatus();
+  return batch.writer.Put(Table::kValueRefs, storage::BigEndianKey(new_log_index),
+                          {address});
+}
+
+// `in_log`: the log retains this entry, so the value stays there.
 absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
-                                     const CommandView& command) {
+                                     const CommandView& command, bool in_log) {
   if (command.raw_size > batch.options.max_value_bytes) {
     return Outcome(index, absl::InvalidArgumentError(absl::StrCat(
                               "the value for ", Address(command.ns, command.key),
@@ -121,9 +135,13 @@ absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
       .encoding = command.encoding,
       .raw_size = command.raw_size,
       .content_type = command.content_type,
-      .stored_value = command.stored_value};
+      .value_log_index = in_log ? index : 0,
+      .stored_bytes = command.stored_value.size(),
+      .stored_value = in_log ? std::string_view() : command.stored_value};
   CONFMAN_RETURN_IF_ERROR(batch.writer.Put(
-      Table::kKeys, address, {EncodeKeyRecordHead(record), command.stored_value}));
+      Table::kKeys, address, {EncodeKeyRecordHead(record), record.stored_value}));
+  CONFMAN_RETURN_IF_ERROR(
+      ReplaceValueRef(batch, current, record.value_log_index, address));
   CONFMAN_RETURN_IF_ERROR(RecordChange(batch, command, ChangeOp::kPut,
                                        current ? current->mod_revision : 0,
                                        revision));
@@ -145,6 +163,7 @@ absl::StatusOr<ApplyResult> ApplyDelete(Batch& batch, raft::Index index,
   }
   const uint64_t revision = ++batch.meta.revision;
   CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(Table::kKeys, address));
+  CONFMAN_RETURN_IF_ERROR(ReplaceValueRef(batch, current, 0, address));
   CONFMAN_RETURN_IF_ERROR(RecordChange(batch, command, ChangeOp::kDelete,
                                        current->mod_revision, 0));
   return Outcome(index, absl::OkStatus(), revision);
@@ -168,7 +187,9 @@ absl::StatusOr<ApplyResult> ApplyCommand(Batch& batch, const raft::Entry& entry)
   if (!command.ok()) return Outcome(entry.index, command.status());
   switch (command->kind) {
     case Command::Kind::kPut:
-      return ApplyPut(batch, entry.index, *command);
+      return ApplyPut(batch, entry.index, *command,
+                      batch.options.value_archive != nullptr &&
+                          batch.options.value_archive->RetainsEntry(entry));
     case Command::Kind::kDelete:
       return ApplyDelete(batch, entry.index, *command);
     case Command::Kind::kCompactHistory:
@@ -220,9 +241,43 @@ absl::StatusOr<AppliedState> ToAppliedState(const MetaState& meta) {
   return state;
 }
 
+// The decompressed value of `record`, from the record or from the log.
+// Aborted if the log dropped the entry since the record was read: the key
+// changed meanwhile, and a fresh read sees its new record.
+absl::StatusOr<std::string> ReadValue(std::string_view address,
+                                      const KeyRecord& record,
+                                      const EntryArchive* archive) {
+  if (record.value_log_index == 0) {
+    return DecodeValue(record.stored_value, record.encoding, record.raw_size);
+  }
+  absl::StatusOr<LoggedValue> logged = ReadLoggedValue(archive, record, address);
+  if (absl::IsNotFound(logged.status())) {
+    return absl::AbortedError(absl::StrCat(
+        "the value of ", ToAbsl(address), " changed while it was being read (",
+        logged.status().message(), "); retry the read"));
+  }
+  if (!logged.ok()) return logged.status();
+  return DecodeValue(logged->stored, record.encoding, record.raw_size);
+}
+
+// Reads that find their value gone from the log (Aborted) are retried this
+// many times in all; each retry sees a newer version, so only a key
+// rewritten continuously can exhaust them.
+constexpr int kReadAttempts = 4;
+
+template <typename ReadFn>
+auto RetryAborted(ReadFn read) -> decltype(read()) {
+  for (int attempt = 1;; ++attempt) {
+    auto result = read();
+    if (!absl::IsAborted(result.status()) || attempt == kReadAttempts) {
+      return result;
+    }
+  }
+}
+
 absl::StatusOr<KeyValue> ToKeyValue(std::string_view address,
                                     const KeyRecord& record, bool with_value,
-                                    uint64_t max_value_bytes) {
+                                    const KvStateMachineOptions& options) {
   const size_t nul = address.find('\0');
   KeyValue kv{.ns = std::string(address.substr(0, nul)),
               .key = std::string(address.substr(nul + 1)),
@@ -231,15 +286,15 @@ absl::StatusOr<KeyValue> ToKeyValue(std::string_view address,
               .create_revision = record.create_revision,
               .mod_revision = record.mod_revision,
               .version = record.version,
-              .stored_bytes = record.stored_value.size()};
+              .stored_bytes = record.stored_bytes};
   if (!with_value) return kv;
-  if (record.raw_size > max_value_bytes) {
+  if (record.raw_size > options.max_value_bytes) {
     return absl::DataLossError(absl::StrCat(
         "the stored value of ", Address(kv.ns, kv.key), " claims ",
         record.raw_size, " bytes, above the limit; the store is damaged"));
   }
-  CONFMAN_ASSIGN_OR_RETURN(kv.value, DecodeValue(record.stored_value,
-                                                 record.encoding, record.raw_size));
+  CONFMAN_ASSIGN_OR_RETURN(kv.value,
+                           ReadValue(address, record, options.value_archive));
   return kv;
 }
 
@@ -341,8 +396,24 @@ class KvStateMachine::Impl {
     raft::SnapshotMeta snapshot{.index = state.applied_index,
                                 .term = state.applied_term,
                                 .membership = std::move(state.membership)};
+    open_snapshots_->fetch_add(1);
     return NewSnapshotSource(std::move(reader), std::move(snapshot),
-                             options_.snapshot_chunk_bytes);
+                             options_.snapshot_chunk_bytes, options_.value_archive,
+                             [open = open_snapshots_] { open->fetch_sub(1); });
+  }
+
+  int OpenSnapshotCount() const { return open_snapshots_->load(); }
+
+  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries() const {
+    CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
+                             backend_->BeginRead());
+    std::vector<raft::Index> out;
+    CONFMAN_RETURN_IF_ERROR(reader->Scan(
+        Table::kValueRefs, {}, [&](std::string_view key, std::string_view) {
+          if (key.size() == 8) out.push_back(storage::GetBigEndian64(key.data()));
+          return true;
+        }));
+    return out;
   }
 
   absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
@@ -355,6 +426,15 @@ class KvStateMachine::Impl {
   }
 
   absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const {
+    return RetryAborted([&] { return GetOnce(ns, key); });
+  }
+
+  absl::StatusOr<ListPage> List(const ListRequest& request) const {
+    CONFMAN_RETURN_IF_ERROR(ValidateList(request));
+    return RetryAborted([&] { return ListOnce(request); });
+  }
+
+  absl::StatusOr<KeyValue> GetOnce(std::string_view ns, std::string_view key) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> record,
@@ -363,11 +443,10 @@ class KvStateMachine::Impl {
       return absl::NotFoundError(absl::StrCat("no key ", Address(ns, key)));
     }
     reader->WillRead(record->stored_value);
-    return ToKeyValue(KeyAddress(ns, key), *record, true, options_.max_value_bytes);
+    return ToKeyValue(KeyAddress(ns, key), *record, true, options_);
   }
 
-  absl::StatusOr<ListPage> List(const ListRequest& request) const {
-    CONFMAN_RETURN_IF_ERROR(ValidateList(request));
+  absl::StatusOr<ListPage> ListOnce(const ListRequest& request) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
@@ -441,8 +520,7 @@ class KvStateMachine::Impl {
                                         std::string_view stored,
                                         const ListRequest& request) const {
     CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(stored));
-    return ToKeyValue(address, record, !request.keys_only,
-                      options_.max_value_bytes);
+    return ToKeyValue(address, record, !request.keys_only, options_);
   }
 
   void Publish(const MetaState& meta) {
@@ -455,6 +533,10 @@ class KvStateMachine::Impl {
   // Copies of the last committed meta, for lock-free AppliedIndex/Revision.
   std::atomic<raft::Index> applied_index_{0};
   std::atomic<uint64_t> revision_{0};
+  // Snapshot sources not yet destroyed; shared with them, as a source may
+  // outlive the state machine.
+  std::shared_ptr<std::atomic<int>> open_snapshots_ =
+      std::make_shared<std::atomic<int>>(0);
 };
 
 absl::StatusOr<std::unique_ptr<KvStateMachine>> KvStateMachine::OpenLmdb(
@@ -512,6 +594,11 @@ absl::StatusOr<ChangePage> KvStateMachine::Changes(uint64_t after_revision,
   return impl_->Changes(after_revision, limit);
 }
 uint64_t KvStateMachine::Revision() const { return impl_->Revision(); }
+int KvStateMachine::OpenSnapshotCount() const { return impl_->OpenSnapshotCount(); }
+absl::StatusOr<std::vector<raft::Index>> KvStateMachine::ReferencedLogEntries()
+    const {
+  return impl_->ReferencedLogEntries();
+}
 uint64_t KvStateMachine::StorageBytes() const { return impl_->StorageBytes(); }
 
 }  // namespace confman::kv

@@ -347,7 +347,7 @@ class LmdbBackend : public KvBackend {
         LmdbEnv::Open({.dir = generation->dir,
                        .map_bytes = options_.initial_map_bytes,
                        .max_map_bytes = options_.max_map_bytes,
-                       .databases = {"meta", "keys", "changes"},
+                       .databases = {"meta", "keys", "changes", "value_refs"},
                        .sync_commits = sync}));
     return generation;
   }

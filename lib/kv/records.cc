@@ -49,6 +49,8 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
   out.push_back(static_cast<char>(r.encoding));
   AppendU64(out, r.raw_size);
   AppendBytes(out, r.content_type);
+  AppendU64(out, r.value_log_index);
+  AppendU64(out, r.stored_bytes);
   return out;
 }
 
@@ -61,12 +63,41 @@ absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored) {
   const uint8_t encoding = in.U8();
   r.raw_size = in.U64();
   r.content_type = in.Bytes();
+  r.value_log_index = in.U64();
+  r.stored_bytes = in.U64();
   r.stored_value = in.Rest();
-  if (!in.ok() || encoding > static_cast<uint8_t>(ValueEncoding::kZstd)) {
+  const uint64_t inline_bytes = r.value_log_index == 0 ? r.stored_bytes : 0;
+  if (!in.ok() || encoding > static_cast<uint8_t>(ValueEncoding::kZstd) ||
+      r.stored_value.size() != inline_bytes) {
     return Corrupt("key");
   }
   r.encoding = static_cast<ValueEncoding>(encoding);
   return r;
+}
+
+absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
+                                            const KeyRecord& record,
+                                            std::string_view address) {
+  if (archive == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the value of ", storage::ToAbsl(address), " is kept in log entry ",
+        record.value_log_index, " but the config store was opened without "
+        "its log; open it with KvStateMachineOptions.value_archive"));
+  }
+  LoggedValue out;
+  CONFMAN_ASSIGN_OR_RETURN(out.entry_data,
+                           archive->ReadEntryData(record.value_log_index));
+  absl::StatusOr<CommandView> command = DecodeCommand(out.entry_data);
+  if (!command.ok() || command->kind != Command::Kind::kPut ||
+      KeyAddress(command->ns, command->key) != address ||
+      command->stored_value.size() != record.stored_bytes) {
+    return absl::DataLossError(absl::StrCat(
+        "log entry ", record.value_log_index, " is not the put of ",
+        storage::ToAbsl(address), " that the config store refers to; the "
+        "store is damaged: restore this member from a peer snapshot"));
+  }
+  out.stored = command->stored_value;
+  return out;
 }
 
 std::string EncodeChange(const Change& c) {

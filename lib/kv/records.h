@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "confman/entry_archive.h"
 #include "confman/kv/command.h"
 #include "confman/kv/model.h"
 #include "confman/raft/types.h"
@@ -24,9 +25,16 @@ struct KeyRecord {
   ValueEncoding encoding = ValueEncoding::kRaw;
   uint64_t raw_size = 0;
   std::string_view content_type;
+  // Non-zero when the value was left in the Raft log entry at this index
+  // (entry_archive.h) instead of being copied here; stored_value is then
+  // empty and the value is read back from that entry's command.
+  raft::Index value_log_index = 0;
+  // Size of the value as stored (after compression), wherever it lives.
+  uint64_t stored_bytes = 0;
   std::string_view stored_value;
 };
-// The record without its value (the value is written as a second part).
+// The record without its value (the value is written as a second part, or
+// not at all when it stays in the log).
 std::string EncodeKeyRecordHead(const KeyRecord& record);
 absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored);
 
@@ -43,6 +51,21 @@ struct MetaState {
   raft::Index membership_index = 0;
   std::string membership;  // raft::EncodeMembership bytes; empty if none.
 };
+
+// A value left in the log, read back: the entry's bytes and, inside them,
+// the value as stored (compressed if the record says so).
+struct LoggedValue {
+  std::string entry_data;
+  std::string_view stored;
+};
+// Reads the value of `record` (value_log_index != 0) at `address` from the
+// log entry it names, checking that the entry is that key's put of that
+// size. NotFound if the log no longer holds the entry (the key changed
+// since the record was read: read it again); DataLoss if the entry is not
+// the put the record describes; FailedPrecondition without an archive.
+absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
+                                            const KeyRecord& record,
+                                            std::string_view address);
 
 class TableReader;
 class TableWriter;

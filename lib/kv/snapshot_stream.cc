@@ -31,9 +31,16 @@ std::string EncodeStreamHeader(const raft::SnapshotMeta& meta) {
 class KvSnapshotSource : public SnapshotSource {
  public:
   KvSnapshotSource(std::unique_ptr<TableReader> reader, raft::SnapshotMeta meta,
-                   uint64_t chunk_bytes)
+                   uint64_t chunk_bytes, const EntryArchive* archive,
+                   std::function<void()> on_close)
       : reader_(std::move(reader)), meta_(std::move(meta)),
-        chunk_bytes_(chunk_bytes), head_(EncodeStreamHeader(meta_)) {}
+        chunk_bytes_(chunk_bytes), archive_(archive),
+        on_close_(std::move(on_close)), head_(EncodeStreamHeader(meta_)) {}
+
+  ~KvSnapshotSource() override {
+    reader_.reset();
+    if (on_close_) on_close_();
+  }
 
   const raft::SnapshotMeta& meta() const override { return meta_; }
 
@@ -72,22 +79,19 @@ class KvSnapshotSource : public SnapshotSource {
   // Frames the record after last_key_ in the current table, moving on to
   // the next table (or the end marker) when this one is done.
   absl::Status FrameNextRecord() {
-    while (table_ < kTableCount) {
+    while (table_ < kStreamedTableCount) {
       bool found = false;
+      absl::Status framed;
       CONFMAN_RETURN_IF_ERROR(reader_->Scan(
           static_cast<Table>(table_), last_key_,
           [&](std::string_view key, std::string_view value) {
             if (table_started_ && key == last_key_) return true;
             last_key_.assign(key);
-            head_.push_back(static_cast<char>(table_));
-            storage::AppendU32(head_, static_cast<uint32_t>(key.size()));
-            storage::AppendU32(head_, static_cast<uint32_t>(value.size()));
-            head_.append(key);
-            value_ = value;
-            reader_->WillRead(value);
+            framed = FrameRecord(key, value);
             found = true;
             return false;
           }));
+      CONFMAN_RETURN_IF_ERROR(framed);
       if (found) {
         table_started_ = true;
         return absl::OkStatus();
@@ -101,15 +105,39 @@ class KvSnapshotSource : public SnapshotSource {
     return absl::OkStatus();
   }
 
+  absl::Status FrameRecord(std::string_view key, std::string_view value) {
+    if (static_cast<Table>(table_) == Table::kKeys) {
+      CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(value));
+      if (record.value_log_index != 0) {
+        CONFMAN_ASSIGN_OR_RETURN(LoggedValue logged,
+                                 ReadLoggedValue(archive_, record, key));
+        record.value_log_index = 0;
+        inlined_ = EncodeKeyRecordHead(record);
+        inlined_.append(logged.stored);
+        value = inlined_;
+      }
+    }
+    head_.push_back(static_cast<char>(table_));
+    storage::AppendU32(head_, static_cast<uint32_t>(key.size()));
+    storage::AppendU32(head_, static_cast<uint32_t>(value.size()));
+    head_.append(key);
+    value_ = value;
+    reader_->WillRead(value);
+    return absl::OkStatus();
+  }
+
   std::unique_ptr<TableReader> reader_;
   const raft::SnapshotMeta meta_;
   const uint64_t chunk_bytes_;
+  const EntryArchive* const archive_;
+  std::function<void()> on_close_;
   uint64_t next_seq_ = 0;
   // Framed bytes not yet emitted: an owned head, then a value viewed in
   // place (valid while reader_ lives), so a large value is never copied
-  // whole.
+  // whole; a value read from the log is held in inlined_ instead.
   std::string head_;
   std::string_view value_;
+  std::string inlined_;
   uint8_t table_ = 0;
   bool table_started_ = false;
   std::string last_key_;
@@ -239,7 +267,7 @@ class KvSnapshotSink : public SnapshotSink {
       const auto table = static_cast<uint8_t>(buffer_[pos]);
       const uint32_t key_size = storage::GetBigEndian32(buffer_.data() + pos + 1);
       const uint32_t value_size = storage::GetBigEndian32(buffer_.data() + pos + 5);
-      if (table >= kTableCount) return Corrupt("unknown table");
+      if (table >= kStreamedTableCount) return Corrupt("unknown table");
       if (key_size == 0 || key_size > kMaxKeyBytes) return Corrupt("bad key size");
       if (value_size > max_record_bytes_) return Corrupt("record above the size limit");
       const size_t total = kRecordHeadBytes + key_size + value_size;
@@ -254,6 +282,11 @@ class KvSnapshotSink : public SnapshotSink {
   }
 
   absl::Status Store(Table table, std::string_view key, std::string_view value) {
+    if (table == Table::kKeys) {
+      absl::StatusOr<KeyRecord> record = DecodeKeyRecord(value);
+      if (!record.ok()) return Corrupt("bad key record");
+      if (record->value_log_index != 0) return Corrupt("key record points into a log");
+    }
     if (table == Table::kMeta && key == kAppliedMetaKey) {
       absl::StatusOr<raft::Index> applied = DecodeAppliedIndex(value);
       if (!applied.ok()) return Corrupt("bad applied index");
@@ -283,9 +316,11 @@ class KvSnapshotSink : public SnapshotSink {
 
 std::unique_ptr<SnapshotSource> NewSnapshotSource(
     std::unique_ptr<TableReader> reader, raft::SnapshotMeta meta,
-    uint64_t chunk_bytes) {
+    uint64_t chunk_bytes, const EntryArchive* archive,
+    std::function<void()> on_close) {
   return std::make_unique<KvSnapshotSource>(std::move(reader), std::move(meta),
-                                            chunk_bytes);
+                                            chunk_bytes, archive,
+                                            std::move(on_close));
 }
 
 std::unique_ptr<SnapshotSink> NewSnapshotSink(

@@ -10,17 +10,22 @@
 #include <functional>
 #include <memory>
 
+#include "confman/entry_archive.h"
 #include "confman/state_machine.h"
 #include "kv_backend.h"
 
 namespace confman::kv {
 
 // Streams `reader` (which pins one version) in chunks of `chunk_bytes`.
+// Values left in the log are read through `archive` and streamed inline.
+// `on_close` runs when the source is destroyed.
 std::unique_ptr<SnapshotSource> NewSnapshotSource(
     std::unique_ptr<TableReader> reader, raft::SnapshotMeta meta,
-    uint64_t chunk_bytes);
+    uint64_t chunk_bytes, const EntryArchive* archive,
+    std::function<void()> on_close);
 
-// Parses a stream into `target`, refusing records above `max_record_bytes`.
+// Parses a stream into `target`, refusing records above `max_record_bytes`
+// and key records that point into a log.
 // `on_commit` runs after the target committed (to reload cached state).
 std::unique_ptr<SnapshotSink> NewSnapshotSink(
     std::unique_ptr<RestoreTarget> target, raft::SnapshotMeta expected,

@@ -26,9 +26,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "confman/entry_archive.h"
 #include "confman/kv/model.h"
 #include "confman/state_machine.h"
 
@@ -55,6 +57,17 @@ struct KvStateMachineOptions {
   // Largest decompressed value a read will produce, and largest stored
   // record a restore accepts. Match EncodeOptions::max_value_bytes.
   uint64_t max_value_bytes = uint64_t{8} << 20;
+
+  // The Raft log this state machine's entries come from, as an archive of
+  // retained entries (entry_archive.h). When set, a put whose entry the
+  // archive retains stores a reference to that entry instead of a second
+  // copy of the value, and reads fetch the value from it; snapshots still
+  // carry values inline. Not owned; it must outlive the state machine and
+  // every snapshot source it opens, and must be the same log across
+  // restarts. The owner drops retained entries only when no snapshot source
+  // is open (OpenSnapshotCount) and ReferencedLogEntries no longer lists
+  // them. Default none: every value is stored here.
+  const EntryArchive* value_archive = nullptr;
 
   // InvalidArgument naming the first bad field. (dir is checked by
   // OpenLmdb only.)
@@ -98,6 +111,14 @@ class KvStateMachine final : public StateMachine {
 
   // Bytes of the live LMDB environment's data file (0 in memory).
   uint64_t StorageBytes() const;
+
+  // Log indexes whose retained entries hold values of the current version,
+  // ascending. Entries absent from the list are never needed again by this
+  // version or a later one (later versions only add newer entries); open
+  // snapshot sources may still need them.
+  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries() const;
+  // Snapshot sources opened and not yet destroyed.
+  int OpenSnapshotCount() const;
 
  private:
   class Impl;
