@@ -130,6 +130,11 @@ class MemoryLogStore final : public LogStore {
   absl::Status CompactPrefix(raft::Index through) override;
   absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
 
+  bool RetainsEntry(const raft::Entry& entry) const override;
+  absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
+  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const override;
+  absl::Status DropRetained(std::vector<raft::Index> indexes) override;
+
  private:
   struct State;
   std::unique_ptr<State> state_;
@@ -201,6 +206,11 @@ class LmdbLogStore final : public LogStore {
   absl::Status CompactPrefix(raft::Index through) override;
   absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
 
+  bool RetainsEntry(const raft::Entry& entry) const override;
+  absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
+  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const override;
+  absl::Status DropRetained(std::vector<raft::Index> indexes) override;
+
   LogStoreStats Stats() const;
 
  private:
@@ -218,9 +228,11 @@ class FaultInjectingLogStore final : public LogStore {
   ~FaultInjectingLogStore() override;
 
   // The next `count` writes (Write, WriteSync, CompactPrefix,
-  // ResetToSnapshot) fail with `status` without reaching the wrapped store.
+  // ResetToSnapshot, DropRetained) fail with `status` without reaching the
+  // wrapped store.
   void FailNextWrites(int count, absl::Status status);
-  // While set, TermAt and Entries fail with `status` (e.g. DataLoss).
+  // While set, TermAt, Entries and ReadEntryData fail with `status` (e.g.
+  // DataLoss).
   void FailReads(std::optional<absl::Status> status);
 
   raft::Index FirstIndex() const override;
@@ -234,10 +246,17 @@ class FaultInjectingLogStore final : public LogStore {
   absl::Status CompactPrefix(raft::Index through) override;
   absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
 
+  bool RetainsEntry(const raft::Entry& entry) const override;
+  absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
+  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const override;
+  absl::Status DropRetained(std::vector<raft::Index> indexes) override;
+
  private:
   struct Faults;
   // The injected failure for the next write, if one is armed.
   std::optional<absl::Status> TakeWriteFault();
+  // The armed read failure, if any.
+  std::optional<absl::Status> ReadFault() const;
 
   LogStore* wrapped_;
   std::unique_ptr<Faults> faults_;

@@ -40,20 +40,19 @@ raft::Index FaultInjectingLogStore::LastIndex() const {
   return wrapped_->LastIndex();
 }
 
+std::optional<absl::Status> FaultInjectingLogStore::ReadFault() const {
+  std::lock_guard lock(faults_->mu);
+  return faults_->read_status;
+}
+
 absl::StatusOr<raft::Term> FaultInjectingLogStore::TermAt(raft::Index index) const {
-  {
-    std::lock_guard lock(faults_->mu);
-    if (faults_->read_status) return *faults_->read_status;
-  }
+  if (std::optional<absl::Status> fault = ReadFault()) return *fault;
   return wrapped_->TermAt(index);
 }
 
 absl::StatusOr<std::vector<raft::Entry>> FaultInjectingLogStore::Entries(
     raft::Index lo, raft::Index hi, uint64_t max_bytes) const {
-  {
-    std::lock_guard lock(faults_->mu);
-    if (faults_->read_status) return *faults_->read_status;
-  }
+  if (std::optional<absl::Status> fault = ReadFault()) return *fault;
   return wrapped_->Entries(lo, hi, max_bytes);
 }
 
@@ -78,6 +77,26 @@ absl::Status FaultInjectingLogStore::ResetToSnapshot(raft::Index index,
                                                      raft::Term term) {
   if (std::optional<absl::Status> fault = TakeWriteFault()) return *fault;
   return wrapped_->ResetToSnapshot(index, term);
+}
+
+bool FaultInjectingLogStore::RetainsEntry(const raft::Entry& entry) const {
+  return wrapped_->RetainsEntry(entry);
+}
+
+absl::StatusOr<std::string> FaultInjectingLogStore::ReadEntryData(
+    raft::Index index) const {
+  if (std::optional<absl::Status> fault = ReadFault()) return *fault;
+  return wrapped_->ReadEntryData(index);
+}
+
+absl::StatusOr<std::vector<raft::Index>> FaultInjectingLogStore::RetainedIndexes()
+    const {
+  return wrapped_->RetainedIndexes();
+}
+
+absl::Status FaultInjectingLogStore::DropRetained(std::vector<raft::Index> indexes) {
+  if (std::optional<absl::Status> fault = TakeWriteFault()) return *fault;
+  return wrapped_->DropRetained(std::move(indexes));
 }
 
 }  // namespace confman

@@ -1,5 +1,6 @@
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -127,7 +128,8 @@ absl::Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
 }
 
 // The log's extent. Invariant: entries (compacted_index, last_index] are
-// stored, nothing else; compacted_term is the term at compacted_index.
+// stored, plus retained entries at or below compacted_index and nothing
+// else; compacted_term is the term at compacted_index.
 struct Bounds {
   Index compacted_index = 0;
   Term compacted_term = 0;
@@ -135,11 +137,12 @@ struct Bounds {
 };
 
 struct PendingOp {
-  enum class Kind { kWrite, kCompact, kReset };
+  enum class Kind { kWrite, kCompact, kReset, kDropRetained };
   Kind kind = Kind::kWrite;
   LogWrite write;
   Index index = 0;
   Term term = 0;
+  std::vector<Index> indexes = {};  // kDropRetained only.
   LogStore::WriteDone done;
 
   uint64_t bytes() const {
@@ -180,9 +183,54 @@ absl::Status Validate(const PendingOp& op, const Bounds& b) {
       }
       return absl::OkStatus();
     case PendingOp::Kind::kReset:
+    case PendingOp::Kind::kDropRetained:
       return absl::OkStatus();
   }
   return absl::OkStatus();
+}
+
+bool RetainsKind(uint64_t retain_from_bytes, EntryType type, uint64_t data_bytes) {
+  return retain_from_bytes > 0 && type == EntryType::kNormal &&
+         data_bytes >= retain_from_bytes;
+}
+
+constexpr Index kLastPossibleIndex = ~Index{0};
+
+absl::Status KeyIsNotAnIndex() {
+  return absl::DataLossError("the log holds a key that is not an index; "
+                             "restore this member's log from a peer");
+}
+
+// Called for each stored entry a walk visits; true deletes it.
+using EntryVisitor = std::function<bool(Index index, const MDB_val& stored)>;
+
+// Visits the stored entries lo <= index <= hi in index order. The visitor
+// sees the value's size and location; the data pages are read only if it
+// dereferences them.
+absl::Status WalkEntries(MDB_txn* txn, MDB_dbi dbi, Index lo, Index hi,
+                         const EntryVisitor& visit) {
+  MDB_cursor* cursor = nullptr;
+  int rc = mdb_cursor_open(txn, dbi, &cursor);
+  if (rc != 0) return storage::LmdbError(rc, "opening a log cursor");
+  std::string start = storage::BigEndianKey(lo);
+  MDB_val k = storage::ToVal(start), v;
+  absl::Status status;
+  rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+  while (rc == 0) {
+    if (k.mv_size != 8) {
+      status = KeyIsNotAnIndex();
+      break;
+    }
+    const Index index = storage::GetBigEndian64(static_cast<const char*>(k.mv_data));
+    if (index > hi) break;
+    if (visit(index, v) && (rc = mdb_cursor_del(cursor, 0)) != 0) break;
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(cursor);
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    return storage::LmdbError(rc, "walking the log entries");
+  }
+  return status;
 }
 
 }  // namespace
@@ -224,24 +272,49 @@ class LmdbLogStore::Impl {
     writer_.join();
   }
 
-  static absl::StatusOr<Bounds> LoadBounds(LmdbEnv& env) {
+  static absl::StatusOr<Bounds> LoadBounds(const LmdbEnv& env) {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env.BeginRead());
-    Bounds b;
-    absl::StatusOr<std::string_view> compacted =
-        txn.Get(env.db(kMetaDb), kCompactedKey);
-    if (compacted.ok()) {
-      CONFMAN_ASSIGN_OR_RETURN(auto fields,
-                               DecodeMeta(kCompactedKey, *compacted, 2));
-      b.compacted_index = fields[0];
-      b.compacted_term = fields[1];
-    } else if (!absl::IsNotFound(compacted.status())) {
-      return compacted.status();
-    }
-    b.last_index = b.compacted_index;
+    CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, env));
     CONFMAN_ASSIGN_OR_RETURN(std::optional<Index> last,
                              LastStoredIndex(txn.get(), env.db(kEntriesDb)));
-    if (last) b.last_index = *last;
+    // A retained entry may be the last stored one when the log is empty.
+    if (last && *last > b.last_index) b.last_index = *last;
     return b;
+  }
+
+  bool RetainsEntry(const Entry& entry) const {
+    return RetainsKind(options_.retain_entries_from_bytes, entry.type,
+                       entry.data.size());
+  }
+
+  absl::StatusOr<std::string> ReadEntryData(Index index) const {
+    CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
+    absl::StatusOr<std::string_view> stored =
+        txn.Get(env_->db(kEntriesDb), storage::BigEndianKey(index));
+    if (absl::IsNotFound(stored.status())) {
+      return absl::NotFoundError(absl::StrCat(
+          "log entry ", index, " is not stored (dropped, or never retained: "
+          "retain_entries_from_bytes is ", options_.retain_entries_from_bytes,
+          "); its value must come from a snapshot"));
+    }
+    if (!stored.ok()) return stored.status();
+    LmdbEnv::Prefetch(*stored);
+    CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntry(index, *stored));
+    return std::move(entry.data);
+  }
+
+  // Read from one transaction, so the list and the compaction point agree.
+  absl::StatusOr<std::vector<Index>> RetainedIndexes() const {
+    CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
+    CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, *env_));
+    std::vector<Index> indexes;
+    CONFMAN_RETURN_IF_ERROR(WalkEntries(
+        txn.get(), env_->db(kEntriesDb), 0, b.compacted_index,
+        [&indexes](Index index, const MDB_val&) {
+          indexes.push_back(index);
+          return false;
+        }));
+    return indexes;
   }
 
   Bounds bounds() const {
@@ -330,6 +403,24 @@ class LmdbLogStore::Impl {
   }
 
  private:
+  // The stored compaction point, as Bounds of an empty log.
+  static absl::StatusOr<Bounds> CompactionPoint(const ReadTxn& txn,
+                                                const LmdbEnv& env) {
+    Bounds b;
+    absl::StatusOr<std::string_view> compacted =
+        txn.Get(env.db(kMetaDb), kCompactedKey);
+    if (compacted.ok()) {
+      CONFMAN_ASSIGN_OR_RETURN(auto fields,
+                               DecodeMeta(kCompactedKey, *compacted, 2));
+      b.compacted_index = fields[0];
+      b.compacted_term = fields[1];
+    } else if (!absl::IsNotFound(compacted.status())) {
+      return compacted.status();
+    }
+    b.last_index = b.compacted_index;
+    return b;
+  }
+
   static absl::StatusOr<std::optional<Index>> LastStoredIndex(MDB_txn* txn,
                                                               MDB_dbi dbi) {
     MDB_cursor* cursor = nullptr;
@@ -340,10 +431,7 @@ class LmdbLogStore::Impl {
     mdb_cursor_close(cursor);
     if (rc == MDB_NOTFOUND) return std::optional<Index>();
     if (rc != 0) return storage::LmdbError(rc, "finding the last log entry");
-    if (k.mv_size != 8) {
-      return absl::DataLossError("the log holds a key that is not an index; "
-                                 "restore this member's log from a peer");
-    }
+    if (k.mv_size != 8) return KeyIsNotAnIndex();
     return std::optional<Index>(
         storage::GetBigEndian64(static_cast<const char*>(k.mv_data)));
   }
@@ -360,30 +448,30 @@ class LmdbLogStore::Impl {
     return stored;
   }
 
-  // Deletes entries with index >= from (or <= through when `prefix`).
-  static absl::Status DeleteRange(MDB_txn* txn, MDB_dbi dbi, Index bound,
-                                  bool prefix) {
-    MDB_cursor* cursor = nullptr;
-    int rc = mdb_cursor_open(txn, dbi, &cursor);
-    if (rc != 0) return storage::LmdbError(rc, "opening a log cursor");
-    std::string start = storage::BigEndianKey(bound);
-    MDB_val k = storage::ToVal(start), v;
-    rc = prefix ? mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
-                : mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
-    while (rc == 0) {
-      if (prefix &&
-          storage::GetBigEndian64(static_cast<const char*>(k.mv_data)) > bound) {
-        break;
-      }
-      rc = mdb_cursor_del(cursor, 0);
-      if (rc != 0) break;
-      rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cursor);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-      return storage::LmdbError(rc, "deleting log entries");
-    }
-    return absl::OkStatus();
+  absl::Status DeleteFrom(MDB_txn* txn, Index from) {
+    return WalkEntries(txn, env_->db(kEntriesDb), from, kLastPossibleIndex,
+                       [](Index, const MDB_val&) { return true; });
+  }
+
+  // Deletes the entries lo <= index <= through that are not retained.
+  absl::Status ReleaseRange(MDB_txn* txn, Index lo, Index through) {
+    return WalkEntries(txn, env_->db(kEntriesDb), lo, through,
+                       [this](Index index, const MDB_val& stored) {
+                         return !RetainsStored(index, stored);
+                       });
+  }
+
+  // Decides from the record's size and header alone, so releasing entries
+  // never reads a large entry's data pages. A large record whose header
+  // fails its checksum is kept: deleted, its loss would read as NotFound;
+  // kept, ReadEntryData reports it as DataLoss.
+  bool RetainsStored(Index index, const MDB_val& stored) const {
+    const uint64_t from = options_.retain_entries_from_bytes;
+    if (from == 0 || stored.mv_size < kEntryHeaderBytes + from) return false;
+    absl::StatusOr<Entry> header =
+        DecodeEntryHeader(index, storage::ToView(stored));
+    return !header.ok() ||
+           RetainsKind(from, header->type, stored.mv_size - kEntryHeaderBytes);
   }
 
   absl::Status PutCompacted(MDB_txn* txn, const Bounds& b) {
@@ -400,8 +488,7 @@ class LmdbLogStore::Impl {
     if (write.entries.empty()) return absl::OkStatus();
     const Index first = write.entries.front().index;
     if (first <= b.last_index) {
-      CONFMAN_RETURN_IF_ERROR(
-          DeleteRange(txn, env_->db(kEntriesDb), first, /*prefix=*/false));
+      CONFMAN_RETURN_IF_ERROR(DeleteFrom(txn, first));
     }
     for (const Entry& entry : write.entries) {
       std::string key = storage::BigEndianKey(entry.index);
@@ -427,19 +514,37 @@ class LmdbLogStore::Impl {
     if (rc != 0) return storage::LmdbError(rc, "reading the compaction point");
     CONFMAN_ASSIGN_OR_RETURN(Entry entry,
                              DecodeEntryHeader(through, storage::ToView(v)));
-    CONFMAN_RETURN_IF_ERROR(
-        DeleteRange(txn, env_->db(kEntriesDb), through, /*prefix=*/true));
+    CONFMAN_RETURN_IF_ERROR(ReleaseRange(txn, b.compacted_index + 1, through));
     b.compacted_index = through;
     b.compacted_term = entry.term;
     return PutCompacted(txn, b);
   }
 
+  // Entries above `index`, retained or not, are dropped; log entries at
+  // or below it are released like a compaction's.
   absl::Status ApplyReset(MDB_txn* txn, Index index, Term term, Bounds& b) {
-    CONFMAN_RETURN_IF_ERROR(
-        DeleteRange(txn, env_->db(kEntriesDb), 0, /*prefix=*/false));
+    if (index < kLastPossibleIndex) {
+      CONFMAN_RETURN_IF_ERROR(DeleteFrom(txn, index + 1));
+    }
+    CONFMAN_RETURN_IF_ERROR(ReleaseRange(txn, b.compacted_index + 1, index));
     b = Bounds{.compacted_index = index, .compacted_term = term,
                .last_index = index};
     return PutCompacted(txn, b);
+  }
+
+  absl::Status ApplyDropRetained(MDB_txn* txn, const std::vector<Index>& indexes,
+                                 const Bounds& b) {
+    for (Index index : indexes) {
+      if (index > b.compacted_index) continue;  // In the log, or never stored.
+      std::string key = storage::BigEndianKey(index);
+      MDB_val k = storage::ToVal(key);
+      const int rc = mdb_del(txn, env_->db(kEntriesDb), &k, nullptr);
+      if (rc != 0 && rc != MDB_NOTFOUND) {
+        return storage::LmdbError(rc, absl::StrCat("dropping retained log entry ",
+                                                   index));
+      }
+    }
+    return absl::OkStatus();
   }
 
   absl::Status Apply(MDB_txn* txn, const PendingOp& op, Bounds& b) {
@@ -450,6 +555,8 @@ class LmdbLogStore::Impl {
         return ApplyCompact(txn, op.index, b);
       case PendingOp::Kind::kReset:
         return ApplyReset(txn, op.index, op.term, b);
+      case PendingOp::Kind::kDropRetained:
+        return ApplyDropRetained(txn, op.indexes, b);
     }
     return absl::OkStatus();
   }
@@ -581,6 +688,25 @@ absl::Status LmdbLogStore::ResetToSnapshot(raft::Index index, raft::Term term) {
   op.kind = PendingOp::Kind::kReset;
   op.index = index;
   op.term = term;
+  return impl_->RunAndWait(std::move(op));
+}
+
+bool LmdbLogStore::RetainsEntry(const raft::Entry& entry) const {
+  return impl_->RetainsEntry(entry);
+}
+
+absl::StatusOr<std::string> LmdbLogStore::ReadEntryData(raft::Index index) const {
+  return impl_->ReadEntryData(index);
+}
+
+absl::StatusOr<std::vector<raft::Index>> LmdbLogStore::RetainedIndexes() const {
+  return impl_->RetainedIndexes();
+}
+
+absl::Status LmdbLogStore::DropRetained(std::vector<raft::Index> indexes) {
+  PendingOp op;
+  op.kind = PendingOp::Kind::kDropRetained;
+  op.indexes = std::move(indexes);
   return impl_->RunAndWait(std::move(op));
 }
 

@@ -1,8 +1,16 @@
 #include <future>
 
+#include "absl/strings/str_cat.h"
+#include "confman/entry_archive.h"
 #include "confman/log_store.h"
 
 namespace confman {
+
+absl::StatusOr<std::string> EntryArchive::ReadEntryData(raft::Index index) const {
+  return absl::NotFoundError(absl::StrCat(
+      "log entry ", index, " is not stored: this store keeps no entries "
+      "readable by index; read the value from the state machine instead"));
+}
 
 absl::Status LogStore::WriteSync(LogWrite write) {
   std::promise<absl::Status> durable;

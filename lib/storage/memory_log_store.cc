@@ -1,16 +1,39 @@
+#include <map>
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
 #include "confman/log_store.h"
 #include "confman/raft/memory_log.h"
 
 namespace confman {
 
 struct MemoryLogStore::State {
+  explicit State(uint64_t retain_from) : retain_entries_from_bytes(retain_from) {}
+
+  const uint64_t retain_entries_from_bytes;
   mutable std::mutex mu;
   raft::MemoryLog log;  // Guarded by mu.
+  // Entries kept after they left `log`, all below log.FirstIndex().
+  std::map<raft::Index, raft::Entry> retained;  // Guarded by mu.
+
+  bool Retains(const raft::Entry& entry) const {
+    return retain_entries_from_bytes > 0 && entry.type == raft::EntryType::kNormal &&
+           entry.data.size() >= retain_entries_from_bytes;
+  }
+
+  // Copies the retained kind of log entries [log.FirstIndex(), through]
+  // aside, one at a time, before the log drops them. Requires mu.
+  void RetainThrough(raft::Index through) {
+    const raft::Index last = std::min(through, log.LastIndex());
+    for (raft::Index i = log.FirstIndex(); i <= last; ++i) {
+      absl::StatusOr<std::vector<raft::Entry>> one = log.Entries(i, i + 1, 0);
+      if (one.ok() && Retains(one->front())) retained[i] = std::move(one->front());
+    }
+  }
 };
 
-MemoryLogStore::MemoryLogStore() : state_(std::make_unique<State>()) {}
+MemoryLogStore::MemoryLogStore(uint64_t retain_entries_from_bytes)
+    : state_(std::make_unique<State>(retain_entries_from_bytes)) {}
 MemoryLogStore::~MemoryLogStore() = default;
 
 raft::Index MemoryLogStore::FirstIndex() const {
@@ -53,12 +76,52 @@ absl::StatusOr<raft::HardState> MemoryLogStore::LoadHardState() const {
 
 absl::Status MemoryLogStore::CompactPrefix(raft::Index through) {
   std::lock_guard lock(state_->mu);
+  if (through > state_->log.LastIndex()) return state_->log.Compact(through);
+  state_->RetainThrough(through);
   return state_->log.Compact(through);
 }
 
 absl::Status MemoryLogStore::ResetToSnapshot(raft::Index index, raft::Term term) {
   std::lock_guard lock(state_->mu);
+  state_->retained.erase(state_->retained.upper_bound(index),
+                         state_->retained.end());
+  state_->RetainThrough(index);
   state_->log.ResetToSnapshot(index, term);
+  return absl::OkStatus();
+}
+
+bool MemoryLogStore::RetainsEntry(const raft::Entry& entry) const {
+  return state_->Retains(entry);
+}
+
+absl::StatusOr<std::string> MemoryLogStore::ReadEntryData(raft::Index index) const {
+  std::lock_guard lock(state_->mu);
+  const raft::MemoryLog& log = state_->log;
+  if (index >= log.FirstIndex() && index <= log.LastIndex()) {
+    absl::StatusOr<std::vector<raft::Entry>> one = log.Entries(index, index + 1, 0);
+    if (!one.ok()) return one.status();
+    return std::move(one->front().data);
+  }
+  auto it = state_->retained.find(index);
+  if (it == state_->retained.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "log entry ", index, " is not stored (dropped, or never retained); "
+        "its value must come from a snapshot"));
+  }
+  return it->second.data;
+}
+
+absl::StatusOr<std::vector<raft::Index>> MemoryLogStore::RetainedIndexes() const {
+  std::lock_guard lock(state_->mu);
+  std::vector<raft::Index> indexes;
+  indexes.reserve(state_->retained.size());
+  for (const auto& [index, entry] : state_->retained) indexes.push_back(index);
+  return indexes;
+}
+
+absl::Status MemoryLogStore::DropRetained(std::vector<raft::Index> indexes) {
+  std::lock_guard lock(state_->mu);
+  for (raft::Index index : indexes) state_->retained.erase(index);
   return absl::OkStatus();
 }
 

@@ -355,3 +355,256 @@ TEST_CASE("the fault injector fails what it is told to, then passes through",
 
 }  // namespace
 }  // namespace confman
+
+// Retained entries: large normal entries kept after they leave the log.
+namespace confman {
+namespace {
+
+constexpr uint64_t kRetainFrom = 64;
+
+Entry Large(raft::Index index, raft::Term term, size_t bytes = kRetainFrom,
+            EntryType type = EntryType::kNormal) {
+  std::string data = "value-" + std::to_string(index) + "-";
+  data.resize(bytes, static_cast<char>('a' + index % 26));
+  return Entry{.term = term, .index = index, .type = type, .data = data};
+}
+
+struct RetainingMemoryFactory {
+  std::unique_ptr<LogStore> Open() {
+    return std::make_unique<MemoryLogStore>(kRetainFrom);
+  }
+};
+
+struct RetainingLmdbFactory {
+  testing::TempDir dir;
+  std::unique_ptr<LogStore> Open() {
+    auto store = LmdbLogStore::Open(
+        {.dir = dir.path() + "/log", .retain_entries_from_bytes = kRetainFrom});
+    REQUIRE(store.ok());
+    return std::move(store).value();
+  }
+};
+
+using Indexes = std::vector<raft::Index>;
+
+// 1 small, 2 large, 3 large membership, 4 exactly the threshold,
+// 5 one byte short, 6 large, 7 small; all at term 2.
+std::vector<Entry> MixedEntries() {
+  return {MakeEntry(1, 2),
+          Large(2, 2, 300),
+          Large(3, 2, 300, EntryType::kMembership),
+          Large(4, 2, kRetainFrom),
+          Large(5, 2, kRetainFrom - 1),
+          Large(6, 2, 500),
+          MakeEntry(7, 2)};
+}
+
+TEMPLATE_TEST_CASE("large normal entries outlive compaction, invisible to the log",
+                   "[log_store][retain]", RetainingMemoryFactory,
+                   RetainingLmdbFactory) {
+  TestType factory;
+  auto log = factory.Open();
+  const std::vector<Entry> entries = MixedEntries();
+  // The predicate: normal entries of at least kRetainFrom data bytes.
+  CHECK_FALSE(log->RetainsEntry(entries[0]));
+  CHECK(log->RetainsEntry(entries[1]));
+  CHECK_FALSE(log->RetainsEntry(entries[2]));
+  CHECK(log->RetainsEntry(entries[3]));
+  CHECK_FALSE(log->RetainsEntry(entries[4]));
+  REQUIRE(log->WriteSync(Append(entries)).ok());
+  REQUIRE(log->CompactPrefix(5).ok());
+  CHECK(log->RetainedIndexes().value() == Indexes{2, 4});
+  CHECK(log->ReadEntryData(2).value() == entries[1].data);
+  CHECK(log->ReadEntryData(4).value() == entries[3].data);
+  for (raft::Index dropped : {1, 3, 5}) {
+    INFO("index " << dropped);
+    CHECK(absl::IsNotFound(log->ReadEntryData(dropped).status()));
+  }
+  CHECK(log->ReadEntryData(6).value() == entries[5].data);  // Still in the log.
+  CHECK(log->ReadEntryData(7).value() == entries[6].data);
+  CHECK(absl::IsNotFound(log->ReadEntryData(8).status()));
+  CHECK(log->FirstIndex() == 6);
+  CHECK(log->LastIndex() == 7);
+  CHECK(log->TermAt(5).value() == 2);
+  CHECK(absl::IsOutOfRange(log->TermAt(4).status()));
+  CHECK(absl::IsOutOfRange(log->TermAt(2).status()));
+  CHECK(absl::IsOutOfRange(log->Entries(4, 6, 1u << 20).status()));
+  CHECK(log->Entries(6, 8, 1u << 20).value() ==
+        std::vector<Entry>{entries[5], entries[6]});
+  REQUIRE(log->CompactPrefix(7).ok());
+  CHECK(log->RetainedIndexes().value() == Indexes{2, 4, 6});
+  CHECK(log->WriteSync(Append({MakeEntry(8, 3)})).ok());
+  CHECK(log->FirstIndex() == 8);
+  CHECK(log->Entries(8, 9, 100).value().front() == MakeEntry(8, 3));
+}
+
+TEMPLATE_TEST_CASE("a reset retains large entries at or below its index only",
+                   "[log_store][retain]", RetainingMemoryFactory,
+                   RetainingLmdbFactory) {
+  TestType factory;
+  auto log = factory.Open();
+  REQUIRE(log->WriteSync(Append({MakeEntry(1, 1), Large(2, 1), MakeEntry(3, 1),
+                                 MakeEntry(4, 1), Large(5, 1), MakeEntry(6, 1),
+                                 Large(7, 1), MakeEntry(8, 1)}))
+              .ok());
+  REQUIRE(log->CompactPrefix(3).ok());
+  REQUIRE(log->ResetToSnapshot(6, 9).ok());
+  CHECK(log->RetainedIndexes().value() == Indexes{2, 5});
+  CHECK(log->ReadEntryData(5).value() == Large(5, 1).data);
+  CHECK(absl::IsNotFound(log->ReadEntryData(7).status()));
+  CHECK(absl::IsNotFound(log->ReadEntryData(4).status()));
+  CHECK(log->FirstIndex() == 7);
+  CHECK(log->LastIndex() == 6);
+  CHECK(log->TermAt(6).value() == 9);
+  REQUIRE(log->WriteSync(Append({Large(7, 10, 100)})).ok());
+  CHECK(log->Entries(7, 8, 1).value().front() == Large(7, 10, 100));
+  // A reset below a retained entry drops it like any entry above the index.
+  REQUIRE(log->ResetToSnapshot(3, 11).ok());
+  CHECK(log->RetainedIndexes().value() == Indexes{2});
+  CHECK(absl::IsNotFound(log->ReadEntryData(5).status()));
+  CHECK(absl::IsNotFound(log->ReadEntryData(7).status()));
+  CHECK(log->WriteSync(Append({MakeEntry(4, 11)})).ok());
+  CHECK(log->LastIndex() == 4);
+}
+
+TEMPLATE_TEST_CASE("DropRetained removes the listed retained entries only",
+                   "[log_store][retain]", RetainingMemoryFactory,
+                   RetainingLmdbFactory) {
+  TestType factory;
+  auto log = factory.Open();
+  REQUIRE(log->WriteSync(Append({Large(1, 1), Large(2, 1), Large(3, 1),
+                                 MakeEntry(4, 1), Large(5, 1), Large(6, 1)}))
+              .ok());
+  REQUIRE(log->CompactPrefix(4).ok());
+  REQUIRE(log->RetainedIndexes().value() == Indexes{1, 2, 3});
+  // 4 held nothing; 5 is in the log; 99 was never stored.
+  REQUIRE(log->DropRetained({2, 4, 5, 99}).ok());
+  CHECK(log->RetainedIndexes().value() == Indexes{1, 3});
+  CHECK(absl::IsNotFound(log->ReadEntryData(2).status()));
+  CHECK(log->ReadEntryData(1).value() == Large(1, 1).data);
+  CHECK(log->ReadEntryData(5).value() == Large(5, 1).data);
+  CHECK(log->Entries(5, 7, 1u << 20).value().size() == 2);
+  CHECK(log->FirstIndex() == 5);
+  REQUIRE(log->DropRetained({1, 3}).ok());
+  CHECK(log->RetainedIndexes().value().empty());
+  CHECK(log->TermAt(4).value() == 1);
+}
+
+TEMPLATE_TEST_CASE("a store with retention off keeps nothing after compaction",
+                   "[log_store][retain]", MemoryFactory, LmdbFactory) {
+  TestType factory;
+  auto log = factory.Open();
+  CHECK_FALSE(log->RetainsEntry(Large(1, 1, 1u << 20)));
+  REQUIRE(log->WriteSync(Append({Large(1, 1, 4096), Large(2, 1, 4096),
+                                 Large(3, 1, 4096)}))
+              .ok());
+  CHECK(log->ReadEntryData(2).value() == Large(2, 1, 4096).data);
+  REQUIRE(log->CompactPrefix(2).ok());
+  CHECK(log->RetainedIndexes().value().empty());
+  CHECK(absl::IsNotFound(log->ReadEntryData(1).status()));
+  CHECK(absl::IsNotFound(log->ReadEntryData(2).status()));
+  REQUIRE(log->ResetToSnapshot(3, 2).ok());
+  CHECK(log->RetainedIndexes().value().empty());
+  CHECK(absl::IsNotFound(log->ReadEntryData(3).status()));
+}
+
+TEST_CASE("retained entries and drops survive a reopen", "[log_store][lmdb][retain]") {
+  RetainingLmdbFactory factory;
+  {
+    auto log = factory.Open();
+    REQUIRE(log->WriteSync(Append({Large(1, 1), MakeEntry(2, 1), Large(3, 1),
+                                   Large(4, 1), MakeEntry(5, 1), MakeEntry(6, 2)}))
+                .ok());
+    REQUIRE(log->CompactPrefix(5).ok());
+    REQUIRE(log->DropRetained({3}).ok());
+  }
+  {
+    auto log = factory.Open();
+    CHECK(log->FirstIndex() == 6);
+    CHECK(log->LastIndex() == 6);
+    CHECK(log->TermAt(5).value() == 1);
+    CHECK(log->RetainedIndexes().value() == Indexes{1, 4});
+    CHECK(log->ReadEntryData(4).value() == Large(4, 1).data);
+    CHECK(absl::IsNotFound(log->ReadEntryData(3).status()));
+    // Leaves only retained entries stored, all below the snapshot.
+    REQUIRE(log->ResetToSnapshot(10, 3).ok());
+  }
+  auto log = factory.Open();
+  CHECK(log->FirstIndex() == 11);
+  CHECK(log->LastIndex() == 10);
+  CHECK(log->TermAt(10).value() == 3);
+  CHECK(log->RetainedIndexes().value() == Indexes{1, 4});
+  CHECK(log->WriteSync(Append({MakeEntry(11, 3)})).ok());
+  CHECK(log->Entries(11, 12, 100).value().front() == MakeEntry(11, 3));
+}
+
+TEST_CASE("a corrupt retained entry reads as data loss naming its index",
+          "[log_store][lmdb][retain]") {
+  RetainingLmdbFactory factory;
+  // Larger than a page: LMDB keeps it in overflow pages that compaction
+  // does not copy, so the file holds one copy to damage.
+  Entry precious = Large(2, 1, 8192);
+  precious.data.replace(100, 30, "a-retained-recognisable-value");
+  {
+    auto log = factory.Open();
+    REQUIRE(log->WriteSync(Append({MakeEntry(1, 1), precious, Large(3, 1)})).ok());
+    REQUIRE(log->CompactPrefix(3).ok());
+    REQUIRE(log->RetainedIndexes().value() == Indexes{2, 3});
+  }
+  FlipByteOf(factory.dir.path() + "/log/data.mdb", "retained-recognisable");
+  auto log = factory.Open();
+  auto read = log->ReadEntryData(2);
+  REQUIRE(absl::IsDataLoss(read.status()));
+  CHECK_THAT(std::string(read.status().message()), Catch::Contains("log entry 2 "));
+  CHECK(log->ReadEntryData(3).value() == Large(3, 1).data);
+  CHECK(log->RetainedIndexes().value() == Indexes{2, 3});
+}
+
+TEST_CASE("retained entries read consistently while the log is written",
+          "[log_store][lmdb][retain]") {
+  RetainingLmdbFactory factory;
+  auto log = factory.Open();
+  REQUIRE(log->WriteSync(Append({Large(1, 1, 4096)})).ok());
+  REQUIRE(log->CompactPrefix(1).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad_reads{0};
+  std::thread reader([&] {
+    for (int i = 0; i < 100000 && !stop; ++i) {
+      auto data = log->ReadEntryData(1);
+      if (!data.ok() || *data != Large(1, 1, 4096).data) ++bad_reads;
+    }
+  });
+  for (raft::Index i = 2; i <= 101; ++i) {
+    REQUIRE(log->WriteSync(Append({Large(i, 1, 200)})).ok());
+    if (i % 10 == 0) REQUIRE(log->CompactPrefix(i - 5).ok());
+  }
+  stop = true;
+  reader.join();
+  CHECK(bad_reads == 0);
+  auto retained = log->RetainedIndexes().value();
+  REQUIRE(retained.size() == 95);  // 1..95: the last compaction was through 95.
+  CHECK(retained.front() == 1);
+  CHECK(retained.back() == 95);
+}
+
+TEST_CASE("the fault injector covers retained-entry reads and drops",
+          "[log_store][retain]") {
+  MemoryLogStore memory(kRetainFrom);
+  FaultInjectingLogStore log(&memory);
+  CHECK(log.RetainsEntry(Large(1, 1)));
+  REQUIRE(log.WriteSync(Append({Large(1, 1), Large(2, 1), MakeEntry(3, 1)})).ok());
+  REQUIRE(log.CompactPrefix(2).ok());
+  CHECK(log.RetainedIndexes().value() == Indexes{1, 2});
+  log.FailReads(absl::DataLossError("log entry 1 is corrupt"));
+  CHECK(absl::IsDataLoss(log.ReadEntryData(1).status()));
+  log.FailReads(std::nullopt);
+  CHECK(log.ReadEntryData(1).value() == Large(1, 1).data);
+  log.FailNextWrites(1, absl::UnavailableError("disk unplugged"));
+  CHECK(absl::IsUnavailable(log.DropRetained({1})));
+  CHECK(memory.RetainedIndexes().value() == Indexes{1, 2});
+  REQUIRE(log.DropRetained({1}).ok());
+  CHECK(memory.RetainedIndexes().value() == Indexes{2});
+}
+
+}  // namespace
+}  // namespace confman
