@@ -64,6 +64,8 @@ absl::Status CoreImpl::Boot(const BootState& boot) {
   }
   commit_ = std::min(std::max(boot.hard_state.commit, boot.applied), last);
   applied_ = boot.applied;
+  handed_out_ = boot.applied;
+  reported_applied_ = boot.applied;
   emitted_hard_state_ = HardState{term_, vote_, commit_};
   // Membership entries between the state machine's view and the commit
   // point are replayed so elections use the right configuration.
@@ -1021,6 +1023,17 @@ void CoreImpl::ReportDurable(Index index, Term term) {
 void CoreImpl::ReportSnapshotInstalled(const SnapshotMeta& meta) {
   if (log_.pending_snapshot() && log_.pending_snapshot()->index == meta.index) {
     log_.SnapshotInstalled();
+    ResetApplyWindow(meta.index);
+  }
+  AfterInput();
+}
+
+void CoreImpl::ReportApplied(Index index) {
+  if (index <= reported_applied_ || index > handed_out_) return;
+  reported_applied_ = index;
+  while (!unapplied_.empty() && unapplied_.front().first <= index) {
+    unapplied_bytes_ -= unapplied_.front().second;
+    unapplied_.pop_front();
   }
   AfterInput();
 }
@@ -1069,26 +1082,57 @@ void CoreImpl::AfterInput() {
 void CoreImpl::AdvanceApply() {
   if (log_.pending_snapshot() || !storage_error_.ok()) return;
   const Index limit = std::min(commit_, log_.durable_index());
-  while (applied_ < limit &&
-         committed_to_emit_bytes_ < options_.max_apply_bytes) {
-    auto entries = log_.Entries(applied_ + 1, limit + 1,
-                                options_.max_apply_bytes - committed_to_emit_bytes_,
+  // ApplyRoomFor(1): both budgets have at least a byte left.
+  while (applied_ < limit && ApplyRoomFor(1)) {
+    auto entries = log_.Entries(applied_ + 1, limit + 1, ApplyFetchBudget(),
                                 options_.max_append_entries);
     if (!entries.ok()) return FailStorage(entries.status());
     if (entries->empty()) return;
     for (Entry& e : *entries) {
-      // Only the first entry of a batch may exceed the budget alone.
-      if (!committed_to_emit_.empty() &&
-          committed_to_emit_bytes_ + e.data.size() > options_.max_apply_bytes) {
-        return MaybeLeaveJoint();
-      }
+      if (!ApplyRoomFor(e.data.size())) return MaybeLeaveJoint();
       applied_ = e.index;
       if (e.type == EntryType::kMembership) ApplyMembershipEntry(e);
+      ChargeApplyWindow(e);
       committed_to_emit_bytes_ += e.data.size();
       committed_to_emit_.push_back(std::move(e));
     }
   }
   MaybeLeaveJoint();
+}
+
+// Both the per-Ready batch and the apply window admit any entry while they
+// are empty, so an entry larger than either still goes out alone.
+bool CoreImpl::ApplyRoomFor(uint64_t bytes) const {
+  const bool batch_fits =
+      committed_to_emit_.empty() ||
+      committed_to_emit_bytes_ + bytes <= options_.max_apply_bytes;
+  const uint64_t window = options_.max_unapplied_bytes;
+  const bool window_fits =
+      window == 0 || unapplied_bytes_ == 0 || unapplied_bytes_ + bytes <= window;
+  return batch_fits && window_fits;
+}
+
+// Only called while ApplyRoomFor(1) holds, so neither difference wraps.
+uint64_t CoreImpl::ApplyFetchBudget() const {
+  uint64_t budget = options_.max_apply_bytes - committed_to_emit_bytes_;
+  if (options_.max_unapplied_bytes != 0) {
+    budget = std::min(budget, options_.max_unapplied_bytes - unapplied_bytes_);
+  }
+  return budget;
+}
+
+void CoreImpl::ChargeApplyWindow(const Entry& entry) {
+  if (options_.max_unapplied_bytes == 0 || entry.data.empty()) return;
+  unapplied_.emplace_back(entry.index, entry.data.size());
+  unapplied_bytes_ += entry.data.size();
+}
+
+// The state machine's state now reflects everything through `index`.
+void CoreImpl::ResetApplyWindow(Index index) {
+  unapplied_.clear();
+  unapplied_bytes_ = 0;
+  handed_out_ = index;
+  reported_applied_ = index;
 }
 
 void CoreImpl::ApplyMembershipEntry(const Entry& entry) {
@@ -1153,6 +1197,9 @@ Ready CoreImpl::TakeReady() {
   messages_after_persist_.clear();
   ready.committed_entries = std::move(committed_to_emit_);
   committed_to_emit_.clear();
+  if (!ready.committed_entries.empty()) {
+    handed_out_ = ready.committed_entries.back().index;
+  }
   committed_to_emit_bytes_ = 0;
   ready.read_states = std::move(read_states_);
   read_states_.clear();
@@ -1173,6 +1220,8 @@ CoreStatus CoreImpl::Status() const {
   s.leader = leader_;
   s.commit = commit_;
   s.applied = applied_;
+  s.reported_applied = reported_applied_;
+  s.unapplied_bytes = unapplied_bytes_;
   s.last_index = log_.LastIndex();
   s.durable_index = log_.durable_index();
   s.membership = membership_;
@@ -1193,6 +1242,26 @@ CoreStatus CoreImpl::Status() const {
   return s;
 }
 
+// Empty when the apply window's bookkeeping is consistent.
+std::string CoreImpl::CheckApplyWindow() const {
+  if (reported_applied_ > handed_out_ || handed_out_ > applied_) {
+    return absl::StrCat("reported applied ", reported_applied_,
+                        ", handed out ", handed_out_, ", applied ", applied_,
+                        " out of order");
+  }
+  const uint64_t window = options_.max_unapplied_bytes;
+  if (window != 0 && unapplied_.size() > 1 && unapplied_bytes_ > window) {
+    return absl::StrCat(unapplied_bytes_, " unapplied bytes exceed the window of ",
+                        window);
+  }
+  if (!unapplied_.empty() && unapplied_.front().first <= reported_applied_) {
+    return absl::StrCat("entry ", unapplied_.front().first,
+                        " still charged to the apply window after being "
+                        "reported applied");
+  }
+  return {};
+}
+
 absl::Status CoreImpl::CheckInvariants() const {
   auto fail = [&](const std::string& what) {
     return absl::InternalError(
@@ -1206,6 +1275,7 @@ absl::Status CoreImpl::CheckInvariants() const {
   if (commit_ > last) {
     return fail(absl::StrCat("commit ", commit_, " > last index ", last));
   }
+  if (auto s = CheckApplyWindow(); !s.empty()) return fail(s);
   if (log_.durable_index() > last) {
     return fail(absl::StrCat("durable ", log_.durable_index(), " > last ", last));
   }

@@ -29,6 +29,7 @@ class CoreImpl {
   absl::Status TransferLeadership(MemberId to);
   void ReportDurable(Index index, Term term);
   void ReportSnapshotInstalled(const SnapshotMeta& meta);
+  void ReportApplied(Index index);
   void ReportSnapshotSent(MemberId to, bool ok);
   void ReportUnreachable(MemberId member);
 
@@ -107,6 +108,11 @@ class CoreImpl {
   // Applying.
   void AfterInput();
   void AdvanceApply();
+  bool ApplyRoomFor(uint64_t bytes) const;
+  uint64_t ApplyFetchBudget() const;
+  void ChargeApplyWindow(const Entry& entry);
+  void ResetApplyWindow(Index index);
+  std::string CheckApplyWindow() const;
   void ApplyMembershipEntry(const Entry& entry);
   void MaybeLeaveJoint();
 
@@ -136,8 +142,20 @@ class CoreImpl {
   // is refused until it is applied.
   Index pending_membership_index_ = 0;
 
-  // Highest index handed out in Ready::committed_entries.
+  // Highest index moved to committed_to_emit_ (what CoreStatus calls
+  // applied: handed out for applying).
   Index applied_ = 0;
+  // Highest index actually returned by TakeReady, and the highest the
+  // driver has reported applied. Invariant: reported_applied_ <=
+  // handed_out_ <= applied_.
+  Index handed_out_ = 0;
+  Index reported_applied_ = 0;
+  // Apply window (only with max_unapplied_bytes): (index, data bytes) of
+  // each non-empty entry past reported_applied_ that was moved to
+  // committed_to_emit_, oldest first. Empty entries need no record, so the
+  // deque never outgrows the window.
+  std::deque<std::pair<Index, uint64_t>> unapplied_;
+  uint64_t unapplied_bytes_ = 0;
 
   // Logical clock.
   uint64_t now_ = 0;

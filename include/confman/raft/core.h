@@ -88,6 +88,18 @@ struct CoreOptions {
   // Committed entries handed out per Ready, in data bytes (at least one).
   uint64_t max_apply_bytes = 16u << 20;  // 16 MiB
 
+  // Apply window: data bytes of committed entries handed out in
+  // Ready::committed_entries (or queued for the next Ready) that the driver
+  // has not yet confirmed with Core::ReportApplied, at most. A state machine
+  // slower than the log then holds committed entries back in the log rather
+  // than in memory. As with max_apply_bytes, an entry larger than the window
+  // still goes out alone once everything before it is reported applied, so
+  // a maximal entry never stalls. 0 (the default) disables the window: the
+  // driver need not call ReportApplied and only max_apply_bytes bounds each
+  // Ready. When non-zero it must be >= max_apply_bytes, so that a window
+  // always holds at least one full Ready batch (InvalidArgument otherwise).
+  uint64_t max_unapplied_bytes = 0;
+
   // ReadIndex requests waiting for a quorum confirmation, at most.
   uint32_t max_pending_reads = 4096;
 
@@ -181,6 +193,10 @@ struct ProposalPosition {
 //      written (votes, append acknowledgements).
 //   5. committed_entries: apply in order. They are always durable locally.
 //      Membership entries among them have already taken effect in the core.
+//      Then call Core::ReportApplied(index of the last entry applied); with
+//      CoreOptions::max_unapplied_bytes set, no further committed entries
+//      are handed out once the window is full until that report (it may
+//      also come later, from another Ready or an asynchronous applier).
 //   6. read_states: serve each read once the state machine has applied
 //      through its index. failed_reads: answer each of these reads with
 //      Unavailable (leadership was lost, or the leader refused it). A read
@@ -229,6 +245,10 @@ struct CoreStatus {
   MemberId leader = kNoMember;
   Index commit = 0;
   Index applied = 0;         // Highest index handed out for applying.
+  Index reported_applied = 0;  // Highest index confirmed by ReportApplied.
+  // Data bytes counted against CoreOptions::max_unapplied_bytes (0 when the
+  // window is disabled).
+  uint64_t unapplied_bytes = 0;
   Index last_index = 0;
   Index durable_index = 0;
   Membership membership;
@@ -288,8 +308,17 @@ class Core {
   // The log is durable through `index`, whose entry has term `term`.
   void ReportDurable(Index index, Term term);
   // The snapshot from Ready::snapshot_to_install is now the state machine's
-  // state and the log begins after it.
+  // state and the log begins after it. Empties the apply window: entries
+  // handed out before the snapshot no longer need reporting.
   void ReportSnapshotInstalled(const SnapshotMeta& meta);
+  // The state machine has applied every committed entry through `index`.
+  // Frees their bytes in the apply window (CoreOptions::max_unapplied_bytes)
+  // so that waiting committed entries are handed out in the next Ready
+  // (HasReady() turns true). Reports may be coalesced: one report covers
+  // every entry up to `index`. An index beyond the last entry handed out
+  // in Ready::committed_entries, or not above an earlier report, is
+  // ignored. Harmless (and unnecessary) when the window is disabled.
+  void ReportApplied(Index index);
   // The snapshot stream to `to` ended; `ok` is false if it failed.
   void ReportSnapshotSent(MemberId to, bool ok);
   // The member was unreachable (a send failed); the leader slows down to

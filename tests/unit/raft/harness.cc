@@ -208,6 +208,17 @@ void Cluster::Heal() {
   drop_rules_.clear();
 }
 
+void Cluster::HoldApplyReports(MemberId id) {
+  member(id).hold_apply_reports = true;
+}
+
+void Cluster::ReleaseApplyReports(MemberId id) {
+  Member& m = member(id);
+  m.hold_apply_reports = false;
+  m.core->ReportApplied(m.applied_index);
+  HandleReady(id);
+}
+
 void Cluster::HoldDurability(MemberId id) { member(id).hold_durability = true; }
 
 void Cluster::ReleaseDurability(MemberId id) {
@@ -289,6 +300,9 @@ void Cluster::Apply(Member& m, const std::vector<Entry>& entries) {
       m.applied_membership = *decoded;
       m.applied_membership_index = entry.index;
     }
+  }
+  if (!entries.empty() && !m.hold_apply_reports) {
+    m.core->ReportApplied(m.applied_index);
   }
 }
 

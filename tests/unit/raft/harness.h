@@ -8,6 +8,9 @@
 // that the test controls: it can deliver them one by one, remove or inspect
 // them, cut links or isolate members. Nothing depends on wall-clock time.
 //
+// Applied entries are reported with Core::ReportApplied right away unless
+// the test holds the reports back.
+//
 // Failures of the driver contract (an apply gap, a log write the MemoryLog
 // refuses) and any Core::CheckInvariants() error after an input are
 // reported as Catch2 failures at the point they happen.
@@ -81,6 +84,10 @@ struct Member {
   Membership applied_membership;
   Index applied_membership_index = 0;
 
+  // While true, applied entries are not reported to the core (a state
+  // machine still working on them); ReleaseApplyReports reports them.
+  bool hold_apply_reports = false;
+
   // Data bytes of each Ready's committed_entries that had any.
   std::vector<uint64_t> apply_batch_bytes;
   // Entry count of each such batch.
@@ -150,6 +157,13 @@ class Cluster {
   // Drops every message matching `match` until Heal().
   void DropWhere(std::function<bool(const Message&)> match);
   void Heal();
+
+  // ---- State machine -------------------------------------------------
+  // While held, the member applies what it is handed but does not call
+  // Core::ReportApplied; ReleaseApplyReports reports everything applied so
+  // far (one coalesced report) and stops holding.
+  void HoldApplyReports(MemberId id);
+  void ReleaseApplyReports(MemberId id);
 
   // ---- Storage -------------------------------------------------------
   // While held, the member's writes (and the messages that promise them)

@@ -37,6 +37,8 @@ TEST_CASE("invalid options are refused with a message naming the option",
        [](CoreOptions& o) { o.max_uncommitted_bytes = o.max_append_bytes - 1; }},
       {"lease_clock_drift_ticks",
        [](CoreOptions& o) { o.lease_clock_drift_ticks = o.election_timeout_ticks; }},
+      {"max_unapplied_bytes",
+       [](CoreOptions& o) { o.max_unapplied_bytes = o.max_apply_bytes - 1; }},
   }));
   CoreOptions options = ValidOptions();
   invalid.spoil(options);
