@@ -118,6 +118,14 @@ struct NodeOptions {
   // Compaction runs after this many entries have been applied since the
   // last one. Default 128; at least 1.
   uint64_t log_compact_every = 128;
+  // A value whose write entry is at least this many bytes (value plus about
+  // 100 bytes of key and metadata, after compression) is stored once: it
+  // stays in its Raft log entry, which the log keeps after compaction until
+  // the key changes, and the state machine records where it is. Smaller
+  // values are copied into the state machine, where many of them share
+  // pages. 0 copies every value. Keep it the same across restarts of a
+  // member. Default 64 KiB.
+  uint64_t value_in_log_min_bytes = uint64_t{64} << 10;
 
   // --- Hooks ----------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 // writes waiting for them, serves reads whose read index is applied, and
 // runs every user callback, so neither the Raft loop nor the transport
 // ever waits on host code.
+#include <algorithm>
 #include <charconv>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "node_impl.h"
@@ -160,6 +162,7 @@ void NodeImpl::InstallStaged(InstallSnapshot install) {
                                     install.meta.index));
   applied_ = sm_->AppliedIndex();
   last_compacted_ = install.meta.index;
+  DropUnreferencedLogValues();
   asio::post(loop_, [this, meta = install.meta] {
     if (closing_) return;
     core_->ReportSnapshotInstalled(meta);
@@ -192,9 +195,32 @@ void NodeImpl::MaybeCompactLog(raft::Index applied) {
   absl::Status s = log_->CompactPrefix(through);
   if (s.ok()) {
     last_compacted_ = through;
+    DropUnreferencedLogValues();
   } else if (!absl::IsInvalidArgument(s)) {
     Log(LogLevel::kWarning, absl::StrCat("log compaction through ", through,
                                          " failed: ", s.ToString()));
+  }
+}
+
+// Retained entries below the log hold values of keys that may since have
+// changed. An entry the current state no longer refers to is never needed
+// again (later states only refer to newer entries), unless a snapshot
+// source opened on an older state is still streaming it; so the sweep waits
+// for open sources to close. Runs where applies run, so the state cannot
+// move underneath it.
+void NodeImpl::DropUnreferencedLogValues() {
+  if (sm_->OpenSnapshotCount() > 0) return;
+  absl::StatusOr<std::vector<raft::Index>> retained = log_->RetainedIndexes();
+  if (!retained.ok() || retained->empty()) return;
+  absl::StatusOr<std::vector<raft::Index>> referenced = sm_->ReferencedLogEntries();
+  if (!referenced.ok()) return;
+  std::vector<raft::Index> unreferenced;
+  std::set_difference(retained->begin(), retained->end(), referenced->begin(),
+                      referenced->end(), std::back_inserter(unreferenced));
+  if (unreferenced.empty()) return;
+  if (absl::Status s = log_->DropRetained(std::move(unreferenced)); !s.ok()) {
+    Log(LogLevel::kWarning, absl::StrCat("dropping log entries of replaced "
+                                         "values failed: ", s.ToString()));
   }
 }
 

@@ -79,8 +79,10 @@ absl::Status NodeImpl::OpenStorage() {
   sm_options.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
   sm_options.max_value_bytes = options_.max_value_bytes;
   sm_options.history_retention = options_.history_retention;
+  sm_options.value_archive = nullptr;  // Set once the log is open.
   if (options_.data_dir.empty()) {
     CONFMAN_RETURN_IF_ERROR(OpenLogStore(""));
+    sm_options.value_archive = log_.get();
     CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::CreateInMemory(sm_options));
     return absl::OkStatus();
   }
@@ -94,7 +96,11 @@ absl::Status NodeImpl::OpenStorage() {
   }
   CONFMAN_RETURN_IF_ERROR(OpenLogStore((dir / "log").string()));
   sm_options.dir = dir / "state";
+  sm_options.value_archive = log_.get();
   CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::OpenLmdb(sm_options));
+  // A crash between a snapshot install and its cleanup leaves entries no
+  // state refers to.
+  DropUnreferencedLogValues();
   return absl::OkStatus();
 }
 
@@ -109,10 +115,13 @@ absl::Status NodeImpl::OpenLogStore(const std::string& dir) {
     return absl::OkStatus();
   }
   if (dir.empty()) {
-    log_ = std::make_unique<MemoryLogStore>();
+    log_ = std::make_unique<MemoryLogStore>(options_.value_in_log_min_bytes);
     return absl::OkStatus();
   }
-  CONFMAN_ASSIGN_OR_RETURN(log_, LmdbLogStore::Open(LmdbLogStoreOptions{.dir = dir}));
+  CONFMAN_ASSIGN_OR_RETURN(
+      log_, LmdbLogStore::Open(LmdbLogStoreOptions{
+                .dir = dir,
+                .retain_entries_from_bytes = options_.value_in_log_min_bytes}));
   return absl::OkStatus();
 }
 

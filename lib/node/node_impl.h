@@ -199,6 +199,8 @@ class NodeImpl final : public Node, public TransportHandler {
   void ServeReadsUpTo(raft::Index applied);
   void AddWaitingRead(raft::Index index, std::function<void()> read);
   void MaybeCompactLog(raft::Index applied);
+  // Drops the log's retained entries whose values no key holds any more.
+  void DropUnreferencedLogValues();
   void RefreshPeers(const raft::Membership* previous);
 
   // Snapshots (node_snapshot.cc).

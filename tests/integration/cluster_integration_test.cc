@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "confman/log_store.h"
 #include "confman/node.h"
 #include "confman/raft/membership.h"
 #include "confman/testing/local_cluster.h"
@@ -286,8 +287,10 @@ TEST_CASE("every member restarted: the same state on all") {
   auto cluster = StartCluster();
   for (int i = 0; i < 200; ++i) {
     Node* node = cluster->member(1 + i % 3);
-    REQUIRE(PutRetrying(node, "rs", "k" + std::to_string(i % 50),
-                        std::to_string(i)).ok());
+    // Every fifth write is large enough to stay in the log (stored once).
+    std::string value = std::to_string(i);
+    if (i % 5 == 0) value.resize(100 * 1024, static_cast<char>('a' + i % 26));
+    REQUIRE(PutRetrying(node, "rs", "k" + std::to_string(i % 50), value).ok());
   }
   REQUIRE(cluster->member(2)->Delete("rs", "k7").ok());
   for (raft::MemberId id : cluster->ids()) REQUIRE(cluster->Crash(id).ok());
@@ -304,6 +307,67 @@ TEST_CASE("every member restarted: the same state on all") {
   auto all = ReadAll(leader, "rs", ReadConsistency::kLinearizable);
   CHECK(all.size() == 50);  // 50 keys, one deleted, one added.
   CHECK(all.count("k7") == 0);
+}
+
+TEST_CASE("a large value is written once per member and leaves the log when "
+          "replaced") {
+  // Each member's log store, observed through the factory seam.
+  std::mutex mu;
+  std::map<std::string, LogStore*> logs;
+  auto cluster = LocalCluster::Start(
+      {.members = 3, .customize = [&](NodeOptions& o) {
+         o.log_keep_entries = 4;
+         o.log_compact_every = 4;
+         const uint64_t retain = o.value_in_log_min_bytes;
+         o.log_store_factory = [&, retain](const std::string& dir)
+             -> absl::StatusOr<std::unique_ptr<LogStore>> {
+           auto store = LmdbLogStore::Open(
+               {.dir = dir, .retain_entries_from_bytes = retain});
+           if (!store.ok()) return store.status();
+           std::lock_guard lock(mu);
+           logs[dir] = store->get();
+           return std::unique_ptr<LogStore>(std::move(*store));
+         };
+       }});
+  REQUIRE(cluster.ok());
+  Node* leader = *(*cluster)->WaitForLeader();
+  constexpr int kKeys = 10;
+  std::mt19937_64 rng(7);
+  std::string value(200 * 1024, '\0');
+  std::map<std::string, std::string> latest;
+  for (int round = 0; round < 2; ++round) {
+    for (int k = 0; k < kKeys; ++k) {
+      for (auto& c : value) c = static_cast<char>(rng());
+      const std::string key = "big" + std::to_string(k);
+      REQUIRE(PutRetrying(leader, "once", key, value).ok());
+      latest[key] = value;
+    }
+  }
+  // Small writes push every large entry out of the log.
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(PutRetrying(leader, "once", "small" + std::to_string(i), "s").ok());
+  }
+  REQUIRE((*cluster)->WaitForApplied(leader->GetStatus().commit_index).ok());
+  // Compaction runs on each member's apply thread; give it a moment.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto retained_counts = [&] {
+    std::set<size_t> counts;
+    std::lock_guard lock(mu);
+    for (auto& [dir, log] : logs) counts.insert(log->RetainedIndexes()->size());
+    return counts;
+  };
+  while (retained_counts() != std::set<size_t>{kKeys} && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Exactly the live values remain; the replaced round is gone.
+  CHECK(retained_counts() == std::set<size_t>{kKeys});
+  for (raft::MemberId id : (*cluster)->ids()) {
+    for (const auto& [key, expected] : latest) {
+      auto got = (*cluster)->member(id)->Get("once", key, {ReadConsistency::kLocal});
+      REQUIRE(got.ok());
+      CHECK(got->value == expected);
+    }
+  }
 }
 
 }  // namespace
