@@ -40,6 +40,11 @@ struct Cluster::Member {
   std::optional<StateMachine> staged;
   Term observed_leader_term = 0;
   std::map<std::string, Index> pending_reads;  // context -> required index
+  // Applied entries not yet confirmed with ReportApplied, and when the
+  // confirmation is due (nullopt: none pending).
+  uint64_t unreported_bytes = 0;
+  uint32_t unreported_nonempty_entries = 0;
+  std::optional<uint64_t> report_applied_at;
 };
 
 struct Cluster::Packet {
@@ -184,6 +189,12 @@ void Cluster::Advance(uint64_t now) {
     if (wrote) Drive(*m);
   }
   for (auto& m : members_) {
+    if (m->up && m->report_applied_at && *m->report_applied_at <= now_) {
+      ReportApplied(*m);
+      Drive(*m);
+    }
+  }
+  for (auto& m : members_) {
     if (m->up && (now_ + m->tick_phase) % m->tick_period == 0) {
       m->core->Tick();
       Drive(*m);
@@ -236,6 +247,10 @@ void Cluster::HandleReady(Member& m, raft::Ready ready) {
   for (const Entry& entry : ready.committed_entries) {
     if (checker_.failed()) return;
     Apply(m, entry);
+  }
+  if (!ready.committed_entries.empty()) {
+    CheckApplyWindow(m);
+    ScheduleApplyReport(m);
   }
   for (const raft::ReadState& read : ready.read_states) ServeRead(m, read);
   for (const raft::SnapshotSend& send : ready.snapshots_to_send) {
@@ -354,7 +369,46 @@ void Cluster::InstallSnapshot(Member& m, const raft::SnapshotMeta& meta) {
   ++stats_.snapshots_installed;
   Trace(m, absl::StrCat("installed snapshot index=", meta.index, " term=",
                         meta.term));
+  // The snapshot replaces whatever was applied and not yet reported.
+  m.unreported_bytes = 0;
+  m.unreported_nonempty_entries = 0;
+  m.report_applied_at.reset();
   m.core->ReportSnapshotInstalled(meta);
+}
+
+void Cluster::ScheduleApplyReport(Member& m) {
+  if (m.report_applied_at || config_.apply.lose_reports) return;
+  const uint32_t delay = static_cast<uint32_t>(
+      rng_.Below(config_.apply.max_report_delay_steps + 1));
+  if (delay == 0) return ReportApplied(m);
+  m.report_applied_at = now_ + delay;
+}
+
+// The caller drives the Ready this may produce (Drive's own loop when the
+// report follows the apply at once).
+void Cluster::ReportApplied(Member& m) {
+  m.report_applied_at.reset();
+  m.unreported_bytes = 0;
+  m.unreported_nonempty_entries = 0;
+  ++stats_.apply_reports;
+  m.core->ReportApplied(m.sm.applied);
+}
+
+// The driver's own count of what the core handed out beyond the last
+// report must respect the window (one oversized entry may stand alone).
+void Cluster::CheckApplyWindow(const Member& m) {
+  const uint64_t window = config_.core.max_unapplied_bytes;
+  stats_.max_unreported_bytes =
+      std::max(stats_.max_unreported_bytes, m.unreported_bytes);
+  if (window == 0 || m.unreported_nonempty_entries <= 1 ||
+      m.unreported_bytes <= window) {
+    return;
+  }
+  checker_.Fail(absl::StrCat("member ", m.id, " was handed ",
+                             m.unreported_bytes, " bytes in ",
+                             m.unreported_nonempty_entries,
+                             " entries not yet reported applied, over the "
+                             "apply window of ", window));
 }
 
 void Cluster::Apply(Member& m, const Entry& entry) {
@@ -369,6 +423,10 @@ void Cluster::Apply(Member& m, const Entry& entry) {
   if (checker_.failed()) return;
   m.sm.applied = entry.index;
   m.sm.applied_term = entry.term;
+  if (!entry.data.empty()) {
+    m.unreported_bytes += entry.data.size();
+    ++m.unreported_nonempty_entries;
+  }
   m.sm.digest = ChainDigest(m.sm.digest, entry);
   if (entry.type == raft::EntryType::kMembership) {
     absl::StatusOr<raft::Membership> membership =
@@ -623,6 +681,9 @@ void Cluster::Crash(MemberId id, uint64_t restart_at) {
   m.disk.clear();
   m.staged.reset();
   m.pending_reads.clear();
+  m.unreported_bytes = 0;
+  m.unreported_nonempty_entries = 0;
+  m.report_applied_at.reset();
   ++stats_.crashes;
 }
 

@@ -12,7 +12,9 @@
 //   - a queue of writes in flight to disk: each Ready's hard state and
 //     entries become durable after a random delay, in Ready order; only then
 //     is ReportDurable called and messages_after_persist sent;
-//   - a StateMachine whose applies are durable at once.
+//   - a StateMachine whose applies are durable at once, and confirmed to
+//     the core with ReportApplied after a random delay (an asynchronous
+//     applier), so the apply window (max_unapplied_bytes) fills and drains.
 // A crash discards the in-flight writes and every undelivered message to or
 // from the member; a restart rebuilds the core from the MemoryLog and the
 // state machine.
@@ -61,6 +63,14 @@ struct DiskProfile {
   uint32_t slow_extra_steps = 60;
 };
 
+struct ApplyProfile {
+  // Each ReportApplied follows the first unreported apply by 0 to this many
+  // steps; one report covers everything applied by then.
+  uint32_t max_report_delay_steps = 0;
+  // Driver fault for the non-vacuity tests: applies are never reported.
+  bool lose_reports = false;
+};
+
 struct SnapshotProfile {
   uint32_t min_delay_steps = 10;
   uint32_t max_delay_steps = 80;
@@ -83,6 +93,7 @@ struct ClusterConfig {
   raft::CoreOptions core;
   NetworkProfile network;
   DiskProfile disk;
+  ApplyProfile apply;
   SnapshotProfile snapshot;
 };
 
@@ -94,6 +105,9 @@ struct ClusterStats {
   uint64_t membership_applied = 0;  // Membership entries applied anywhere.
   uint64_t messages_delivered = 0;
   uint64_t compactions = 0;
+  uint64_t apply_reports = 0;
+  // Largest data bytes any member held handed out but not reported applied.
+  uint64_t max_unreported_bytes = 0;
 };
 
 class Cluster {
@@ -165,6 +179,9 @@ class Cluster {
   void FlushWrites(Member& m);
   void InstallSnapshot(Member& m, const raft::SnapshotMeta& meta);
   void Apply(Member& m, const raft::Entry& entry);
+  void ScheduleApplyReport(Member& m);
+  void ReportApplied(Member& m);
+  void CheckApplyWindow(const Member& m);
   void ServeRead(Member& m, const raft::ReadState& read);
   void StartSnapshot(Member& m, raft::MemberId to);
   void ObserveLeadership(Member& m);

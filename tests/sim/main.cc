@@ -2,6 +2,7 @@
 //
 //   confman_sim --seeds N --steps M [--seed S] [--members 3|5]
 //               [--fault NAME[,NAME...]] [--jobs J] [--liveness-ticks T]
+//               [--lose-apply-reports]
 //               [--trace]
 //
 // Runs seeds S .. S+N-1 (S defaults to 1), each for M steps, and prints every
@@ -34,6 +35,7 @@ struct Args {
 constexpr const char* kUsage =
     "usage: confman_sim --seeds N --steps M [--seed S] [--members 3|5]\n"
     "                   [--fault NAME[,NAME...]] [--jobs J] [--liveness-ticks T]\n"
+    "                   [--lose-apply-reports]\n"
     "                   [--trace]\n";
 
 bool ParseNumber(std::string_view text, uint64_t& out) {
@@ -48,6 +50,10 @@ std::string Parse(int argc, char** argv, Args& args) {
     const std::string_view flag = argv[i];
     if (flag == "--trace") {
       args.trace = true;
+      continue;
+    }
+    if (flag == "--lose-apply-reports") {
+      args.base.lose_apply_reports = true;
       continue;
     }
     if (i + 1 >= argc) return std::string(flag) + " needs a value";
@@ -151,6 +157,10 @@ int main(int argc, char** argv) {
             << total.membership_applied << ", transfers " << total.transfers
             << ", slowest liveness " << total.liveness_ticks << " ticks (seed "
             << slowest_seed << ")\n";
+  std::cout << "apply window: " << total.windowed_seeds
+            << " seeds with max_unapplied_bytes set, " << total.apply_reports
+            << " ReportApplied calls, at most " << total.max_unreported_bytes
+            << " bytes handed out and unreported\n";
   std::cout << "seeds: " << args.seeds << ", steps: " << args.base.steps
             << ", violations: " << violations << "\n";
   return violations == 0 ? 0 : 1;

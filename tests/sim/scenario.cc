@@ -54,6 +54,21 @@ void DrawNetworkAndDisk(Rng& rng, ClusterConfig& c) {
   c.disk.slow_per_million = 10000;
 }
 
+// Most seeds bound what a member holds handed out but not reported applied;
+// a small window fits one or two entries (values are up to ~30 bytes, a few
+// up to 400, which then go out alone), so a lost or ignored report would
+// stall a member and fail the liveness phase. Reports lag the applies by a
+// few steps: the window fills, the member waits, and the report drains it.
+void DrawApplyWindow(Rng& rng, ClusterConfig& c) {
+  c.core.max_unapplied_bytes = Pick(
+      rng, {uint64_t{0}, uint64_t{24}, uint64_t{64}, uint64_t{1} << 20});
+  if (c.core.max_unapplied_bytes != 0) {
+    c.core.max_apply_bytes =
+        std::min(c.core.max_apply_bytes, c.core.max_unapplied_bytes);
+  }
+  c.apply.max_report_delay_steps = Pick(rng, {0u, 3u, 10u});
+}
+
 Rates DrawStorm(Rng& rng) {
   Rates r;
   r.quick_restarts = rng.Chance(500000);
@@ -86,6 +101,7 @@ Scenario DrawScenario(Rng& rng, uint32_t voters, uint32_t spares,
   DrawElections(rng, s.cluster.core);
   DrawFlowControl(rng, storm, s.cluster.core);
   DrawNetworkAndDisk(rng, s.cluster);
+  DrawApplyWindow(rng, s.cluster);
   if (storm) {
     s.rates = DrawStorm(rng);
   } else {
@@ -107,7 +123,10 @@ std::string DescribeScenario(const Scenario& s) {
       " append_bytes=", core.max_append_bytes,
       " inflight=", core.max_inflight_messages, "/", core.max_inflight_bytes,
       " uncommitted=", core.max_uncommitted_bytes,
-      " apply_bytes=", core.max_apply_bytes, " drop=", net.drop_per_million,
+      " apply_bytes=", core.max_apply_bytes,
+      " unapplied=", core.max_unapplied_bytes,
+      " report_delay<=", s.cluster.apply.max_report_delay_steps,
+      " drop=", net.drop_per_million,
       " dup=", net.duplicate_per_million, " reorder=", net.reorder_per_million,
       " stale=", net.stale_per_million, " delay<=", net.max_delay_steps,
       " disk<=", s.cluster.disk.max_delay_steps, " crash=", r.crash,

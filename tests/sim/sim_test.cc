@@ -100,6 +100,26 @@ TEST_CASE("the liveness bound is enforced", "[sim]") {
   CHECK(passed.stats.liveness_ticks > 50);
 }
 
+TEST_CASE("applies that are never reported stall seeds with an apply "
+          "window, and only those",
+          "[sim]") {
+  SimOptions lost;
+  lost.steps = 3000;
+  lost.lose_apply_reports = true;
+  int stalled = 0;
+  for (const RunReport& report : RunSeeds(1, 40, lost, std::nullopt, kJobs)) {
+    INFO("seed " << report.options.seed << ": "
+                 << report.violation.value_or("no violation"));
+    if (report.stats.windowed_seeds == 0) {
+      CHECK_FALSE(report.violation.has_value());  // No window, no reports needed.
+    } else if (report.violation) {
+      CHECK(report.violation->rfind("liveness:", 0) == 0);
+      ++stalled;
+    }
+  }
+  CHECK(stalled > 0);
+}
+
 raft::Entry MakeEntry(raft::Index index, raft::Term term, std::string data) {
   return raft::Entry{term, index, raft::EntryType::kNormal, std::move(data)};
 }

@@ -34,14 +34,20 @@ const char* ProgressStateName(raft::MemberProgress::State state) {
   return "unknown";
 }
 
+Scenario DrawRunScenario(Rng& rng, const SimOptions& options) {
+  Scenario scenario =
+      DrawScenario(rng, options.members, kSpares, options.testing_faults);
+  scenario.cluster.apply.lose_reports = options.lose_apply_reports;
+  return scenario;
+}
+
 // One run: the fault phase, then the liveness phase.
 class Run {
  public:
   explicit Run(const SimOptions& options)
       : options_(options),
         rng_(options.seed),
-        scenario_(DrawScenario(rng_, options.members, kSpares,
-                               options.testing_faults)),
+        scenario_(DrawRunScenario(rng_, options)),
         cluster_(scenario_.cluster, rng_, checker_, options.trace) {}
 
   RunReport Execute() {
@@ -78,6 +84,10 @@ class Run {
     report.stats.membership_applied = c.membership_applied;
     report.stats.transfers = transfers_;
     report.stats.liveness_ticks = liveness_ticks_;
+    const bool windowed = scenario_.cluster.core.max_unapplied_bytes != 0;
+    report.stats.windowed_seeds = windowed ? 1 : 0;
+    report.stats.apply_reports = c.apply_reports;
+    report.stats.max_unreported_bytes = windowed ? c.max_unreported_bytes : 0;
     return report;
   }
 
@@ -458,6 +468,9 @@ RunStats& RunStats::operator+=(const RunStats& o) {
   membership_applied += o.membership_applied;
   transfers += o.transfers;
   liveness_ticks = std::max(liveness_ticks, o.liveness_ticks);
+  windowed_seeds += o.windowed_seeds;
+  apply_reports += o.apply_reports;
+  max_unreported_bytes = std::max(max_unreported_bytes, o.max_unreported_bytes);
   return *this;
 }
 
@@ -498,6 +511,7 @@ std::string ReproduceCommand(const SimOptions& options) {
   if (options.liveness_ticks != SimOptions().liveness_ticks) {
     absl::StrAppend(&command, " --liveness-ticks ", options.liveness_ticks);
   }
+  if (options.lose_apply_reports) absl::StrAppend(&command, " --lose-apply-reports");
   return command;
 }
 

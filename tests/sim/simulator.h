@@ -43,6 +43,10 @@ struct SimOptions {
   // faults stop (a long uncommitted backlog drains one round trip at a
   // time when the flow-control windows are tiny).
   uint32_t liveness_ticks = 500;
+  // Test-only driver fault: never call Core::ReportApplied. Seeds with a
+  // small apply window (max_unapplied_bytes) must then fail the liveness
+  // phase; seeds without one must still pass.
+  bool lose_apply_reports = false;
   // When set, the run's events are written here (for diagnosing a seed).
   std::ostream* trace = nullptr;
 
@@ -61,6 +65,11 @@ struct RunStats {
   uint64_t membership_applied = 0;
   uint64_t transfers = 0;        // Leadership transfers started.
   uint64_t liveness_ticks = 0;   // Ticks the liveness phase needed.
+  uint64_t windowed_seeds = 0;   // Seeds run with max_unapplied_bytes set.
+  uint64_t apply_reports = 0;    // ReportApplied calls.
+  // Most bytes a member held handed out but not reported applied, over the
+  // windowed seeds.
+  uint64_t max_unreported_bytes = 0;
 
   RunStats& operator+=(const RunStats& other);
 };
