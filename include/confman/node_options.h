@@ -101,8 +101,9 @@ struct NodeOptions {
   // Snapshot data bytes per chunk on the wire. Default 1 MiB.
   uint64_t snapshot_chunk_bytes = uint64_t{1} << 20;
   // Proposed but not yet committed entry bytes the leader holds before new
-  // writes fail with ResourceExhausted. Default 64 MiB; at least
-  // max_append_bytes.
+  // writes fail with ResourceExhausted. Every member also holds at most
+  // this many bytes of committed entries waiting to be applied; the rest
+  // wait in the log on disk. Default 64 MiB; at least max_append_bytes.
   uint64_t max_uncommitted_bytes = uint64_t{64} << 20;
 
   // Changes kept for Watch and the audit trail; older ones are dropped as

@@ -103,6 +103,11 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
   Count("node.applied_entries", results->size());
   CompleteWrites(*results, terms);
   applied_ = sm_->AppliedIndex();
+  asio::post(loop_, [this, applied = applied_.load()] {
+    if (closing_) return;
+    core_->ReportApplied(applied);
+    ProcessReady();
+  });
   ServeReadsUpTo(applied_);
   revision_cv_.notify_all();
   if (membership_changed) RefreshPeers(before ? &*before : nullptr);

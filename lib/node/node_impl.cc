@@ -154,6 +154,11 @@ absl::Status NodeImpl::OpenCore() {
           std::max<int64_t>(1, options_.heartbeat_interval.count() / tick)),
       .max_append_bytes = options_.max_append_bytes,
       .max_uncommitted_bytes = options_.max_uncommitted_bytes,
+      .max_apply_bytes = std::min(raft::CoreOptions{}.max_apply_bytes,
+                                  options_.max_uncommitted_bytes),
+      // Committed entries waiting for the apply thread stay in the log, not
+      // in memory, beyond the same budget (on followers too).
+      .max_unapplied_bytes = options_.max_uncommitted_bytes,
       .random_seed = id_ * 0x9E3779B97F4A7C15ull ^
                      static_cast<uint64_t>(
                          Clock::now().time_since_epoch().count()),
