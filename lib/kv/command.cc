@@ -1,6 +1,7 @@
 #include "confman/kv/command.h"
 
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <chrono>
 
@@ -48,33 +49,49 @@ absl::Status CheckAddress(std::string_view ns, std::string_view key) {
   return CheckName("the key", key, kMaxKeyBytes);
 }
 
-struct StoredValue {
-  std::string bytes;
-  fb::ValueEncoding encoding = fb::ValueEncoding_Raw;
-};
 
-absl::StatusOr<StoredValue> Compress(const std::string& value,
-                                     const EncodeOptions& options) {
-  StoredValue out;
-  if (value.size() <= options.compress_above_bytes) {
-    out.bytes = value;
-    return out;
-  }
-  out.bytes.resize(ZSTD_compressBound(value.size()));
-  const size_t size = ZSTD_compress(out.bytes.data(), out.bytes.size(),
-                                    value.data(), value.size(),
-                                    options.zstd_level);
+// A large value is first judged by compressing this much of its start:
+// media, ciphertext and other random-looking data then costs one small
+// compression instead of a full pass that saves nothing.
+constexpr size_t kCompressionProbeBytes = 64 * 1024;
+// The probe must shrink to below this fraction of its size (15/16).
+constexpr size_t kProbeGainNumerator = 15;
+constexpr size_t kProbeGainDenominator = 16;
+
+// Compresses `input` into `out`, which holds at most `limit` bytes. Returns
+// false when the result would not fit (the input does not compress enough).
+absl::StatusOr<bool> CompressInto(std::string_view input, size_t limit,
+                                  int level, std::string& out) {
+  out.resize(limit);
+  const size_t size =
+      ZSTD_compress(out.data(), out.size(), input.data(), input.size(), level);
   if (ZSTD_isError(size)) {
+    if (ZSTD_getErrorCode(size) == ZSTD_error_dstSize_tooSmall) return false;
     return absl::InternalError(absl::StrCat("zstd compression failed: ",
                                             ZSTD_getErrorName(size)));
   }
-  if (size >= value.size()) {  // Incompressible: store as is.
-    out.bytes = value;
-    return out;
+  out.resize(size);
+  return true;
+}
+
+// How `value` is stored: kZstd with the bytes in `compressed`, or kRaw
+// (the value itself, uncopied) when compression would not make it smaller.
+absl::StatusOr<fb::ValueEncoding> Compress(const std::string& value,
+                                           const EncodeOptions& options,
+                                           std::string& compressed) {
+  if (value.size() <= options.compress_above_bytes) return fb::ValueEncoding_Raw;
+  if (value.size() > 2 * kCompressionProbeBytes) {
+    const std::string_view probe(value.data(), kCompressionProbeBytes);
+    CONFMAN_ASSIGN_OR_RETURN(
+        bool shrinks,
+        CompressInto(probe, probe.size() * kProbeGainNumerator / kProbeGainDenominator,
+                     options.zstd_level, compressed));
+    if (!shrinks) return fb::ValueEncoding_Raw;
   }
-  out.bytes.resize(size);
-  out.encoding = fb::ValueEncoding_Zstd;
-  return out;
+  CONFMAN_ASSIGN_OR_RETURN(
+      bool shrinks,
+      CompressInto(value, value.size() - 1, options.zstd_level, compressed));
+  return shrinks ? fb::ValueEncoding_Zstd : fb::ValueEncoding_Raw;
 }
 
 absl::Status CheckCommand(const Command& command, const EncodeOptions& options) {
@@ -111,11 +128,15 @@ absl::StatusOr<std::string> EncodeCommand(const Command& command,
                                           const EncodeOptions& options) {
   CONFMAN_RETURN_IF_ERROR(options.Validate());
   CONFMAN_RETURN_IF_ERROR(CheckCommand(command, options));
-  CONFMAN_ASSIGN_OR_RETURN(StoredValue stored, Compress(command.value, options));
-  flatbuffers::FlatBufferBuilder builder(stored.bytes.size() + 1024);
+  std::string compressed;
+  CONFMAN_ASSIGN_OR_RETURN(fb::ValueEncoding encoding,
+                           Compress(command.value, options, compressed));
+  const std::string_view stored =
+      encoding == fb::ValueEncoding_Zstd ? compressed : command.value;
+  flatbuffers::FlatBufferBuilder builder(stored.size() + 1024);
   const auto ns = builder.CreateString(command.ns);
   const auto key = builder.CreateVector(Bytes(command.key), command.key.size());
-  const auto value = builder.CreateVector(Bytes(stored.bytes), stored.bytes.size());
+  const auto value = builder.CreateVector(Bytes(stored), stored.size());
   const auto content_type = builder.CreateString(command.content_type);
   const auto actor_offset = builder.CreateString(actor.data(), actor.size());
   fb::CommandBuilder cb(builder);
@@ -123,7 +144,7 @@ absl::StatusOr<std::string> EncodeCommand(const Command& command,
   cb.add_ns(ns);
   cb.add_key(key);
   cb.add_value(value);
-  cb.add_encoding(stored.encoding);
+  cb.add_encoding(encoding);
   cb.add_raw_size(command.value.size());
   cb.add_content_type(content_type);
   cb.add_has_expected_revision(command.expected_revision.has_value());

@@ -182,6 +182,25 @@ TEMPLATE_TEST_CASE("large values are stored compressed and read back whole",
   CHECK(sm->Get("app", "noise").value().value == noise);
 }
 
+TEST_CASE("a large value is judged by its start before a full compression",
+          "[kv][command]") {
+  // Random first 64 KiB: stored raw without compressing the rest.
+  std::string mixed = NoiseBytes(64 * 1024, 3) + std::string(512 * 1024, 'z');
+  CommandView view;
+  std::string bytes = EncodeCommand(Put("a", "k", mixed), "ops", 1).value();
+  view = DecodeCommand(bytes).value();
+  CHECK(view.encoding == ValueEncoding::kRaw);
+  CHECK(view.stored_value == mixed);
+  // A compressible start: the whole value is compressed.
+  std::string json;
+  while (json.size() < 300 * 1024) json += R"({"feature":"on","limit":1234},)";
+  bytes = EncodeCommand(Put("a", "k", json), "ops", 1).value();
+  view = DecodeCommand(bytes).value();
+  CHECK(view.encoding == ValueEncoding::kZstd);
+  CHECK(view.stored_value.size() < json.size() / 10);
+  CHECK(DecodeValue(view.stored_value, view.encoding, view.raw_size).value() == json);
+}
+
 TEST_CASE("the encoder validates and compresses once", "[kv][command]") {
   CHECK(absl::IsInvalidArgument(EncodeCommand(Put("", "k", "v"), "a", 1).status()));
   CHECK(absl::IsInvalidArgument(EncodeCommand(Put("a", "", "v"), "a", 1).status()));
