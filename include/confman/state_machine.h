@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -109,8 +110,17 @@ class StateMachine {
   // result); the rest must continue it without a gap (InvalidArgument,
   // nothing applied). Returns one result per applied entry. An error status
   // means storage failed and nothing was applied: the member must stop.
+  //
+  // `results_known`, when set, receives the same results as soon as they
+  // are computed, before they are durable or visible to readers, at most
+  // once per call. Applying is deterministic, so they are final even if
+  // this member then fails: its log replays the same entries to the same
+  // results. A driver acknowledges writes from it, keeping the state's
+  // commit and fsync out of write latency.
+  using ResultsKnown = std::function<void(const std::vector<ApplyResult>&)>;
   virtual absl::StatusOr<std::vector<ApplyResult>> Apply(
-      std::vector<raft::Entry> committed) = 0;
+      std::vector<raft::Entry> committed,
+      const ResultsKnown& results_known = {}) = 0;
 
   // The index applied through; 0 for a new state machine.
   virtual raft::Index AppliedIndex() const = 0;

@@ -351,7 +351,8 @@ class KvStateMachine::Impl {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<ApplyResult>> Apply(std::vector<raft::Entry> entries) {
+  absl::StatusOr<std::vector<ApplyResult>> Apply(std::vector<raft::Entry> entries,
+                                                 const ResultsKnown& results_known) {
     const raft::Index applied = applied_index_.load();
     std::erase_if(entries, [&](const raft::Entry& e) { return e.index <= applied; });
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -364,6 +365,7 @@ class KvStateMachine::Impl {
     if (entries.empty()) return std::vector<ApplyResult>();
     std::vector<ApplyResult> results;
     MetaState meta;
+    bool reported = false;
     CONFMAN_RETURN_IF_ERROR(backend_->Update([&](TableWriter& writer) {
       results.clear();
       CONFMAN_ASSIGN_OR_RETURN(meta, LoadMeta(writer));
@@ -372,7 +374,13 @@ class KvStateMachine::Impl {
         CONFMAN_ASSIGN_OR_RETURN(ApplyResult result, ApplyEntry(batch, entry));
         results.push_back(std::move(result));
       }
-      return SaveMeta(writer, meta);
+      CONFMAN_RETURN_IF_ERROR(SaveMeta(writer, meta));
+      // A rerun after map growth computes the same results again.
+      if (results_known && !reported) {
+        reported = true;
+        results_known(results);
+      }
+      return absl::OkStatus();
     }));
     Publish(meta);
     return results;
@@ -568,8 +576,8 @@ KvStateMachine::KvStateMachine(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 KvStateMachine::~KvStateMachine() = default;
 
 absl::StatusOr<std::vector<ApplyResult>> KvStateMachine::Apply(
-    std::vector<raft::Entry> committed) {
-  return impl_->Apply(std::move(committed));
+    std::vector<raft::Entry> committed, const ResultsKnown& results_known) {
+  return impl_->Apply(std::move(committed), results_known);
 }
 raft::Index KvStateMachine::AppliedIndex() const { return impl_->AppliedIndex(); }
 absl::StatusOr<AppliedState> KvStateMachine::BootInfo() const {

@@ -98,10 +98,14 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
     if (auto info = sm_->BootInfo(); info.ok()) before = info->membership;
   }
   Sample("node.apply_batch_entries", static_cast<double>(entries.size()));
-  absl::StatusOr<std::vector<ApplyResult>> results = sm_->Apply(std::move(entries));
+  // Writes are acknowledged once their results are known: the entries are
+  // already durable in a quorum's logs, so the state's own commit need not
+  // delay them.
+  absl::StatusOr<std::vector<ApplyResult>> results = sm_->Apply(
+      std::move(entries),
+      [&](const std::vector<ApplyResult>& known) { CompleteWrites(known, terms); });
   if (!results.ok()) return FailStorage(results.status());
   Count("node.applied_entries", results->size());
-  CompleteWrites(*results, terms);
   applied_ = sm_->AppliedIndex();
   asio::post(loop_, [this, applied = applied_.load()] {
     if (closing_) return;

@@ -88,7 +88,8 @@ class KvStateMachine final : public StateMachine {
   // StateMachine. Normal entries must hold EncodeCommand output; anything
   // else is applied as an InvalidArgument outcome.
   absl::StatusOr<std::vector<ApplyResult>> Apply(
-      std::vector<raft::Entry> committed) override;
+      std::vector<raft::Entry> committed,
+      const ResultsKnown& results_known = {}) override;
   raft::Index AppliedIndex() const override;
   absl::StatusOr<AppliedState> BootInfo() const override;
   absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const override;

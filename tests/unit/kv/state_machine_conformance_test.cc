@@ -54,6 +54,31 @@ TEMPLATE_TEST_CASE("apply advances the applied index and boot info",
   CHECK(boot.membership_index == 3);
 }
 
+TEMPLATE_TEST_CASE("results are reported once, before they become visible",
+                   "[state_machine]", MemoryMachine, LmdbMachine) {
+  TestType factory;
+  auto sm = factory.Open();
+  int calls = 0;
+  std::vector<ApplyResult> early;
+  raft::Index applied_when_known = 99;
+  auto results = sm->Apply(
+      {CommandEntry(1, Put("app", "a", "1")), CommandEntry(2, Put("app", "a", "2", 7))},
+      [&](const std::vector<ApplyResult>& known) {
+        ++calls;
+        early = known;
+        applied_when_known = sm->AppliedIndex();
+      });
+  REQUIRE(results.ok());
+  CHECK(calls == 1);
+  CHECK(applied_when_known == 0);
+  REQUIRE(early.size() == 2);
+  CHECK(early[0].index == results->at(0).index);
+  CHECK(early[0].revision == results->at(0).revision);
+  CHECK(early[1].outcome == results->at(1).outcome);
+  CHECK(absl::IsFailedPrecondition(early[1].outcome));
+  CHECK(sm->AppliedIndex() == 2);
+}
+
 TEMPLATE_TEST_CASE("entries already applied are skipped, gaps refused",
                    "[state_machine]", MemoryMachine, LmdbMachine) {
   TestType factory;
