@@ -103,8 +103,10 @@ class StateMachine {
  public:
   virtual ~StateMachine() = default;
 
-  // Applies committed entries, in order, atomically and durably with the
-  // new applied index (a restart never re-applies or skips an entry).
+  // Applies committed entries, in order, atomically with the new applied
+  // index (a restart never re-applies or skips an entry). Durable no later
+  // than the next Apply or Sync: a system crash (not a process crash) may
+  // undo the last batch, never part of one, and the log replays it.
   // kNoop entries only advance the index; kMembership entries record the
   // configuration. Entries at or below AppliedIndex() are skipped (no
   // result); the rest must continue it without a gap (InvalidArgument,
@@ -121,6 +123,11 @@ class StateMachine {
   virtual absl::StatusOr<std::vector<ApplyResult>> Apply(
       std::vector<raft::Entry> committed,
       const ResultsKnown& results_known = {}) = 0;
+
+  // Makes every applied batch durable. A driver calls it before dropping
+  // log entries the state machine has applied (log compaction), so the
+  // log always covers what a system crash could undo.
+  virtual absl::Status Sync() = 0;
 
   // The index applied through; 0 for a new state machine.
   virtual raft::Index AppliedIndex() const = 0;

@@ -387,6 +387,7 @@ class KvStateMachine::Impl {
   }
 
   raft::Index AppliedIndex() const { return applied_index_.load(); }
+  absl::Status Sync() { return backend_->Sync(); }
   uint64_t Revision() const { return revision_.load(); }
 
   absl::StatusOr<AppliedState> BootInfo() const {
@@ -580,6 +581,7 @@ absl::StatusOr<std::vector<ApplyResult>> KvStateMachine::Apply(
   return impl_->Apply(std::move(committed), results_known);
 }
 raft::Index KvStateMachine::AppliedIndex() const { return impl_->AppliedIndex(); }
+absl::Status KvStateMachine::Sync() { return impl_->Sync(); }
 absl::StatusOr<AppliedState> KvStateMachine::BootInfo() const {
   return impl_->BootInfo();
 }

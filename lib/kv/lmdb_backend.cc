@@ -320,6 +320,8 @@ class LmdbBackend : public KvBackend {
 
   uint64_t StorageBytes() const override { return current()->env->FileBytes(); }
 
+  absl::Status Sync() override { return current()->env->Sync(); }
+
   // Makes `next` (fully written) the live generation.
   absl::Status Install(std::shared_ptr<Generation> next) {
     CONFMAN_RETURN_IF_ERROR(next->env->Sync());
@@ -348,7 +350,8 @@ class LmdbBackend : public KvBackend {
                        .map_bytes = options_.initial_map_bytes,
                        .max_map_bytes = options_.max_map_bytes,
                        .databases = {"meta", "keys", "changes", "value_refs"},
-                       .sync_commits = sync}));
+                       .sync_commits = sync,
+                       .sync_meta = false}));
     return generation;
   }
 

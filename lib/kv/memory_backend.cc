@@ -106,6 +106,7 @@ class MemoryBackend : public KvBackend {
   absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() override;
 
   uint64_t StorageBytes() const override { return 0; }
+  absl::Status Sync() override { return absl::OkStatus(); }
 
   void Publish(std::shared_ptr<const Tables> next) {
     std::lock_guard lock(mu_);

@@ -201,7 +201,10 @@ void NodeImpl::MaybeCompactLog(raft::Index applied) {
   const uint64_t keep = options_.log_keep_entries;
   if (applied < last_compacted_ + keep + options_.log_compact_every) return;
   const raft::Index through = applied - keep;
-  absl::Status s = log_->CompactPrefix(through);
+  // The state's last commit may not be durable yet; the log must still
+  // hold whatever a system crash could undo.
+  absl::Status s = sm_->Sync();
+  if (s.ok()) s = log_->CompactPrefix(through);
   if (s.ok()) {
     last_compacted_ = through;
     DropUnreferencedLogValues();
@@ -227,7 +230,11 @@ void NodeImpl::DropUnreferencedLogValues() {
   std::set_difference(retained->begin(), retained->end(), referenced->begin(),
                       referenced->end(), std::back_inserter(unreferenced));
   if (unreferenced.empty()) return;
-  if (absl::Status s = log_->DropRetained(std::move(unreferenced)); !s.ok()) {
+  // The state version read above must survive a system crash before the
+  // entries it no longer needs are gone.
+  absl::Status s = sm_->Sync();
+  if (s.ok()) s = log_->DropRetained(std::move(unreferenced));
+  if (!s.ok()) {
     Log(LogLevel::kWarning, absl::StrCat("dropping log entries of replaced "
                                          "values failed: ", s.ToString()));
   }

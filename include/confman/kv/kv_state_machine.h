@@ -90,6 +90,7 @@ class KvStateMachine final : public StateMachine {
   absl::StatusOr<std::vector<ApplyResult>> Apply(
       std::vector<raft::Entry> committed,
       const ResultsKnown& results_known = {}) override;
+  absl::Status Sync() override;
   raft::Index AppliedIndex() const override;
   absl::StatusOr<AppliedState> BootInfo() const override;
   absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const override;
