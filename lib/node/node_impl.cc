@@ -1,5 +1,7 @@
 #include "node_impl.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -209,13 +211,23 @@ absl::Status NodeImpl::OpenTransport() {
 void NodeImpl::StartThreads() {
   loop_work_.emplace(loop_.get_executor());
   tick_timer_ = std::make_unique<asio::steady_timer>(loop_);
-  apply_thread_ = std::thread([this] { ApplyLoop(); });
-  receiver_ = std::thread([this] { ReceiveLoop(); });
+  // Named for operators: top -H and debuggers show which stage is busy.
+  apply_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "confman-apply");
+    ApplyLoop();
+  });
+  receiver_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "confman-snap");
+    ReceiveLoop();
+  });
   asio::post(loop_, [this] {
     RefreshStatusCache();
     ScheduleTick();
   });
-  loop_thread_ = std::thread([this] { loop_.run(); });
+  loop_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "confman-raft");
+    loop_.run();
+  });
 }
 
 NodeImpl::~NodeImpl() { Close(); }

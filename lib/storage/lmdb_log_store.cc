@@ -2,6 +2,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <pthread.h>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -260,7 +261,10 @@ class LmdbLogStore::Impl {
   Impl(const LmdbLogStoreOptions& options, std::unique_ptr<LmdbEnv> env,
        Bounds bounds)
       : options_(options), env_(std::move(env)), bounds_(bounds) {
-    writer_ = std::thread([this] { WriterLoop(); });
+    writer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "confman-log");
+      WriterLoop();
+    });
   }
 
   ~Impl() {

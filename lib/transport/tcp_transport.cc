@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <pthread.h>
 #include <random>
 #include <shared_mutex>
 #include <thread>
@@ -817,8 +818,14 @@ absl::Status TcpTransport::Impl::Start(TransportHandler* handler) {
   bulk_work_.emplace(bulk_io_->get_executor());
   asio::co_spawn(*control_io_, Accept(), asio::detached);
   for (auto& [id, peer] : peers_) SpawnLinks(*peer);
-  control_thread_ = std::thread([this] { control_io_->run(); });
-  bulk_thread_ = std::thread([this] { bulk_io_->run(); });
+  control_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "confman-netctl");
+    control_io_->run();
+  });
+  bulk_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "confman-netbulk");
+    bulk_io_->run();
+  });
   return absl::OkStatus();
 }
 
