@@ -118,7 +118,9 @@ class StateMachine {
   // once per call. Applying is deterministic, so they are final even if
   // this member then fails: its log replays the same entries to the same
   // results. A driver acknowledges writes from it, keeping the state's
-  // commit and fsync out of write latency.
+  // commit and fsync out of write latency. It runs on the calling thread
+  // while the batch's transaction is open: it must be quick and must not
+  // call Apply, Sync or BeginRestore.
   using ResultsKnown = std::function<void(const std::vector<ApplyResult>&)>;
   virtual absl::StatusOr<std::vector<ApplyResult>> Apply(
       std::vector<raft::Entry> committed,
