@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <iterator>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "node_impl.h"
@@ -171,7 +172,7 @@ void NodeImpl::InstallStaged(InstallSnapshot install) {
                                     install.meta.index));
   applied_ = sm_->AppliedIndex();
   last_compacted_ = install.meta.index;
-  DropUnreferencedLogValues();
+  RequestCompaction(0);
   asio::post(loop_, [this, meta = install.meta] {
     if (closing_) return;
     core_->ReportSnapshotInstalled(meta);
@@ -200,26 +201,58 @@ void NodeImpl::AddWaitingRead(raft::Index index, std::function<void()> read) {
 void NodeImpl::MaybeCompactLog(raft::Index applied) {
   const uint64_t keep = options_.log_keep_entries;
   if (applied < last_compacted_ + keep + options_.log_compact_every) return;
-  const raft::Index through = applied - keep;
-  // The state's last commit may not be durable yet; the log must still
-  // hold whatever a system crash could undo.
-  absl::Status s = sm_->Sync();
-  if (s.ok()) s = log_->CompactPrefix(through);
-  if (s.ok()) {
-    last_compacted_ = through;
-    DropUnreferencedLogValues();
-  } else if (!absl::IsInvalidArgument(s)) {
-    Log(LogLevel::kWarning, absl::StrCat("log compaction through ", through,
-                                         " failed: ", s.ToString()));
+  last_compacted_ = applied - keep;
+  RequestCompaction(last_compacted_);
+}
+
+void NodeImpl::RequestCompaction(raft::Index through) {
+  {
+    std::lock_guard lock(compact_mu_);
+    compact_through_ = std::max(compact_through_, through);
+    sweep_requested_ = true;
   }
+  compact_cv_.notify_one();
+}
+
+void NodeImpl::CompactionLoop() {
+  std::unique_lock lock(compact_mu_);
+  while (true) {
+    compact_cv_.wait(lock, [this] { return compact_stop_ || sweep_requested_; });
+    if (compact_stop_) return;
+    const raft::Index through = std::exchange(compact_through_, 0);
+    sweep_requested_ = false;
+    lock.unlock();
+    if (through > 0) {
+      // The state's last commit may not be durable yet; the log must still
+      // hold whatever a system crash could undo.
+      absl::Status s = sm_->Sync();
+      if (s.ok()) s = log_->CompactPrefix(through);
+      if (!s.ok() && !absl::IsInvalidArgument(s)) {
+        Log(LogLevel::kWarning, absl::StrCat("log compaction through ", through,
+                                             " failed: ", s.ToString()));
+      }
+    }
+    DropUnreferencedLogValues();
+    lock.lock();
+  }
+}
+
+void NodeImpl::StopCompaction() {
+  {
+    std::lock_guard lock(compact_mu_);
+    compact_stop_ = true;
+  }
+  compact_cv_.notify_all();
+  if (compact_thread_.joinable()) compact_thread_.join();
 }
 
 // Retained entries below the log hold values of keys that may since have
 // changed. An entry the current state no longer refers to is never needed
 // again (later states only refer to newer entries), unless a snapshot
 // source opened on an older state is still streaming it; so the sweep waits
-// for open sources to close. Runs where applies run, so the state cannot
-// move underneath it.
+// for open sources to close. Applies may run meanwhile: the retained list
+// is read before the references, so an entry a newer state refers to
+// already shows there.
 void NodeImpl::DropUnreferencedLogValues() {
   if (sm_->OpenSnapshotCount() > 0) return;
   absl::StatusOr<std::vector<raft::Index>> retained = log_->RetainedIndexes();

@@ -224,6 +224,10 @@ void NodeImpl::StartThreads() {
     RefreshStatusCache();
     ScheduleTick();
   });
+  compact_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "confman-compact");
+    CompactionLoop();
+  });
   loop_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "confman-raft");
     loop_.run();
@@ -240,6 +244,7 @@ void NodeImpl::Close() {
       absl::UnavailableError("the node is closing; retry on another member");
   StopLoop(closing);
   DrainApply(closing);
+  StopCompaction();
   StopWatches();
   if (transport_) transport_->Stop();
   core_.reset();

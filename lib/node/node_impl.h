@@ -199,6 +199,13 @@ class NodeImpl final : public Node, public TransportHandler {
   void ServeReadsUpTo(raft::Index applied);
   void AddWaitingRead(raft::Index index, std::function<void()> read);
   void MaybeCompactLog(raft::Index applied);
+
+  // Log compaction thread (node_apply.cc): compaction waits for the log
+  // writer's queue, so it runs beside the apply thread, not on it.
+  // `through` 0 asks only for a sweep of unreferenced values.
+  void RequestCompaction(raft::Index through);
+  void CompactionLoop();
+  void StopCompaction();
   // Drops the log's retained entries whose values no key holds any more.
   void DropUnreferencedLogValues();
   void RefreshPeers(const raft::Membership* previous);
@@ -256,7 +263,15 @@ class NodeImpl final : public Node, public TransportHandler {
   bool apply_exited_ = false;  // The thread returned; run tasks inline.
   std::thread apply_thread_;
   std::multimap<raft::Index, std::function<void()>> waiting_reads_;
-  raft::Index last_compacted_ = 0;
+  raft::Index last_compacted_ = 0;  // Last compaction requested.
+
+  // Compaction thread.
+  std::mutex compact_mu_;
+  std::condition_variable compact_cv_;
+  raft::Index compact_through_ = 0;  // Requested, not yet started.
+  bool sweep_requested_ = false;
+  bool compact_stop_ = false;
+  std::thread compact_thread_;
   std::atomic<raft::Index> applied_{0};
   // Entry bytes committed but not yet applied. The leader refuses new
   // writes while it exceeds max_uncommitted_bytes, so a slow state machine
