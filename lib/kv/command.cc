@@ -9,6 +9,7 @@
 #include "command_generated.h"
 #include "confman/kv/model.h"
 #include "confman/status_macros.h"
+#include "recycling_buffer_pool.h"
 
 namespace confman::kv {
 namespace {
@@ -133,7 +134,8 @@ absl::StatusOr<std::string> EncodeCommand(const Command& command,
                            Compress(command.value, options, compressed));
   const std::string_view stored =
       encoding == fb::ValueEncoding_Zstd ? compressed : command.value;
-  flatbuffers::FlatBufferBuilder builder(stored.size() + 1024);
+  flatbuffers::FlatBufferBuilder builder(stored.size() + 1024,
+                                        &RecyclingBufferPool::Get());
   const auto ns = builder.CreateString(command.ns);
   const auto key = builder.CreateVector(Bytes(command.key), command.key.size());
   const auto value = builder.CreateVector(Bytes(stored), stored.size());

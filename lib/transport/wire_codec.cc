@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "recycling_buffer_pool.h"
 #include "flatbuffers/flatbuffers.h"
 #include "wire_generated.h"
 
@@ -16,6 +17,7 @@ namespace fb = ::flatbuffers;
 namespace gen = ::confman::wire::schema;
 
 // ---- encoding -------------------------------------------------------------
+
 
 fb::Offset<fb::Vector<uint8_t>> Bytes(fb::FlatBufferBuilder& builder,
                                       const std::string& bytes) {
@@ -351,7 +353,8 @@ EncodedFrame EncodeProof(const Proof& proof) {
 }
 
 EncodedFrame EncodeMessage(const raft::Message& message) {
-  fb::FlatBufferBuilder builder(EstimateEncodedBytes(message));
+  fb::FlatBufferBuilder builder(EstimateEncodedBytes(message),
+                                &RecyclingBufferPool::Get());
   auto body = BuildMessage(builder, message);
   auto frame = StartFrame(builder, gen::FrameKind::Raft);
   frame.add_raft(body);
@@ -360,7 +363,7 @@ EncodedFrame EncodeMessage(const raft::Message& message) {
 
 EncodedFrame EncodeChunk(const ChunkFrame& in) {
   const TransportSnapshotChunk& c = in.chunk;
-  fb::FlatBufferBuilder builder(EstimateEncodedBytes(c));
+  fb::FlatBufferBuilder builder(EstimateEncodedBytes(c), &RecyclingBufferPool::Get());
   auto data = Bytes(builder, c.data);
   fb::Offset<gen::SnapshotMeta> meta;
   if (c.meta) meta = BuildMeta(builder, *c.meta);
