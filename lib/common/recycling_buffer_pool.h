@@ -20,6 +20,13 @@ namespace confman {
 // buffer's capacity follows from the size FlatBuffers reports. Thread-safe.
 class RecyclingBufferPool final : public flatbuffers::Allocator {
  public:
+  RecyclingBufferPool() = default;
+  ~RecyclingBufferPool() override {
+    for (const Block& block : free_) delete[] block.data;
+  }
+  RecyclingBufferPool(const RecyclingBufferPool&) = delete;
+  RecyclingBufferPool& operator=(const RecyclingBufferPool&) = delete;
+
   uint8_t* allocate(size_t size) override {
     if (size < kMinPooledBytes || size > kMaxPooledBytes) return new uint8_t[size];
     const size_t capacity = std::bit_ceil(size);
