@@ -250,15 +250,17 @@ void NodeImpl::StopCompaction() {
 // changed. An entry the current state no longer refers to is never needed
 // again (later states only refer to newer entries), unless a snapshot
 // source opened on an older state is still streaming it; so the sweep waits
-// for open sources to close. Applies may run meanwhile: the retained list
-// is read before the references, so an entry a newer state refers to
-// already shows there.
+// for open sources to close (a finished stream asks for it again). Applies
+// may run meanwhile: the retained list is read before the references, so an
+// entry a newer state refers to already shows there. Open sources are
+// counted again after the references are read: one opened in between may
+// hold an older state; one opened later holds this state or a newer one.
 void NodeImpl::DropUnreferencedLogValues() {
   if (sm_->OpenSnapshotCount() > 0) return;
   absl::StatusOr<std::vector<raft::Index>> retained = log_->RetainedIndexes();
   if (!retained.ok() || retained->empty()) return;
   absl::StatusOr<std::vector<raft::Index>> referenced = sm_->ReferencedLogEntries();
-  if (!referenced.ok()) return;
+  if (!referenced.ok() || sm_->OpenSnapshotCount() > 0) return;
   std::vector<raft::Index> unreferenced;
   std::set_difference(retained->begin(), retained->end(), referenced->begin(),
                       referenced->end(), std::back_inserter(unreferenced));

@@ -94,6 +94,7 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
   }
   Count("node.snapshots_sent");
   source = absl::CancelledError();  // Release the read transaction first.
+  RequestCompaction(0);  // Values replaced during the stream can go now.
   asio::post(loop_, [this, to, ok] {
     if (closing_) return;
     core_->ReportSnapshotSent(to, ok);
