@@ -99,8 +99,12 @@ class LogStore : public raft::LogReader, public EntryArchive {
   // DropRetained. A reset drops retained-kind entries above its index like
   // any other. Stores that retain nothing keep these defaults.
 
-  // Indexes of the retained entries below FirstIndex(), ascending.
-  virtual absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const {
+  // Indexes of the retained entries below FirstIndex() and above `after`,
+  // ascending, at most `limit` of them (page through with the last one).
+  virtual absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+      raft::Index after, size_t limit) const {
+    (void)after;
+    (void)limit;
     return std::vector<raft::Index>();
   }
   // Drops the listed retained entries. Indexes at or above FirstIndex(), or
@@ -132,7 +136,8 @@ class MemoryLogStore final : public LogStore {
 
   bool RetainsEntry(const raft::Entry& entry) const override;
   absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const override;
+  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+      raft::Index after, size_t limit) const override;
   absl::Status DropRetained(std::vector<raft::Index> indexes) override;
 
  private:
@@ -208,7 +213,8 @@ class LmdbLogStore final : public LogStore {
 
   bool RetainsEntry(const raft::Entry& entry) const override;
   absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const override;
+  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+      raft::Index after, size_t limit) const override;
   absl::Status DropRetained(std::vector<raft::Index> indexes) override;
 
   LogStoreStats Stats() const;
@@ -248,7 +254,8 @@ class FaultInjectingLogStore final : public LogStore {
 
   bool RetainsEntry(const raft::Entry& entry) const override;
   absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes() const override;
+  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+      raft::Index after, size_t limit) const override;
   absl::Status DropRetained(std::vector<raft::Index> indexes) override;
 
  private:

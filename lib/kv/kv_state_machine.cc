@@ -413,13 +413,18 @@ class KvStateMachine::Impl {
 
   int OpenSnapshotCount() const { return open_snapshots_->load(); }
 
-  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries() const {
+  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
+      raft::Index lo, raft::Index hi) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     std::vector<raft::Index> out;
     CONFMAN_RETURN_IF_ERROR(reader->Scan(
-        Table::kValueRefs, {}, [&](std::string_view key, std::string_view) {
-          if (key.size() == 8) out.push_back(storage::GetBigEndian64(key.data()));
+        Table::kValueRefs, storage::BigEndianKey(lo),
+        [&](std::string_view key, std::string_view) {
+          if (key.size() != 8) return true;
+          const raft::Index index = storage::GetBigEndian64(key.data());
+          if (index > hi) return false;
+          out.push_back(index);
           return true;
         }));
     return out;
@@ -605,9 +610,9 @@ absl::StatusOr<ChangePage> KvStateMachine::Changes(uint64_t after_revision,
 }
 uint64_t KvStateMachine::Revision() const { return impl_->Revision(); }
 int KvStateMachine::OpenSnapshotCount() const { return impl_->OpenSnapshotCount(); }
-absl::StatusOr<std::vector<raft::Index>> KvStateMachine::ReferencedLogEntries()
-    const {
-  return impl_->ReferencedLogEntries();
+absl::StatusOr<std::vector<raft::Index>> KvStateMachine::ReferencedLogEntries(
+    raft::Index lo, raft::Index hi) const {
+  return impl_->ReferencedLogEntries(lo, hi);
 }
 uint64_t KvStateMachine::StorageBytes() const { return impl_->StorageBytes(); }
 

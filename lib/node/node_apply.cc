@@ -8,9 +8,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "confman/status_macros.h"
 #include "node_impl.h"
 
 namespace confman::node_internal {
+
+// Retained entries examined per step of the sweep of replaced values, which
+// bounds its memory whatever the number of large values stored.
+constexpr size_t kSweepPageEntries = 4096;
 namespace {
 
 // Consecutive committed batches are applied in one state-machine
@@ -256,23 +261,43 @@ void NodeImpl::StopCompaction() {
 // counted again after the references are read: one opened in between may
 // hold an older state; one opened later holds this state or a newer one.
 void NodeImpl::DropUnreferencedLogValues() {
-  if (sm_->OpenSnapshotCount() > 0) return;
-  absl::StatusOr<std::vector<raft::Index>> retained = log_->RetainedIndexes();
-  if (!retained.ok() || retained->empty()) return;
-  absl::StatusOr<std::vector<raft::Index>> referenced = sm_->ReferencedLogEntries();
-  if (!referenced.ok() || sm_->OpenSnapshotCount() > 0) return;
-  std::vector<raft::Index> unreferenced;
-  std::set_difference(retained->begin(), retained->end(), referenced->begin(),
-                      referenced->end(), std::back_inserter(unreferenced));
-  if (unreferenced.empty()) return;
-  // The state version read above must survive a system crash before the
-  // entries it no longer needs are gone.
-  absl::Status s = sm_->Sync();
-  if (s.ok()) s = log_->DropRetained(std::move(unreferenced));
-  if (!s.ok()) {
-    Log(LogLevel::kWarning, absl::StrCat("dropping log entries of replaced "
-                                         "values failed: ", s.ToString()));
+  raft::Index after = 0;
+  while (true) {
+    absl::StatusOr<raft::Index> next = DropUnreferencedLogValuesAfter(after);
+    if (!next.ok()) {
+      Log(LogLevel::kWarning, absl::StrCat("dropping log entries of replaced "
+                                           "values failed: ",
+                                           next.status().ToString()));
+      return;
+    }
+    if (*next == after) return;
+    after = *next;
   }
+}
+
+// One page of the sweep: retained entries above `after`, at most
+// kSweepPageEntries of them. Returns where the next page starts (`after`
+// itself when the sweep is done or must wait).
+absl::StatusOr<raft::Index> NodeImpl::DropUnreferencedLogValuesAfter(
+    raft::Index after) {
+  if (sm_->OpenSnapshotCount() > 0) return after;
+  CONFMAN_ASSIGN_OR_RETURN(std::vector<raft::Index> retained,
+                           log_->RetainedIndexes(after, kSweepPageEntries));
+  if (retained.empty()) return after;
+  CONFMAN_ASSIGN_OR_RETURN(
+      std::vector<raft::Index> referenced,
+      sm_->ReferencedLogEntries(retained.front(), retained.back()));
+  if (sm_->OpenSnapshotCount() > 0) return after;
+  std::vector<raft::Index> unreferenced;
+  std::set_difference(retained.begin(), retained.end(), referenced.begin(),
+                      referenced.end(), std::back_inserter(unreferenced));
+  if (!unreferenced.empty()) {
+    // The state version read above must survive a system crash before the
+    // entries it no longer needs are gone.
+    CONFMAN_RETURN_IF_ERROR(sm_->Sync());
+    CONFMAN_RETURN_IF_ERROR(log_->DropRetained(std::move(unreferenced)));
+  }
+  return retained.back();
 }
 
 void NodeImpl::RefreshPeers(const raft::Membership* previous) {

@@ -208,6 +208,7 @@ class NodeImpl final : public Node, public TransportHandler {
   void StopCompaction();
   // Drops the log's retained entries whose values no key holds any more.
   void DropUnreferencedLogValues();
+  absl::StatusOr<raft::Index> DropUnreferencedLogValuesAfter(raft::Index after);
   void RefreshPeers(const raft::Membership* previous);
 
   // Snapshots (node_snapshot.cc).

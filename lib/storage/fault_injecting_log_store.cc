@@ -89,9 +89,9 @@ absl::StatusOr<std::string> FaultInjectingLogStore::ReadEntryData(
   return wrapped_->ReadEntryData(index);
 }
 
-absl::StatusOr<std::vector<raft::Index>> FaultInjectingLogStore::RetainedIndexes()
-    const {
-  return wrapped_->RetainedIndexes();
+absl::StatusOr<std::vector<raft::Index>> FaultInjectingLogStore::RetainedIndexes(
+    raft::Index after, size_t limit) const {
+  return wrapped_->RetainedIndexes(after, limit);
 }
 
 absl::Status FaultInjectingLogStore::DropRetained(std::vector<raft::Index> indexes) {

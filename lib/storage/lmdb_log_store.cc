@@ -202,8 +202,9 @@ absl::Status KeyIsNotAnIndex() {
                              "restore this member's log from a peer");
 }
 
-// Called for each stored entry a walk visits; true deletes it.
-using EntryVisitor = std::function<bool(Index index, const MDB_val& stored)>;
+// What a walk does with the entry it visits.
+enum class Visit { kKeep, kDelete, kStop };
+using EntryVisitor = std::function<Visit(Index index, const MDB_val& stored)>;
 
 // Visits the stored entries lo <= index <= hi in index order. The visitor
 // sees the value's size and location; the data pages are read only if it
@@ -224,7 +225,9 @@ absl::Status WalkEntries(MDB_txn* txn, MDB_dbi dbi, Index lo, Index hi,
     }
     const Index index = storage::GetBigEndian64(static_cast<const char*>(k.mv_data));
     if (index > hi) break;
-    if (visit(index, v) && (rc = mdb_cursor_del(cursor, 0)) != 0) break;
+    const Visit action = visit(index, v);
+    if (action == Visit::kStop) break;
+    if (action == Visit::kDelete && (rc = mdb_cursor_del(cursor, 0)) != 0) break;
     rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
   }
   mdb_cursor_close(cursor);
@@ -308,15 +311,18 @@ class LmdbLogStore::Impl {
   }
 
   // Read from one transaction, so the list and the compaction point agree.
-  absl::StatusOr<std::vector<Index>> RetainedIndexes() const {
+  absl::StatusOr<std::vector<Index>> RetainedIndexes(Index after,
+                                                     size_t limit) const {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, *env_));
     std::vector<Index> indexes;
+    if (after >= b.compacted_index || limit == 0) return indexes;
     CONFMAN_RETURN_IF_ERROR(WalkEntries(
-        txn.get(), env_->db(kEntriesDb), 0, b.compacted_index,
-        [&indexes](Index index, const MDB_val&) {
+        txn.get(), env_->db(kEntriesDb), after + 1, b.compacted_index,
+        [&](Index index, const MDB_val&) {
+          if (indexes.size() == limit) return Visit::kStop;
           indexes.push_back(index);
-          return false;
+          return Visit::kKeep;
         }));
     return indexes;
   }
@@ -454,14 +460,15 @@ class LmdbLogStore::Impl {
 
   absl::Status DeleteFrom(MDB_txn* txn, Index from) {
     return WalkEntries(txn, env_->db(kEntriesDb), from, kLastPossibleIndex,
-                       [](Index, const MDB_val&) { return true; });
+                       [](Index, const MDB_val&) { return Visit::kDelete; });
   }
 
   // Deletes the entries lo <= index <= through that are not retained.
   absl::Status ReleaseRange(MDB_txn* txn, Index lo, Index through) {
     return WalkEntries(txn, env_->db(kEntriesDb), lo, through,
                        [this](Index index, const MDB_val& stored) {
-                         return !RetainsStored(index, stored);
+                         return RetainsStored(index, stored) ? Visit::kKeep
+                                                             : Visit::kDelete;
                        });
   }
 
@@ -703,8 +710,9 @@ absl::StatusOr<std::string> LmdbLogStore::ReadEntryData(raft::Index index) const
   return impl_->ReadEntryData(index);
 }
 
-absl::StatusOr<std::vector<raft::Index>> LmdbLogStore::RetainedIndexes() const {
-  return impl_->RetainedIndexes();
+absl::StatusOr<std::vector<raft::Index>> LmdbLogStore::RetainedIndexes(
+    raft::Index after, size_t limit) const {
+  return impl_->RetainedIndexes(after, limit);
 }
 
 absl::Status LmdbLogStore::DropRetained(std::vector<raft::Index> indexes) {

@@ -111,11 +111,14 @@ absl::StatusOr<std::string> MemoryLogStore::ReadEntryData(raft::Index index) con
   return it->second.data;
 }
 
-absl::StatusOr<std::vector<raft::Index>> MemoryLogStore::RetainedIndexes() const {
+absl::StatusOr<std::vector<raft::Index>> MemoryLogStore::RetainedIndexes(
+    raft::Index after, size_t limit) const {
   std::lock_guard lock(state_->mu);
   std::vector<raft::Index> indexes;
-  indexes.reserve(state_->retained.size());
-  for (const auto& [index, entry] : state_->retained) indexes.push_back(index);
+  for (auto it = state_->retained.upper_bound(after);
+       it != state_->retained.end() && indexes.size() < limit; ++it) {
+    indexes.push_back(it->first);
+  }
   return indexes;
 }
 

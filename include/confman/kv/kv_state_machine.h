@@ -114,11 +114,13 @@ class KvStateMachine final : public StateMachine {
   // Bytes of the live LMDB environment's data file (0 in memory).
   uint64_t StorageBytes() const;
 
-  // Log indexes whose retained entries hold values of the current version,
-  // ascending. Entries absent from the list are never needed again by this
-  // version or a later one (later versions only add newer entries); open
-  // snapshot sources may still need them.
-  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries() const;
+  // Log indexes in [lo, hi] whose entries hold values of the current
+  // version, ascending. An index in that range absent from the list is
+  // never needed again by this version or a later one (later versions only
+  // refer to newer entries); open snapshot sources may still need it. At
+  // most hi - lo + 1 indexes, so callers bound the memory by the range.
+  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
+      raft::Index lo, raft::Index hi) const;
   // Snapshot sources opened and not yet destroyed.
   int OpenSnapshotCount() const;
 

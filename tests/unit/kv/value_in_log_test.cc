@@ -67,7 +67,9 @@ struct WithArchive {
     REQUIRE(results.size() == 1);
     return results[0];
   }
-  std::vector<raft::Index> Referenced() { return sm->ReferencedLogEntries().value(); }
+  std::vector<raft::Index> Referenced() {
+    return sm->ReferencedLogEntries(0, ~raft::Index{0}).value();
+  }
 };
 
 TEMPLATE_TEST_CASE("a large value is stored once, in its log entry", "[kv][value_in_log]",
@@ -108,6 +110,9 @@ TEMPLATE_TEST_CASE("references follow overwrites, deletes and failed writes",
   REQUIRE(store.Run(Put("app", "k", "small now")).outcome.ok());        // 3
   CHECK(store.Referenced().empty());
   REQUIRE(store.Run(Put("app", "k", big)).outcome.ok());                // 4
+  CHECK(store.sm->ReferencedLogEntries(4, 4).value() == std::vector<raft::Index>{4});
+  CHECK(store.sm->ReferencedLogEntries(1, 3).value().empty());
+  CHECK(store.sm->ReferencedLogEntries(5, 100).value().empty());
   // A compare-and-set that loses keeps the current value's reference.
   CHECK(absl::IsFailedPrecondition(
       store.Run(Put("app", "k", big + "y", /*expected=*/1)).outcome));  // 5
@@ -139,7 +144,7 @@ TEMPLATE_TEST_CASE("a snapshot carries values from the log inline",
 
   CHECK(receiver->Get("app", "big")->value == big);
   CHECK(receiver->Get("app", "small")->value == "s");
-  CHECK(receiver->ReferencedLogEntries()->empty());
+  CHECK(receiver->ReferencedLogEntries(0, ~raft::Index{0})->empty());
 }
 
 TEMPLATE_TEST_CASE("a value missing from the log is a clear error",

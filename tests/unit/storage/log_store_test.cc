@@ -413,7 +413,7 @@ TEMPLATE_TEST_CASE("large normal entries outlive compaction, invisible to the lo
   CHECK_FALSE(log->RetainsEntry(entries[4]));
   REQUIRE(log->WriteSync(Append(entries)).ok());
   REQUIRE(log->CompactPrefix(5).ok());
-  CHECK(log->RetainedIndexes().value() == Indexes{2, 4});
+  CHECK(log->RetainedIndexes(0, 100).value() == Indexes{2, 4});
   CHECK(log->ReadEntryData(2).value() == entries[1].data);
   CHECK(log->ReadEntryData(4).value() == entries[3].data);
   for (raft::Index dropped : {1, 3, 5}) {
@@ -432,7 +432,12 @@ TEMPLATE_TEST_CASE("large normal entries outlive compaction, invisible to the lo
   CHECK(log->Entries(6, 8, 1u << 20).value() ==
         std::vector<Entry>{entries[5], entries[6]});
   REQUIRE(log->CompactPrefix(7).ok());
-  CHECK(log->RetainedIndexes().value() == Indexes{2, 4, 6});
+  CHECK(log->RetainedIndexes(0, 100).value() == Indexes{2, 4, 6});
+  // Paged: at most `limit`, strictly after `after`.
+  CHECK(log->RetainedIndexes(0, 2).value() == Indexes{2, 4});
+  CHECK(log->RetainedIndexes(4, 2).value() == Indexes{6});
+  CHECK(log->RetainedIndexes(6, 2).value().empty());
+  CHECK(log->RetainedIndexes(0, 0).value().empty());
   CHECK(log->WriteSync(Append({MakeEntry(8, 3)})).ok());
   CHECK(log->FirstIndex() == 8);
   CHECK(log->Entries(8, 9, 100).value().front() == MakeEntry(8, 3));
@@ -449,7 +454,7 @@ TEMPLATE_TEST_CASE("a reset retains large entries at or below its index only",
               .ok());
   REQUIRE(log->CompactPrefix(3).ok());
   REQUIRE(log->ResetToSnapshot(6, 9).ok());
-  CHECK(log->RetainedIndexes().value() == Indexes{2, 5});
+  CHECK(log->RetainedIndexes(0, 100).value() == Indexes{2, 5});
   CHECK(log->ReadEntryData(5).value() == Large(5, 1).data);
   CHECK(absl::IsNotFound(log->ReadEntryData(7).status()));
   CHECK(absl::IsNotFound(log->ReadEntryData(4).status()));
@@ -460,7 +465,7 @@ TEMPLATE_TEST_CASE("a reset retains large entries at or below its index only",
   CHECK(log->Entries(7, 8, 1).value().front() == Large(7, 10, 100));
   // A reset below a retained entry drops it like any entry above the index.
   REQUIRE(log->ResetToSnapshot(3, 11).ok());
-  CHECK(log->RetainedIndexes().value() == Indexes{2});
+  CHECK(log->RetainedIndexes(0, 100).value() == Indexes{2});
   CHECK(absl::IsNotFound(log->ReadEntryData(5).status()));
   CHECK(absl::IsNotFound(log->ReadEntryData(7).status()));
   CHECK(log->WriteSync(Append({MakeEntry(4, 11)})).ok());
@@ -476,17 +481,17 @@ TEMPLATE_TEST_CASE("DropRetained removes the listed retained entries only",
                                  MakeEntry(4, 1), Large(5, 1), Large(6, 1)}))
               .ok());
   REQUIRE(log->CompactPrefix(4).ok());
-  REQUIRE(log->RetainedIndexes().value() == Indexes{1, 2, 3});
+  REQUIRE(log->RetainedIndexes(0, 100).value() == Indexes{1, 2, 3});
   // 4 held nothing; 5 is in the log; 99 was never stored.
   REQUIRE(log->DropRetained({2, 4, 5, 99}).ok());
-  CHECK(log->RetainedIndexes().value() == Indexes{1, 3});
+  CHECK(log->RetainedIndexes(0, 100).value() == Indexes{1, 3});
   CHECK(absl::IsNotFound(log->ReadEntryData(2).status()));
   CHECK(log->ReadEntryData(1).value() == Large(1, 1).data);
   CHECK(log->ReadEntryData(5).value() == Large(5, 1).data);
   CHECK(log->Entries(5, 7, 1u << 20).value().size() == 2);
   CHECK(log->FirstIndex() == 5);
   REQUIRE(log->DropRetained({1, 3}).ok());
-  CHECK(log->RetainedIndexes().value().empty());
+  CHECK(log->RetainedIndexes(0, 100).value().empty());
   CHECK(log->TermAt(4).value() == 1);
 }
 
@@ -500,11 +505,11 @@ TEMPLATE_TEST_CASE("a store with retention off keeps nothing after compaction",
               .ok());
   CHECK(log->ReadEntryData(2).value() == Large(2, 1, 4096).data);
   REQUIRE(log->CompactPrefix(2).ok());
-  CHECK(log->RetainedIndexes().value().empty());
+  CHECK(log->RetainedIndexes(0, 100).value().empty());
   CHECK(absl::IsNotFound(log->ReadEntryData(1).status()));
   CHECK(absl::IsNotFound(log->ReadEntryData(2).status()));
   REQUIRE(log->ResetToSnapshot(3, 2).ok());
-  CHECK(log->RetainedIndexes().value().empty());
+  CHECK(log->RetainedIndexes(0, 100).value().empty());
   CHECK(absl::IsNotFound(log->ReadEntryData(3).status()));
 }
 
@@ -523,7 +528,7 @@ TEST_CASE("retained entries and drops survive a reopen", "[log_store][lmdb][reta
     CHECK(log->FirstIndex() == 6);
     CHECK(log->LastIndex() == 6);
     CHECK(log->TermAt(5).value() == 1);
-    CHECK(log->RetainedIndexes().value() == Indexes{1, 4});
+    CHECK(log->RetainedIndexes(0, 100).value() == Indexes{1, 4});
     CHECK(log->ReadEntryData(4).value() == Large(4, 1).data);
     CHECK(absl::IsNotFound(log->ReadEntryData(3).status()));
     // Leaves only retained entries stored, all below the snapshot.
@@ -533,7 +538,7 @@ TEST_CASE("retained entries and drops survive a reopen", "[log_store][lmdb][reta
   CHECK(log->FirstIndex() == 11);
   CHECK(log->LastIndex() == 10);
   CHECK(log->TermAt(10).value() == 3);
-  CHECK(log->RetainedIndexes().value() == Indexes{1, 4});
+  CHECK(log->RetainedIndexes(0, 100).value() == Indexes{1, 4});
   CHECK(log->WriteSync(Append({MakeEntry(11, 3)})).ok());
   CHECK(log->Entries(11, 12, 100).value().front() == MakeEntry(11, 3));
 }
@@ -549,7 +554,7 @@ TEST_CASE("a corrupt retained entry reads as data loss naming its index",
     auto log = factory.Open();
     REQUIRE(log->WriteSync(Append({MakeEntry(1, 1), precious, Large(3, 1)})).ok());
     REQUIRE(log->CompactPrefix(3).ok());
-    REQUIRE(log->RetainedIndexes().value() == Indexes{2, 3});
+    REQUIRE(log->RetainedIndexes(0, 100).value() == Indexes{2, 3});
   }
   FlipByteOf(factory.dir.path() + "/log/data.mdb", "retained-recognisable");
   auto log = factory.Open();
@@ -557,7 +562,7 @@ TEST_CASE("a corrupt retained entry reads as data loss naming its index",
   REQUIRE(absl::IsDataLoss(read.status()));
   CHECK_THAT(std::string(read.status().message()), Catch::Contains("log entry 2 "));
   CHECK(log->ReadEntryData(3).value() == Large(3, 1).data);
-  CHECK(log->RetainedIndexes().value() == Indexes{2, 3});
+  CHECK(log->RetainedIndexes(0, 100).value() == Indexes{2, 3});
 }
 
 TEST_CASE("retained entries read consistently while the log is written",
@@ -581,7 +586,7 @@ TEST_CASE("retained entries read consistently while the log is written",
   stop = true;
   reader.join();
   CHECK(bad_reads == 0);
-  auto retained = log->RetainedIndexes().value();
+  auto retained = log->RetainedIndexes(0, 100).value();
   REQUIRE(retained.size() == 95);  // 1..95: the last compaction was through 95.
   CHECK(retained.front() == 1);
   CHECK(retained.back() == 95);
@@ -594,16 +599,16 @@ TEST_CASE("the fault injector covers retained-entry reads and drops",
   CHECK(log.RetainsEntry(Large(1, 1)));
   REQUIRE(log.WriteSync(Append({Large(1, 1), Large(2, 1), MakeEntry(3, 1)})).ok());
   REQUIRE(log.CompactPrefix(2).ok());
-  CHECK(log.RetainedIndexes().value() == Indexes{1, 2});
+  CHECK(log.RetainedIndexes(0, 100).value() == Indexes{1, 2});
   log.FailReads(absl::DataLossError("log entry 1 is corrupt"));
   CHECK(absl::IsDataLoss(log.ReadEntryData(1).status()));
   log.FailReads(std::nullopt);
   CHECK(log.ReadEntryData(1).value() == Large(1, 1).data);
   log.FailNextWrites(1, absl::UnavailableError("disk unplugged"));
   CHECK(absl::IsUnavailable(log.DropRetained({1})));
-  CHECK(memory.RetainedIndexes().value() == Indexes{1, 2});
+  CHECK(memory.RetainedIndexes(0, 100).value() == Indexes{1, 2});
   REQUIRE(log.DropRetained({1}).ok());
-  CHECK(memory.RetainedIndexes().value() == Indexes{2});
+  CHECK(memory.RetainedIndexes(0, 100).value() == Indexes{2});
 }
 
 }  // namespace
