@@ -961,13 +961,7 @@ void CoreImpl::DeliverRead(const PendingRead& read, Index index) {
     read_states_.push_back(ReadState{index, read.context});
     return;
   }
-  Message m;
-  m.type = MessageType::kReadIndexResponse;
-  m.to = read.requester;
-  m.term = term_;
-  m.log_index = index;
-  m.context = read.context;
-  Send(std::move(m));
+  ReplyToRead(read, index, /*reject=*/false);
 }
 
 void CoreImpl::FailRead(const PendingRead& read) {
@@ -975,11 +969,16 @@ void CoreImpl::FailRead(const PendingRead& read) {
     failed_reads_.push_back(read.context);
     return;
   }
+  ReplyToRead(read, 0, /*reject=*/true);
+}
+
+void CoreImpl::ReplyToRead(const PendingRead& read, Index index, bool reject) {
   Message reply;
   reply.type = MessageType::kReadIndexResponse;
   reply.to = read.requester;
   reply.term = term_;
-  reply.reject = true;
+  reply.log_index = index;
+  reply.reject = reject;
   reply.context = read.context;
   Send(std::move(reply));
 }

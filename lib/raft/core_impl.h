@@ -102,6 +102,8 @@ class CoreImpl {
   void ReleaseReads();
   void DeliverRead(const PendingRead& read, Index index);
   void FailRead(const PendingRead& read);
+  // Answers a follower's forwarded read: the read index, or a rejection.
+  void ReplyToRead(const PendingRead& read, Index index, bool reject);
   void FailPendingReads();
   bool NoopCommitted() const;
 
