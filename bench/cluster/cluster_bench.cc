@@ -110,7 +110,8 @@ struct Results {
 
 void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int index,
             bool via_followers, Results& results) {
-  uint64_t rng = 0x5eed0000u + static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull + 1;
+  uint64_t rng =
+      0x5eed0000u + static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull + 1;
   std::string value(w.value_bytes, '\0');
   const uint64_t count = w.writes / w.writers + (static_cast<uint64_t>(index) < w.writes % w.writers ? 1 : 0);
   std::vector<double> mine;
@@ -125,7 +126,8 @@ void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int inde
       auto target = via_followers ? (leader % 3) + 1 : leader;
       confman::Node* node = cluster.member(target == 0 ? 1 : target);
       status = node->Put("bench", key, value).status();
-      if (!absl::IsUnavailable(status) && !absl::IsResourceExhausted(status)) break;
+      if (!absl::IsUnavailable(status) && !absl::IsResourceExhausted(status))
+        break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
@@ -139,9 +141,10 @@ void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int inde
 }
 
 int Usage() {
-  std::fprintf(stderr,
-               "usage: confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] "
-               "[--via-followers] [--log-keep N] [--compact-every N]\n");
+  std::fprintf(
+      stderr,
+      "usage: confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] "
+      "[--via-followers] [--log-keep N] [--compact-every N]\n");
   return 2;
 }
 

@@ -153,7 +153,8 @@ struct NodeOptions {
   // the store a FaultInjectingLogStore wraps) must outlive the Node; a
   // caller keeping a raw pointer to the returned store may use it only
   // while the Node is open.
-  std::function<absl::StatusOr<std::unique_ptr<LogStore>>(const std::string& dir)>
+  std::function<absl::StatusOr<std::unique_ptr<LogStore>>(
+      const std::string& dir)>
       log_store_factory{};
 
   // Returns InvalidArgument naming the first field that breaks its rule.

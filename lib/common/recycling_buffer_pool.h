@@ -28,12 +28,14 @@ class RecyclingBufferPool final : public flatbuffers::Allocator {
   RecyclingBufferPool& operator=(const RecyclingBufferPool&) = delete;
 
   uint8_t* allocate(size_t size) override {
-    if (size < kMinPooledBytes || size > kMaxPooledBytes) return new uint8_t[size];
+    if (size < kMinPooledBytes || size > kMaxPooledBytes)
+      return new uint8_t[size];
     const size_t capacity = std::bit_ceil(size);
     {
       std::lock_guard lock(mu_);
-      auto it = std::find_if(free_.begin(), free_.end(),
-                             [&](const Block& b) { return b.capacity == capacity; });
+      auto it = std::find_if(free_.begin(), free_.end(), [&](const Block& b) {
+        return b.capacity == capacity;
+      });
       if (it != free_.end()) {
         uint8_t* buffer = it->data;
         pooled_bytes_ -= capacity;

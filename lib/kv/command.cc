@@ -50,7 +50,6 @@ absl::Status CheckAddress(std::string_view ns, std::string_view key) {
   return CheckName("the key", key, kMaxKeyBytes);
 }
 
-
 // A large value is first judged by compressing this much of its start:
 // media, ciphertext and other random-looking data then costs one small
 // compression instead of a full pass that saves nothing.
@@ -80,12 +79,14 @@ absl::StatusOr<bool> CompressInto(std::string_view input, size_t limit,
 absl::StatusOr<fb::ValueEncoding> Compress(const std::string& value,
                                            const EncodeOptions& options,
                                            std::string& compressed) {
-  if (value.size() <= options.compress_above_bytes) return fb::ValueEncoding_Raw;
+  if (value.size() <= options.compress_above_bytes)
+    return fb::ValueEncoding_Raw;
   if (value.size() > 2 * kCompressionProbeBytes) {
     const std::string_view probe(value.data(), kCompressionProbeBytes);
     CONFMAN_ASSIGN_OR_RETURN(
         bool shrinks,
-        CompressInto(probe, probe.size() * kProbeGainNumerator / kProbeGainDenominator,
+        CompressInto(probe,
+                     probe.size() * kProbeGainNumerator / kProbeGainDenominator,
                      options.zstd_level, compressed));
     if (!shrinks) return fb::ValueEncoding_Raw;
   }
@@ -135,7 +136,7 @@ absl::StatusOr<std::string> EncodeCommand(const Command& command,
   const std::string_view stored =
       encoding == fb::ValueEncoding_Zstd ? compressed : command.value;
   flatbuffers::FlatBufferBuilder builder(stored.size() + 1024,
-                                        &RecyclingBufferPool::Get());
+                                         &RecyclingBufferPool::Get());
   const auto ns = builder.CreateString(command.ns);
   const auto key = builder.CreateVector(Bytes(command.key), command.key.size());
   const auto value = builder.CreateVector(Bytes(stored), stored.size());

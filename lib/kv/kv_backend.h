@@ -76,8 +76,9 @@ class KvBackend {
   virtual absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const = 0;
   // Runs `body` in one atomic transaction; commits if it returns OK. The
   // commit is durable once the next Update or Sync returns (a system crash
-  // may undo the last one, never part of one). `body` may run more than once (after LMDB map growth) and must only
-  // depend on what it reads through the writer.
+  // may undo the last one, never part of one). `body` may run more than once
+  // (after LMDB map growth) and must only depend on what it reads through the
+  // writer.
   virtual absl::Status Update(
       const std::function<absl::Status(TableWriter&)>& body) = 0;
   virtual absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() = 0;

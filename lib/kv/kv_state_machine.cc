@@ -102,14 +102,15 @@ absl::Status CheckExpectedRevision(const CommandView& command,
 // Keeps kValueRefs in step with a key's record: drops the reference the old
 // record held and adds the new record's.
 absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
-                             raft::Index new_log_index, std::string_view address) {
+                             raft::Index new_log_index,
+                             std::string_view address) {
   if (old && old->value_log_index != 0) {
     CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
         Table::kValueRefs, storage::BigEndianKey(old->value_log_index)));
   }
   if (new_log_index == 0) return absl::OkStatus();
-  return batch.writer.Put(Table::kValueRefs, storage::BigEndianKey(new_log_index),
-                          {address});
+  return batch.writer.Put(Table::kValueRefs,
+                          storage::BigEndianKey(new_log_index), {address});
 }
 
 // `in_log`: the log retains this entry, so the value stays there.
@@ -138,8 +139,9 @@ absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
       .value_log_index = in_log ? index : 0,
       .stored_bytes = command.stored_value.size(),
       .stored_value = in_log ? std::string_view() : command.stored_value};
-  CONFMAN_RETURN_IF_ERROR(batch.writer.Put(
-      Table::kKeys, address, {EncodeKeyRecordHead(record), record.stored_value}));
+  CONFMAN_RETURN_IF_ERROR(
+      batch.writer.Put(Table::kKeys, address,
+                       {EncodeKeyRecordHead(record), record.stored_value}));
   CONFMAN_RETURN_IF_ERROR(
       ReplaceValueRef(batch, current, record.value_log_index, address));
   CONFMAN_RETURN_IF_ERROR(RecordChange(batch, command, ChangeOp::kPut,
@@ -250,7 +252,8 @@ absl::StatusOr<std::string> ReadValue(std::string_view address,
   if (record.value_log_index == 0) {
     return DecodeValue(record.stored_value, record.encoding, record.raw_size);
   }
-  absl::StatusOr<LoggedValue> logged = ReadLoggedValue(archive, record, address);
+  absl::StatusOr<LoggedValue> logged =
+      ReadLoggedValue(archive, record, address);
   if (absl::IsNotFound(logged.status())) {
     return absl::AbortedError(absl::StrCat(
         "the value of ", ToAbsl(address), " changed while it was being read (",
@@ -351,8 +354,8 @@ class KvStateMachine::Impl {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<ApplyResult>> Apply(std::vector<raft::Entry> entries,
-                                                 const ResultsKnown& results_known) {
+  absl::StatusOr<std::vector<ApplyResult>> Apply(
+      std::vector<raft::Entry> entries, const ResultsKnown& results_known) {
     const raft::Index applied = applied_index_.load();
     std::erase_if(entries, [&](const raft::Entry& e) { return e.index <= applied; });
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -407,7 +410,8 @@ class KvStateMachine::Impl {
                                 .membership = std::move(state.membership)};
     open_snapshots_->fetch_add(1);
     return NewSnapshotSource(std::move(reader), std::move(snapshot),
-                             options_.snapshot_chunk_bytes, options_.value_archive,
+                             options_.snapshot_chunk_bytes,
+                             options_.value_archive,
                              [open = open_snapshots_] { open->fetch_sub(1); });
   }
 
@@ -448,7 +452,8 @@ class KvStateMachine::Impl {
     return RetryAborted([&] { return ListOnce(request); });
   }
 
-  absl::StatusOr<KeyValue> GetOnce(std::string_view ns, std::string_view key) const {
+  absl::StatusOr<KeyValue> GetOnce(std::string_view ns,
+                                   std::string_view key) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> record,
@@ -609,7 +614,9 @@ absl::StatusOr<ChangePage> KvStateMachine::Changes(uint64_t after_revision,
   return impl_->Changes(after_revision, limit);
 }
 uint64_t KvStateMachine::Revision() const { return impl_->Revision(); }
-int KvStateMachine::OpenSnapshotCount() const { return impl_->OpenSnapshotCount(); }
+int KvStateMachine::OpenSnapshotCount() const {
+  return impl_->OpenSnapshotCount();
+}
 absl::StatusOr<std::vector<raft::Index>> KvStateMachine::ReferencedLogEntries(
     raft::Index lo, raft::Index hi) const {
   return impl_->ReferencedLogEntries(lo, hi);

@@ -15,7 +15,8 @@ namespace {
 
 // A stored value never changes once written; versions share it.
 using Value = std::shared_ptr<const std::string>;
-using Tables = std::array<std::map<std::string, Value, std::less<>>, kTableCount>;
+using Tables =
+    std::array<std::map<std::string, Value, std::less<>>, kTableCount>;
 
 // A version outlives the backend's pointer to it while a reader holds it,
 // which is why versions are shared.
@@ -72,7 +73,8 @@ class MemoryTableWriter : public TableWriter {
     std::string value;
     for (std::string_view p : parts) value.append(p);
     (*tables_)[static_cast<size_t>(table)].insert_or_assign(
-        std::string(key), std::make_shared<const std::string>(std::move(value)));
+        std::string(key),
+        std::make_shared<const std::string>(std::move(value)));
     return absl::OkStatus();
   }
   absl::Status Delete(Table table, std::string_view key) override {

@@ -81,7 +81,8 @@ absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
   if (archive == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the value of ", storage::ToAbsl(address), " is kept in log entry ",
-        record.value_log_index, " but the config store was opened without "
+        record.value_log_index,
+        " but the config store was opened without "
         "its log; open it with KvStateMachineOptions.value_archive"));
   }
   LoggedValue out;
@@ -93,7 +94,8 @@ absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
       command->stored_value.size() != record.stored_bytes) {
     return absl::DataLossError(absl::StrCat(
         "log entry ", record.value_log_index, " is not the put of ",
-        storage::ToAbsl(address), " that the config store refers to; the "
+        storage::ToAbsl(address),
+        " that the config store refers to; the "
         "store is damaged: restore this member from a peer snapshot"));
   }
   out.stored = command->stored_value;

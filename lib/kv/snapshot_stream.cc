@@ -33,9 +33,12 @@ class KvSnapshotSource : public SnapshotSource {
   KvSnapshotSource(std::unique_ptr<TableReader> reader, raft::SnapshotMeta meta,
                    uint64_t chunk_bytes, const EntryArchive* archive,
                    std::function<void()> on_close)
-      : reader_(std::move(reader)), meta_(std::move(meta)),
-        chunk_bytes_(chunk_bytes), archive_(archive),
-        on_close_(std::move(on_close)), head_(EncodeStreamHeader(meta_)) {}
+      : reader_(std::move(reader)),
+        meta_(std::move(meta)),
+        chunk_bytes_(chunk_bytes),
+        archive_(archive),
+        on_close_(std::move(on_close)),
+        head_(EncodeStreamHeader(meta_)) {}
 
   ~KvSnapshotSource() override {
     reader_.reset();
@@ -285,7 +288,8 @@ class KvSnapshotSink : public SnapshotSink {
     if (table == Table::kKeys) {
       absl::StatusOr<KeyRecord> record = DecodeKeyRecord(value);
       if (!record.ok()) return Corrupt("bad key record");
-      if (record->value_log_index != 0) return Corrupt("key record points into a log");
+      if (record->value_log_index != 0)
+        return Corrupt("key record points into a log");
     }
     if (table == Table::kMeta && key == kAppliedMetaKey) {
       absl::StatusOr<raft::Index> applied = DecodeAppliedIndex(value);

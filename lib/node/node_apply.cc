@@ -72,9 +72,10 @@ void NodeImpl::ApplyLoop() {
       }
     }
     lock.unlock();
-    const uint64_t bytes = std::holds_alternative<CommittedBatch>(task)
-                               ? DataBytes(std::get<CommittedBatch>(task).entries)
-                               : 0;
+    const uint64_t bytes =
+        std::holds_alternative<CommittedBatch>(task)
+            ? DataBytes(std::get<CommittedBatch>(task).entries)
+            : 0;
     RunApplyTask(task);
     apply_backlog_bytes_ -= bytes;
     lock.lock();
@@ -108,8 +109,9 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
   // already durable in a quorum's logs, so the state's own commit need not
   // delay them.
   absl::StatusOr<std::vector<ApplyResult>> results = sm_->Apply(
-      std::move(entries),
-      [&](const std::vector<ApplyResult>& known) { CompleteWrites(known, terms); });
+      std::move(entries), [&](const std::vector<ApplyResult>& known) {
+        CompleteWrites(known, terms);
+      });
   if (!results.ok()) return FailStorage(results.status());
   Count("node.applied_entries", results->size());
   applied_ = sm_->AppliedIndex();
@@ -222,7 +224,8 @@ void NodeImpl::RequestCompaction(raft::Index through) {
 void NodeImpl::CompactionLoop() {
   std::unique_lock lock(compact_mu_);
   while (true) {
-    compact_cv_.wait(lock, [this] { return compact_stop_ || sweep_requested_; });
+    compact_cv_.wait(lock,
+                     [this] { return compact_stop_ || sweep_requested_; });
     if (compact_stop_) return;
     const raft::Index through = std::exchange(compact_through_, 0);
     sweep_requested_ = false;

@@ -136,8 +136,8 @@ absl::Status NodeImpl::OpenCore() {
                        .applied = applied.applied_index};
   // Until a configuration change is applied, the founding membership exists
   // only in the options: storage has none to recover.
-  const bool founding = applied.membership_index == 0 &&
-                        applied.membership == raft::Membership{};
+  const bool founding =
+      applied.membership_index == 0 && applied.membership == raft::Membership{};
   if (founding && !options_.join) {
     for (const PeerAddress& peer : options_.initial_members) {
       boot.membership.voters.push_back(peer.id);
@@ -161,9 +161,9 @@ absl::Status NodeImpl::OpenCore() {
       // Committed entries waiting for the apply thread stay in the log, not
       // in memory, beyond the same budget (on followers too).
       .max_unapplied_bytes = options_.max_uncommitted_bytes,
-      .random_seed = id_ * 0x9E3779B97F4A7C15ull ^
-                     static_cast<uint64_t>(
-                         Clock::now().time_since_epoch().count()),
+      .random_seed =
+          id_ * 0x9E3779B97F4A7C15ull ^
+          static_cast<uint64_t>(Clock::now().time_since_epoch().count()),
   };
   CONFMAN_ASSIGN_OR_RETURN(core_,
                            raft::Core::Create(core_options, boot, log_.get()));

@@ -164,8 +164,9 @@ void NodeImpl::HandOffLeadership() {
   if (best == raft::kNoMember) return;  // A single voter: nobody to take over.
   absl::Status s = core_->TransferLeadership(best);
   if (s.ok()) {
-    Log(LogLevel::kWarning, absl::StrCat("handing leadership to member ", best,
-                                         " because this member's storage failed"));
+    Log(LogLevel::kWarning,
+        absl::StrCat("handing leadership to member ", best,
+                     " because this member's storage failed"));
   }
   ProcessReady();
 }
@@ -181,13 +182,13 @@ absl::Status NodeImpl::StorageFailedError() const {
   }
   if (storage.ok()) return storage;
   const raft::MemberId leader = core_->LeaderId();
-  return absl::UnavailableError(absl::StrCat(
-      "member ", id_, " cannot make writes durable (", storage.ToString(),
-      "); retry on another member",
-      leader == raft::kNoMember || leader == id_
-          ? std::string()
-          : absl::StrCat(", e.g. the leader, member ", leader, " at ",
-                         AddressOf(leader))));
+  return absl::UnavailableError(
+      absl::StrCat("member ", id_, " cannot make writes durable (",
+                   storage.ToString(), "); retry on another member",
+                   leader == raft::kNoMember || leader == id_
+                       ? std::string()
+                       : absl::StrCat(", e.g. the leader, member ", leader,
+                                      " at ", AddressOf(leader))));
 }
 
 void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
@@ -315,9 +316,9 @@ void NodeImpl::HandleFailedReads(const std::vector<std::string>& contexts) {
   const absl::Status lost = absl::UnavailableError(absl::StrCat(
       "the read point was lost (leadership changed or the leader refused "
       "the read); ",
-      leader == raft::kNoMember
-          ? std::string("no leader is known yet")
-          : absl::StrCat("the leader is member ", leader, " at ", AddressOf(leader)),
+      leader == raft::kNoMember ? std::string("no leader is known yet")
+                                : absl::StrCat("the leader is member ", leader,
+                                               " at ", AddressOf(leader)),
       "; retry shortly"));
   for (const std::string& context : contexts) {
     auto it = pending_reads_.find(DecodeRequestId(context));

@@ -86,7 +86,8 @@ absl::Status ValidateSizes(const NodeOptions& o) {
     return Invalid("max_uncommitted_bytes", "must be at least max_append_bytes");
   }
   if (o.log_compact_every == 0) return Invalid("log_compact_every", "must be at least 1");
-  if (o.history_retention == 0) return Invalid("history_retention", "must be at least 1");
+  if (o.history_retention == 0)
+    return Invalid("history_retention", "must be at least 1");
   return absl::OkStatus();
 }
 

@@ -139,9 +139,9 @@ void NodeImpl::OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk
   {
     std::lock_guard lock(snapshot_mu_);
     if (receive_queue_bytes_ + chunk.data.size() > kMaxReceiveQueueBytes) {
-      Log(LogLevel::kWarning, absl::StrCat("dropped snapshot chunk ", chunk.seq,
-                                           " from member ", from,
-                                           ": receive queue full"));
+      Log(LogLevel::kWarning,
+          absl::StrCat("dropped snapshot chunk ", chunk.seq, " from member ",
+                       from, ": receive queue full"));
       return;
     }
     receive_queue_bytes_ += chunk.data.size();

@@ -36,9 +36,10 @@ absl::Status CoreOptions::Validate() const {
   }
   if (max_apply_bytes == 0) return invalid("max_apply_bytes must be > 0");
   if (max_unapplied_bytes != 0 && max_unapplied_bytes < max_apply_bytes) {
-    return invalid("max_unapplied_bytes (", max_unapplied_bytes,
-                   ") must be 0 (no apply window) or at least max_apply_bytes (",
-                   max_apply_bytes, ")");
+    return invalid(
+        "max_unapplied_bytes (", max_unapplied_bytes,
+        ") must be 0 (no apply window) or at least max_apply_bytes (",
+        max_apply_bytes, ")");
   }
   if (max_pending_reads == 0) return invalid("max_pending_reads must be > 0");
   return absl::OkStatus();

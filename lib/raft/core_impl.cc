@@ -650,7 +650,8 @@ bool CoreImpl::SendAppend(MemberId to, Progress& pr, bool send_if_empty) {
     return true;
   }
   if (pr.state == Progress::State::kReplicate && pr.inflights.count() > 0 &&
-      pr.inflights.bytes() + DataBytes(*entries) > options_.max_inflight_bytes) {
+      pr.inflights.bytes() + DataBytes(*entries) >
+          options_.max_inflight_bytes) {
     // Only an empty window may be overshot, by one oversized batch.
     return false;
   }
@@ -1106,8 +1107,8 @@ bool CoreImpl::ApplyRoomFor(uint64_t bytes) const {
       committed_to_emit_.empty() ||
       committed_to_emit_bytes_ + bytes <= options_.max_apply_bytes;
   const uint64_t window = options_.max_unapplied_bytes;
-  const bool window_fits =
-      window == 0 || unapplied_bytes_ == 0 || unapplied_bytes_ + bytes <= window;
+  const bool window_fits = window == 0 || unapplied_bytes_ == 0 ||
+                           unapplied_bytes_ + bytes <= window;
   return batch_fits && window_fits;
 }
 
@@ -1244,14 +1245,13 @@ CoreStatus CoreImpl::Status() const {
 // Empty when the apply window's bookkeeping is consistent.
 std::string CoreImpl::CheckApplyWindow() const {
   if (reported_applied_ > handed_out_ || handed_out_ > applied_) {
-    return absl::StrCat("reported applied ", reported_applied_,
-                        ", handed out ", handed_out_, ", applied ", applied_,
-                        " out of order");
+    return absl::StrCat("reported applied ", reported_applied_, ", handed out ",
+                        handed_out_, ", applied ", applied_, " out of order");
   }
   const uint64_t window = options_.max_unapplied_bytes;
   if (window != 0 && unapplied_.size() > 1 && unapplied_bytes_ > window) {
-    return absl::StrCat(unapplied_bytes_, " unapplied bytes exceed the window of ",
-                        window);
+    return absl::StrCat(unapplied_bytes_,
+                        " unapplied bytes exceed the window of ", window);
   }
   if (!unapplied_.empty() && unapplied_.front().first <= reported_applied_) {
     return absl::StrCat("entry ", unapplied_.front().first,

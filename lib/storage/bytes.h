@@ -31,9 +31,13 @@ T GetBigEndian(const char* in) {
 }
 
 inline void PutBigEndian64(char* out, uint64_t v) { PutBigEndian(out, v); }
-inline uint64_t GetBigEndian64(const char* in) { return GetBigEndian<uint64_t>(in); }
+inline uint64_t GetBigEndian64(const char* in) {
+  return GetBigEndian<uint64_t>(in);
+}
 inline void PutBigEndian32(char* out, uint32_t v) { PutBigEndian(out, v); }
-inline uint32_t GetBigEndian32(const char* in) { return GetBigEndian<uint32_t>(in); }
+inline uint32_t GetBigEndian32(const char* in) {
+  return GetBigEndian<uint32_t>(in);
+}
 
 inline std::string BigEndianKey(uint64_t v) {
   std::string key(8, '\0');

@@ -6,8 +6,8 @@ namespace confman {
 
 struct FaultInjectingLogStore::Faults {
   mutable std::mutex mu;
-  int failing_writes = 0;                  // Guarded by mu.
-  absl::Status write_status;               // Guarded by mu.
+  int failing_writes = 0;                   // Guarded by mu.
+  absl::Status write_status;                // Guarded by mu.
   std::optional<absl::Status> read_status;  // Guarded by mu.
 };
 
@@ -45,7 +45,8 @@ std::optional<absl::Status> FaultInjectingLogStore::ReadFault() const {
   return faults_->read_status;
 }
 
-absl::StatusOr<raft::Term> FaultInjectingLogStore::TermAt(raft::Index index) const {
+absl::StatusOr<raft::Term> FaultInjectingLogStore::TermAt(
+    raft::Index index) const {
   if (std::optional<absl::Status> fault = ReadFault()) return *fault;
   return wrapped_->TermAt(index);
 }
@@ -89,12 +90,13 @@ absl::StatusOr<std::string> FaultInjectingLogStore::ReadEntryData(
   return wrapped_->ReadEntryData(index);
 }
 
-absl::StatusOr<std::vector<raft::Index>> FaultInjectingLogStore::RetainedIndexes(
-    raft::Index after, size_t limit) const {
+absl::StatusOr<std::vector<raft::Index>>
+FaultInjectingLogStore::RetainedIndexes(raft::Index after, size_t limit) const {
   return wrapped_->RetainedIndexes(after, limit);
 }
 
-absl::Status FaultInjectingLogStore::DropRetained(std::vector<raft::Index> indexes) {
+absl::Status FaultInjectingLogStore::DropRetained(
+    std::vector<raft::Index> indexes) {
   if (std::optional<absl::Status> fault = TakeWriteFault()) return *fault;
   return wrapped_->DropRetained(std::move(indexes));
 }

@@ -112,9 +112,9 @@ absl::StatusOr<std::unique_ptr<LmdbEnv>> LmdbEnv::Open(
   mdb_env_set_maxreaders(env->env_, 256);
   rc = mdb_env_set_mapsize(env->env_, options.map_bytes);
   if (rc != 0) return LmdbError(rc, "setting the LMDB map size");
-  const unsigned flags =
-      MDB_NOTLS | MDB_NORDAHEAD | (options.sync_commits ? 0u : MDB_NOSYNC) |
-      (options.sync_meta ? 0u : MDB_NOMETASYNC);
+  const unsigned flags = MDB_NOTLS | MDB_NORDAHEAD |
+                         (options.sync_commits ? 0u : MDB_NOSYNC) |
+                         (options.sync_meta ? 0u : MDB_NOMETASYNC);
   rc = mdb_env_open(env->env_, options.dir.c_str(), flags, 0644);
   if (rc != 0) {
     return LmdbError(rc, absl::StrCat("opening the LMDB environment in ",

@@ -1,8 +1,9 @@
+#include <pthread.h>
+
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <pthread.h>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -190,7 +191,8 @@ absl::Status Validate(const PendingOp& op, const Bounds& b) {
   return absl::OkStatus();
 }
 
-bool RetainsKind(uint64_t retain_from_bytes, EntryType type, uint64_t data_bytes) {
+bool RetainsKind(uint64_t retain_from_bytes, EntryType type,
+                 uint64_t data_bytes) {
   return retain_from_bytes > 0 && type == EntryType::kNormal &&
          data_bytes >= retain_from_bytes;
 }
@@ -198,8 +200,9 @@ bool RetainsKind(uint64_t retain_from_bytes, EntryType type, uint64_t data_bytes
 constexpr Index kLastPossibleIndex = ~Index{0};
 
 absl::Status KeyIsNotAnIndex() {
-  return absl::DataLossError("the log holds a key that is not an index; "
-                             "restore this member's log from a peer");
+  return absl::DataLossError(
+      "the log holds a key that is not an index; "
+      "restore this member's log from a peer");
 }
 
 // What a walk does with the entry it visits.
@@ -223,11 +226,13 @@ absl::Status WalkEntries(MDB_txn* txn, MDB_dbi dbi, Index lo, Index hi,
       status = KeyIsNotAnIndex();
       break;
     }
-    const Index index = storage::GetBigEndian64(static_cast<const char*>(k.mv_data));
+    const Index index =
+        storage::GetBigEndian64(static_cast<const char*>(k.mv_data));
     if (index > hi) break;
     const Visit action = visit(index, v);
     if (action == Visit::kStop) break;
-    if (action == Visit::kDelete && (rc = mdb_cursor_del(cursor, 0)) != 0) break;
+    if (action == Visit::kDelete && (rc = mdb_cursor_del(cursor, 0)) != 0)
+      break;
     rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
   }
   mdb_cursor_close(cursor);
@@ -299,10 +304,12 @@ class LmdbLogStore::Impl {
     absl::StatusOr<std::string_view> stored =
         txn.Get(env_->db(kEntriesDb), storage::BigEndianKey(index));
     if (absl::IsNotFound(stored.status())) {
-      return absl::NotFoundError(absl::StrCat(
-          "log entry ", index, " is not stored (dropped, or never retained: "
-          "retain_entries_from_bytes is ", options_.retain_entries_from_bytes,
-          "); its value must come from a snapshot"));
+      return absl::NotFoundError(
+          absl::StrCat("log entry ", index,
+                       " is not stored (dropped, or never retained: "
+                       "retain_entries_from_bytes is ",
+                       options_.retain_entries_from_bytes,
+                       "); its value must come from a snapshot"));
     }
     if (!stored.ok()) return stored.status();
     LmdbEnv::Prefetch(*stored);
@@ -317,13 +324,14 @@ class LmdbLogStore::Impl {
     CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, *env_));
     std::vector<Index> indexes;
     if (after >= b.compacted_index || limit == 0) return indexes;
-    CONFMAN_RETURN_IF_ERROR(WalkEntries(
-        txn.get(), env_->db(kEntriesDb), after + 1, b.compacted_index,
-        [&](Index index, const MDB_val&) {
-          if (indexes.size() == limit) return Visit::kStop;
-          indexes.push_back(index);
-          return Visit::kKeep;
-        }));
+    CONFMAN_RETURN_IF_ERROR(WalkEntries(txn.get(), env_->db(kEntriesDb),
+                                        after + 1, b.compacted_index,
+                                        [&](Index index, const MDB_val&) {
+                                          if (indexes.size() == limit)
+                                            return Visit::kStop;
+                                          indexes.push_back(index);
+                                          return Visit::kKeep;
+                                        }));
     return indexes;
   }
 
@@ -543,7 +551,8 @@ class LmdbLogStore::Impl {
     return PutCompacted(txn, b);
   }
 
-  absl::Status ApplyDropRetained(MDB_txn* txn, const std::vector<Index>& indexes,
+  absl::Status ApplyDropRetained(MDB_txn* txn,
+                                 const std::vector<Index>& indexes,
                                  const Bounds& b) {
     for (Index index : indexes) {
       if (index > b.compacted_index) continue;  // In the log, or never stored.
@@ -551,8 +560,8 @@ class LmdbLogStore::Impl {
       MDB_val k = storage::ToVal(key);
       const int rc = mdb_del(txn, env_->db(kEntriesDb), &k, nullptr);
       if (rc != 0 && rc != MDB_NOTFOUND) {
-        return storage::LmdbError(rc, absl::StrCat("dropping retained log entry ",
-                                                   index));
+        return storage::LmdbError(
+            rc, absl::StrCat("dropping retained log entry ", index));
       }
     }
     return absl::OkStatus();
@@ -706,7 +715,8 @@ bool LmdbLogStore::RetainsEntry(const raft::Entry& entry) const {
   return impl_->RetainsEntry(entry);
 }
 
-absl::StatusOr<std::string> LmdbLogStore::ReadEntryData(raft::Index index) const {
+absl::StatusOr<std::string> LmdbLogStore::ReadEntryData(
+    raft::Index index) const {
   return impl_->ReadEntryData(index);
 }
 

@@ -1,14 +1,17 @@
+#include "confman/log_store.h"
+
 #include <future>
 
 #include "absl/strings/str_cat.h"
 #include "confman/entry_archive.h"
-#include "confman/log_store.h"
 
 namespace confman {
 
-absl::StatusOr<std::string> EntryArchive::ReadEntryData(raft::Index index) const {
+absl::StatusOr<std::string> EntryArchive::ReadEntryData(
+    raft::Index index) const {
   return absl::NotFoundError(absl::StrCat(
-      "log entry ", index, " is not stored: this store keeps no entries "
+      "log entry ", index,
+      " is not stored: this store keeps no entries "
       "readable by index; read the value from the state machine instead"));
 }
 

@@ -8,7 +8,8 @@
 namespace confman {
 
 struct MemoryLogStore::State {
-  explicit State(uint64_t retain_from) : retain_entries_from_bytes(retain_from) {}
+  explicit State(uint64_t retain_from)
+      : retain_entries_from_bytes(retain_from) {}
 
   const uint64_t retain_entries_from_bytes;
   mutable std::mutex mu;
@@ -17,7 +18,8 @@ struct MemoryLogStore::State {
   std::map<raft::Index, raft::Entry> retained;  // Guarded by mu.
 
   bool Retains(const raft::Entry& entry) const {
-    return retain_entries_from_bytes > 0 && entry.type == raft::EntryType::kNormal &&
+    return retain_entries_from_bytes > 0 &&
+           entry.type == raft::EntryType::kNormal &&
            entry.data.size() >= retain_entries_from_bytes;
   }
 
@@ -27,7 +29,8 @@ struct MemoryLogStore::State {
     const raft::Index last = std::min(through, log.LastIndex());
     for (raft::Index i = log.FirstIndex(); i <= last; ++i) {
       absl::StatusOr<std::vector<raft::Entry>> one = log.Entries(i, i + 1, 0);
-      if (one.ok() && Retains(one->front())) retained[i] = std::move(one->front());
+      if (one.ok() && Retains(one->front()))
+        retained[i] = std::move(one->front());
     }
   }
 };
@@ -94,19 +97,22 @@ bool MemoryLogStore::RetainsEntry(const raft::Entry& entry) const {
   return state_->Retains(entry);
 }
 
-absl::StatusOr<std::string> MemoryLogStore::ReadEntryData(raft::Index index) const {
+absl::StatusOr<std::string> MemoryLogStore::ReadEntryData(
+    raft::Index index) const {
   std::lock_guard lock(state_->mu);
   const raft::MemoryLog& log = state_->log;
   if (index >= log.FirstIndex() && index <= log.LastIndex()) {
-    absl::StatusOr<std::vector<raft::Entry>> one = log.Entries(index, index + 1, 0);
+    absl::StatusOr<std::vector<raft::Entry>> one =
+        log.Entries(index, index + 1, 0);
     if (!one.ok()) return one.status();
     return std::move(one->front().data);
   }
   auto it = state_->retained.find(index);
   if (it == state_->retained.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "log entry ", index, " is not stored (dropped, or never retained); "
-        "its value must come from a snapshot"));
+    return absl::NotFoundError(
+        absl::StrCat("log entry ", index,
+                     " is not stored (dropped, or never retained); "
+                     "its value must come from a snapshot"));
   }
   return it->second.data;
 }

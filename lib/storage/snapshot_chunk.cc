@@ -4,11 +4,13 @@
 
 namespace confman {
 
-uint32_t SnapshotChunkChecksum(uint64_t seq, bool last, const std::string& data) {
+uint32_t SnapshotChunkChecksum(uint64_t seq, bool last,
+                               const std::string& data) {
   char head[9];
   storage::PutBigEndian64(head, seq);
   head[8] = last ? 1 : 0;
-  return storage::Crc32cExtend(storage::Crc32c(std::string_view(head, 9)), data);
+  return storage::Crc32cExtend(storage::Crc32c(std::string_view(head, 9)),
+                               data);
 }
 
 }  // namespace confman

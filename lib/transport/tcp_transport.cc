@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include <array>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
@@ -9,7 +11,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <pthread.h>
 #include <random>
 #include <shared_mutex>
 #include <thread>

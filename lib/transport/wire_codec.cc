@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "recycling_buffer_pool.h"
 #include "flatbuffers/flatbuffers.h"
+#include "recycling_buffer_pool.h"
 #include "wire_generated.h"
 
 namespace confman::wire {
@@ -17,7 +17,6 @@ namespace fb = ::flatbuffers;
 namespace gen = ::confman::wire::schema;
 
 // ---- encoding -------------------------------------------------------------
-
 
 fb::Offset<fb::Vector<uint8_t>> Bytes(fb::FlatBufferBuilder& builder,
                                       const std::string& bytes) {
@@ -363,7 +362,8 @@ EncodedFrame EncodeMessage(const raft::Message& message) {
 
 EncodedFrame EncodeChunk(const ChunkFrame& in) {
   const TransportSnapshotChunk& c = in.chunk;
-  fb::FlatBufferBuilder builder(EstimateEncodedBytes(c), &RecyclingBufferPool::Get());
+  fb::FlatBufferBuilder builder(EstimateEncodedBytes(c),
+                                &RecyclingBufferPool::Get());
   auto data = Bytes(builder, c.data);
   fb::Offset<gen::SnapshotMeta> meta;
   if (c.meta) meta = BuildMeta(builder, *c.meta);

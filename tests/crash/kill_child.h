@@ -6,13 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
 #include <random>
 #include <string>
 #include <thread>
-
-#include <catch2/catch.hpp>
 
 namespace confman::testing {
 

@@ -11,13 +11,12 @@
 // store to check, closes it, then forks the next child.
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <random>
-
-#include <catch2/catch.hpp>
 
 #include "confman/log_store.h"
 #include "kill_child.h"

@@ -6,12 +6,11 @@
 // that the log alone carries every acknowledged write across a crash.
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
-
-#include <catch2/catch.hpp>
 
 #include "confman/node.h"
 #include "confman/transport/in_memory.h"
@@ -31,7 +30,9 @@ struct Ack {
   uint64_t revision;
 };
 
-std::string KeyFor(uint64_t sequence) { return "k" + std::to_string(sequence % kKeys); }
+std::string KeyFor(uint64_t sequence) {
+  return "k" + std::to_string(sequence % kKeys);
+}
 
 // Every third write is large. The content names the write and is random
 // past that, so compression cannot shrink a large one below the threshold.
@@ -58,8 +59,9 @@ NodeOptions OptionsFor(const std::string& dir, InMemoryNetwork& network) {
   options.heartbeat_interval = std::chrono::milliseconds(20);
   options.log_keep_entries = 1;
   options.log_compact_every = 1;
-  options.transport_factory = [&network](raft::MemberId self)
-      -> absl::StatusOr<std::unique_ptr<Transport>> {
+  options.transport_factory =
+      [&network](
+          raft::MemberId self) -> absl::StatusOr<std::unique_ptr<Transport>> {
     auto transport = network.CreateTransport(self);
     if (!transport.ok()) return transport.status();
     return std::unique_ptr<Transport>(std::move(*transport));
@@ -87,7 +89,8 @@ Node* WaitForLeadership(Node& node) {
   const char ready = 'R';
   if (write(ack_fd, &ready, 1) != 1) _exit(3);
   for (uint64_t sequence = first;; ++sequence) {
-    auto revision = (*opened)->Put("crash", KeyFor(sequence), ValueFor(sequence));
+    auto revision =
+        (*opened)->Put("crash", KeyFor(sequence), ValueFor(sequence));
     if (!revision.ok()) _exit(4);
     const Ack ack{sequence, *revision};
     if (write(ack_fd, &ack, sizeof ack) != sizeof ack) _exit(5);
@@ -101,7 +104,8 @@ std::vector<Ack> ParseAcks(const std::string& reported) {
   return acks;
 }
 
-TEST_CASE("a node killed while writing keeps every acknowledged write", "[crash]") {
+TEST_CASE("a node killed while writing keeps every acknowledged write",
+          "[crash]") {
   confman::testing::TempDir root;
   const std::string dir = root.path() + "/member";
   std::mt19937_64 rng(Catch::rngSeed() + 3);

@@ -5,10 +5,9 @@
 // every batch whose Apply returned before the kill is included.
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
-
-#include <catch2/catch.hpp>
 
 #include "confman/kv/command.h"
 #include "confman/kv/kv_state_machine.h"
@@ -21,7 +20,9 @@ namespace {
 constexpr int kKills = 100;
 constexpr uint64_t kKeys = 20;
 
-std::string KeyFor(raft::Index index) { return "k" + std::to_string(index % kKeys); }
+std::string KeyFor(raft::Index index) {
+  return "k" + std::to_string(index % kKeys);
+}
 std::string ValueFor(raft::Index index) {
   return "value-" + std::to_string(index) + std::string(index % 3000, 'v');
 }
@@ -33,7 +34,9 @@ raft::Entry PutEntry(raft::Index index) {
   command.value = ValueFor(index);
   auto bytes = EncodeCommand(command, "crash", static_cast<int64_t>(index));
   if (!bytes.ok()) _exit(7);
-  return raft::Entry{.term = 1, .index = index, .type = raft::EntryType::kNormal,
+  return raft::Entry{.term = 1,
+                     .index = index,
+                     .type = raft::EntryType::kNormal,
                      .data = *std::move(bytes)};
 }
 
@@ -59,7 +62,8 @@ raft::Index LastAck(const std::string& reported) {
   REQUIRE(reported.size() % sizeof(raft::Index) == 0);
   raft::Index last = 0;
   if (!reported.empty()) {
-    std::memcpy(&last, reported.data() + reported.size() - sizeof last, sizeof last);
+    std::memcpy(&last, reported.data() + reported.size() - sizeof last,
+                sizeof last);
   }
   return last;
 }
@@ -81,13 +85,16 @@ void CheckState(const std::string& dir, raft::Index acked) {
     REQUIRE(kv->mod_revision == last);
   }
   if (applied == 0) return;
-  const ChangePage page = sm->Changes(applied > 5 ? applied - 5 : 0, 10).value();
+  const ChangePage page =
+      sm->Changes(applied > 5 ? applied - 5 : 0, 10).value();
   REQUIRE(!page.changes.empty());
   REQUIRE(page.changes.back().revision == applied);
-  REQUIRE(page.changes.back().time_unix_micros == static_cast<int64_t>(applied));
+  REQUIRE(page.changes.back().time_unix_micros ==
+          static_cast<int64_t>(applied));
 }
 
-TEST_CASE("the LMDB state machine survives SIGKILL at random points", "[crash]") {
+TEST_CASE("the LMDB state machine survives SIGKILL at random points",
+          "[crash]") {
   confman::testing::TempDir root;
   const std::string dir = root.path() + "/state";
   std::mt19937_64 rng(Catch::rngSeed() + 2);

@@ -1,9 +1,8 @@
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <chrono>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -47,7 +46,8 @@ std::unique_ptr<LocalCluster> StartCluster() {
 // Put with bounded retries while an election runs; the revision or the
 // last error.
 absl::StatusOr<uint64_t> PutRetrying(Node* node, const std::string& ns,
-                                     const std::string& key, const std::string& value) {
+                                     const std::string& key,
+                                     const std::string& value) {
   absl::StatusOr<uint64_t> result = absl::UnavailableError("not tried");
   for (int attempt = 0; attempt < 100; ++attempt) {
     result = node->Put(ns, key, value);
@@ -82,7 +82,8 @@ uint64_t StateHash(Node* node, const std::vector<std::string>& namespaces) {
     hash = (hash ^ 0xff) * 1099511628211ull;
   };
   for (const std::string& ns : namespaces) {
-    for (const auto& [key, entry] : ReadAll(node, ns, ReadConsistency::kLocal)) {
+    for (const auto& [key, entry] :
+         ReadAll(node, ns, ReadConsistency::kLocal)) {
       mix(key);
       mix(entry.first);
       mix(std::to_string(entry.second));
@@ -107,13 +108,16 @@ TEST_CASE("writes and reads in every consistency from every member") {
   std::map<std::string, std::string> written;
   for (raft::MemberId writer : cluster->ids()) {
     for (int i = 0; i < 5; ++i) {
-      const std::string key = "m" + std::to_string(writer) + "-" + std::to_string(i);
-      REQUIRE(PutRetrying(cluster->member(writer), "it", key, key + "-value").ok());
+      const std::string key =
+          "m" + std::to_string(writer) + "-" + std::to_string(i);
+      REQUIRE(
+          PutRetrying(cluster->member(writer), "it", key, key + "-value").ok());
       written[key] = key + "-value";
     }
   }
   for (raft::MemberId reader : cluster->ids()) {
-    for (ReadConsistency c : {ReadConsistency::kLinearizable, ReadConsistency::kLease}) {
+    for (ReadConsistency c :
+         {ReadConsistency::kLinearizable, ReadConsistency::kLease}) {
       for (const auto& [key, value] : written) {
         auto got = cluster->member(reader)->Get("it", key, {c});
         REQUIRE(got.ok());
@@ -122,8 +126,11 @@ TEST_CASE("writes and reads in every consistency from every member") {
     }
   }
   // Local reads are eventually complete on every member.
-  REQUIRE(cluster->WaitForApplied(cluster->member(cluster->leader_id())
-                                      ->GetStatus().commit_index).ok());
+  REQUIRE(
+      cluster
+          ->WaitForApplied(
+              cluster->member(cluster->leader_id())->GetStatus().commit_index)
+          .ok());
   for (raft::MemberId reader : cluster->ids()) {
     auto all = ReadAll(cluster->member(reader), "it", ReadConsistency::kLocal);
     CHECK(all.size() == written.size());
@@ -145,8 +152,10 @@ TEST_CASE("a compare-and-set conflict is reported as such") {
   CHECK(a->Get("cas", "k")->value == "two");
 }
 
-TEST_CASE("a crashed leader is replaced within 2 s and no acknowledged write is lost; "
-          "a watch sees every change in order across the change") {
+TEST_CASE(
+    "a crashed leader is replaced within 2 s and no acknowledged write is "
+    "lost; "
+    "a watch sees every change in order across the change") {
   auto cluster = StartCluster();
   const raft::MemberId old_leader = cluster->leader_id();
   raft::MemberId watcher = old_leader % 3 + 1;
@@ -191,7 +200,8 @@ TEST_CASE("a crashed leader is replaced within 2 s and no acknowledged write is 
   const raft::MemberId new_leader =
       WaitForNewLeader(*cluster, old_leader, std::chrono::seconds(5));
   const auto elected_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-      Clock::now() - crashed_at).count();
+                              Clock::now() - crashed_at)
+                              .count();
   REQUIRE(new_leader != raft::kNoMember);
   INFO("new leader after " << elected_ms << " ms");
   CHECK(elected_ms < 2000);
@@ -211,7 +221,8 @@ TEST_CASE("a crashed leader is replaced within 2 s and no acknowledged write is 
   // The watch: strictly increasing, and containing every acknowledged
   // revision once the watcher has caught up.
   uint64_t last_rev = 0;
-  for (const auto& [key, entry] : all) last_rev = std::max(last_rev, entry.second);
+  for (const auto& [key, entry] : all)
+    last_rev = std::max(last_rev, entry.second);
   for (int i = 0; i < 500; ++i) {
     if (!watched.empty() && watched.back() >= last_rev) break;
     mu.unlock();
@@ -226,8 +237,9 @@ TEST_CASE("a crashed leader is replaced within 2 s and no acknowledged write is 
   for (const auto& [key, rev] : acknowledged) CHECK(seen.count(rev) == 1);
 }
 
-TEST_CASE("a fourth member with 1 GiB of existing data catches up by snapshot, "
-          "becomes a voter, and a member is removed") {
+TEST_CASE(
+    "a fourth member with 1 GiB of existing data catches up by snapshot, "
+    "becomes a voter, and a member is removed") {
   auto cluster = StartCluster();
   Node* leader = *cluster->WaitForLeader();
   constexpr int kValues = 1024;  // x 1 MiB = 1 GiB.
@@ -240,7 +252,8 @@ TEST_CASE("a fourth member with 1 GiB of existing data catches up by snapshot, "
       std::string value(1 << 20, '\0');
       for (int i = w; i < kValues; i += kWriters) {
         for (auto& c : value) c = static_cast<char>(rng());
-        if (!PutRetrying(leader, "big", "v" + std::to_string(i), value).ok()) ++failed;
+        if (!PutRetrying(leader, "big", "v" + std::to_string(i), value).ok())
+          ++failed;
       }
     });
   }
@@ -253,7 +266,8 @@ TEST_CASE("a fourth member with 1 GiB of existing data catches up by snapshot, "
   Node* newcomer = cluster->member(*added);
   const auto deadline = Clock::now() + std::chrono::minutes(3);
   const raft::Index target = leader->GetStatus().commit_index;
-  while (newcomer->GetStatus().applied_index < target && Clock::now() < deadline) {
+  while (newcomer->GetStatus().applied_index < target &&
+         Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   REQUIRE(newcomer->GetStatus().applied_index >= target);
@@ -309,8 +323,9 @@ TEST_CASE("every member restarted: the same state on all") {
   CHECK(all.count("k7") == 0);
 }
 
-TEST_CASE("a large value is written once per member and leaves the log when "
-          "replaced") {
+TEST_CASE(
+    "a large value is written once per member and leaves the log when "
+    "replaced") {
   // Each member's log store, observed through the factory seam.
   std::mutex mu;
   std::map<std::string, LogStore*> logs;
@@ -358,14 +373,16 @@ TEST_CASE("a large value is written once per member and leaves the log when "
     }
     return counts;
   };
-  while (retained_counts() != std::set<size_t>{kKeys} && Clock::now() < deadline) {
+  while (retained_counts() != std::set<size_t>{kKeys} &&
+         Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   // Exactly the live values remain; the replaced round is gone.
   CHECK(retained_counts() == std::set<size_t>{kKeys});
   for (raft::MemberId id : (*cluster)->ids()) {
     for (const auto& [key, expected] : latest) {
-      auto got = (*cluster)->member(id)->Get("once", key, {ReadConsistency::kLocal});
+      auto got =
+          (*cluster)->member(id)->Get("once", key, {ReadConsistency::kLocal});
       REQUIRE(got.ok());
       CHECK(got->value == expected);
     }

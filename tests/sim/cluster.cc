@@ -67,8 +67,9 @@ Cluster::Cluster(const ClusterConfig& config, Rng& rng, SafetyChecker& checker,
     : config_(config), rng_(rng), checker_(checker), trace_(trace) {
   const uint32_t total = config.voters + config.spares;
   if (total > kMaxMembers) {
-    checker_.Fail(absl::StrCat("a simulated cluster holds at most ", kMaxMembers,
-                               " members; ", total, " were configured"));
+    checker_.Fail(absl::StrCat("a simulated cluster holds at most ",
+                               kMaxMembers, " members; ", total,
+                               " were configured"));
     return;
   }
   raft::Membership initial;
@@ -76,8 +77,9 @@ Cluster::Cluster(const ClusterConfig& config, Rng& rng, SafetyChecker& checker,
   for (MemberId id = 1; id <= total; ++id) {
     auto m = std::make_unique<Member>();
     m->id = id;
-    m->tick_period = config.steps_per_tick +
-                     static_cast<uint32_t>(rng_.Below(config.tick_skew_steps + 1));
+    m->tick_period =
+        config.steps_per_tick +
+        static_cast<uint32_t>(rng_.Below(config.tick_skew_steps + 1));
     m->tick_phase = static_cast<uint32_t>(rng_.Below(m->tick_period));
     if (id <= config.voters) m->sm.membership = initial;
     members_.push_back(std::move(m));
@@ -208,8 +210,8 @@ void Cluster::FinishStep() {
     if (!m->up) continue;
     absl::Status status = m->core->CheckInvariants();
     if (!status.ok()) {
-      checker_.Fail(absl::StrCat("member ", m->id, " CheckInvariants: ",
-                                 status.ToString()));
+      checker_.Fail(absl::StrCat("member ", m->id,
+                                 " CheckInvariants: ", status.ToString()));
     }
     if (m->core->role() == raft::Role::kLeader) {
       const Member* leader = m.get();
@@ -408,7 +410,8 @@ void Cluster::CheckApplyWindow(const Member& m) {
                              m.unreported_bytes, " bytes in ",
                              m.unreported_nonempty_entries,
                              " entries not yet reported applied, over the "
-                             "apply window of ", window));
+                             "apply window of ",
+                             window));
 }
 
 void Cluster::Apply(Member& m, const Entry& entry) {
@@ -471,9 +474,9 @@ void Cluster::StartSnapshot(Member& m, MemberId to) {
 // Network.
 
 std::string Cluster::DescribeMessage(const Message& m) {
-  std::string out = absl::StrCat("<- m", m.from, " ", raft::MessageTypeName(m.type),
-                                 " term=", m.term, " index=", m.log_index,
-                                 " log_term=", m.log_term, " commit=", m.commit);
+  std::string out = absl::StrCat(
+      "<- m", m.from, " ", raft::MessageTypeName(m.type), " term=", m.term,
+      " index=", m.log_index, " log_term=", m.log_term, " commit=", m.commit);
   if (!m.entries.empty()) {
     absl::StrAppend(&out, " entries=[", m.entries.front().index, "..",
                     m.entries.back().index, "]");
@@ -589,7 +592,8 @@ void Cluster::DeliverSnapshot(Packet& packet) {
 absl::StatusOr<raft::ProposalPosition> Cluster::Propose(
     MemberId id, std::vector<std::string> data) {
   Member& m = member(id);
-  if (!m.up) return absl::UnavailableError(absl::StrCat("member ", id, " is down"));
+  if (!m.up)
+    return absl::UnavailableError(absl::StrCat("member ", id, " is down"));
   absl::StatusOr<raft::ProposalPosition> position =
       m.core->Propose(std::move(data));
   Drive(m);

@@ -34,7 +34,8 @@ struct Args {
 
 constexpr const char* kUsage =
     "usage: confman_sim --seeds N --steps M [--seed S] [--members 3|5]\n"
-    "                   [--fault NAME[,NAME...]] [--jobs J] [--liveness-ticks T]\n"
+    "                   [--fault NAME[,NAME...]] [--jobs J] [--liveness-ticks "
+    "T]\n"
     "                   [--lose-apply-reports]\n"
     "                   [--trace]\n";
 

@@ -13,8 +13,8 @@ T Pick(Rng& rng, const T (&choices)[N]) {
 }
 
 void DrawFlowControl(Rng& rng, bool storm, raft::CoreOptions& core) {
-  core.max_append_entries = storm ? Pick(rng, {1u, 1u, 2u, 64u})
-                                  : Pick(rng, {1u, 2u, 8u, 64u});
+  core.max_append_entries =
+      storm ? Pick(rng, {1u, 1u, 2u, 64u}) : Pick(rng, {1u, 2u, 8u, 64u});
   core.max_append_bytes = Pick(rng, {uint64_t{48}, uint64_t{4} << 20});
   core.max_inflight_messages = Pick(rng, {1u, 4u, 64u});
   core.max_inflight_bytes = Pick(rng, {uint64_t{64}, uint64_t{32} << 20});
@@ -38,9 +38,14 @@ void DrawElections(Rng& rng, raft::CoreOptions& core) {
   // or one returning from a partition) from deposing a healthy leader; run
   // with both, or with either alone.
   switch (rng.Below(5)) {
-    case 0: core.pre_vote = false; break;
-    case 1: core.check_quorum = false; break;
-    default: break;
+    case 0:
+      core.pre_vote = false;
+      break;
+    case 1:
+      core.check_quorum = false;
+      break;
+    default:
+      break;
   }
 }
 
@@ -60,8 +65,8 @@ void DrawNetworkAndDisk(Rng& rng, ClusterConfig& c) {
 // stall a member and fail the liveness phase. Reports lag the applies by a
 // few steps: the window fills, the member waits, and the report drains it.
 void DrawApplyWindow(Rng& rng, ClusterConfig& c) {
-  c.core.max_unapplied_bytes = Pick(
-      rng, {uint64_t{0}, uint64_t{24}, uint64_t{64}, uint64_t{1} << 20});
+  c.core.max_unapplied_bytes =
+      Pick(rng, {uint64_t{0}, uint64_t{24}, uint64_t{64}, uint64_t{1} << 20});
   if (c.core.max_unapplied_bytes != 0) {
     c.core.max_apply_bytes =
         std::min(c.core.max_apply_bytes, c.core.max_unapplied_bytes);
@@ -126,9 +131,9 @@ std::string DescribeScenario(const Scenario& s) {
       " apply_bytes=", core.max_apply_bytes,
       " unapplied=", core.max_unapplied_bytes,
       " report_delay<=", s.cluster.apply.max_report_delay_steps,
-      " drop=", net.drop_per_million,
-      " dup=", net.duplicate_per_million, " reorder=", net.reorder_per_million,
-      " stale=", net.stale_per_million, " delay<=", net.max_delay_steps,
+      " drop=", net.drop_per_million, " dup=", net.duplicate_per_million,
+      " reorder=", net.reorder_per_million, " stale=", net.stale_per_million,
+      " delay<=", net.max_delay_steps,
       " disk<=", s.cluster.disk.max_delay_steps, " crash=", r.crash,
       r.quick_restarts ? " (quick)" : "",
       " crash_after_commit=", r.crash_after_commit, " partition=", r.partition,

@@ -1,9 +1,8 @@
 // Proves the simulator's checks are not vacuous: each deliberately broken
 // core behaviour is caught within a bounded number of seeds, a correct core
 // passes, and a run replays identically from its seed.
-#include <string>
-
 #include <catch2/catch.hpp>
+#include <string>
 
 #include "checker.h"
 #include "confman/raft/core.h"
@@ -100,9 +99,10 @@ TEST_CASE("the liveness bound is enforced", "[sim]") {
   CHECK(passed.stats.liveness_ticks > 50);
 }
 
-TEST_CASE("applies that are never reported stall seeds with an apply "
-          "window, and only those",
-          "[sim]") {
+TEST_CASE(
+    "applies that are never reported stall seeds with an apply "
+    "window, and only those",
+    "[sim]") {
   SimOptions lost;
   lost.steps = 3000;
   lost.lose_apply_reports = true;
@@ -111,7 +111,8 @@ TEST_CASE("applies that are never reported stall seeds with an apply "
     INFO("seed " << report.options.seed << ": "
                  << report.violation.value_or("no violation"));
     if (report.stats.windowed_seeds == 0) {
-      CHECK_FALSE(report.violation.has_value());  // No window, no reports needed.
+      CHECK_FALSE(
+          report.violation.has_value());  // No window, no reports needed.
     } else if (report.violation) {
       CHECK(report.violation->rfind("liveness:", 0) == 0);
       ++stalled;
@@ -126,7 +127,9 @@ raft::Entry MakeEntry(raft::Index index, raft::Term term, std::string data) {
 
 TEST_CASE("the checker flags two leaders in one term", "[sim]") {
   SafetyChecker checker;
-  const TermLookup empty = [](raft::Index) { return std::optional<raft::Term>(); };
+  const TermLookup empty = [](raft::Index) {
+    return std::optional<raft::Term>();
+  };
   checker.ObserveLeader(1, 3, 1, empty);
   checker.ObserveLeader(1, 3, 1, empty);
   checker.ObserveLeader(2, 4, 1, empty);
@@ -146,9 +149,11 @@ TEST_CASE("the checker flags a second vote in a term", "[sim]") {
   CHECK(checker.violation().find("one vote per term") != std::string::npos);
 }
 
-TEST_CASE("the checker flags logs that disagree before a shared entry", "[sim]") {
+TEST_CASE("the checker flags logs that disagree before a shared entry",
+          "[sim]") {
   SafetyChecker checker;
-  checker.ObserveDurableEntries(1, {MakeEntry(1, 1, "a"), MakeEntry(2, 2, "b")}, 0);
+  checker.ObserveDurableEntries(1, {MakeEntry(1, 1, "a"), MakeEntry(2, 2, "b")},
+                                0);
   checker.ObserveDurableEntries(2, {MakeEntry(2, 2, "b")}, 1);
   CHECK_FALSE(checker.failed());
   checker.ObserveDurableEntries(3, {MakeEntry(2, 2, "b")}, 2);

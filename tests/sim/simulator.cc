@@ -27,9 +27,12 @@ constexpr uint32_t kLivenessCompactRate = 10000;
 
 const char* ProgressStateName(raft::MemberProgress::State state) {
   switch (state) {
-    case raft::MemberProgress::State::kProbe: return "probe";
-    case raft::MemberProgress::State::kReplicate: return "replicate";
-    case raft::MemberProgress::State::kSnapshot: return "snapshot";
+    case raft::MemberProgress::State::kProbe:
+      return "probe";
+    case raft::MemberProgress::State::kReplicate:
+      return "replicate";
+    case raft::MemberProgress::State::kSnapshot:
+      return "snapshot";
   }
   return "unknown";
 }
@@ -189,10 +192,10 @@ class Run {
     // Unless restarts are quick, a crashed member stays down for more than
     // an election timeout: lease reads rely on a restarted member not voting
     // while a lease it granted may still be held (thesis §6.4.1).
-    const uint64_t down_ticks =
-        scenario_.rates.quick_restarts
-            ? rng_.Between(0, kElectionTimeoutTicks)
-            : rng_.Between(kElectionTimeoutTicks + 2, 4 * kElectionTimeoutTicks);
+    const uint64_t down_ticks = scenario_.rates.quick_restarts
+                                    ? rng_.Between(0, kElectionTimeoutTicks)
+                                    : rng_.Between(kElectionTimeoutTicks + 2,
+                                                   4 * kElectionTimeoutTicks);
     cluster_.Crash(victim, step_ + down_ticks * kStepsPerTick);
   }
 
@@ -204,7 +207,8 @@ class Run {
     if (rng_.Chance(rates.read)) {
       const MemberId id = PreferLeader();
       const bool lease = !scenario_.rates.quick_restarts && rng_.Chance(500000);
-      cluster_.Read(id, lease ? raft::ReadMode::kLease : raft::ReadMode::kReadIndex);
+      cluster_.Read(
+          id, lease ? raft::ReadMode::kLease : raft::ReadMode::kReadIndex);
     }
     if (rng_.Chance(rates.membership)) ChangeMembership();
     if (rng_.Chance(rates.transfer)) Transfer();
@@ -266,8 +270,9 @@ class Run {
     // Now and then a request the core must refuse or treat as a no-op: a
     // random kind for a random id, including the reserved id 0.
     if (rng_.Chance(100000)) {
-      options.push_back({static_cast<Kind>(rng_.Below(3)),
-                         static_cast<MemberId>(rng_.Below(cluster_.size() + 1))});
+      options.push_back(
+          {static_cast<Kind>(rng_.Below(3)),
+           static_cast<MemberId>(rng_.Below(cluster_.size() + 1))});
     }
     if (options.empty()) return;
     cluster_.ChangeMembership(*leader, options[rng_.Below(options.size())]);
@@ -330,7 +335,8 @@ class Run {
         longest = std::max(longest, core->Status().last_index);
       }
     }
-    return longest > checker_.applied_max() ? longest - checker_.applied_max() : 0;
+    return longest > checker_.applied_max() ? longest - checker_.applied_max()
+                                            : 0;
   }
 
   bool LivenessReached() {
@@ -401,8 +407,9 @@ class Run {
                           : absl::StrCat("/error ", status.storage_error.ToString()));
       for (const raft::MemberProgress& p : status.progress) {
         absl::StrAppend(&out, " [m", p.id, (p.voter ? " voter " : " learner "),
-                        ProgressStateName(p.state), " match ", p.match, " next ",
-                        p.next, " inflight ", p.inflight_messages, "]");
+                        ProgressStateName(p.state), " match ", p.match,
+                        " next ", p.next, " inflight ", p.inflight_messages,
+                        "]");
       }
     }
     return out;
@@ -511,7 +518,8 @@ std::string ReproduceCommand(const SimOptions& options) {
   if (options.liveness_ticks != SimOptions().liveness_ticks) {
     absl::StrAppend(&command, " --liveness-ticks ", options.liveness_ticks);
   }
-  if (options.lose_apply_reports) absl::StrAppend(&command, " --lose-apply-reports");
+  if (options.lose_apply_reports)
+    absl::StrAppend(&command, " --lose-apply-reports");
   return command;
 }
 

@@ -198,7 +198,8 @@ TEST_CASE("a large value is judged by its start before a full compression",
   view = DecodeCommand(bytes).value();
   CHECK(view.encoding == ValueEncoding::kZstd);
   CHECK(view.stored_value.size() < json.size() / 10);
-  CHECK(DecodeValue(view.stored_value, view.encoding, view.raw_size).value() == json);
+  CHECK(DecodeValue(view.stored_value, view.encoding, view.raw_size).value() ==
+        json);
 }
 
 TEST_CASE("the encoder validates and compresses once", "[kv][command]") {

@@ -61,13 +61,13 @@ TEMPLATE_TEST_CASE("results are reported once, before they become visible",
   int calls = 0;
   std::vector<ApplyResult> early;
   raft::Index applied_when_known = 99;
-  auto results = sm->Apply(
-      {CommandEntry(1, Put("app", "a", "1")), CommandEntry(2, Put("app", "a", "2", 7))},
-      [&](const std::vector<ApplyResult>& known) {
-        ++calls;
-        early = known;
-        applied_when_known = sm->AppliedIndex();
-      });
+  auto results = sm->Apply({CommandEntry(1, Put("app", "a", "1")),
+                            CommandEntry(2, Put("app", "a", "2", 7))},
+                           [&](const std::vector<ApplyResult>& known) {
+                             ++calls;
+                             early = known;
+                             applied_when_known = sm->AppliedIndex();
+                           });
   REQUIRE(results.ok());
   CHECK(calls == 1);
   CHECK(applied_when_known == 0);
@@ -220,7 +220,8 @@ TEMPLATE_TEST_CASE("a broken snapshot stream leaves the state untouched",
   SECTION("an oversized chunk") {
     auto chunks = good;
     chunks[0].data.resize(65 << 20, 'x');
-    chunks[0].checksum = SnapshotChunkChecksum(0, chunks[0].last, chunks[0].data);
+    chunks[0].checksum =
+        SnapshotChunkChecksum(0, chunks[0].last, chunks[0].data);
     CHECK(absl::IsInvalidArgument(RestoreChunks(*sm, meta, chunks)));
   }
   SECTION("a sink dropped before commit") {
@@ -322,8 +323,9 @@ TEST_CASE("the state map grows, and a full map is a clear storage error",
   raft::Index index = 0;
   while (status.ok() && index < 64) {
     ++index;
-    auto results = sm->Apply({CommandEntry(
-        index, Put("app", "k" + std::to_string(index), testing::NoiseBytes(512 << 10, index)))});
+    auto results = sm->Apply(
+        {CommandEntry(index, Put("app", "k" + std::to_string(index),
+                                 testing::NoiseBytes(512 << 10, index)))});
     status = results.status();
   }
   CHECK(index > 2);  // Grew past the initial 1 MiB.

@@ -23,7 +23,8 @@ constexpr size_t kRetainFrom = 64 * 1024;
 class FakeArchive : public EntryArchive {
  public:
   bool RetainsEntry(const raft::Entry& entry) const override {
-    return entry.type == raft::EntryType::kNormal && entry.data.size() >= kRetainFrom;
+    return entry.type == raft::EntryType::kNormal &&
+           entry.data.size() >= kRetainFrom;
   }
   absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override {
     std::lock_guard lock(mu_);
@@ -72,8 +73,8 @@ struct WithArchive {
   }
 };
 
-TEMPLATE_TEST_CASE("a large value is stored once, in its log entry", "[kv][value_in_log]",
-                   MemoryMachine, LmdbMachine) {
+TEMPLATE_TEST_CASE("a large value is stored once, in its log entry",
+                   "[kv][value_in_log]", MemoryMachine, LmdbMachine) {
   WithArchive<TestType> store;
   const std::string big = NoiseBytes(1 << 20, 1);
   REQUIRE(store.Run(Put("app", "big", big)).outcome.ok());
@@ -91,8 +92,10 @@ TEMPLATE_TEST_CASE("a large value is stored once, in its log entry", "[kv][value
 
   if constexpr (TestType::kDurable) {
     for (int i = 0; i < 7; ++i) {
-      REQUIRE(store.Run(Put("app", "more" + std::to_string(i),
-                            NoiseBytes(1 << 20, 10 + i))).outcome.ok());
+      REQUIRE(store
+                  .Run(Put("app", "more" + std::to_string(i),
+                           NoiseBytes(1 << 20, 10 + i)))
+                  .outcome.ok());
     }
     // Eight 1 MiB values, none of them copied into the state's file.
     CHECK(store.sm->StorageBytes() < (uint64_t{2} << 20));
@@ -103,14 +106,15 @@ TEMPLATE_TEST_CASE("references follow overwrites, deletes and failed writes",
                    "[kv][value_in_log]", MemoryMachine, LmdbMachine) {
   WithArchive<TestType> store;
   const std::string big = NoiseBytes(200 * 1024, 2);
-  REQUIRE(store.Run(Put("app", "k", big)).outcome.ok());                // 1
+  REQUIRE(store.Run(Put("app", "k", big)).outcome.ok());  // 1
   CHECK(store.Referenced() == std::vector<raft::Index>{1});
-  REQUIRE(store.Run(Put("app", "k", big + "x")).outcome.ok());          // 2
+  REQUIRE(store.Run(Put("app", "k", big + "x")).outcome.ok());  // 2
   CHECK(store.Referenced() == std::vector<raft::Index>{2});
-  REQUIRE(store.Run(Put("app", "k", "small now")).outcome.ok());        // 3
+  REQUIRE(store.Run(Put("app", "k", "small now")).outcome.ok());  // 3
   CHECK(store.Referenced().empty());
-  REQUIRE(store.Run(Put("app", "k", big)).outcome.ok());                // 4
-  CHECK(store.sm->ReferencedLogEntries(4, 4).value() == std::vector<raft::Index>{4});
+  REQUIRE(store.Run(Put("app", "k", big)).outcome.ok());  // 4
+  CHECK(store.sm->ReferencedLogEntries(4, 4).value() ==
+        std::vector<raft::Index>{4});
   CHECK(store.sm->ReferencedLogEntries(1, 3).value().empty());
   CHECK(store.sm->ReferencedLogEntries(5, 100).value().empty());
   // A compare-and-set that loses keeps the current value's reference.
@@ -118,7 +122,7 @@ TEMPLATE_TEST_CASE("references follow overwrites, deletes and failed writes",
       store.Run(Put("app", "k", big + "y", /*expected=*/1)).outcome));  // 5
   CHECK(store.Referenced() == std::vector<raft::Index>{4});
   CHECK(store.sm->Get("app", "k")->value == big);
-  REQUIRE(store.Run(Delete("app", "k")).outcome.ok());                  // 6
+  REQUIRE(store.Run(Delete("app", "k")).outcome.ok());  // 6
   CHECK(store.Referenced().empty());
   CHECK(absl::IsNotFound(store.sm->Get("app", "k").status()));
 }
@@ -178,7 +182,8 @@ TEST_CASE("a store reopened without its log says what is missing",
   machine.options.value_archive = &archive;
   {
     auto sm = machine.Open();
-    raft::Entry entry = CommandEntry(1, Put("app", "big", NoiseBytes(kRetainFrom, 5)));
+    raft::Entry entry =
+        CommandEntry(1, Put("app", "big", NoiseBytes(kRetainFrom, 5)));
     archive.Store(entry);
     MustApply(*sm, {std::move(entry)});
   }

@@ -1,13 +1,12 @@
 // A three-member cluster in memory storage over loopback TCP: the API's
 // behaviour end to end, quickly. The LMDB variants live in
 // tests/integration.
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <map>
-#include <string>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -64,8 +63,11 @@ TEST_CASE("writes on any member are readable in every consistency everywhere") {
       CHECK(got->value == "v1");
     }
   }
-  REQUIRE(cluster->WaitForApplied(
-      cluster->member(cluster->leader_id())->GetStatus().commit_index).ok());
+  REQUIRE(
+      cluster
+          ->WaitForApplied(
+              cluster->member(cluster->leader_id())->GetStatus().commit_index)
+          .ok());
   auto local = cluster->member(3)->Get("app", "k2", {ReadConsistency::kLocal});
   REQUIRE(local.ok());
   CHECK(local->value == "v2");
@@ -308,12 +310,13 @@ TEST_CASE("no callback runs after Close returns") {
   std::atomic<int> late{0};
   std::atomic<int> completed{0};
   for (int i = 0; i < 200; ++i) {
-    node->WriteAsync(
-        kv::Command{.kind = kv::Command::Kind::kPut, .ns = "c", .key = std::to_string(i)},
-        {}, [&](absl::StatusOr<uint64_t>) {
-          if (closed) ++late;
-          ++completed;
-        });
+    node->WriteAsync(kv::Command{.kind = kv::Command::Kind::kPut,
+                                 .ns = "c",
+                                 .key = std::to_string(i)},
+                     {}, [&](absl::StatusOr<uint64_t>) {
+                       if (closed) ++late;
+                       ++completed;
+                     });
   }
   auto watch = node->Watch({.ns = "c"}, [&](absl::StatusOr<kv::Change>) {
     if (closed) ++late;
@@ -336,12 +339,13 @@ namespace {
 
 TEST_CASE("a watch resuming before the retained history gets OutOfRange") {
   auto cluster = LocalCluster::Start(LocalClusterOptions{
-      .members = 3,
-      .in_memory_storage = true,
-      .customize = [](NodeOptions& o) { o.history_retention = 10; }});
+      .members = 3, .in_memory_storage = true, .customize = [](NodeOptions& o) {
+        o.history_retention = 10;
+      }});
   REQUIRE(cluster.ok());
   Node* leader = *(*cluster)->WaitForLeader();
-  for (int i = 0; i < 30; ++i) REQUIRE(leader->Put("h", "k", std::to_string(i)).ok());
+  for (int i = 0; i < 30; ++i)
+    REQUIRE(leader->Put("h", "k", std::to_string(i)).ok());
   std::promise<absl::Status> ended;
   auto watch = leader->Watch({.ns = "h", .after_revision = 1},
                              [&](absl::StatusOr<kv::Change> c) {
@@ -349,7 +353,8 @@ TEST_CASE("a watch resuming before the retained history gets OutOfRange") {
                              });
   REQUIRE(watch.ok());
   auto future = ended.get_future();
-  REQUIRE(future.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  REQUIRE(future.wait_for(std::chrono::seconds(5)) ==
+          std::future_status::ready);
   CHECK(absl::IsOutOfRange(future.get()));
 }
 
@@ -359,7 +364,9 @@ TEST_CASE("a watch resuming before the retained history gets OutOfRange") {
 namespace confman {
 namespace {
 
-TEST_CASE("a read on a deposed leader fails with Unavailable before the request timeout") {
+TEST_CASE(
+    "a read on a deposed leader fails with Unavailable before the request "
+    "timeout") {
   auto cluster = StartCluster(/*in_memory_network=*/true);
   const raft::MemberId old_leader = cluster->leader_id();
   Node* node = cluster->member(old_leader);
@@ -376,7 +383,9 @@ TEST_CASE("a read on a deposed leader fails with Unavailable before the request 
   REQUIRE(cluster->Heal().ok());
 }
 
-TEST_CASE("a member whose log cannot be written refuses writes; the others keep serving") {
+TEST_CASE(
+    "a member whose log cannot be written refuses writes; the others keep "
+    "serving") {
   CountingSink sink;
   // The stores each member's log wraps: owned here and declared before the
   // cluster, so they outlive every Node.
@@ -395,7 +404,8 @@ TEST_CASE("a member whose log cannot be written refuses writes; the others keep 
             -> absl::StatusOr<std::unique_ptr<LogStore>> {
           CHECK(dir.empty());  // In-memory members have no directory.
           stores[id] = std::make_unique<MemoryLogStore>();
-          auto wrapper = std::make_unique<FaultInjectingLogStore>(stores[id].get());
+          auto wrapper =
+              std::make_unique<FaultInjectingLogStore>(stores[id].get());
           faults[id] = wrapper.get();
           return std::unique_ptr<LogStore>(std::move(wrapper));
         };
@@ -407,7 +417,8 @@ TEST_CASE("a member whose log cannot be written refuses writes; the others keep 
   REQUIRE(broken->Put("s", "before", "1").ok());
 
   faults.at(broken_id)->FailNextWrites(
-      1000000, absl::ResourceExhaustedError("no space left on device (injected)"));
+      1000000,
+      absl::ResourceExhaustedError("no space left on device (injected)"));
   // This write's log append fails; it may still commit through the others.
   (void)broken->Put("s", "during", "2");
   absl::Status storage;
@@ -422,11 +433,13 @@ TEST_CASE("a member whose log cannot be written refuses writes; the others keep 
   auto refused = broken->Put("s", "after", "3");
   INFO(refused.status().ToString());
   CHECK(absl::IsUnavailable(refused.status()));
-  CHECK(refused.status().message().find("no space left on device") != std::string::npos);
+  CHECK(refused.status().message().find("no space left on device") !=
+        std::string::npos);
 
   // The broken member hands leadership over; the others carry on.
   bool served = false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (!served && std::chrono::steady_clock::now() < deadline) {
     for (raft::MemberId id : cluster.ids()) {
       if (id == broken_id || served) continue;

@@ -1,6 +1,8 @@
-#include <catch2/catch.hpp>
+#include "confman/node_options.h"
+
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -8,7 +10,6 @@
 
 #include "confman/log_store.h"
 #include "confman/node.h"
-#include "confman/node_options.h"
 
 namespace confman {
 namespace {
@@ -74,13 +75,15 @@ TEST_CASE("Open refuses bad options without starting anything") {
 
 TEST_CASE("Open reports a log store factory's failure or missing store") {
   NodeOptions o = Valid();
-  o.log_store_factory = [](const std::string&) -> absl::StatusOr<std::unique_ptr<LogStore>> {
+  o.log_store_factory =
+      [](const std::string&) -> absl::StatusOr<std::unique_ptr<LogStore>> {
     return absl::PermissionDeniedError("log directory is read-only");
   };
   auto refused = Node::Open(o);
   CHECK(absl::IsPermissionDenied(refused.status()));
 
-  o.log_store_factory = [](const std::string&) -> absl::StatusOr<std::unique_ptr<LogStore>> {
+  o.log_store_factory =
+      [](const std::string&) -> absl::StatusOr<std::unique_ptr<LogStore>> {
     return std::unique_ptr<LogStore>();
   };
   auto empty = Node::Open(o);
@@ -89,7 +92,8 @@ TEST_CASE("Open reports a log store factory's failure or missing store") {
         std::string::npos);
 }
 
-TEST_CASE("a log store factory gets the log directory and its store holds the log") {
+TEST_CASE(
+    "a log store factory gets the log directory and its store holds the log") {
   const std::filesystem::path data_dir =
       std::filesystem::temp_directory_path() /
       ("confman_log_factory_" + std::to_string(::getpid()));
@@ -99,8 +103,8 @@ TEST_CASE("a log store factory gets the log directory and its store holds the lo
   o.data_dir = data_dir.string();
   o.heartbeat_interval = std::chrono::milliseconds(20);
   o.election_timeout = std::chrono::milliseconds(100);
-  o.log_store_factory = [&](const std::string& dir)
-      -> absl::StatusOr<std::unique_ptr<LogStore>> {
+  o.log_store_factory =
+      [&](const std::string& dir) -> absl::StatusOr<std::unique_ptr<LogStore>> {
     seen = dir;
     auto owned = std::make_unique<MemoryLogStore>();
     store = owned.get();

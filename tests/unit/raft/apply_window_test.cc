@@ -37,9 +37,10 @@ void ReportAppliedSoFar(Cluster& cluster, MemberId id) {
   cluster.HandleReady(id);
 }
 
-TEST_CASE("every member hands out at most a window of committed bytes "
-          "until they are reported applied",
-          "[apply_window]") {
+TEST_CASE(
+    "every member hands out at most a window of committed bytes "
+    "until they are reported applied",
+    "[apply_window]") {
   Cluster cluster(3, HundredByteWindow());
   cluster.ElectLeader(1);
   for (MemberId id : cluster.ids()) cluster.HoldApplyReports(id);
@@ -68,9 +69,10 @@ TEST_CASE("every member hands out at most a window of committed bytes "
   }
 }
 
-TEST_CASE("an entry larger than the window goes out alone once the window "
-          "is empty",
-          "[apply_window]") {
+TEST_CASE(
+    "an entry larger than the window goes out alone once the window "
+    "is empty",
+    "[apply_window]") {
   Cluster cluster(3, HundredByteWindow());
   cluster.ElectLeader(1);
   cluster.HoldApplyReports(2);
@@ -108,9 +110,10 @@ TEST_CASE("without a window committed entries flow without reports",
   }
 }
 
-TEST_CASE("reports beyond what was handed out, or not above an earlier "
-          "one, release nothing",
-          "[apply_window]") {
+TEST_CASE(
+    "reports beyond what was handed out, or not above an earlier "
+    "one, release nothing",
+    "[apply_window]") {
   Cluster cluster(3, HundredByteWindow());
   cluster.ElectLeader(1);
   cluster.HoldApplyReports(2);

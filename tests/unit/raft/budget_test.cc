@@ -17,9 +17,10 @@ CoreOptions HundredByteBudget() {
   return options;
 }
 
-TEST_CASE("proposals beyond the uncommitted budget are refused until "
-          "entries commit",
-          "[budget]") {
+TEST_CASE(
+    "proposals beyond the uncommitted budget are refused until "
+    "entries commit",
+    "[budget]") {
   const CoreOptions options = HundredByteBudget();
   Cluster cluster(3, options);
   cluster.ElectLeader(1);
@@ -43,9 +44,10 @@ TEST_CASE("proposals beyond the uncommitted budget are refused until "
   CHECK(cluster.Propose(1, Payloads(1, 40)).ok());
 }
 
-TEST_CASE("a proposal larger than the whole budget is refused even when "
-          "nothing is pending",
-          "[budget]") {
+TEST_CASE(
+    "a proposal larger than the whole budget is refused even when "
+    "nothing is pending",
+    "[budget]") {
   Cluster cluster(3, HundredByteBudget());
   cluster.ElectLeader(1);
   REQUIRE(cluster.core(1).Status().uncommitted_bytes == 0);

@@ -30,13 +30,19 @@ TEST_CASE("invalid options are refused with a message naming the option",
   const InvalidCase invalid = GENERATE(values<InvalidCase>({
       {"id", [](CoreOptions& o) { o.id = kNoMember; }},
       {"election_timeout_ticks",
-       [](CoreOptions& o) { o.election_timeout_ticks = o.heartbeat_interval_ticks; }},
+       [](CoreOptions& o) {
+         o.election_timeout_ticks = o.heartbeat_interval_ticks;
+       }},
       {"heartbeat_interval_ticks",
        [](CoreOptions& o) { o.heartbeat_interval_ticks = 0; }},
       {"max_uncommitted_bytes",
-       [](CoreOptions& o) { o.max_uncommitted_bytes = o.max_append_bytes - 1; }},
+       [](CoreOptions& o) {
+         o.max_uncommitted_bytes = o.max_append_bytes - 1;
+       }},
       {"lease_clock_drift_ticks",
-       [](CoreOptions& o) { o.lease_clock_drift_ticks = o.election_timeout_ticks; }},
+       [](CoreOptions& o) {
+         o.lease_clock_drift_ticks = o.election_timeout_ticks;
+       }},
       {"max_unapplied_bytes",
        [](CoreOptions& o) { o.max_unapplied_bytes = o.max_apply_bytes - 1; }},
   }));

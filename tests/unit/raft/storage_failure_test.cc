@@ -13,9 +13,10 @@ using testing::Payloads;
 const absl::Status kDiskGone =
     absl::DataLossError("injected: the disk under the log is gone");
 
-TEST_CASE("a follower whose log reads fail reports it and the others "
-          "commit",
-          "[storage]") {
+TEST_CASE(
+    "a follower whose log reads fail reports it and the others "
+    "commit",
+    "[storage]") {
   Cluster cluster(3);
   cluster.ElectLeader(1);
   cluster.Replicate(1, Payloads(3, 8));

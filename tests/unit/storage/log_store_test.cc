@@ -1,18 +1,18 @@
 // One conformance suite for every LogStore, plus LMDB-only behaviour:
 // persistence, corruption detection, group commit and map growth.
+#include "confman/log_store.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
 #include <thread>
 
-#include <catch2/catch.hpp>
-
-#include "confman/log_store.h"
 #include "test_dir.h"
 
 namespace confman {
@@ -399,9 +399,9 @@ std::vector<Entry> MixedEntries() {
           MakeEntry(7, 2)};
 }
 
-TEMPLATE_TEST_CASE("large normal entries outlive compaction, invisible to the log",
-                   "[log_store][retain]", RetainingMemoryFactory,
-                   RetainingLmdbFactory) {
+TEMPLATE_TEST_CASE(
+    "large normal entries outlive compaction, invisible to the log",
+    "[log_store][retain]", RetainingMemoryFactory, RetainingLmdbFactory) {
   TestType factory;
   auto log = factory.Open();
   const std::vector<Entry> entries = MixedEntries();
@@ -513,13 +513,15 @@ TEMPLATE_TEST_CASE("a store with retention off keeps nothing after compaction",
   CHECK(absl::IsNotFound(log->ReadEntryData(3).status()));
 }
 
-TEST_CASE("retained entries and drops survive a reopen", "[log_store][lmdb][retain]") {
+TEST_CASE("retained entries and drops survive a reopen",
+          "[log_store][lmdb][retain]") {
   RetainingLmdbFactory factory;
   {
     auto log = factory.Open();
-    REQUIRE(log->WriteSync(Append({Large(1, 1), MakeEntry(2, 1), Large(3, 1),
-                                   Large(4, 1), MakeEntry(5, 1), MakeEntry(6, 2)}))
-                .ok());
+    REQUIRE(
+        log->WriteSync(Append({Large(1, 1), MakeEntry(2, 1), Large(3, 1),
+                               Large(4, 1), MakeEntry(5, 1), MakeEntry(6, 2)}))
+            .ok());
     REQUIRE(log->CompactPrefix(5).ok());
     REQUIRE(log->DropRetained({3}).ok());
   }
@@ -552,7 +554,8 @@ TEST_CASE("a corrupt retained entry reads as data loss naming its index",
   precious.data.replace(100, 30, "a-retained-recognisable-value");
   {
     auto log = factory.Open();
-    REQUIRE(log->WriteSync(Append({MakeEntry(1, 1), precious, Large(3, 1)})).ok());
+    REQUIRE(
+        log->WriteSync(Append({MakeEntry(1, 1), precious, Large(3, 1)})).ok());
     REQUIRE(log->CompactPrefix(3).ok());
     REQUIRE(log->RetainedIndexes(0, 100).value() == Indexes{2, 3});
   }
@@ -560,7 +563,8 @@ TEST_CASE("a corrupt retained entry reads as data loss naming its index",
   auto log = factory.Open();
   auto read = log->ReadEntryData(2);
   REQUIRE(absl::IsDataLoss(read.status()));
-  CHECK_THAT(std::string(read.status().message()), Catch::Contains("log entry 2 "));
+  CHECK_THAT(std::string(read.status().message()),
+             Catch::Contains("log entry 2 "));
   CHECK(log->ReadEntryData(3).value() == Large(3, 1).data);
   CHECK(log->RetainedIndexes(0, 100).value() == Indexes{2, 3});
 }
@@ -597,7 +601,8 @@ TEST_CASE("the fault injector covers retained-entry reads and drops",
   MemoryLogStore memory(kRetainFrom);
   FaultInjectingLogStore log(&memory);
   CHECK(log.RetainsEntry(Large(1, 1)));
-  REQUIRE(log.WriteSync(Append({Large(1, 1), Large(2, 1), MakeEntry(3, 1)})).ok());
+  REQUIRE(
+      log.WriteSync(Append({Large(1, 1), Large(2, 1), MakeEntry(3, 1)})).ok());
   REQUIRE(log.CompactPrefix(2).ok());
   CHECK(log.RetainedIndexes(0, 100).value() == Indexes{1, 2});
   log.FailReads(absl::DataLossError("log entry 1 is corrupt"));

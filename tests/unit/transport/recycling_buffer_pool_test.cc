@@ -1,10 +1,9 @@
 // The pool that keeps large encode buffers: reuse by size class, small and
 // huge buffers left to the C allocator, and a bound on what it keeps idle.
-#include <catch2/catch.hpp>
-
-#include <vector>
-
 #include "recycling_buffer_pool.h"
+
+#include <catch2/catch.hpp>
+#include <vector>
 
 namespace confman {
 namespace {
