@@ -41,12 +41,23 @@
 
 namespace confman {
 
-// One Ready's worth of log writes. `entries` (consecutive indexes) replace
-// every stored entry at or after entries.front().index — the suffix is
-// truncated, then the entries are appended — exactly like
-// raft::MemoryLog::Append. `hard_state`, when present, replaces the stored
-// one. Both become durable atomically.
+// Where a write resets the log: the snapshot at (index, term).
+struct LogResetPoint {
+  raft::Index index = 0;
+  raft::Term term = 0;
+};
+
+// One Ready's worth of log writes, applied in this order and durable
+// atomically:
+//   reset       when set, the log first becomes the empty log that follows
+//               it, exactly as ResetToSnapshot does;
+//   hard_state  when set, replaces the stored one;
+//   entries     (consecutive indexes) replace every stored entry at or
+//               after entries.front().index — the suffix is truncated, then
+//               the entries are appended — exactly like
+//               raft::MemoryLog::Append.
 struct LogWrite {
+  std::optional<LogResetPoint> reset = {};
   std::optional<raft::HardState> hard_state = {};
   std::vector<raft::Entry> entries = {};
 };
@@ -142,6 +153,8 @@ class MemoryLogStore final : public LogStore {
 
  private:
   struct State;
+  // ResetToSnapshot's effect; requires state_->mu.
+  void ResetLocked(raft::Index index, raft::Term term);
   std::unique_ptr<State> state_;
 };
 

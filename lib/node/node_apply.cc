@@ -169,6 +169,9 @@ void NodeImpl::FailPendingWrites(const absl::Status& status, bool only_expired) 
   }
 }
 
+// The state is committed (durably) before the log's reset is written: the
+// Raft loop holds the reset and every later log write until this reports
+// back. A failed commit leaves them held: the member stops, its log intact.
 void NodeImpl::InstallStaged(InstallSnapshot install) {
   std::optional<raft::Membership> before;
   if (auto info = sm_->BootInfo(); info.ok()) before = info->membership;
@@ -180,8 +183,10 @@ void NodeImpl::InstallStaged(InstallSnapshot install) {
   applied_ = sm_->AppliedIndex();
   last_compacted_ = install.meta.index;
   RequestCompaction(0);
-  asio::post(loop_, [this, meta = install.meta] {
+  asio::post(loop_, [this, meta = install.meta, number = install.number] {
     if (closing_) return;
+    installs_done_ = std::max(installs_done_, number);
+    ReleaseHeldLogWrites();
     core_->ReportSnapshotInstalled(meta);
     ProcessReady();
   });

@@ -130,6 +130,7 @@ absl::Status NodeImpl::OpenLogStore(const std::string& dir) {
 absl::Status NodeImpl::OpenCore() {
   CONFMAN_ASSIGN_OR_RETURN(raft::HardState hard_state, log_->LoadHardState());
   CONFMAN_ASSIGN_OR_RETURN(AppliedState applied, sm_->BootInfo());
+  CONFMAN_RETURN_IF_ERROR(AlignLogWithState(applied));
   raft::BootState boot{.hard_state = hard_state,
                        .membership = applied.membership,
                        .membership_index = applied.membership_index,
@@ -170,6 +171,29 @@ absl::Status NodeImpl::OpenCore() {
   applied_ = applied.applied_index;
   last_compacted_ = log_->FirstIndex() - 1;
   return absl::OkStatus();
+}
+
+// A crash after a snapshot install committed and before the log's reset
+// was written leaves the state ahead of the log (or the log holding other
+// entries at the state's index). The log then restarts where the state is:
+// entries it holds past a mismatch cannot be committed, and the state holds
+// every committed entry up to its index.
+absl::Status NodeImpl::AlignLogWithState(const AppliedState& applied) {
+  const raft::Index first = log_->FirstIndex();
+  if (applied.applied_index + 1 < first) {
+    return absl::DataLossError(absl::StrCat(
+        "the state is applied through index ", applied.applied_index,
+        " but the log starts at ", first, ", so entries in between are "
+        "missing; remove this member's data directory and add it again"));
+  }
+  if (applied.applied_index == 0) return absl::OkStatus();
+  absl::StatusOr<raft::Term> term = log_->TermAt(applied.applied_index);
+  if (term.ok() && *term == applied.applied_term) return absl::OkStatus();
+  if (!term.ok() && !absl::IsOutOfRange(term.status())) return term.status();
+  Log(LogLevel::kInfo,
+      absl::StrCat("log reset to the installed snapshot at index ",
+                   applied.applied_index));
+  return log_->ResetToSnapshot(applied.applied_index, applied.applied_term);
 }
 
 absl::Status NodeImpl::OpenTransport() {

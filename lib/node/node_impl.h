@@ -117,12 +117,23 @@ class NodeImpl final : public Node, public TransportHandler {
   struct InstallSnapshot {
     std::unique_ptr<SnapshotSink> sink;
     raft::SnapshotMeta meta;
+    uint64_t number = 0;  // installs_started_ when it was queued.
   };
   using ApplyTask =
       std::variant<CommittedBatch, InstallSnapshot, std::function<void()>>;
-  // A log write in flight and the messages that must wait for it.
+  // A log write in flight (or held) and the messages that must wait for it.
   struct InflightWrite {
     std::vector<raft::Message> after_persist;
+  };
+  // A log write that may not reach the log store yet: it resets the log to
+  // a snapshot, or follows such a write, and that snapshot's install has
+  // not yet committed. The state is thus never behind the log's first entry
+  // after a crash.
+  struct HeldLogWrite {
+    uint64_t after_install = 0;  // Waits until installs_done_ reaches it.
+    LogWrite write;
+    raft::Index index = 0;  // What to report durable (0: nothing).
+    raft::Term term = 0;
   };
   // An incoming snapshot stream (receiver thread only).
   struct IncomingSnapshot {
@@ -139,6 +150,7 @@ class NodeImpl final : public Node, public TransportHandler {
   // The factory's store, or the default for `dir` (empty: in memory).
   absl::Status OpenLogStore(const std::string& dir);
   absl::Status OpenCore();
+  absl::Status AlignLogWithState(const AppliedState& applied);
   absl::Status OpenTransport();
   void StartThreads();
   void StopLoop(const absl::Status& closing);
@@ -168,6 +180,8 @@ class NodeImpl final : public Node, public TransportHandler {
   void HandleReady(raft::Ready ready);
   void SendMessages(std::vector<raft::Message> messages);
   void SubmitLogWrite(raft::Ready& ready);
+  void WriteLog(LogWrite write, raft::Index index, raft::Term term);
+  void ReleaseHeldLogWrites();
   void OnLogWriteDone(absl::Status status, raft::Index index, raft::Term term);
   void HandleReadStates(std::vector<raft::ReadState> states);
   void HandleFailedReads(const std::vector<std::string>& contexts);
@@ -243,7 +257,11 @@ class NodeImpl final : public Node, public TransportHandler {
   std::unique_ptr<asio::steady_timer> tick_timer_;
   std::thread loop_thread_;
   std::unique_ptr<raft::Core> core_;
+  // One per log write submitted or held, in Ready order.
   std::deque<InflightWrite> inflight_writes_;
+  std::deque<HeldLogWrite> held_log_writes_;
+  uint64_t installs_started_ = 0;  // Snapshots handed to the apply thread.
+  uint64_t installs_done_ = 0;     // Of those, committed (reported back).
   std::unordered_map<uint64_t, PendingRead> pending_reads_;
   std::unordered_map<uint64_t, PendingForward> pending_forwards_;
   uint64_t next_request_id_ = 1;

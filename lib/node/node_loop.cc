@@ -55,17 +55,17 @@ void NodeImpl::ProcessReady() {
 
 void NodeImpl::HandleReady(raft::Ready ready) {
   if (ready.snapshot_to_install) {
-    const raft::SnapshotMeta& meta = *ready.snapshot_to_install;
-    // Reset the log before any later write is queued, so writes that
-    // follow the snapshot survive the reset.
-    absl::Status reset = log_->ResetToSnapshot(meta.index, meta.term);
-    if (!reset.ok() || staged_sink_ == nullptr) {
-      FailStorage(reset.ok() ? absl::InternalError(absl::StrCat(
-                                   "snapshot at index ", meta.index,
-                                   " accepted with no staged data"))
-                             : reset);
+    // The log's reset travels in this Ready's log write, held back until
+    // the install commits.
+    ++installs_started_;
+    if (staged_sink_ == nullptr) {
+      FailStorage(absl::InternalError(
+          absl::StrCat("snapshot at index ", ready.snapshot_to_install->index,
+                       " accepted with no staged data")));
     } else {
-      EnqueueApply(InstallSnapshot{std::move(staged_sink_), meta});
+      EnqueueApply(InstallSnapshot{std::move(staged_sink_),
+                                   *ready.snapshot_to_install,
+                                   installs_started_});
     }
   }
   SendMessages(std::move(ready.messages));
@@ -93,7 +93,8 @@ void NodeImpl::SendMessages(std::vector<raft::Message> messages) {
 }
 
 void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
-  if (!ready.hard_state && ready.entries.empty()) {
+  const std::optional<raft::SnapshotMeta>& reset = ready.snapshot_to_install;
+  if (!reset && !ready.hard_state && ready.entries.empty()) {
     // Nothing to write: these only wait for earlier writes.
     if (inflight_writes_.empty()) {
       SendMessages(std::move(ready.messages_after_persist));
@@ -103,19 +104,50 @@ void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
     }
     return;
   }
-  const raft::Index index = ready.entries.empty() ? 0 : ready.entries.back().index;
-  const raft::Term term = ready.entries.empty() ? 0 : ready.entries.back().term;
+  raft::Index index = 0;
+  raft::Term term = 0;
+  if (!ready.entries.empty()) {
+    index = ready.entries.back().index;
+    term = ready.entries.back().term;
+  } else if (reset) {
+    index = reset->index;
+    term = reset->term;
+  }
+  LogWrite write{.reset = reset ? std::optional<LogResetPoint>(LogResetPoint{
+                                      reset->index, reset->term})
+                                : std::nullopt,
+                 .hard_state = ready.hard_state,
+                 .entries = std::move(ready.entries)};
   inflight_writes_.push_back(InflightWrite{std::move(ready.messages_after_persist)});
+  if (reset || !held_log_writes_.empty()) {
+    held_log_writes_.push_back(
+        HeldLogWrite{installs_started_, std::move(write), index, term});
+    return;
+  }
+  WriteLog(std::move(write), index, term);
+}
+
+void NodeImpl::WriteLog(LogWrite write, raft::Index index, raft::Term term) {
   const auto start = Clock::now();
-  log_->Write(LogWrite{ready.hard_state, std::move(ready.entries)},
-              [this, index, term, start](absl::Status status) {
-                Sample("node.log_write_ms",
-                       std::chrono::duration<double, std::milli>(Clock::now() - start)
-                           .count());
-                asio::post(loop_, [this, status, index, term] {
-                  OnLogWriteDone(status, index, term);
-                });
-              });
+  log_->Write(std::move(write), [this, index, term, start](absl::Status status) {
+    Sample("node.log_write_ms",
+           std::chrono::duration<double, std::milli>(Clock::now() - start)
+               .count());
+    asio::post(loop_, [this, status, index, term] {
+      OnLogWriteDone(status, index, term);
+    });
+  });
+}
+
+// Raft loop, after an install committed: the writes that waited for it go
+// to the log store, in order.
+void NodeImpl::ReleaseHeldLogWrites() {
+  while (!held_log_writes_.empty() &&
+         held_log_writes_.front().after_install <= installs_done_) {
+    HeldLogWrite held = std::move(held_log_writes_.front());
+    held_log_writes_.pop_front();
+    WriteLog(std::move(held.write), held.index, held.term);
+  }
 }
 
 void NodeImpl::OnLogWriteDone(absl::Status status, raft::Index index,

@@ -151,7 +151,7 @@ void CoreImpl::BecomeLeader() {
 }
 
 bool CoreImpl::Promotable() const {
-  return IsVoter(membership_, options_.id) && !log_.pending_snapshot();
+  return IsVoter(membership_, options_.id) && !pending_install_;
 }
 
 bool CoreImpl::InLease() const {
@@ -530,8 +530,9 @@ void CoreImpl::HandleSnapshot(const Message& m) {
     commit_ = meta.index;
     reply.log_index = meta.index;
   } else {
-    log_.RestoreSnapshot(meta);
+    log_.Reset(meta);
     snapshot_to_install_ = meta;
+    pending_install_ = meta;
     commit_ = meta.index;
     applied_ = meta.index;
     committed_to_emit_.clear();
@@ -1021,8 +1022,8 @@ void CoreImpl::ReportDurable(Index index, Term term) {
 }
 
 void CoreImpl::ReportSnapshotInstalled(const SnapshotMeta& meta) {
-  if (log_.pending_snapshot() && log_.pending_snapshot()->index == meta.index) {
-    log_.SnapshotInstalled();
+  if (pending_install_ && pending_install_->index == meta.index) {
+    pending_install_.reset();
     ResetApplyWindow(meta.index);
   }
   AfterInput();
@@ -1080,7 +1081,7 @@ void CoreImpl::AfterInput() {
 }
 
 void CoreImpl::AdvanceApply() {
-  if (log_.pending_snapshot() || !storage_error_.ok()) return;
+  if (pending_install_ || !storage_error_.ok()) return;
   const Index limit = std::min(commit_, log_.durable_index());
   // ApplyRoomFor(1): both budgets have at least a byte left.
   while (applied_ < limit && ApplyRoomFor(1)) {
@@ -1275,8 +1276,23 @@ absl::Status CoreImpl::CheckInvariants() const {
     return fail(absl::StrCat("commit ", commit_, " > last index ", last));
   }
   if (auto s = CheckApplyWindow(); !s.empty()) return fail(s);
-  if (log_.durable_index() > last) {
-    return fail(absl::StrCat("durable ", log_.durable_index(), " > last ", last));
+  if (log_.durable_index() > log_.emitted_through() ||
+      log_.emitted_through() > last ||
+      log_.emitted_through() + 1 < log_.unstable_offset()) {
+    return fail(absl::StrCat("durable ", log_.durable_index(), ", emitted ",
+                             log_.emitted_through(), ", unstable from ",
+                             log_.unstable_offset(), ", last ", last,
+                             " out of order"));
+  }
+  if (const auto& reset = log_.unsynced_reset();
+      reset && log_.unstable_offset() != reset->index + 1) {
+    return fail(absl::StrCat("log reset to ", reset->index,
+                             " not durable, yet unstable entries start at ",
+                             log_.unstable_offset()));
+  }
+  if (pending_install_ && applied_ < pending_install_->index) {
+    return fail(absl::StrCat("snapshot at ", pending_install_->index,
+                             " pending while applied is ", applied_));
   }
   Term previous = 0;
   Index expected = log_.unstable_offset();

@@ -199,6 +199,10 @@ class CoreImpl {
   std::vector<std::string> failed_reads_;
   std::vector<SnapshotSend> snapshots_to_send_;
   std::optional<SnapshotMeta> snapshot_to_install_;
+  // A snapshot handed out in Ready::snapshot_to_install whose install the
+  // driver has not reported yet: nothing is applied and no campaign starts
+  // until it has (the state machine is behind the log).
+  std::optional<SnapshotMeta> pending_install_;
 
   absl::Status storage_error_;
   // A protocol invariant this member observed broken (only reachable with

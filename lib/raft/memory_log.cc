@@ -32,7 +32,7 @@ absl::StatusOr<std::vector<Entry>> MemoryLog::Entries(Index lo, Index hi,
   return out;
 }
 
-absl::Status MemoryLog::Append(const std::vector<Entry>& entries) {
+absl::Status MemoryLog::CheckAppend(const std::vector<Entry>& entries) const {
   if (entries.empty()) return absl::OkStatus();
   const Index first = entries.front().index;
   if (first <= compacted_index_ || first > LastIndex() + 1) {
@@ -47,6 +47,13 @@ absl::Status MemoryLog::Append(const std::vector<Entry>& entries) {
                        entries[i].index));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status MemoryLog::Append(const std::vector<Entry>& entries) {
+  if (absl::Status s = CheckAppend(entries); !s.ok()) return s;
+  if (entries.empty()) return absl::OkStatus();
+  const Index first = entries.front().index;
   entries_.resize(first - compacted_index_ - 1);
   entries_.insert(entries_.end(), entries.begin(), entries.end());
   return absl::OkStatus();

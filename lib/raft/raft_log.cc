@@ -13,13 +13,12 @@ RaftLog::RaftLog(const LogReader* durable)
       durable_index_(durable->LastIndex()) {}
 
 Index RaftLog::FirstIndex() const {
-  if (pending_snapshot_) return pending_snapshot_->index + 1;
+  if (unsynced_reset_) return unsynced_reset_->index + 1;
   return durable_->FirstIndex();
 }
 
 Index RaftLog::LastIndex() const {
   if (!unstable_.empty()) return unstable_.back().index;
-  if (pending_snapshot_) return pending_snapshot_->index;
   return offset_ - 1;
 }
 
@@ -36,10 +35,11 @@ absl::StatusOr<Term> RaftLog::TermAt(Index index) const {
     }
     return unstable_[index - offset_].term;
   }
-  if (pending_snapshot_) {
-    if (index == pending_snapshot_->index) return pending_snapshot_->term;
+  if (unsynced_reset_) {
+    if (index == unsynced_reset_->index) return unsynced_reset_->term;
     return absl::OutOfRangeError(
-        absl::StrCat("index ", index, " precedes a pending snapshot"));
+        absl::StrCat("index ", index, " precedes the snapshot the log was "
+                     "reset to"));
   }
   return durable_->TermAt(index);
 }
@@ -59,9 +59,10 @@ absl::StatusOr<std::vector<Entry>> RaftLog::Entries(Index lo, Index hi,
   if (lo >= hi) return out;
   uint64_t bytes = 0;
   if (lo < offset_) {
-    if (pending_snapshot_) {
+    if (unsynced_reset_) {
       return absl::OutOfRangeError(
-          absl::StrCat("index ", lo, " precedes a pending snapshot"));
+          absl::StrCat("index ", lo, " precedes the snapshot the log was "
+                       "reset to"));
     }
     auto stored = durable_->Entries(lo, std::min(hi, offset_), max_bytes);
     if (!stored.ok()) return stored.status();
@@ -106,28 +107,32 @@ std::vector<Entry> RaftLog::TakeUnemitted() {
 }
 
 bool RaftLog::MarkDurable(Index index, Term term) {
-  if (index < offset_ || index - offset_ >= unstable_.size()) return false;
-  if (unstable_[index - offset_].term != term) return false;
-  // The write that made `index` durable also wrote everything before it.
+  // Entries not emitted since the last truncation or reset cannot have
+  // been written: the report is about their predecessors.
+  if (index > emitted_through_) return false;
+  if (unsynced_reset_ && index == unsynced_reset_->index &&
+      term == unsynced_reset_->term) {
+    unsynced_reset_.reset();
+    durable_index_ = std::max(durable_index_, index);
+    return true;
+  }
+  if (index < offset_ || unstable_[index - offset_].term != term) return false;
+  // The write that made `index` durable also wrote everything before it,
+  // the reset included.
   const Index drop = index - offset_ + 1;
   unstable_.erase(unstable_.begin(), unstable_.begin() + drop);
   offset_ = index + 1;
   durable_index_ = std::max(durable_index_, index);
+  unsynced_reset_.reset();
   return true;
 }
 
-void RaftLog::RestoreSnapshot(const SnapshotMeta& meta) {
-  pending_snapshot_ = meta;
+void RaftLog::Reset(const SnapshotMeta& meta) {
+  unsynced_reset_ = meta;
   unstable_.clear();
   offset_ = meta.index + 1;
   emitted_through_ = meta.index;
   durable_index_ = std::min(durable_index_, meta.index);
-}
-
-void RaftLog::SnapshotInstalled() {
-  if (!pending_snapshot_) return;
-  durable_index_ = std::max(durable_index_, pending_snapshot_->index);
-  pending_snapshot_.reset();
 }
 
 }  // namespace confman::raft

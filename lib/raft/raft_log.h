@@ -16,7 +16,10 @@ namespace confman::raft {
 // Entries at or after `unstable_offset()` are answered from memory, earlier
 // ones from the durable log. Storage may still hold stale entries past a
 // truncation point until the driver writes the replacement; they are never
-// consulted because the unstable entries shadow them.
+// consulted because the unstable entries shadow them. Likewise, after a
+// reset to a snapshot, storage holds the old log until the driver's write
+// of the reset is durable; until then only the snapshot's own index is
+// answered below the unstable entries, from the snapshot's metadata.
 class RaftLog {
  public:
   explicit RaftLog(const LogReader* durable);
@@ -44,17 +47,22 @@ class RaftLog {
   std::vector<Entry> TakeUnemitted();
   bool HasUnemitted() const { return emitted_through_ < LastIndex(); }
 
-  // The storage reports `index`/`term` durable. Returns true if that
-  // matched an unstable entry (the report is current, not superseded).
+  // The storage reports a write durable whose last entry is `index`/`term`
+  // (or, for a write holding only a reset, the reset's snapshot point).
+  // Returns true if the report is current: it names an emitted entry this
+  // log still holds, or the pending reset. A report for anything else was
+  // superseded by a later truncation or reset and changes nothing.
   bool MarkDurable(Index index, Term term);
 
-  // Replaces everything with the empty log that follows `meta`, pending the
-  // driver's install.
-  void RestoreSnapshot(const SnapshotMeta& meta);
-  void SnapshotInstalled();
-  const std::optional<SnapshotMeta>& pending_snapshot() const {
-    return pending_snapshot_;
+  // Replaces everything with the empty log that follows `meta`. The reset
+  // is written ahead of the entries emitted after it (the driver puts it at
+  // the head of the same Ready's log write); until a write at or after it
+  // is reported durable, `unsynced_reset()` holds it.
+  void Reset(const SnapshotMeta& meta);
+  const std::optional<SnapshotMeta>& unsynced_reset() const {
+    return unsynced_reset_;
   }
+  Index emitted_through() const { return emitted_through_; }
 
   Index durable_index() const { return durable_index_; }
   Index unstable_offset() const { return offset_; }
@@ -68,11 +76,13 @@ class RaftLog {
   // Invariant: offset_ - 1 <= emitted_through_ <= LastIndex().
   Index emitted_through_;
   // Highest index known durable and consistent with this log.
-  // Invariant: durable_index_ <= LastIndex().
+  // Invariant: durable_index_ <= emitted_through_ <= LastIndex().
   Index durable_index_;
-  // Set between accepting a snapshot and the driver installing it; while
-  // set, nothing at or before its index may be read from `durable_`.
-  std::optional<SnapshotMeta> pending_snapshot_;
+  // A reset not yet known durable: `durable_` may still hold the old log,
+  // so nothing at or before its index is read from it.
+  // Invariant: if set, offset_ == unsynced_reset_->index + 1 (entries only
+  // leave unstable_ once a write after the reset is durable).
+  std::optional<SnapshotMeta> unsynced_reset_;
 };
 
 }  // namespace confman::raft

@@ -154,7 +154,12 @@ struct PendingOp {
   }
 };
 
-absl::Status ValidateWrite(const LogWrite& write, const Bounds& b) {
+absl::Status ValidateWrite(const LogWrite& write, Bounds b) {
+  if (write.reset) {
+    b = Bounds{.compacted_index = write.reset->index,
+               .compacted_term = write.reset->term,
+               .last_index = write.reset->index};
+  }
   if (write.entries.empty()) return absl::OkStatus();
   const Index first = write.entries.front().index;
   if (first <= b.compacted_index || first > b.last_index + 1) {
@@ -499,6 +504,10 @@ class LmdbLogStore::Impl {
   }
 
   absl::Status ApplyWrite(MDB_txn* txn, const LogWrite& write, Bounds& b) {
+    if (write.reset) {
+      CONFMAN_RETURN_IF_ERROR(
+          ApplyReset(txn, write.reset->index, write.reset->term, b));
+    }
     if (write.hard_state) {
       const HardState& hs = *write.hard_state;
       CONFMAN_RETURN_IF_ERROR(PutRecord(txn, env_->db(kMetaDb), kHardStateKey,

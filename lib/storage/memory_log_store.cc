@@ -64,7 +64,18 @@ void MemoryLogStore::Write(LogWrite write, WriteDone done) {
   absl::Status status;
   {
     std::lock_guard lock(state_->mu);
-    status = state_->log.Append(write.entries);
+    // Checked against the log after the reset, before changing anything.
+    raft::MemoryLog after_reset;
+    const raft::MemoryLog* target = &state_->log;
+    if (write.reset) {
+      after_reset.ResetToSnapshot(write.reset->index, write.reset->term);
+      target = &after_reset;
+    }
+    status = target->CheckAppend(write.entries);
+    if (status.ok() && write.reset) {
+      ResetLocked(write.reset->index, write.reset->term);
+    }
+    if (status.ok()) status = state_->log.Append(write.entries);
     if (status.ok() && write.hard_state) {
       state_->log.set_hard_state(*write.hard_state);
     }
@@ -86,11 +97,15 @@ absl::Status MemoryLogStore::CompactPrefix(raft::Index through) {
 
 absl::Status MemoryLogStore::ResetToSnapshot(raft::Index index, raft::Term term) {
   std::lock_guard lock(state_->mu);
+  ResetLocked(index, term);
+  return absl::OkStatus();
+}
+
+void MemoryLogStore::ResetLocked(raft::Index index, raft::Term term) {
   state_->retained.erase(state_->retained.upper_bound(index),
                          state_->retained.end());
   state_->RetainThrough(index);
   state_->log.ResetToSnapshot(index, term);
-  return absl::OkStatus();
 }
 
 bool MemoryLogStore::RetainsEntry(const raft::Entry& entry) const {

@@ -17,6 +17,7 @@ using raft::Term;
 
 struct Cluster::DiskWrite {
   uint64_t durable_at = 0;
+  std::optional<raft::SnapshotMeta> reset;  // Written before the rest.
   std::optional<raft::HardState> hard_state;
   std::vector<Entry> entries;
   std::vector<Message> messages_after_persist;
@@ -38,6 +39,8 @@ struct Cluster::Member {
   // The state that arrived with the last kSnapshot message, until the core
   // asks to install it.
   std::optional<StateMachine> staged;
+  // Installs taken by the state machine, not yet reported to the core.
+  std::deque<std::pair<uint64_t, raft::SnapshotMeta>> install_reports;
   Term observed_leader_term = 0;
   std::map<std::string, Index> pending_reads;  // context -> required index
   // Applied entries not yet confirmed with ReportApplied, and when the
@@ -96,7 +99,19 @@ void Cluster::Boot() {
   for (auto& m : members_) StartCore(*m);
 }
 
+// A crash between a snapshot install and the durable reset of the log
+// leaves a state machine ahead of the log; the log restarts from it, as the
+// Node's open does.
+void Cluster::AlignLogWithState(Member& m) {
+  if (m.sm.applied == 0 || m.sm.applied < m.log.FirstIndex() - 1) return;
+  const absl::StatusOr<Term> term = m.log.TermAt(m.sm.applied);
+  if (term.ok() && *term == m.sm.applied_term) return;
+  Trace(m, absl::StrCat("log reset to the state at ", m.sm.applied));
+  m.log.ResetToSnapshot(m.sm.applied, m.sm.applied_term);
+}
+
 void Cluster::StartCore(Member& m) {
+  AlignLogWithState(m);
   raft::CoreOptions options = config_.core;
   options.id = m.id;
   options.random_seed = rng_.Next() | 1;
@@ -191,6 +206,13 @@ void Cluster::Advance(uint64_t now) {
     if (wrote) Drive(*m);
   }
   for (auto& m : members_) {
+    if (m->up && !m->install_reports.empty() &&
+        m->install_reports.front().first <= now_) {
+      ReportInstalls(*m);
+      Drive(*m);
+    }
+  }
+  for (auto& m : members_) {
     if (m->up && m->report_applied_at && *m->report_applied_at <= now_) {
       ReportApplied(*m);
       Drive(*m);
@@ -261,7 +283,7 @@ void Cluster::HandleReady(Member& m, raft::Ready ready) {
 }
 
 void Cluster::QueueWrite(Member& m, raft::Ready& ready) {
-  if (!ready.hard_state && ready.entries.empty()) {
+  if (!ready.snapshot_to_install && !ready.hard_state && ready.entries.empty()) {
     if (ready.messages_after_persist.empty()) return;
     if (m.disk.empty()) {  // Nothing to wait for.
       for (Message& message : ready.messages_after_persist) {
@@ -280,6 +302,7 @@ void Cluster::QueueWrite(Member& m, raft::Ready& ready) {
   if (!m.disk.empty()) {
     write.durable_at = std::max(write.durable_at, m.disk.back().durable_at);
   }
+  write.reset = ready.snapshot_to_install;
   write.hard_state = ready.hard_state;
   write.entries = std::move(ready.entries);
   write.messages_after_persist = std::move(ready.messages_after_persist);
@@ -290,6 +313,8 @@ void Cluster::CompleteWrite(Member& m, DiskWrite& write) {
   if (!Persist(m, write)) return;
   if (!write.entries.empty()) {
     m.core->ReportDurable(write.entries.back().index, write.entries.back().term);
+  } else if (write.reset) {
+    m.core->ReportDurable(write.reset->index, write.reset->term);
   }
   for (Message& message : write.messages_after_persist) {
     Send(m, std::move(message));
@@ -300,6 +325,7 @@ void Cluster::CompleteWrite(Member& m, DiskWrite& write) {
 // every entry the member has durably recorded as committed: a restart
 // replays (applied, commit] from this log.
 bool Cluster::Persist(Member& m, const DiskWrite& write) {
+  if (write.reset) m.log.ResetToSnapshot(write.reset->index, write.reset->term);
   const Index durable_commit = m.log.hard_state().commit;
   if (write.hard_state) {
     checker_.ObserveDurableHardState(m.id, m.log.hard_state(), *write.hard_state);
@@ -340,14 +366,6 @@ bool Cluster::Persist(Member& m, const DiskWrite& write) {
   return true;
 }
 
-void Cluster::FlushWrites(Member& m) {
-  while (!m.disk.empty() && !checker_.failed()) {
-    DiskWrite write = std::move(m.disk.front());
-    m.disk.pop_front();
-    CompleteWrite(m, write);
-  }
-}
-
 void Cluster::InstallSnapshot(Member& m, const raft::SnapshotMeta& meta) {
   if (!m.staged || m.staged->applied != meta.index ||
       m.staged->applied_term != meta.term) {
@@ -362,12 +380,9 @@ void Cluster::InstallSnapshot(Member& m, const raft::SnapshotMeta& meta) {
                                " but has applied through ", m.sm.applied));
     return;
   }
-  // Earlier Readies' writes must be durable before the log is replaced.
-  FlushWrites(m);
   m.sm = std::move(*m.staged);
   m.staged.reset();
   checker_.ObserveSnapshotInstalled(m.id, m.sm);
-  m.log.ResetToSnapshot(meta.index, meta.term);
   ++stats_.snapshots_installed;
   Trace(m, absl::StrCat("installed snapshot index=", meta.index, " term=",
                         meta.term));
@@ -375,7 +390,20 @@ void Cluster::InstallSnapshot(Member& m, const raft::SnapshotMeta& meta) {
   m.unreported_bytes = 0;
   m.unreported_nonempty_entries = 0;
   m.report_applied_at.reset();
-  m.core->ReportSnapshotInstalled(meta);
+  const uint64_t delay =
+      rng_.Below(config_.snapshot.max_install_report_delay_steps + 1);
+  m.install_reports.emplace_back(now_ + delay, meta);
+  if (delay == 0) ReportInstalls(m);
+}
+
+// The caller drives the Ready this may produce.
+void Cluster::ReportInstalls(Member& m) {
+  while (!m.install_reports.empty() &&
+         m.install_reports.front().first <= now_) {
+    const raft::SnapshotMeta meta = m.install_reports.front().second;
+    m.install_reports.pop_front();
+    m.core->ReportSnapshotInstalled(meta);
+  }
 }
 
 void Cluster::ScheduleApplyReport(Member& m) {
@@ -684,6 +712,7 @@ void Cluster::Crash(MemberId id, uint64_t restart_at) {
   m.core.reset();
   m.disk.clear();
   m.staged.reset();
+  m.install_reports.clear();
   m.pending_reads.clear();
   m.unreported_bytes = 0;
   m.unreported_nonempty_entries = 0;
@@ -695,9 +724,15 @@ void Cluster::Crash(MemberId id, uint64_t restart_at) {
 // the writes still in flight laid over it, newest last.
 std::optional<Term> Cluster::LogicalTermAt(const Member& m, Index index) const {
   for (auto it = m.disk.rbegin(); it != m.disk.rend(); ++it) {
-    if (it->entries.empty() || index < it->entries.front().index) continue;
-    if (index > it->entries.back().index) return std::nullopt;
-    return it->entries[index - it->entries.front().index].term;
+    if (!it->entries.empty() && index >= it->entries.front().index) {
+      if (index > it->entries.back().index) return std::nullopt;
+      return it->entries[index - it->entries.front().index].term;
+    }
+    // A reset hides every older write and the stored log.
+    if (it->reset) {
+      if (index == it->reset->index) return it->reset->term;
+      return std::nullopt;
+    }
   }
   if (index < m.log.FirstIndex() || index > m.log.LastIndex()) return std::nullopt;
   absl::StatusOr<Term> term = m.log.TermAt(index);

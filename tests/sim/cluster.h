@@ -14,7 +14,11 @@
 //     is ReportDurable called and messages_after_persist sent;
 //   - a StateMachine whose applies are durable at once, and confirmed to
 //     the core with ReportApplied after a random delay (an asynchronous
-//     applier), so the apply window (max_unapplied_bytes) fills and drains.
+//     applier), so the apply window (max_unapplied_bytes) fills and drains;
+//   - snapshot installs that take the state at once (durably) but reset the
+//     log through the ordered disk queue and report to the core after a
+//     random delay; a restart between the two resets the log to the state
+//     first, as the Node does.
 // A crash discards the in-flight writes and every undelivered message to or
 // from the member; a restart rebuilds the core from the MemoryLog and the
 // state machine.
@@ -75,6 +79,10 @@ struct SnapshotProfile {
   uint32_t min_delay_steps = 10;
   uint32_t max_delay_steps = 80;
   uint32_t fail_per_million = 100000;
+  // An install is reported to the core 0 to this many steps after the
+  // state machine took the snapshot (an installer on another thread), while
+  // the log writes after it, the reset included, go on completing.
+  uint32_t max_install_report_delay_steps = 0;
 };
 
 struct ClusterConfig {
@@ -176,8 +184,9 @@ class Cluster {
   void QueueWrite(Member& m, raft::Ready& ready);
   void CompleteWrite(Member& m, DiskWrite& write);
   bool Persist(Member& m, const DiskWrite& write);
-  void FlushWrites(Member& m);
   void InstallSnapshot(Member& m, const raft::SnapshotMeta& meta);
+  void ReportInstalls(Member& m);
+  void AlignLogWithState(Member& m);
   void Apply(Member& m, const raft::Entry& entry);
   void ScheduleApplyReport(Member& m);
   void ReportApplied(Member& m);

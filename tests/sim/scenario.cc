@@ -72,6 +72,10 @@ void DrawApplyWindow(Rng& rng, ClusterConfig& c) {
         std::min(c.core.max_apply_bytes, c.core.max_unapplied_bytes);
   }
   c.apply.max_report_delay_steps = Pick(rng, {0u, 3u, 10u});
+  // Installs reported late let log writes after a snapshot (its reset
+  // included) complete first, as the Node's installer on the apply thread
+  // does.
+  c.snapshot.max_install_report_delay_steps = Pick(rng, {0u, 30u, 300u});
 }
 
 Rates DrawStorm(Rng& rng) {
@@ -131,6 +135,8 @@ std::string DescribeScenario(const Scenario& s) {
       " apply_bytes=", core.max_apply_bytes,
       " unapplied=", core.max_unapplied_bytes,
       " report_delay<=", s.cluster.apply.max_report_delay_steps,
+      " install_report_delay<=",
+      s.cluster.snapshot.max_install_report_delay_steps,
       " drop=", net.drop_per_million, " dup=", net.duplicate_per_million,
       " reorder=", net.reorder_per_million, " stale=", net.stale_per_million,
       " delay<=", net.max_delay_steps,

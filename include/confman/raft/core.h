@@ -179,18 +179,27 @@ struct ProposalPosition {
 // order:
 //
 //   1. snapshot_to_install: make the staged snapshot the state machine's
-//      state and reset the log to begin after it; then call
-//      Core::ReportSnapshotInstalled.
+//      state, then call Core::ReportSnapshotInstalled. The install may
+//      finish later, on another thread: later Readies may be handled
+//      meanwhile. Until the report, the core hands out no committed entries
+//      and does not campaign.
 //   2. messages: send now. They never depend on local durability (a
 //      leader replicates entries in parallel with writing them itself).
-//   3. hard_state and entries: write durably, in Ready order: a Ready's
-//      writes must not become durable before an earlier Ready's. `entries`
-//      replace any stored entries at and after entries.front().index (the
-//      log store truncates that suffix first). Once durable, call
-//      Core::ReportDurable(entries.back().index, entries.back().term).
+//   3. The log write, durable in Ready order (a Ready's writes must not
+//      become durable before an earlier Ready's):
+//        - when snapshot_to_install is set, first reset the log to the
+//          empty log that follows it (LogStore::ResetToSnapshot's effect);
+//        - then hard_state, if set;
+//        - then entries, which replace any stored entries at and after
+//          entries.front().index (the store truncates that suffix first).
+//      Once durable, call Core::ReportDurable with the last entry's index
+//      and term, or, for a write whose last part is the reset, the
+//      snapshot's. A driver that can crash must make the install of step 1
+//      durable before the reset (else a restart finds a state machine
+//      behind the log's first entry); the core allows either order.
 //   4. messages_after_persist: send only after step 3's writes for this
 //      Ready (and every earlier one) are durable; they promise what was
-//      written (votes, append acknowledgements).
+//      written (votes, append acknowledgements, a snapshot's receipt).
 //   5. committed_entries: apply in order. They are always durable locally.
 //      Membership entries among them have already taken effect in the core.
 //      Then call Core::ReportApplied(index of the last entry applied); with
@@ -305,11 +314,16 @@ class Core {
   absl::Status TransferLeadership(MemberId to);
 
   // Storage reports.
-  // The log is durable through `index`, whose entry has term `term`.
+  // A log write (Ready step 3) is durable; `index`/`term` name its last
+  // entry, or the snapshot it reset the log to if it holds no entry.
+  // Reports for writes that a later truncation or reset superseded are
+  // recognised and ignored.
   void ReportDurable(Index index, Term term);
   // The snapshot from Ready::snapshot_to_install is now the state machine's
-  // state and the log begins after it. Empties the apply window: entries
-  // handed out before the snapshot no longer need reporting.
+  // state (the log's reset is reported through ReportDurable). Empties the
+  // apply window: entries handed out before the snapshot no longer need
+  // reporting. A report for a snapshot superseded by a later one is
+  // ignored.
   void ReportSnapshotInstalled(const SnapshotMeta& meta);
   // The state machine has applied every committed entry through `index`.
   // Frees their bytes in the apply window (CoreOptions::max_unapplied_bytes)

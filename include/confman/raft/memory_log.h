@@ -30,6 +30,8 @@ class MemoryLog final : public LogReader {
   // entry at or after entries.front().index. InvalidArgument if that would
   // leave a gap or reach into the compacted prefix.
   absl::Status Append(const std::vector<Entry>& entries);
+  // Append's checks alone: OK if Append would accept `entries`.
+  absl::Status CheckAppend(const std::vector<Entry>& entries) const;
 
   // Drops every entry through `index` (which must be <= LastIndex());
   // TermAt(index) keeps answering. Compacting at or below the current

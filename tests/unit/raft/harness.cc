@@ -219,6 +219,19 @@ void Cluster::ReleaseApplyReports(MemberId id) {
   HandleReady(id);
 }
 
+void Cluster::HoldSnapshotInstalls(MemberId id) {
+  member(id).hold_install_reports = true;
+}
+
+void Cluster::ReleaseSnapshotInstalls(MemberId id) {
+  Member& m = member(id);
+  m.hold_install_reports = false;
+  for (const SnapshotMeta& meta : std::exchange(m.unreported_installs, {})) {
+    m.core->ReportSnapshotInstalled(meta);
+    HandleReady(id);
+  }
+}
+
 void Cluster::HoldDurability(MemberId id) { member(id).hold_durability = true; }
 
 void Cluster::ReleaseDurability(MemberId id) {
@@ -233,6 +246,7 @@ void Cluster::ReleaseDurability(MemberId id) {
 }
 
 void Cluster::WriteDurably(Member& m, PendingWrite write) {
+  if (write.reset) m.log.ResetToSnapshot(write.reset->index, write.reset->term);
   if (write.hard_state) m.log.set_hard_state(*write.hard_state);
   if (!write.entries.empty()) {
     absl::Status appended = m.log.Append(write.entries);
@@ -240,6 +254,8 @@ void Cluster::WriteDurably(Member& m, PendingWrite write) {
     REQUIRE(appended.ok());
     m.core->ReportDurable(write.entries.back().index,
                           write.entries.back().term);
+  } else if (write.reset) {
+    m.core->ReportDurable(write.reset->index, write.reset->term);
   }
   for (Message& message : write.messages_after_persist) {
     Send(std::move(message));
@@ -262,7 +278,8 @@ void Cluster::HandleReady(MemberId id) {
 void Cluster::HandleOneReady(Member& m, Ready ready) {
   if (ready.snapshot_to_install) InstallSnapshot(m, *ready.snapshot_to_install);
   for (Message& message : ready.messages) Send(std::move(message));
-  m.pending_writes.push_back(PendingWrite{std::move(ready.hard_state),
+  m.pending_writes.push_back(PendingWrite{ready.snapshot_to_install,
+                                          std::move(ready.hard_state),
                                           std::move(ready.entries),
                                           std::move(ready.messages_after_persist)});
   while (!m.hold_durability && !m.pending_writes.empty()) {
@@ -314,13 +331,16 @@ void Cluster::InstallSnapshot(Member& m, const SnapshotMeta& meta) {
   state.erase(std::remove_if(state.begin(), state.end(),
                              [&](const Entry& e) { return e.index > meta.index; }),
               state.end());
-  m.log.ResetToSnapshot(meta.index, meta.term);
   m.applied = std::move(state);
   m.applied_index = meta.index;
   m.applied_membership = meta.membership;
   m.applied_membership_index = meta.index;
   m.installed_snapshots.push_back(meta);
-  m.core->ReportSnapshotInstalled(meta);
+  if (m.hold_install_reports) {
+    m.unreported_installs.push_back(meta);
+  } else {
+    m.core->ReportSnapshotInstalled(meta);
+  }
 }
 
 void Cluster::CompleteSnapshot(MemberId from, MemberId to, bool ok) {

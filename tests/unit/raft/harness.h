@@ -57,6 +57,7 @@ class FailingReader final : public LogReader {
 
 // One Ready's writes, kept until the member's "disk" makes them durable.
 struct PendingWrite {
+  std::optional<SnapshotMeta> reset;  // Written first.
   std::optional<HardState> hard_state;
   std::vector<Entry> entries;
   std::vector<Message> messages_after_persist;
@@ -96,6 +97,11 @@ struct Member {
   std::vector<ReadState> read_states;
   std::vector<SnapshotSend> snapshot_requests;
   std::vector<SnapshotMeta> installed_snapshots;
+  // While true, a snapshot the core hands out is made the state machine's
+  // state at once but Core::ReportSnapshotInstalled waits (an installer
+  // still committing it) until ReleaseSnapshotInstalls.
+  bool hold_install_reports = false;
+  std::vector<SnapshotMeta> unreported_installs;
 };
 
 struct ClusterConfig {
@@ -164,6 +170,10 @@ class Cluster {
   // far (one coalesced report) and stops holding.
   void HoldApplyReports(MemberId id);
   void ReleaseApplyReports(MemberId id);
+  // While held, snapshot installs are not reported to the core;
+  // ReleaseSnapshotInstalls reports them in order and stops holding.
+  void HoldSnapshotInstalls(MemberId id);
+  void ReleaseSnapshotInstalls(MemberId id);
 
   // ---- Storage -------------------------------------------------------
   // While held, the member's writes (and the messages that promise them)

@@ -74,6 +74,33 @@ TEST_CASE("replication resumes once the snapshot is installed", "[snapshot]") {
   CHECK(cluster.member(3).applied == cluster.member(1).applied);
 }
 
+// An installer reports back after the log writes that followed the
+// snapshot are durable (the Node's apply thread commits the state while its
+// log writer goes on). The core's view of its log must not fall behind
+// what it reported durable.
+TEST_CASE("entries made durable while a snapshot install is pending",
+          "[snapshot]") {
+  Cluster cluster(3);
+  LeaveMemberThreeBehindCompaction(cluster);
+  REQUIRE(cluster.member(1).snapshot_requests.size() == 1);
+
+  cluster.HoldSnapshotInstalls(3);
+  cluster.CompleteSnapshot(1, 3);
+  REQUIRE(cluster.member(3).unreported_installs.size() == 1);
+  const Index snapshot_index = cluster.member(3).unreported_installs[0].index;
+  // Writes go on; member 3 appends and persists them before its install is
+  // reported.
+  cluster.Replicate(1, Payloads(4, 8), 1);
+  CHECK(cluster.member(3).log.LastIndex() > snapshot_index);
+  CHECK(cluster.core(3).Status().last_index == cluster.member(3).log.LastIndex());
+
+  cluster.ReleaseSnapshotInstalls(3);
+  cluster.Replicate(1, Payloads(3, 8), 2);
+  CHECK(cluster.member(3).log.LastIndex() == cluster.member(1).log.LastIndex());
+  CHECK(cluster.member(3).applied_index == cluster.member(1).applied_index);
+  CHECK(cluster.member(3).applied == cluster.member(1).applied);
+}
+
 TEST_CASE("a voter added after compaction joins through a snapshot",
           "[snapshot]") {
   testing::ClusterConfig config;

@@ -159,6 +159,45 @@ TEMPLATE_TEST_CASE("a reset leaves the empty log after a snapshot",
   CHECK(log->Entries(41, 42, 10).value().front() == MakeEntry(41, 7));
 }
 
+TEMPLATE_TEST_CASE("a write that resets the log applies the reset first",
+                   "[log_store]", MemoryFactory, LmdbFactory) {
+  TestType factory;
+  auto log = factory.Open();
+  REQUIRE(log->WriteSync(Append(MakeEntries(1, 60, 1))).ok());
+  // Queued behind an ordinary write, the reset and the entries that follow
+  // the snapshot become durable together, after it.
+  std::vector<int> order;
+  log->Write(Append(MakeEntries(61, 62, 1)), [&](absl::Status s) {
+    CHECK(s.ok());
+    order.push_back(1);
+  });
+  const HardState hs{.term = 6, .vote = 2, .commit = 40};
+  REQUIRE(log->WriteSync({.reset = LogResetPoint{.index = 40, .term = 5},
+                          .hard_state = hs,
+                          .entries = MakeEntries(41, 43, 6)})
+              .ok());
+  CHECK(order == std::vector<int>{1});
+  CHECK(log->FirstIndex() == 41);
+  CHECK(log->LastIndex() == 43);
+  CHECK(log->TermAt(40).value() == 5);
+  CHECK(log->TermAt(43).value() == 6);
+  CHECK(absl::IsOutOfRange(log->TermAt(39).status()));
+  CHECK(log->LoadHardState().value() == hs);
+
+  // Entries that would not follow the reset are refused with the whole
+  // write: the log is unchanged.
+  CHECK(absl::IsInvalidArgument(
+      log->WriteSync({.reset = LogResetPoint{.index = 50, .term = 6},
+                      .entries = MakeEntries(52, 52, 6)})));
+  CHECK(log->FirstIndex() == 41);
+  CHECK(log->LastIndex() == 43);
+  // A reset alone.
+  REQUIRE(log->WriteSync({.reset = LogResetPoint{.index = 70, .term = 7}}).ok());
+  CHECK(log->FirstIndex() == 71);
+  CHECK(log->LastIndex() == 70);
+  CHECK(log->TermAt(70).value() == 7);
+}
+
 TEMPLATE_TEST_CASE("callbacks run once each, in submission order",
                    "[log_store]", MemoryFactory, LmdbFactory) {
   TestType factory;
