@@ -313,14 +313,14 @@ void NodeImpl::DrainApply(const absl::Status& closing) {
   waiting_reads_.clear();
 }
 
+// Holds watches_mu_ throughout: a handle being destroyed meanwhile waits in
+// Unregister until its watch is stopped and detached here, so it is never
+// freed while this still uses it.
 void NodeImpl::StopWatches() {
-  std::set<WatchImpl*> watches;
-  {
-    std::lock_guard lock(watches_mu_);
-    watches.swap(watches_);
-  }
   revision_cv_.notify_all();
-  for (WatchImpl* watch : watches) StopWatch(watch);
+  std::lock_guard lock(watches_mu_);
+  for (WatchImpl* watch : watches_) StopWatch(watch);
+  watches_.clear();
 }
 
 void NodeImpl::Log(LogLevel level, const std::string& line) const {

@@ -34,9 +34,11 @@ class WatchImpl final : public WatchHandle {
     if (NodeImpl* node = node_.exchange(nullptr)) node->Unregister(this);
   }
 
-  // Stops delivery and waits for the thread, unless called from it.
+  // Stops delivery and waits for the thread, unless called from it. The
+  // handle's owner and a closing Node may both call it at once.
   void Stop() {
     stop_ = true;
+    std::lock_guard lock(join_mu_);
     if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
       thread_.join();
     }
@@ -72,6 +74,7 @@ class WatchImpl final : public WatchHandle {
   const WatchRequest request_;
   const WatchCallback callback_;
   std::atomic<bool> stop_{false};
+  std::mutex join_mu_;  // Serializes joins of thread_.
   std::thread thread_;
 };
 
