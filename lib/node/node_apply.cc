@@ -213,7 +213,11 @@ void NodeImpl::AddWaitingRead(raft::Index index, std::function<void()> read) {
 void NodeImpl::MaybeCompactLog(raft::Index applied) {
   const uint64_t keep = options_.log_keep_entries;
   if (applied < last_compacted_ + keep + options_.log_compact_every) return;
-  last_compacted_ = applied - keep;
+  // A follower installing a snapshot continues from the log right after
+  // it; compacting that away would send it another snapshot.
+  const raft::Index through = std::min(applied - keep, SnapshotFloor());
+  if (through <= last_compacted_) return;
+  last_compacted_ = through;
   RequestCompaction(last_compacted_);
 }
 

@@ -153,8 +153,10 @@ class NodeImpl final : public Node, public TransportHandler {
   absl::Status AlignLogWithState(const AppliedState& applied);
   absl::Status OpenTransport();
   void StartThreads();
-  void StopLoop(const absl::Status& closing);
-  void DrainApply(const absl::Status& closing);
+  // `closing` fails what certainly did not take effect (reads, new work);
+  // `closing_in_flight` the writes that may still commit elsewhere.
+  void StopLoop(const absl::Status& closing, const absl::Status& closing_in_flight);
+  void DrainApply(const absl::Status& closing_in_flight);
   void StopWatches();
   void Log(LogLevel level, const std::string& line) const;
   void Count(std::string_view name, uint64_t delta = 1) const;
@@ -172,6 +174,10 @@ class NodeImpl final : public Node, public TransportHandler {
   // kLocal); `fail` receives the error otherwise. On the apply thread.
   void AtReadPoint(const ReadOptions& options, std::function<void()> read,
                    std::function<void(absl::Status)> fail);
+  // A read served from sm_ on the caller's thread: false (not entered) once
+  // the node is closing; otherwise pair with LeaveCallerRead.
+  bool EnterCallerRead();
+  void LeaveCallerRead();
 
   // Raft loop (node_loop.cc).
   void ScheduleTick();
@@ -198,7 +204,7 @@ class NodeImpl final : public Node, public TransportHandler {
   void HandOffLeadership();
   // Unavailable naming the storage failure (and the leader), or OK.
   absl::Status StorageFailedError() const;
-  void FailLoopRequests(const absl::Status& status);
+  void FailLoopRequests(const absl::Status& reads, const absl::Status& forwards);
 
   // Apply thread (node_apply.cc).
   void EnqueueApply(ApplyTask task);
@@ -238,6 +244,11 @@ class NodeImpl final : public Node, public TransportHandler {
   // unacknowledged. False on timeout or close.
   bool WaitForWindow(uint64_t snapshot_id, uint64_t seq);
   void JoinSnapshotThreads();
+  void ReleaseSnapshotFloors(const raft::CoreStatus& core);
+  // The lowest index a snapshot being sent (or awaiting its follower's
+  // acknowledgement) was taken at; compaction stays below it. All ones if
+  // none.
+  raft::Index SnapshotFloor() const;
 
   NodeOptions options_;
   raft::MemberId id_;
@@ -246,6 +257,9 @@ class NodeImpl final : public Node, public TransportHandler {
   std::unique_ptr<Transport> transport_;
   std::string listen_address_;
   std::atomic<bool> closing_{false};
+  // Reads inside sm_ on callers' threads; Close waits for none before it
+  // destroys sm_.
+  std::atomic<int> caller_reads_{0};
   std::atomic<bool> closed_{false};
   std::mutex close_mu_;
 
@@ -304,7 +318,9 @@ class NodeImpl final : public Node, public TransportHandler {
   std::set<WatchImpl*> watches_;
 
   // Snapshot threads.
-  std::mutex snapshot_mu_;
+  mutable std::mutex snapshot_mu_;
+  // Per follower being sent a snapshot: its index (guarded by snapshot_mu_).
+  std::map<raft::MemberId, raft::Index> snapshot_floors_;
   std::map<raft::MemberId, std::thread> senders_;
   std::set<raft::MemberId> sending_;
   std::condition_variable receive_cv_;

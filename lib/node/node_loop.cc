@@ -381,11 +381,12 @@ void NodeImpl::ExpireRequests() {
   FailPendingWrites(expired, /*only_expired=*/true);
 }
 
-void NodeImpl::FailLoopRequests(const absl::Status& status) {
-  for (auto& [id, read] : pending_reads_) read.done(status);
+void NodeImpl::FailLoopRequests(const absl::Status& reads,
+                                const absl::Status& forwards) {
+  for (auto& [id, read] : pending_reads_) read.done(reads);
   pending_reads_.clear();
   for (auto& [id, forward] : pending_forwards_) {
-    RunOnApplyThread([done = std::move(forward.done), status] { done(status); });
+    RunOnApplyThread([done = std::move(forward.done), forwards] { done(forwards); });
   }
   pending_forwards_.clear();
 }
@@ -393,6 +394,7 @@ void NodeImpl::FailLoopRequests(const absl::Status& status) {
 void NodeImpl::RefreshStatusCache() {
   raft::CoreStatus core = core_->Status();
   if (!core.storage_error.ok()) FailStorage(core.storage_error);
+  ReleaseSnapshotFloors(core);
   const std::string leader_address = AddressOf(core.leader);
   std::lock_guard lock(status_mu_);
   status_.id = core.id;

@@ -59,10 +59,17 @@ void NodeImpl::StartSnapshotSend(raft::MemberId to) {
 void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
                             uint64_t snapshot_id) {
   bool ok = false;
+  raft::Index index = 0;
   absl::StatusOr<std::unique_ptr<SnapshotSource>> source = sm_->OpenSnapshot();
   if (source.ok()) {
-    Log(LogLevel::kInfo, absl::StrCat("sending snapshot at index ",
-                                      (*source)->meta().index, " to member ", to));
+    index = (*source)->meta().index;
+    {
+      // The log keeps what follows the snapshot until `to` has it.
+      std::lock_guard lock(snapshot_mu_);
+      snapshot_floors_[to] = index;
+    }
+    Log(LogLevel::kInfo, absl::StrCat("sending snapshot at index ", index,
+                                      " to member ", to));
     while (!closing_) {
       absl::StatusOr<SnapshotChunk> chunk = (*source)->NextChunk();
       if (!chunk.ok()) break;
@@ -95,14 +102,44 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
   Count("node.snapshots_sent");
   source = absl::CancelledError();  // Release the read transaction first.
   RequestCompaction(0);  // Values replaced during the stream can go now.
-  asio::post(loop_, [this, to, ok] {
+  {
+    // Before the report: the core may ask for the next stream at once, and
+    // that request must not find this one still registered.
+    std::lock_guard lock(snapshot_mu_);
+    sending_.erase(to);
+    snapshot_acked_.erase(snapshot_id);
+    if (!ok) snapshot_floors_.erase(to);
+  }
+  asio::post(loop_, [this, to, ok, index] {
     if (closing_) return;
-    core_->ReportSnapshotSent(to, ok);
+    core_->ReportSnapshotSent(to, ok, index);
     ProcessReady();
   });
+}
+
+// Raft loop: a follower no longer waiting for a snapshot (it acknowledged
+// it, or leadership moved) stops holding the log back.
+void NodeImpl::ReleaseSnapshotFloors(const raft::CoreStatus& core) {
   std::lock_guard lock(snapshot_mu_);
-  sending_.erase(to);
-  snapshot_acked_.erase(snapshot_id);
+  for (auto it = snapshot_floors_.begin(); it != snapshot_floors_.end();) {
+    bool waiting = false;
+    if (core.role == raft::Role::kLeader) {
+      for (const raft::MemberProgress& p : core.progress) {
+        waiting |= p.id == it->first &&
+                   p.state == raft::MemberProgress::State::kSnapshot;
+      }
+    }
+    it = waiting ? std::next(it) : snapshot_floors_.erase(it);
+  }
+}
+
+raft::Index NodeImpl::SnapshotFloor() const {
+  std::lock_guard lock(snapshot_mu_);
+  raft::Index floor = ~raft::Index{0};
+  for (const auto& [member, index] : snapshot_floors_) {
+    floor = std::min(floor, index);
+  }
+  return floor;
 }
 
 bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq) {

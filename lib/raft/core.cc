@@ -83,8 +83,8 @@ void Core::ReportSnapshotInstalled(const SnapshotMeta& meta) {
   impl_->ReportSnapshotInstalled(meta);
 }
 void Core::ReportApplied(Index index) { impl_->ReportApplied(index); }
-void Core::ReportSnapshotSent(MemberId to, bool ok) {
-  impl_->ReportSnapshotSent(to, ok);
+void Core::ReportSnapshotSent(MemberId to, bool ok, Index snapshot_index) {
+  impl_->ReportSnapshotSent(to, ok, snapshot_index);
 }
 void Core::ReportUnreachable(MemberId member) {
   impl_->ReportUnreachable(member);

@@ -222,6 +222,7 @@ void CoreImpl::Tick() {
       heartbeat_elapsed_ = 0;
       round_requested_ = true;
     }
+    ProbeOverdueSnapshots();
   } else {
     ++election_elapsed_;
     if (Promotable() &&
@@ -622,6 +623,18 @@ void CoreImpl::SyncProgressWithMembership() {
   for (MemberId id : membership_.learners) add(id);
 }
 
+// A follower that never acknowledged the snapshot it was sent (it crashed
+// while installing, or the acknowledgement was lost) is probed again.
+void CoreImpl::ProbeOverdueSnapshots() {
+  for (auto& [id, pr] : progress_) {
+    if (pr.state == Progress::State::kSnapshot && pr.sent_snapshot_index > 0 &&
+        now_ >= pr.snapshot_deadline_tick) {
+      pr.BecomeProbe();
+      SendAppend(id, pr, true);
+    }
+  }
+}
+
 void CoreImpl::BroadcastAppend() {
   for (auto& [id, pr] : progress_) SendAppend(id, pr, /*send_if_empty=*/true);
 }
@@ -745,9 +758,15 @@ void CoreImpl::HandleAppendResponse(const Message& m) {
     return;
   }
   const bool advanced = pr.AcknowledgeMatch(m.log_index);
-  if (pr.state == Progress::State::kSnapshot &&
-      pr.match + 1 >= log_.FirstIndex()) {
-    pr.BecomeProbe();
+  if (pr.state == Progress::State::kSnapshot) {
+    if (pr.match + 1 >= log_.FirstIndex()) {
+      pr.BecomeProbe();
+    } else if (pr.sent_snapshot_index > 0 &&
+               pr.match >= pr.sent_snapshot_index) {
+      // Installed, but this log was compacted past it meanwhile.
+      pr.BecomeSnapshot();
+      snapshots_to_send_.push_back(SnapshotSend{m.from});
+    }
   }
   if (pr.state == Progress::State::kProbe && pr.match + 1 == pr.next) {
     pr.BecomeReplicate();
@@ -1039,15 +1058,23 @@ void CoreImpl::ReportApplied(Index index) {
   AfterInput();
 }
 
-void CoreImpl::ReportSnapshotSent(MemberId to, bool ok) {
+void CoreImpl::ReportSnapshotSent(MemberId to, bool ok, Index snapshot_index) {
   auto it = progress_.find(to);
   if (role_ == Role::kLeader && it != progress_.end() &&
       it->second.state == Progress::State::kSnapshot) {
-    it->second.BecomeProbe();
-    // On success the follower's acknowledgement moves it on; until then
-    // (or after a failure, until it is heard from) hold back.
-    it->second.probe_sent = ok;
-    if (!ok) SendAppend(to, it->second, true);
+    Progress& pr = it->second;
+    if (ok && snapshot_index > 0) {
+      // The follower acknowledges once it has installed the snapshot. A
+      // probe before that would be refused by a log that has not reached
+      // the snapshot yet, and send the leader back for another one.
+      pr.sent_snapshot_index = snapshot_index;
+      pr.snapshot_deadline_tick =
+          now_ + uint64_t{kSnapshotAckTimeoutElections} *
+                     options_.election_timeout_ticks;
+    } else {
+      pr.BecomeProbe();
+      SendAppend(to, pr, true);
+    }
   }
   AfterInput();
 }

@@ -30,7 +30,7 @@ class CoreImpl {
   void ReportDurable(Index index, Term term);
   void ReportSnapshotInstalled(const SnapshotMeta& meta);
   void ReportApplied(Index index);
-  void ReportSnapshotSent(MemberId to, bool ok);
+  void ReportSnapshotSent(MemberId to, bool ok, Index snapshot_index);
   void ReportUnreachable(MemberId member);
 
   bool HasReady() const;
@@ -84,6 +84,7 @@ class CoreImpl {
   // Leader replication.
   ProposalPosition AppendLocal(std::vector<Entry> entries);
   void BroadcastAppend();
+  void ProbeOverdueSnapshots();
   bool SendAppend(MemberId to, Progress& pr, bool send_if_empty);
   uint64_t AppendByteBudget(const Progress& pr) const;
   void SendHeartbeat(MemberId to, const Progress& pr);

@@ -48,6 +48,7 @@ void Progress::BecomeReplicate() {
 void Progress::BecomeSnapshot() {
   state = State::kSnapshot;
   probe_sent = false;
+  sent_snapshot_index = 0;
   inflights.Clear();
 }
 

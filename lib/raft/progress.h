@@ -40,7 +40,8 @@ class Inflights {
 // Invariant: match < next. In kProbe at most one append is outstanding
 // (probe_sent); in kReplicate appends are pipelined optimistically (next
 // advances as they are sent, bounded by `inflights`); in kSnapshot nothing
-// is sent until the driver reports the snapshot transfer's outcome.
+// is sent until the follower acknowledges the snapshot (or the driver
+// reports that the stream failed, or the acknowledgement is overdue).
 struct Progress {
   using State = MemberProgress::State;
 
@@ -50,6 +51,10 @@ struct Progress {
   bool probe_sent = false;
   uint64_t last_heard_tick = 0;  // When the leader last heard from it.
   uint64_t acked_round = 0;      // Highest heartbeat round acknowledged.
+  // In kSnapshot, once the driver reported the stream complete: the index
+  // of the snapshot sent (0 before), awaited until snapshot_deadline_tick.
+  Index sent_snapshot_index = 0;
+  uint64_t snapshot_deadline_tick = 0;
   Inflights inflights;
 
   void BecomeProbe();

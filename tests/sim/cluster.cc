@@ -603,13 +603,14 @@ void Cluster::DeliverSnapshot(Packet& packet) {
   const bool ok = to.up && to.incarnation == packet.to_incarnation &&
                   !Blocked(from_id, to_id) &&
                   !rng_.Chance(config_.snapshot.fail_per_million);
+  const Index sent_index = packet.snapshot ? packet.snapshot->applied : 0;
   if (ok) {
     to.staged = std::move(packet.snapshot);
     to.core->Step(std::move(packet.message));
     Drive(to);
   }
   if (from.up && from.incarnation == packet.from_incarnation) {
-    from.core->ReportSnapshotSent(to_id, ok);
+    from.core->ReportSnapshotSent(to_id, ok, sent_index);
     Drive(from);
   }
 }

@@ -266,6 +266,10 @@ struct CoreStatus {
   absl::Status storage_error;  // First log read failure, if any.
 };
 
+// How long a leader waits for a follower to acknowledge a snapshot it was
+// sent, in election timeouts, before probing it again.
+inline constexpr uint32_t kSnapshotAckTimeoutElections = 10;
+
 class CoreImpl;
 
 class Core {
@@ -333,8 +337,13 @@ class Core {
   // in Ready::committed_entries, or not above an earlier report, is
   // ignored. Harmless (and unnecessary) when the window is disabled.
   void ReportApplied(Index index);
-  // The snapshot stream to `to` ended; `ok` is false if it failed.
-  void ReportSnapshotSent(MemberId to, bool ok);
+  // The snapshot stream to `to` ended: `ok` with the index of the snapshot
+  // it carried, or !ok if it failed (the index is then ignored). After a
+  // success the leader sends `to` nothing but heartbeats until `to`
+  // acknowledges the snapshot (it is still installing it), for at most
+  // kSnapshotAckTimeoutElections election timeouts; if the log has been
+  // compacted past the snapshot meanwhile, it asks for another one.
+  void ReportSnapshotSent(MemberId to, bool ok, Index snapshot_index);
   // The member was unreachable (a send failed); the leader slows down to
   // probing it.
   void ReportUnreachable(MemberId member);

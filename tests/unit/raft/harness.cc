@@ -345,6 +345,7 @@ void Cluster::InstallSnapshot(Member& m, const SnapshotMeta& meta) {
 
 void Cluster::CompleteSnapshot(MemberId from, MemberId to, bool ok) {
   Member& sender = member(from);
+  Index sent_index = 0;
   if (ok) {
     SnapshotMeta meta;
     meta.index = sender.applied_index;
@@ -361,9 +362,10 @@ void Cluster::CompleteSnapshot(MemberId from, MemberId to, bool ok) {
     message.to = to;
     message.term = sender.core->term();
     message.snapshot = meta;
+    sent_index = meta.index;
     Deliver(message);
   }
-  sender.core->ReportSnapshotSent(to, ok);
+  sender.core->ReportSnapshotSent(to, ok, sent_index);
   HandleReady(from);
 }
 

@@ -101,6 +101,49 @@ TEST_CASE("entries made durable while a snapshot install is pending",
   CHECK(cluster.member(3).applied == cluster.member(1).applied);
 }
 
+TEST_CASE("the leader waits for a sent snapshot to be acknowledged",
+          "[snapshot]") {
+  Cluster cluster(3);
+  LeaveMemberThreeBehindCompaction(cluster);
+  REQUIRE(cluster.member(1).snapshot_requests.size() == 1);
+  // Member 3 takes a while to install: nothing it promises leaves it.
+  cluster.HoldDurability(3);
+  cluster.CompleteSnapshot(1, 3);
+  const int election = static_cast<int>(
+      cluster.member(1).options.election_timeout_ticks);
+
+  SECTION("it acknowledges, and replication resumes without a second stream") {
+    cluster.Replicate(1, Payloads(3, 8), 2 * election);
+    CHECK(cluster.member(1).snapshot_requests.size() == 1);
+    CHECK(ProgressOf(cluster.core(1), 3).state ==
+          MemberProgress::State::kSnapshot);
+    cluster.ReleaseDurability(3);
+    cluster.Replicate(1, Payloads(2, 8), 2);
+    CHECK(cluster.member(1).snapshot_requests.size() == 1);
+    CHECK(ProgressOf(cluster.core(1), 3).state ==
+          MemberProgress::State::kReplicate);
+    CHECK(cluster.member(3).applied == cluster.member(1).applied);
+  }
+  SECTION("the log moved past the snapshot meanwhile: another one is sent") {
+    cluster.Replicate(1, Payloads(10, 8), 1);
+    REQUIRE(cluster.member(1).log.Compact(cluster.member(1).applied_index).ok());
+    cluster.ReleaseDurability(3);
+    cluster.Run(2);
+    REQUIRE(cluster.member(1).snapshot_requests.size() == 2);
+    cluster.CompleteSnapshot(1, 3);
+    cluster.Replicate(1, Payloads(2, 8), 2);
+    CHECK(cluster.member(3).applied == cluster.member(1).applied);
+  }
+  SECTION("it never acknowledges: the leader probes it again in time") {
+    cluster.Isolate(3);
+    cluster.Run(static_cast<int>(kSnapshotAckTimeoutElections) * election - 2);
+    CHECK(cluster.member(1).snapshot_requests.size() == 1);
+    cluster.Run(4);
+    // The probe finds the log compacted: a fresh snapshot is asked for.
+    CHECK(cluster.member(1).snapshot_requests.size() == 2);
+  }
+}
+
 TEST_CASE("a voter added after compaction joins through a snapshot",
           "[snapshot]") {
   testing::ClusterConfig config;
