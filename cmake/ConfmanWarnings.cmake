@@ -16,6 +16,13 @@ if(CONFMAN_SANITIZE)
                       -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+if(CONFMAN_TSAN)
+  if(CONFMAN_SANITIZE)
+    message(FATAL_ERROR "CONFMAN_TSAN and CONFMAN_SANITIZE exclude each other")
+  endif()
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+endif()
 
 # Adds a Catch2 test executable registered with CTest under `LABEL`.
 # Usage: confman_add_test(NAME name LABEL unit SOURCES a.cc b.cc LIBS x y

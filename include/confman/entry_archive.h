@@ -38,7 +38,7 @@ class EntryArchive {
   // the log or a retained one below it. NotFound if the store holds no entry
   // at `index` (never retained, or dropped); DataLoss on a checksum
   // mismatch; Internal for an I/O error.
-  virtual absl::StatusOr<std::string> ReadEntryData(raft::Index index) const;
+  [[nodiscard]] virtual absl::StatusOr<std::string> ReadEntryData(raft::Index index) const;
 };
 
 }  // namespace confman

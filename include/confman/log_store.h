@@ -85,23 +85,23 @@ class LogStore : public raft::LogReader, public EntryArchive {
   virtual void Write(LogWrite write, WriteDone done) = 0;
 
   // Queues `write` and waits until it is durable. Same statuses as Write.
-  absl::Status WriteSync(LogWrite write);
+  [[nodiscard]] absl::Status WriteSync(LogWrite write);
 
   // The last durable hard state; a zero HardState for a new log.
-  virtual absl::StatusOr<raft::HardState> LoadHardState() const = 0;
+  [[nodiscard]] virtual absl::StatusOr<raft::HardState> LoadHardState() const = 0;
 
   // Drops every entry through `through` (<= LastIndex()) once the writes
   // queued before it are durable. TermAt(through) keeps answering, and
   // FirstIndex() becomes through + 1. At or below the current compaction
   // point it is a no-op. Returns when the compaction is durable;
   // InvalidArgument if `through` > LastIndex().
-  virtual absl::Status CompactPrefix(raft::Index through) = 0;
+  [[nodiscard]] virtual absl::Status CompactPrefix(raft::Index through) = 0;
 
   // Makes the log the empty log that follows a snapshot at (index, term):
   // every entry is dropped, FirstIndex() == index + 1, LastIndex() == index,
   // TermAt(index) == term. The hard state is kept. Ordered and durable like
   // CompactPrefix.
-  virtual absl::Status ResetToSnapshot(raft::Index index, raft::Term term) = 0;
+  [[nodiscard]] virtual absl::Status ResetToSnapshot(raft::Index index, raft::Term term) = 0;
 
   // Retained entries (entry_archive.h). CompactPrefix and ResetToSnapshot
   // keep every entry at or below their index for which RetainsEntry() is
@@ -112,7 +112,7 @@ class LogStore : public raft::LogReader, public EntryArchive {
 
   // Indexes of the retained entries below FirstIndex() and above `after`,
   // ascending, at most `limit` of them (page through with the last one).
-  virtual absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+  [[nodiscard]] virtual absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
       raft::Index after, size_t limit) const {
     (void)after;
     (void)limit;
@@ -120,7 +120,7 @@ class LogStore : public raft::LogReader, public EntryArchive {
   }
   // Drops the listed retained entries. Indexes at or above FirstIndex(), or
   // holding nothing, are ignored. Ordered and durable like CompactPrefix.
-  virtual absl::Status DropRetained(std::vector<raft::Index> indexes) {
+  [[nodiscard]] virtual absl::Status DropRetained(std::vector<raft::Index> indexes) {
     (void)indexes;
     return absl::OkStatus();
   }
@@ -136,20 +136,20 @@ class MemoryLogStore final : public LogStore {
 
   raft::Index FirstIndex() const override;
   raft::Index LastIndex() const override;
-  absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Entry>> Entries(
+  [[nodiscard]] absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Entry>> Entries(
       raft::Index lo, raft::Index hi, uint64_t max_bytes) const override;
 
   void Write(LogWrite write, WriteDone done) override;
-  absl::StatusOr<raft::HardState> LoadHardState() const override;
-  absl::Status CompactPrefix(raft::Index through) override;
-  absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
+  [[nodiscard]] absl::StatusOr<raft::HardState> LoadHardState() const override;
+  [[nodiscard]] absl::Status CompactPrefix(raft::Index through) override;
+  [[nodiscard]] absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
 
   bool RetainsEntry(const raft::Entry& entry) const override;
-  absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+  [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
       raft::Index after, size_t limit) const override;
-  absl::Status DropRetained(std::vector<raft::Index> indexes) override;
+  [[nodiscard]] absl::Status DropRetained(std::vector<raft::Index> indexes) override;
 
  private:
   struct State;
@@ -179,7 +179,7 @@ struct LmdbLogStoreOptions {
   uint64_t retain_entries_from_bytes = 0;
 
   // InvalidArgument naming the first bad field.
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 };
 
 // Counters for benchmarks and monitoring. Monotonic since Open.
@@ -206,7 +206,7 @@ class LmdbLogStore final : public LogStore {
   // left by crashed processes. InvalidArgument for bad options; Internal
   // (with LMDB's message) if the environment cannot be opened; DataLoss if
   // its metadata is corrupt.
-  static absl::StatusOr<std::unique_ptr<LmdbLogStore>> Open(
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LmdbLogStore>> Open(
       const LmdbLogStoreOptions& options);
 
   // Waits for every queued write to finish (callbacks included), then
@@ -215,20 +215,20 @@ class LmdbLogStore final : public LogStore {
 
   raft::Index FirstIndex() const override;
   raft::Index LastIndex() const override;
-  absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Entry>> Entries(
+  [[nodiscard]] absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Entry>> Entries(
       raft::Index lo, raft::Index hi, uint64_t max_bytes) const override;
 
   void Write(LogWrite write, WriteDone done) override;
-  absl::StatusOr<raft::HardState> LoadHardState() const override;
-  absl::Status CompactPrefix(raft::Index through) override;
-  absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
+  [[nodiscard]] absl::StatusOr<raft::HardState> LoadHardState() const override;
+  [[nodiscard]] absl::Status CompactPrefix(raft::Index through) override;
+  [[nodiscard]] absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
 
   bool RetainsEntry(const raft::Entry& entry) const override;
-  absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+  [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
       raft::Index after, size_t limit) const override;
-  absl::Status DropRetained(std::vector<raft::Index> indexes) override;
+  [[nodiscard]] absl::Status DropRetained(std::vector<raft::Index> indexes) override;
 
   LogStoreStats Stats() const;
 
@@ -256,20 +256,20 @@ class FaultInjectingLogStore final : public LogStore {
 
   raft::Index FirstIndex() const override;
   raft::Index LastIndex() const override;
-  absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Entry>> Entries(
+  [[nodiscard]] absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Entry>> Entries(
       raft::Index lo, raft::Index hi, uint64_t max_bytes) const override;
 
   void Write(LogWrite write, WriteDone done) override;
-  absl::StatusOr<raft::HardState> LoadHardState() const override;
-  absl::Status CompactPrefix(raft::Index through) override;
-  absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
+  [[nodiscard]] absl::StatusOr<raft::HardState> LoadHardState() const override;
+  [[nodiscard]] absl::Status CompactPrefix(raft::Index through) override;
+  [[nodiscard]] absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
 
   bool RetainsEntry(const raft::Entry& entry) const override;
-  absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
+  [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
       raft::Index after, size_t limit) const override;
-  absl::Status DropRetained(std::vector<raft::Index> indexes) override;
+  [[nodiscard]] absl::Status DropRetained(std::vector<raft::Index> indexes) override;
 
  private:
   struct Faults;

@@ -74,7 +74,7 @@ class SnapshotSource {
 
   // The next chunk, its checksum filled in. After the chunk with
   // last == true, OutOfRange. An I/O error ends the stream with that status.
-  virtual absl::StatusOr<SnapshotChunk> NextChunk() = 0;
+  [[nodiscard]] virtual absl::StatusOr<SnapshotChunk> NextChunk() = 0;
 };
 
 // Receives a snapshot stream into fresh storage. Nothing is visible until
@@ -90,13 +90,13 @@ class SnapshotSink {
   // whose contents do not parse; InvalidArgument for an out-of-order seq or
   // a chunk after the last one; FailedPrecondition once the sink has
   // failed. The sink is unusable after any error: begin a new restore.
-  virtual absl::Status Write(const SnapshotChunk& chunk) = 0;
+  [[nodiscard]] virtual absl::Status Write(const SnapshotChunk& chunk) = 0;
 
   // Makes the received state the state machine's, atomically and durably:
   // afterwards AppliedIndex() == meta.index. FailedPrecondition if the last
   // chunk has not arrived or the stream's metadata disagrees with the meta
   // given to BeginRestore.
-  virtual absl::Status Commit() = 0;
+  [[nodiscard]] virtual absl::Status Commit() = 0;
 };
 
 class StateMachine {
@@ -122,28 +122,28 @@ class StateMachine {
   // while the batch's transaction is open: it must be quick and must not
   // call Apply, Sync or BeginRestore.
   using ResultsKnown = std::function<void(const std::vector<ApplyResult>&)>;
-  virtual absl::StatusOr<std::vector<ApplyResult>> Apply(
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ApplyResult>> Apply(
       std::vector<raft::Entry> committed,
       const ResultsKnown& results_known = {}) = 0;
 
   // Makes every applied batch durable. A driver calls it before dropping
   // log entries the state machine has applied (log compaction), so the
   // log always covers what a system crash could undo.
-  virtual absl::Status Sync() = 0;
+  [[nodiscard]] virtual absl::Status Sync() = 0;
 
   // The index applied through; 0 for a new state machine.
   virtual raft::Index AppliedIndex() const = 0;
 
   // Applied index and term, and the membership as of it.
-  virtual absl::StatusOr<AppliedState> BootInfo() const = 0;
+  [[nodiscard]] virtual absl::StatusOr<AppliedState> BootInfo() const = 0;
 
   // A snapshot of the current applied state (see SnapshotSource).
-  virtual absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const = 0;
 
   // Starts receiving the snapshot described by `meta` (from the kSnapshot
   // message). Only one restore at a time; Apply must not run while a sink
   // commits.
-  virtual absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
       const raft::SnapshotMeta& meta) = 0;
 };
 

@@ -116,7 +116,7 @@ class Transport {
   // Begins accepting connections and delivering to `handler`, which must
   // outlive Stop(). Returns FailedPrecondition if already started or
   // stopped, or the reason the listener could not be opened.
-  virtual absl::Status Start(TransportHandler* handler) = 0;
+  [[nodiscard]] virtual absl::Status Start(TransportHandler* handler) = 0;
 
   // Closes every connection and joins the transport's threads. No callback
   // runs after Stop returns, and messages still queued are discarded.
@@ -127,7 +127,7 @@ class Transport {
   // in-memory network ignores it), or updates its address (used from the
   // next reconnect on). Returns InvalidArgument for id 0, this member's own
   // id, or an address that does not parse.
-  virtual absl::Status AddPeer(raft::MemberId id,
+  [[nodiscard]] virtual absl::Status AddPeer(raft::MemberId id,
                                const std::string& address) = 0;
 
   // Forgets member `id`: its queued messages are discarded, its outbound
@@ -148,17 +148,17 @@ class Transport {
   //   InvalidArgument     `from` is not this member, or the message is
   //                       larger than the transport's frame limit;
   //   FailedPrecondition  the transport is not running.
-  virtual absl::Status Send(raft::Message message) = 0;
+  [[nodiscard]] virtual absl::Status Send(raft::Message message) = 0;
 
   // Queues a snapshot chunk for member `to` on the bulk path. Same statuses
   // as Send.
-  virtual absl::Status SendSnapshotChunk(raft::MemberId to,
+  [[nodiscard]] virtual absl::Status SendSnapshotChunk(raft::MemberId to,
                                          TransportSnapshotChunk chunk) = 0;
 
   // Queues a forwarded request or response for member `to` on the control
   // path. Same statuses as Send, except that it is never dropped for queue
   // space: callers bound the number of outstanding forwards themselves.
-  virtual absl::Status SendForward(raft::MemberId to, ForwardFrame frame) = 0;
+  [[nodiscard]] virtual absl::Status SendForward(raft::MemberId to, ForwardFrame frame) = 0;
 };
 
 }  // namespace confman

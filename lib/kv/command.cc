@@ -29,7 +29,7 @@ std::string_view View(const flatbuffers::Vector<uint8_t>* v) {
   return {reinterpret_cast<const char*>(v->data()), v->size()};
 }
 
-absl::Status CheckName(std::string_view what, std::string_view name,
+[[nodiscard]] absl::Status CheckName(std::string_view what, std::string_view name,
                        size_t max_bytes) {
   if (name.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(ToAbsl(what), " is empty"));
@@ -42,7 +42,7 @@ absl::Status CheckName(std::string_view what, std::string_view name,
 }
 
 // The limits both the encoder and the applier enforce.
-absl::Status CheckAddress(std::string_view ns, std::string_view key) {
+[[nodiscard]] absl::Status CheckAddress(std::string_view ns, std::string_view key) {
   CONFMAN_RETURN_IF_ERROR(CheckName("the namespace", ns, kMaxNamespaceBytes));
   if (ns.find('\0') != std::string_view::npos) {
     return absl::InvalidArgumentError("the namespace contains a NUL byte");
@@ -60,7 +60,7 @@ constexpr size_t kProbeGainDenominator = 16;
 
 // Compresses `input` into `out`, which holds at most `limit` bytes. Returns
 // false when the result would not fit (the input does not compress enough).
-absl::StatusOr<bool> CompressInto(std::string_view input, size_t limit,
+[[nodiscard]] absl::StatusOr<bool> CompressInto(std::string_view input, size_t limit,
                                   int level, std::string& out) {
   out.resize(limit);
   const size_t size =
@@ -76,7 +76,7 @@ absl::StatusOr<bool> CompressInto(std::string_view input, size_t limit,
 
 // How `value` is stored: kZstd with the bytes in `compressed`, or kRaw
 // (the value itself, uncopied) when compression would not make it smaller.
-absl::StatusOr<fb::ValueEncoding> Compress(const std::string& value,
+[[nodiscard]] absl::StatusOr<fb::ValueEncoding> Compress(const std::string& value,
                                            const EncodeOptions& options,
                                            std::string& compressed) {
   if (value.size() <= options.compress_above_bytes)
@@ -96,7 +96,7 @@ absl::StatusOr<fb::ValueEncoding> Compress(const std::string& value,
   return shrinks ? fb::ValueEncoding_Zstd : fb::ValueEncoding_Raw;
 }
 
-absl::Status CheckCommand(const Command& command, const EncodeOptions& options) {
+[[nodiscard]] absl::Status CheckCommand(const Command& command, const EncodeOptions& options) {
   if (command.kind == Command::Kind::kCompactHistory) return absl::OkStatus();
   CONFMAN_RETURN_IF_ERROR(CheckAddress(command.ns, command.key));
   if (command.content_type.size() > kMaxContentTypeBytes) {
@@ -124,7 +124,7 @@ absl::Status EncodeOptions::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> EncodeCommand(const Command& command,
+[[nodiscard]] absl::StatusOr<std::string> EncodeCommand(const Command& command,
                                           std::string_view actor,
                                           int64_t time_unix_micros,
                                           const EncodeOptions& options) {
@@ -160,7 +160,7 @@ absl::StatusOr<std::string> EncodeCommand(const Command& command,
                      builder.GetSize());
 }
 
-absl::StatusOr<std::string> EncodeCommandNow(const Command& command,
+[[nodiscard]] absl::StatusOr<std::string> EncodeCommandNow(const Command& command,
                                              std::string_view actor,
                                              const EncodeOptions& options) {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -170,7 +170,7 @@ absl::StatusOr<std::string> EncodeCommandNow(const Command& command,
       options);
 }
 
-absl::StatusOr<CommandView> DecodeCommand(std::string_view bytes) {
+[[nodiscard]] absl::StatusOr<CommandView> DecodeCommand(std::string_view bytes) {
   flatbuffers::Verifier verifier(Bytes(bytes), bytes.size());
   if (bytes.size() < 8 || !fb::CommandBufferHasIdentifier(bytes.data()) ||
       !fb::VerifyCommandBuffer(verifier)) {
@@ -210,7 +210,7 @@ absl::StatusOr<CommandView> DecodeCommand(std::string_view bytes) {
   return view;
 }
 
-absl::StatusOr<std::string> DecodeValue(std::string_view stored,
+[[nodiscard]] absl::StatusOr<std::string> DecodeValue(std::string_view stored,
                                         ValueEncoding encoding,
                                         uint64_t raw_size) {
   if (encoding == ValueEncoding::kRaw) return std::string(stored);

@@ -39,10 +39,10 @@ using Visitor = std::function<bool(std::string_view key, std::string_view value)
 class TableReader {
  public:
   virtual ~TableReader() = default;
-  virtual absl::StatusOr<std::optional<std::string_view>> Get(
+  [[nodiscard]] virtual absl::StatusOr<std::optional<std::string_view>> Get(
       Table table, std::string_view key) const = 0;
   // Visits records with key >= from.
-  virtual absl::Status Scan(Table table, std::string_view from,
+  [[nodiscard]] virtual absl::Status Scan(Table table, std::string_view from,
                             const Visitor& visit) const = 0;
   // Hints that `bytes`, a view this reader returned, is about to be read
   // in full, so a file-backed store can fetch it in one request instead of
@@ -53,39 +53,39 @@ class TableReader {
 class TableWriter : public TableReader {
  public:
   // Stores the concatenation of `parts` under `key` (no intermediate copy).
-  virtual absl::Status Put(Table table, std::string_view key,
+  [[nodiscard]] virtual absl::Status Put(Table table, std::string_view key,
                            std::initializer_list<std::string_view> parts) = 0;
   // Removes `key`; absent keys are fine.
-  virtual absl::Status Delete(Table table, std::string_view key) = 0;
+  [[nodiscard]] virtual absl::Status Delete(Table table, std::string_view key) = 0;
 };
 
 // Fills a fresh, invisible store. Dropping it discards the store.
 class RestoreTarget {
  public:
   virtual ~RestoreTarget() = default;
-  virtual absl::Status Put(Table table, std::string_view key,
+  [[nodiscard]] virtual absl::Status Put(Table table, std::string_view key,
                            std::string_view value) = 0;
   // Makes the store durable and swaps it in for the backend's current one;
   // readers already open keep their old view.
-  virtual absl::Status Commit() = 0;
+  [[nodiscard]] virtual absl::Status Commit() = 0;
 };
 
 class KvBackend {
  public:
   virtual ~KvBackend() = default;
-  virtual absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const = 0;
   // Runs `body` in one atomic transaction; commits if it returns OK. The
   // commit is durable once the next Update or Sync returns (a system crash
   // may undo the last one, never part of one). `body` may run more than once
   // (after LMDB map growth) and must only depend on what it reads through the
   // writer.
-  virtual absl::Status Update(
+  [[nodiscard]] virtual absl::Status Update(
       const std::function<absl::Status(TableWriter&)>& body) = 0;
-  virtual absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() = 0;
   // Bytes of the backing file; 0 in memory.
   virtual uint64_t StorageBytes() const = 0;
   // Makes every committed Update durable.
-  virtual absl::Status Sync() = 0;
+  [[nodiscard]] virtual absl::Status Sync() = 0;
 };
 
 std::unique_ptr<KvBackend> NewMemoryBackend();
@@ -96,7 +96,7 @@ struct LmdbBackendOptions {
   uint64_t max_map_bytes = 0;
   uint64_t restore_batch_bytes = 0;
 };
-absl::StatusOr<std::unique_ptr<KvBackend>> OpenLmdbBackend(
+[[nodiscard]] absl::StatusOr<std::unique_ptr<KvBackend>> OpenLmdbBackend(
     const LmdbBackendOptions& options);
 
 }  // namespace confman::kv

@@ -50,7 +50,7 @@ struct Batch {
   const KvStateMachineOptions& options;
 };
 
-absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
+[[nodiscard]] absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
                                                  std::string_view address) {
   CONFMAN_ASSIGN_OR_RETURN(std::optional<std::string_view> stored,
                            reader.Get(Table::kKeys, address));
@@ -60,7 +60,7 @@ absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
 }
 
 // Drops the oldest changes beyond the retention bound.
-absl::Status TrimHistory(Batch& batch) {
+[[nodiscard]] absl::Status TrimHistory(Batch& batch) {
   MetaState& meta = batch.meta;
   while (meta.revision - meta.compacted_through > batch.options.history_retention) {
     ++meta.compacted_through;
@@ -70,7 +70,7 @@ absl::Status TrimHistory(Batch& batch) {
   return absl::OkStatus();
 }
 
-absl::Status RecordChange(Batch& batch, const CommandView& command,
+[[nodiscard]] absl::Status RecordChange(Batch& batch, const CommandView& command,
                           ChangeOp op, uint64_t old_revision,
                           uint64_t new_revision) {
   const Change change{.revision = batch.meta.revision,
@@ -88,7 +88,7 @@ absl::Status RecordChange(Batch& batch, const CommandView& command,
 }
 
 // The compare-and-set check; an OK status if the command may proceed.
-absl::Status CheckExpectedRevision(const CommandView& command,
+[[nodiscard]] absl::Status CheckExpectedRevision(const CommandView& command,
                                    const std::optional<KeyRecord>& current) {
   if (!command.expected_revision) return absl::OkStatus();
   const uint64_t actual = current ? current->mod_revision : 0;
@@ -101,7 +101,7 @@ absl::Status CheckExpectedRevision(const CommandView& command,
 
 // Keeps kValueRefs in step with a key's record: drops the reference the old
 // record held and adds the new record's.
-absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
+[[nodiscard]] absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
                              raft::Index new_log_index,
                              std::string_view address) {
   if (old && old->value_log_index != 0) {
@@ -114,7 +114,7 @@ absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
 }
 
 // `in_log`: the log retains this entry, so the value stays there.
-absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
                                      const CommandView& command, bool in_log) {
   if (command.raw_size > batch.options.max_value_bytes) {
     return Outcome(index, absl::InvalidArgumentError(absl::StrCat(
@@ -150,7 +150,7 @@ absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
   return Outcome(index, absl::OkStatus(), revision);
 }
 
-absl::StatusOr<ApplyResult> ApplyDelete(Batch& batch, raft::Index index,
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyDelete(Batch& batch, raft::Index index,
                                         const CommandView& command) {
   const std::string address = KeyAddress(command.ns, command.key);
   CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> current,
@@ -171,7 +171,7 @@ absl::StatusOr<ApplyResult> ApplyDelete(Batch& batch, raft::Index index,
   return Outcome(index, absl::OkStatus(), revision);
 }
 
-absl::StatusOr<ApplyResult> ApplyCompact(Batch& batch, raft::Index index,
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyCompact(Batch& batch, raft::Index index,
                                          const CommandView& command) {
   MetaState& meta = batch.meta;
   const uint64_t through = std::min(command.compact_through, meta.revision);
@@ -183,7 +183,7 @@ absl::StatusOr<ApplyResult> ApplyCompact(Batch& batch, raft::Index index,
   return Outcome(index, absl::OkStatus());
 }
 
-absl::StatusOr<ApplyResult> ApplyCommand(Batch& batch, const raft::Entry& entry) {
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyCommand(Batch& batch, const raft::Entry& entry) {
   std::string copy;
   absl::StatusOr<CommandView> command = DecodeCommand(Aligned(entry.data, copy));
   if (!command.ok()) return Outcome(entry.index, command.status());
@@ -200,7 +200,7 @@ absl::StatusOr<ApplyResult> ApplyCommand(Batch& batch, const raft::Entry& entry)
   return Outcome(entry.index, absl::InvalidArgumentError("unknown command kind"));
 }
 
-absl::StatusOr<ApplyResult> ApplyEntry(Batch& batch, const raft::Entry& entry) {
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyEntry(Batch& batch, const raft::Entry& entry) {
   absl::StatusOr<ApplyResult> result = Outcome(entry.index, absl::OkStatus());
   switch (entry.type) {
     case raft::EntryType::kNoop:
@@ -225,7 +225,7 @@ absl::StatusOr<ApplyResult> ApplyEntry(Batch& batch, const raft::Entry& entry) {
   return result;
 }
 
-absl::StatusOr<AppliedState> ToAppliedState(const MetaState& meta) {
+[[nodiscard]] absl::StatusOr<AppliedState> ToAppliedState(const MetaState& meta) {
   AppliedState state{.applied_index = meta.applied_index,
                      .applied_term = meta.applied_term,
                      .membership = {},
@@ -246,7 +246,7 @@ absl::StatusOr<AppliedState> ToAppliedState(const MetaState& meta) {
 // The decompressed value of `record`, from the record or from the log.
 // Aborted if the log dropped the entry since the record was read: the key
 // changed meanwhile, and a fresh read sees its new record.
-absl::StatusOr<std::string> ReadValue(std::string_view address,
+[[nodiscard]] absl::StatusOr<std::string> ReadValue(std::string_view address,
                                       const KeyRecord& record,
                                       const EntryArchive* archive) {
   if (record.value_log_index == 0) {
@@ -278,7 +278,7 @@ auto RetryAborted(ReadFn read) -> decltype(read()) {
   }
 }
 
-absl::StatusOr<KeyValue> ToKeyValue(std::string_view address,
+[[nodiscard]] absl::StatusOr<KeyValue> ToKeyValue(std::string_view address,
                                     const KeyRecord& record, bool with_value,
                                     const KvStateMachineOptions& options) {
   const size_t nul = address.find('\0');
@@ -301,7 +301,7 @@ absl::StatusOr<KeyValue> ToKeyValue(std::string_view address,
   return kv;
 }
 
-absl::Status ValidateList(const ListRequest& request) {
+[[nodiscard]] absl::Status ValidateList(const ListRequest& request) {
   if (request.ns.empty() || request.ns.size() > kMaxNamespaceBytes ||
       request.ns.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError(
@@ -346,7 +346,7 @@ class KvStateMachine::Impl {
   Impl(const KvStateMachineOptions& options, std::unique_ptr<KvBackend> backend)
       : options_(options), backend_(std::move(backend)) {}
 
-  absl::Status ReloadMeta() {
+  [[nodiscard]] absl::Status ReloadMeta() {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
@@ -354,7 +354,7 @@ class KvStateMachine::Impl {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<ApplyResult>> Apply(
+  [[nodiscard]] absl::StatusOr<std::vector<ApplyResult>> Apply(
       std::vector<raft::Entry> entries, const ResultsKnown& results_known) {
     const raft::Index applied = applied_index_.load();
     std::erase_if(entries, [&](const raft::Entry& e) { return e.index <= applied; });
@@ -390,17 +390,17 @@ class KvStateMachine::Impl {
   }
 
   raft::Index AppliedIndex() const { return applied_index_.load(); }
-  absl::Status Sync() { return backend_->Sync(); }
+  [[nodiscard]] absl::Status Sync() { return backend_->Sync(); }
   uint64_t Revision() const { return revision_.load(); }
 
-  absl::StatusOr<AppliedState> BootInfo() const {
+  [[nodiscard]] absl::StatusOr<AppliedState> BootInfo() const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
     return ToAppliedState(meta);
   }
 
-  absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const {
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
@@ -417,7 +417,7 @@ class KvStateMachine::Impl {
 
   int OpenSnapshotCount() const { return open_snapshots_->load(); }
 
-  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
       raft::Index lo, raft::Index hi) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
@@ -434,7 +434,7 @@ class KvStateMachine::Impl {
     return out;
   }
 
-  absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
       const raft::SnapshotMeta& meta) {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<RestoreTarget> target,
                              backend_->BeginRestore());
@@ -443,16 +443,16 @@ class KvStateMachine::Impl {
                            [this] { return ReloadMeta(); });
   }
 
-  absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const {
+  [[nodiscard]] absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const {
     return RetryAborted([&] { return GetOnce(ns, key); });
   }
 
-  absl::StatusOr<ListPage> List(const ListRequest& request) const {
+  [[nodiscard]] absl::StatusOr<ListPage> List(const ListRequest& request) const {
     CONFMAN_RETURN_IF_ERROR(ValidateList(request));
     return RetryAborted([&] { return ListOnce(request); });
   }
 
-  absl::StatusOr<KeyValue> GetOnce(std::string_view ns,
+  [[nodiscard]] absl::StatusOr<KeyValue> GetOnce(std::string_view ns,
                                    std::string_view key) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
@@ -465,7 +465,7 @@ class KvStateMachine::Impl {
     return ToKeyValue(KeyAddress(ns, key), *record, true, options_);
   }
 
-  absl::StatusOr<ListPage> ListOnce(const ListRequest& request) const {
+  [[nodiscard]] absl::StatusOr<ListPage> ListOnce(const ListRequest& request) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
@@ -499,7 +499,7 @@ class KvStateMachine::Impl {
     return page;
   }
 
-  absl::StatusOr<ChangePage> Changes(uint64_t after_revision, uint32_t limit) const {
+  [[nodiscard]] absl::StatusOr<ChangePage> Changes(uint64_t after_revision, uint32_t limit) const {
     if (limit == 0 || limit > kMaxPageLimit) {
       return absl::InvalidArgumentError("Changes: limit must be 1..10000");
     }
@@ -535,7 +535,7 @@ class KvStateMachine::Impl {
   uint64_t StorageBytes() const { return backend_->StorageBytes(); }
 
  private:
-  absl::StatusOr<KeyValue> DecodeListed(std::string_view address,
+  [[nodiscard]] absl::StatusOr<KeyValue> DecodeListed(std::string_view address,
                                         std::string_view stored,
                                         const ListRequest& request) const {
     CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(stored));

@@ -53,7 +53,7 @@ struct Generation {
   }
 };
 
-absl::StatusOr<std::optional<std::string_view>> GetIn(MDB_txn* txn, MDB_dbi dbi,
+[[nodiscard]] absl::StatusOr<std::optional<std::string_view>> GetIn(MDB_txn* txn, MDB_dbi dbi,
                                                       std::string_view key) {
   MDB_val k = ToVal(key), v;
   const int rc = mdb_get(txn, dbi, &k, &v);
@@ -62,7 +62,7 @@ absl::StatusOr<std::optional<std::string_view>> GetIn(MDB_txn* txn, MDB_dbi dbi,
   return std::optional<std::string_view>(ToView(v));
 }
 
-absl::Status ScanIn(MDB_txn* txn, MDB_dbi dbi, std::string_view from,
+[[nodiscard]] absl::Status ScanIn(MDB_txn* txn, MDB_dbi dbi, std::string_view from,
                     const Visitor& visit) {
   MDB_cursor* cursor = nullptr;
   int rc = mdb_cursor_open(txn, dbi, &cursor);
@@ -80,7 +80,7 @@ absl::Status ScanIn(MDB_txn* txn, MDB_dbi dbi, std::string_view from,
   return absl::OkStatus();
 }
 
-absl::Status PutIn(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
+[[nodiscard]] absl::Status PutIn(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
                    std::initializer_list<std::string_view> parts,
                    unsigned flags) {
   size_t size = 0;
@@ -102,11 +102,11 @@ class LmdbReader : public TableReader {
   LmdbReader(std::shared_ptr<Generation> generation, ReadTxn txn)
       : generation_(std::move(generation)), txn_(std::move(txn)) {}
 
-  absl::StatusOr<std::optional<std::string_view>> Get(
+  [[nodiscard]] absl::StatusOr<std::optional<std::string_view>> Get(
       Table table, std::string_view key) const override {
     return GetIn(txn_.get(), generation_->dbi(table), key);
   }
-  absl::Status Scan(Table table, std::string_view from,
+  [[nodiscard]] absl::Status Scan(Table table, std::string_view from,
                     const Visitor& visit) const override {
     return ScanIn(txn_.get(), generation_->dbi(table), from, visit);
   }
@@ -124,19 +124,19 @@ class LmdbWriter : public TableWriter {
   LmdbWriter(MDB_txn* txn, const Generation* generation)
       : txn_(txn), generation_(generation) {}
 
-  absl::StatusOr<std::optional<std::string_view>> Get(
+  [[nodiscard]] absl::StatusOr<std::optional<std::string_view>> Get(
       Table table, std::string_view key) const override {
     return GetIn(txn_, generation_->dbi(table), key);
   }
-  absl::Status Scan(Table table, std::string_view from,
+  [[nodiscard]] absl::Status Scan(Table table, std::string_view from,
                     const Visitor& visit) const override {
     return ScanIn(txn_, generation_->dbi(table), from, visit);
   }
-  absl::Status Put(Table table, std::string_view key,
+  [[nodiscard]] absl::Status Put(Table table, std::string_view key,
                    std::initializer_list<std::string_view> parts) override {
     return PutIn(txn_, generation_->dbi(table), key, parts, 0);
   }
-  absl::Status Delete(Table table, std::string_view key) override {
+  [[nodiscard]] absl::Status Delete(Table table, std::string_view key) override {
     MDB_val k = ToVal(key);
     const int rc = mdb_del(txn_, generation_->dbi(table), &k, nullptr);
     if (rc != 0 && rc != MDB_NOTFOUND) {
@@ -154,7 +154,7 @@ std::string GenerationDir(const std::string& root, uint64_t number) {
   return absl::StrCat(root, "/", kGenerationPrefix, number);
 }
 
-absl::Status FsyncPath(const std::string& path, int flags) {
+[[nodiscard]] absl::Status FsyncPath(const std::string& path, int flags) {
   const int fd = ::open(path.c_str(), flags);
   if (fd < 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
@@ -167,7 +167,7 @@ absl::Status FsyncPath(const std::string& path, int flags) {
 
 // Points CURRENT at generation `number`: write a temporary file, fsync it,
 // rename it over CURRENT, fsync the directory.
-absl::Status WriteCurrent(const std::string& root, uint64_t number) {
+[[nodiscard]] absl::Status WriteCurrent(const std::string& root, uint64_t number) {
   const std::string tmp = root + "/" + kCurrentFile + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -187,7 +187,7 @@ absl::Status WriteCurrent(const std::string& root, uint64_t number) {
   return FsyncPath(root, O_RDONLY | O_DIRECTORY);
 }
 
-absl::StatusOr<uint64_t> ReadCurrent(const std::string& root) {
+[[nodiscard]] absl::StatusOr<uint64_t> ReadCurrent(const std::string& root) {
   std::ifstream in(root + "/" + kCurrentFile);
   if (!in) return uint64_t{0};
   std::string line;
@@ -229,7 +229,7 @@ class LmdbRestore : public RestoreTarget {
     if (generation_) generation_->obsolete = true;
   }
 
-  absl::Status Put(Table table, std::string_view key,
+  [[nodiscard]] absl::Status Put(Table table, std::string_view key,
                    std::string_view value) override {
     pending_.push_back({table, std::string(key), std::string(value)});
     pending_bytes_ += key.size() + value.size();
@@ -237,7 +237,7 @@ class LmdbRestore : public RestoreTarget {
     return absl::OkStatus();
   }
 
-  absl::Status Commit() override;
+  [[nodiscard]] absl::Status Commit() override;
 
  private:
   struct Record {
@@ -248,7 +248,7 @@ class LmdbRestore : public RestoreTarget {
 
   // Records arrive in key order per table, so MDB_APPEND applies; a stream
   // out of order fails here instead of being silently reordered.
-  absl::Status Flush() {
+  [[nodiscard]] absl::Status Flush() {
     absl::Status status = generation_->env->RunWrite([&](MDB_txn* txn) {
       for (const Record& r : pending_) {
         CONFMAN_RETURN_IF_ERROR(PutIn(txn, generation_->dbi(r.table), r.key,
@@ -270,7 +270,7 @@ class LmdbRestore : public RestoreTarget {
 
 class LmdbBackend : public KvBackend {
  public:
-  static absl::StatusOr<std::unique_ptr<KvBackend>> Open(
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvBackend>> Open(
       const LmdbBackendOptions& options) {
     std::error_code ec;
     fs::create_directories(options.dir, ec);
@@ -290,14 +290,14 @@ class LmdbBackend : public KvBackend {
     return std::unique_ptr<KvBackend>(std::move(backend));
   }
 
-  absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const override {
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const override {
     std::shared_ptr<Generation> generation = current();
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, generation->env->BeginRead());
     return std::unique_ptr<TableReader>(
         std::make_unique<LmdbReader>(std::move(generation), std::move(txn)));
   }
 
-  absl::Status Update(
+  [[nodiscard]] absl::Status Update(
       const std::function<absl::Status(TableWriter&)>& body) override {
     std::shared_ptr<Generation> generation = current();
     return generation->env->RunWrite([&](MDB_txn* txn) {
@@ -308,7 +308,7 @@ class LmdbBackend : public KvBackend {
 
   // Each restore writes its own generation, so concurrent restores never
   // share a directory; the last one committed wins.
-  absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() override {
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() override {
     const uint64_t number = next_number_++;
     std::error_code ec;
     fs::remove_all(GenerationDir(options_.dir, number), ec);
@@ -320,10 +320,10 @@ class LmdbBackend : public KvBackend {
 
   uint64_t StorageBytes() const override { return current()->env->FileBytes(); }
 
-  absl::Status Sync() override { return current()->env->Sync(); }
+  [[nodiscard]] absl::Status Sync() override { return current()->env->Sync(); }
 
   // Makes `next` (fully written) the live generation.
-  absl::Status Install(std::shared_ptr<Generation> next) {
+  [[nodiscard]] absl::Status Install(std::shared_ptr<Generation> next) {
     CONFMAN_RETURN_IF_ERROR(next->env->Sync());
     CONFMAN_RETURN_IF_ERROR(next->env->SetSyncCommits(true));
     CONFMAN_RETURN_IF_ERROR(WriteCurrent(options_.dir, next->number));
@@ -339,7 +339,7 @@ class LmdbBackend : public KvBackend {
  private:
   explicit LmdbBackend(const LmdbBackendOptions& options) : options_(options) {}
 
-  absl::StatusOr<std::shared_ptr<Generation>> OpenGeneration(uint64_t number,
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<Generation>> OpenGeneration(uint64_t number,
                                                              bool sync) {
     auto generation = std::make_shared<Generation>();
     generation->number = number;
@@ -378,7 +378,7 @@ absl::Status LmdbRestore::Commit() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<KvBackend>> OpenLmdbBackend(
+[[nodiscard]] absl::StatusOr<std::unique_ptr<KvBackend>> OpenLmdbBackend(
     const LmdbBackendOptions& options) {
   return LmdbBackend::Open(options);
 }

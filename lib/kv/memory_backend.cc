@@ -26,7 +26,7 @@ class MemoryReader : public TableReader {
  public:
   explicit MemoryReader(const Tables* tables) : tables_(tables) {}
 
-  absl::StatusOr<std::optional<std::string_view>> Get(
+  [[nodiscard]] absl::StatusOr<std::optional<std::string_view>> Get(
       Table table, std::string_view key) const override {
     const auto& map = (*tables_)[static_cast<size_t>(table)];
     auto it = map.find(key);
@@ -34,7 +34,7 @@ class MemoryReader : public TableReader {
     return std::optional<std::string_view>(*it->second);
   }
 
-  absl::Status Scan(Table table, std::string_view from,
+  [[nodiscard]] absl::Status Scan(Table table, std::string_view from,
                     const Visitor& visit) const override {
     const auto& map = (*tables_)[static_cast<size_t>(table)];
     for (auto it = map.lower_bound(from); it != map.end(); ++it) {
@@ -60,15 +60,15 @@ class MemoryTableWriter : public TableWriter {
  public:
   explicit MemoryTableWriter(Tables* tables) : tables_(tables), reader_(tables) {}
 
-  absl::StatusOr<std::optional<std::string_view>> Get(
+  [[nodiscard]] absl::StatusOr<std::optional<std::string_view>> Get(
       Table table, std::string_view key) const override {
     return reader_.Get(table, key);
   }
-  absl::Status Scan(Table table, std::string_view from,
+  [[nodiscard]] absl::Status Scan(Table table, std::string_view from,
                     const Visitor& visit) const override {
     return reader_.Scan(table, from, visit);
   }
-  absl::Status Put(Table table, std::string_view key,
+  [[nodiscard]] absl::Status Put(Table table, std::string_view key,
                    std::initializer_list<std::string_view> parts) override {
     std::string value;
     for (std::string_view p : parts) value.append(p);
@@ -77,7 +77,7 @@ class MemoryTableWriter : public TableWriter {
         std::make_shared<const std::string>(std::move(value)));
     return absl::OkStatus();
   }
-  absl::Status Delete(Table table, std::string_view key) override {
+  [[nodiscard]] absl::Status Delete(Table table, std::string_view key) override {
     auto& map = (*tables_)[static_cast<size_t>(table)];
     if (auto it = map.find(key); it != map.end()) map.erase(it);
     return absl::OkStatus();
@@ -92,11 +92,11 @@ class MemoryBackend : public KvBackend {
  public:
   MemoryBackend() : current_(std::make_shared<const Tables>()) {}
 
-  absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const override {
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const override {
     return std::unique_ptr<TableReader>(std::make_unique<VersionReader>(current()));
   }
 
-  absl::Status Update(
+  [[nodiscard]] absl::Status Update(
       const std::function<absl::Status(TableWriter&)>& body) override {
     auto next = std::make_shared<Tables>(*current());
     MemoryTableWriter writer(next.get());
@@ -105,10 +105,10 @@ class MemoryBackend : public KvBackend {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() override;
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() override;
 
   uint64_t StorageBytes() const override { return 0; }
-  absl::Status Sync() override { return absl::OkStatus(); }
+  [[nodiscard]] absl::Status Sync() override { return absl::OkStatus(); }
 
   void Publish(std::shared_ptr<const Tables> next) {
     std::lock_guard lock(mu_);
@@ -130,14 +130,14 @@ class MemoryRestore : public RestoreTarget {
   explicit MemoryRestore(MemoryBackend* backend)
       : backend_(backend), tables_(std::make_shared<Tables>()) {}
 
-  absl::Status Put(Table table, std::string_view key,
+  [[nodiscard]] absl::Status Put(Table table, std::string_view key,
                    std::string_view value) override {
     (*tables_)[static_cast<size_t>(table)].insert_or_assign(
         std::string(key), std::make_shared<const std::string>(value));
     return absl::OkStatus();
   }
 
-  absl::Status Commit() override {
+  [[nodiscard]] absl::Status Commit() override {
     backend_->Publish(std::move(tables_));
     return absl::OkStatus();
   }

@@ -16,13 +16,13 @@ constexpr std::string_view kRevisionKey = "revision";
 constexpr std::string_view kCompactedKey = "compacted";
 constexpr std::string_view kMembershipKey = "membership";
 
-absl::Status Corrupt(std::string_view what) {
+[[nodiscard]] absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(absl::StrCat(
       "the config store's ", storage::ToAbsl(what),
       " record is corrupt; restore this member from a peer snapshot"));
 }
 
-absl::StatusOr<std::optional<RecordReader>> ReadMeta(const TableReader& reader,
+[[nodiscard]] absl::StatusOr<std::optional<RecordReader>> ReadMeta(const TableReader& reader,
                                                      std::string_view key) {
   CONFMAN_ASSIGN_OR_RETURN(std::optional<std::string_view> stored,
                            reader.Get(Table::kMeta, key));
@@ -54,7 +54,7 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
   return out;
 }
 
-absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored) {
+[[nodiscard]] absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored) {
   RecordReader in(stored);
   KeyRecord r;
   r.create_revision = in.U64();
@@ -75,7 +75,7 @@ absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored) {
   return r;
 }
 
-absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
+[[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
                                             const KeyRecord& record,
                                             std::string_view address) {
   if (archive == nullptr) {
@@ -114,7 +114,7 @@ std::string EncodeChange(const Change& c) {
   return out;
 }
 
-absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored) {
+[[nodiscard]] absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored) {
   RecordReader in(stored);
   Change c;
   c.revision = revision;
@@ -132,7 +132,7 @@ absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored) 
   return c;
 }
 
-absl::StatusOr<MetaState> LoadMeta(const TableReader& reader) {
+[[nodiscard]] absl::StatusOr<MetaState> LoadMeta(const TableReader& reader) {
   MetaState meta;
   CONFMAN_ASSIGN_OR_RETURN(auto applied, ReadMeta(reader, kAppliedMetaKey));
   if (applied) {
@@ -159,7 +159,7 @@ absl::StatusOr<MetaState> LoadMeta(const TableReader& reader) {
   return meta;
 }
 
-absl::Status SaveMeta(TableWriter& writer, const MetaState& meta) {
+[[nodiscard]] absl::Status SaveMeta(TableWriter& writer, const MetaState& meta) {
   std::string applied, revision, compacted, membership_index;
   AppendU64(applied, meta.applied_index);
   AppendU64(applied, meta.applied_term);
@@ -174,7 +174,7 @@ absl::Status SaveMeta(TableWriter& writer, const MetaState& meta) {
                     {membership_index, meta.membership});
 }
 
-absl::StatusOr<raft::Index> DecodeAppliedIndex(std::string_view stored) {
+[[nodiscard]] absl::StatusOr<raft::Index> DecodeAppliedIndex(std::string_view stored) {
   RecordReader in(stored);
   const raft::Index index = in.U64();
   in.U64();

@@ -36,11 +36,11 @@ struct KeyRecord {
 // The record without its value (the value is written as a second part, or
 // not at all when it stays in the log).
 std::string EncodeKeyRecordHead(const KeyRecord& record);
-absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored);
+[[nodiscard]] absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored);
 
 // kChanges key: the big-endian revision. Value: the rest of the Change.
 std::string EncodeChange(const Change& change);
-absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored);
+[[nodiscard]] absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored);
 
 // Everything in kMeta, read and written as a whole by each apply batch.
 struct MetaState {
@@ -63,17 +63,17 @@ struct LoggedValue {
 // size. NotFound if the log no longer holds the entry (the key changed
 // since the record was read: read it again); DataLoss if the entry is not
 // the put the record describes; FailedPrecondition without an archive.
-absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
+[[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
                                             const KeyRecord& record,
                                             std::string_view address);
 
 class TableReader;
 class TableWriter;
-absl::StatusOr<MetaState> LoadMeta(const TableReader& reader);
-absl::Status SaveMeta(TableWriter& writer, const MetaState& meta);
+[[nodiscard]] absl::StatusOr<MetaState> LoadMeta(const TableReader& reader);
+[[nodiscard]] absl::Status SaveMeta(TableWriter& writer, const MetaState& meta);
 
 // The kMeta key holding the applied index and term (checked by restores).
 inline constexpr std::string_view kAppliedMetaKey = "applied";
-absl::StatusOr<raft::Index> DecodeAppliedIndex(std::string_view stored);
+[[nodiscard]] absl::StatusOr<raft::Index> DecodeAppliedIndex(std::string_view stored);
 
 }  // namespace confman::kv

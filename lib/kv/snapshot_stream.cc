@@ -47,7 +47,7 @@ class KvSnapshotSource : public SnapshotSource {
 
   const raft::SnapshotMeta& meta() const override { return meta_; }
 
-  absl::StatusOr<SnapshotChunk> NextChunk() override {
+  [[nodiscard]] absl::StatusOr<SnapshotChunk> NextChunk() override {
     if (done_) {
       return absl::OutOfRangeError(
           "the snapshot stream already ended; open a new snapshot");
@@ -81,7 +81,7 @@ class KvSnapshotSource : public SnapshotSource {
 
   // Frames the record after last_key_ in the current table, moving on to
   // the next table (or the end marker) when this one is done.
-  absl::Status FrameNextRecord() {
+  [[nodiscard]] absl::Status FrameNextRecord() {
     while (table_ < kStreamedTableCount) {
       bool found = false;
       absl::Status framed;
@@ -108,7 +108,7 @@ class KvSnapshotSource : public SnapshotSource {
     return absl::OkStatus();
   }
 
-  absl::Status FrameRecord(std::string_view key, std::string_view value) {
+  [[nodiscard]] absl::Status FrameRecord(std::string_view key, std::string_view value) {
     if (static_cast<Table>(table_) == Table::kKeys) {
       CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(value));
       if (record.value_log_index != 0) {
@@ -156,13 +156,13 @@ class KvSnapshotSink : public SnapshotSink {
       : target_(std::move(target)), expected_(std::move(expected)),
         max_record_bytes_(max_record_bytes), on_commit_(std::move(on_commit)) {}
 
-  absl::Status Write(const SnapshotChunk& chunk) override {
+  [[nodiscard]] absl::Status Write(const SnapshotChunk& chunk) override {
     if (!failed_.ok()) return FailedAgain();
     failed_ = Accept(chunk);
     return failed_;
   }
 
-  absl::Status Commit() override {
+  [[nodiscard]] absl::Status Commit() override {
     if (!failed_.ok()) return FailedAgain();
     if (!last_seen_) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -187,13 +187,13 @@ class KvSnapshotSink : public SnapshotSink {
   }
 
  private:
-  absl::Status FailedAgain() const {
+  [[nodiscard]] absl::Status FailedAgain() const {
     return absl::FailedPreconditionError(absl::StrCat(
         "this restore already failed (", failed_.message(),
         "); the state is unchanged: begin a new restore"));
   }
 
-  absl::Status Accept(const SnapshotChunk& chunk) {
+  [[nodiscard]] absl::Status Accept(const SnapshotChunk& chunk) {
     if (last_seen_) {
       return absl::InvalidArgumentError(absl::StrCat(
           "snapshot chunk ", chunk.seq, " arrived after the last chunk"));
@@ -225,7 +225,7 @@ class KvSnapshotSink : public SnapshotSink {
     return absl::OkStatus();
   }
 
-  absl::Status Corrupt(std::string_view what) const {
+  [[nodiscard]] absl::Status Corrupt(std::string_view what) const {
     return absl::DataLossError(absl::StrCat(
         "the snapshot stream is malformed (", storage::ToAbsl(what),
         ") near chunk ", next_seq_ - 1,
@@ -233,14 +233,14 @@ class KvSnapshotSink : public SnapshotSink {
   }
 
   // Consumes every complete header/record in buffer_.
-  absl::Status Parse() {
+  [[nodiscard]] absl::Status Parse() {
     size_t pos = 0;
     absl::Status status = ParseFrom(pos);
     buffer_.erase(0, pos);
     return status;
   }
 
-  absl::Status ParseFrom(size_t& pos) {
+  [[nodiscard]] absl::Status ParseFrom(size_t& pos) {
     if (!header_done_) {
       const size_t fixed = kMagic.size() + 8 + 8 + 4;
       if (buffer_.size() < fixed) return absl::OkStatus();
@@ -284,7 +284,7 @@ class KvSnapshotSink : public SnapshotSink {
     return absl::OkStatus();
   }
 
-  absl::Status Store(Table table, std::string_view key, std::string_view value) {
+  [[nodiscard]] absl::Status Store(Table table, std::string_view key, std::string_view value) {
     if (table == Table::kKeys) {
       absl::StatusOr<KeyRecord> record = DecodeKeyRecord(value);
       if (!record.ok()) return Corrupt("bad key record");

@@ -17,7 +17,7 @@ std::string EncodeForwardResult(const absl::StatusOr<uint64_t>& result);
 
 // Internal if the bytes are not EncodeForwardResult output (a peer running
 // another version).
-absl::StatusOr<uint64_t> DecodeForwardResult(std::string_view bytes);
+[[nodiscard]] absl::StatusOr<uint64_t> DecodeForwardResult(std::string_view bytes);
 
 // The context bytes of a ReadIndex request: the request id, little-endian.
 std::string EncodeRequestId(uint64_t id);

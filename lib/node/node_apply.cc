@@ -173,8 +173,7 @@ void NodeImpl::FailPendingWrites(const absl::Status& status, bool only_expired) 
 // Raft loop holds the reset and every later log write until this reports
 // back. A failed commit leaves them held: the member stops, its log intact.
 void NodeImpl::InstallStaged(InstallSnapshot install) {
-  std::optional<raft::Membership> before;
-  if (auto info = sm_->BootInfo(); info.ok()) before = info->membership;
+  std::optional<raft::Membership> before = AppliedMembership();
   absl::Status committed = install.sink->Commit();
   if (!committed.ok()) return FailStorage(committed);
   Count("node.snapshots_received");
@@ -312,29 +311,44 @@ absl::StatusOr<raft::Index> NodeImpl::DropUnreferencedLogValuesAfter(
   return retained.back();
 }
 
+// The membership the state has applied; nullopt (logged) if the state
+// cannot say, in which case peers are only ever added, never removed.
+std::optional<raft::Membership> NodeImpl::AppliedMembership() {
+  absl::StatusOr<AppliedState> info = sm_->BootInfo();
+  if (info.ok()) return info->membership;
+  Log(LogLevel::kWarning, absl::StrCat("cannot read the applied membership: ",
+                                       info.status().ToString()));
+  return std::nullopt;
+}
+
 void NodeImpl::RefreshPeers(const raft::Membership* previous) {
   absl::StatusOr<kv::ListPage> page =
       sm_->List(kv::ListRequest{.ns = kMembersNamespace, .limit = 10000});
-  if (page.ok()) {
+  if (!page.ok()) {
+    Log(LogLevel::kWarning, absl::StrCat("cannot read member addresses: ",
+                                         page.status().ToString()));
+  } else {
     for (const kv::KeyValue& kv : page->items) {
       raft::MemberId id = 0;
       std::from_chars(kv.key.data(), kv.key.data() + kv.key.size(), id);
       if (id == raft::kNoMember || id == id_ || AddressOf(id) == kv.value) continue;
-      if (transport_->AddPeer(id, kv.value).ok()) {
-        std::lock_guard lock(peers_mu_);
-        addresses_[id] = kv.value;
+      if (absl::Status added = transport_->AddPeer(id, kv.value); !added.ok()) {
+        Log(LogLevel::kWarning,
+            absl::StrCat("cannot reach member ", id, " at ", kv.value, ": ",
+                         added.ToString()));
+        continue;
       }
+      std::lock_guard lock(peers_mu_);
+      addresses_[id] = kv.value;
     }
   }
   if (previous == nullptr) return;
-  absl::StatusOr<AppliedState> now = sm_->BootInfo();
-  if (!now.ok()) return;
+  const std::optional<raft::Membership> now = AppliedMembership();
+  if (!now) return;
   for (const auto* list : {&previous->voters, &previous->voters_outgoing,
                            &previous->learners}) {
     for (raft::MemberId id : *list) {
-      if (id != id_ && !raft::IsMember(now->membership, id)) {
-        transport_->RemovePeer(id);
-      }
+      if (id != id_ && !raft::IsMember(*now, id)) transport_->RemovePeer(id);
     }
   }
 }

@@ -39,7 +39,7 @@ namespace {
 // Waits on a future for at most `timeout` past the request deadline, so a
 // call never hangs even if a callback were lost.
 template <typename T>
-absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> future,
+[[nodiscard]] absl::StatusOr<T> Await(std::future<absl::StatusOr<T>> future,
                         std::chrono::milliseconds timeout) {
   if (future.wait_for(timeout + std::chrono::seconds(1)) !=
       std::future_status::ready) {
@@ -266,22 +266,30 @@ void NodeImpl::Close() {
   closing_ = true;
   const absl::Status closing =
       absl::UnavailableError("the node is closing; retry on another member");
-  StopLoop(closing);
-  DrainApply(closing);
+  // A write proposed here or forwarded to the leader may still commit
+  // through the other members: "did not take effect" (Unavailable) would
+  // misstate it.
+  const absl::Status closing_in_flight = absl::DeadlineExceededError(
+      "the node closed before the write's outcome was known; it may still "
+      "take effect");
+  StopLoop(closing, closing_in_flight);
+  DrainApply(closing_in_flight);
   StopCompaction();
   StopWatches();
   if (transport_) transport_->Stop();
   core_.reset();
+  while (caller_reads_ > 0) std::this_thread::yield();
   sm_.reset();
   log_.reset();
   closed_ = true;
 }
 
-void NodeImpl::StopLoop(const absl::Status& closing) {
+void NodeImpl::StopLoop(const absl::Status& closing,
+                        const absl::Status& closing_in_flight) {
   std::promise<void> loop_quiet;
   asio::post(loop_, [&] {
     if (tick_timer_) tick_timer_->cancel();
-    FailLoopRequests(closing);
+    FailLoopRequests(closing, closing_in_flight);
     loop_quiet.set_value();
   });
   if (loop_thread_.joinable()) loop_quiet.get_future().wait();
@@ -292,7 +300,7 @@ void NodeImpl::StopLoop(const absl::Status& closing) {
 }
 
 // Applies what is queued, then fails whatever still waits.
-void NodeImpl::DrainApply(const absl::Status& closing) {
+void NodeImpl::DrainApply(const absl::Status& closing_in_flight) {
   {
     std::lock_guard lock(apply_mu_);
     apply_stop_ = true;
@@ -308,7 +316,7 @@ void NodeImpl::DrainApply(const absl::Status& closing) {
   for (ApplyTask& task : leftovers) {
     if (auto* fn = std::get_if<std::function<void()>>(&task)) (*fn)();
   }
-  FailPendingWrites(closing, /*only_expired=*/false);
+  FailPendingWrites(closing_in_flight, /*only_expired=*/false);
   for (auto& [index, read] : waiting_reads_) read();  // Reads fail on closing_.
   waiting_reads_.clear();
 }
@@ -456,6 +464,17 @@ absl::StatusOr<uint64_t> NodeImpl::CompareAndSet(const std::string& ns,
 // ---------------------------------------------------------------------------
 // Reads.
 
+// Counted before closing_ is read, so either Close sees the read and waits
+// for it before destroying the state machine, or the read sees closing_.
+bool NodeImpl::EnterCallerRead() {
+  ++caller_reads_;
+  if (!closing_) return true;
+  LeaveCallerRead();
+  return false;
+}
+
+void NodeImpl::LeaveCallerRead() { --caller_reads_; }
+
 void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> read,
                            std::function<void(absl::Status)> fail) {
   Count("node.reads");
@@ -494,8 +513,10 @@ void NodeImpl::GetAsync(const std::string& ns, const std::string& key,
 absl::StatusOr<kv::KeyValue> NodeImpl::Get(const std::string& ns,
                                            const std::string& key,
                                            const ReadOptions& options) {
-  if (options.consistency == ReadConsistency::kLocal && !closing_) {
-    return sm_->Get(ns, key);
+  if (options.consistency == ReadConsistency::kLocal && EnterCallerRead()) {
+    absl::StatusOr<kv::KeyValue> value = sm_->Get(ns, key);
+    LeaveCallerRead();
+    return value;
   }
   auto [done, future] = MakeCompletion<kv::KeyValue>();
   GetAsync(ns, key, options, std::move(done));
@@ -504,8 +525,10 @@ absl::StatusOr<kv::KeyValue> NodeImpl::Get(const std::string& ns,
 
 absl::StatusOr<kv::ListPage> NodeImpl::List(const kv::ListRequest& request,
                                             const ReadOptions& options) {
-  if (options.consistency == ReadConsistency::kLocal && !closing_) {
-    return sm_->List(request);
+  if (options.consistency == ReadConsistency::kLocal && EnterCallerRead()) {
+    absl::StatusOr<kv::ListPage> page = sm_->List(request);
+    LeaveCallerRead();
+    return page;
   }
   auto [done, future] = MakeCompletion<kv::ListPage>();
   auto shared_done = std::make_shared<decltype(done)>(std::move(done));

@@ -46,37 +46,37 @@ void StopWatch(WatchImpl* watch);
 
 class NodeImpl final : public Node, public TransportHandler {
  public:
-  static absl::StatusOr<std::unique_ptr<NodeImpl>> Open(NodeOptions options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<NodeImpl>> Open(NodeOptions options);
   ~NodeImpl() override;
 
   // Node.
   void Close() override;
   NodeStatus GetStatus() const override;
   std::string listen_address() const override;
-  absl::StatusOr<uint64_t> Put(const std::string& ns, const std::string& key,
+  [[nodiscard]] absl::StatusOr<uint64_t> Put(const std::string& ns, const std::string& key,
                                std::string value,
                                const WriteOptions& options) override;
-  absl::StatusOr<uint64_t> Delete(const std::string& ns, const std::string& key,
+  [[nodiscard]] absl::StatusOr<uint64_t> Delete(const std::string& ns, const std::string& key,
                                   const WriteOptions& options) override;
-  absl::StatusOr<uint64_t> CompareAndSet(const std::string& ns,
+  [[nodiscard]] absl::StatusOr<uint64_t> CompareAndSet(const std::string& ns,
                                          const std::string& key,
                                          uint64_t expected_revision,
                                          std::string value,
                                          const WriteOptions& options) override;
   void WriteAsync(kv::Command command, const WriteOptions& options,
                   WriteCallback done) override;
-  absl::StatusOr<kv::KeyValue> Get(const std::string& ns, const std::string& key,
+  [[nodiscard]] absl::StatusOr<kv::KeyValue> Get(const std::string& ns, const std::string& key,
                                    const ReadOptions& options) override;
   void GetAsync(const std::string& ns, const std::string& key,
                 const ReadOptions& options, GetCallback done) override;
-  absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
+  [[nodiscard]] absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
                                     const ReadOptions& options) override;
-  absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const WatchRequest& request, WatchCallback callback) override;
-  absl::Status AddLearner(raft::MemberId id, const std::string& address) override;
-  absl::Status PromoteToVoter(raft::MemberId id) override;
-  absl::Status RemoveMember(raft::MemberId id) override;
-  absl::Status TransferLeadership(raft::MemberId id) override;
+  [[nodiscard]] absl::Status AddLearner(raft::MemberId id, const std::string& address) override;
+  [[nodiscard]] absl::Status PromoteToVoter(raft::MemberId id) override;
+  [[nodiscard]] absl::Status RemoveMember(raft::MemberId id) override;
+  [[nodiscard]] absl::Status TransferLeadership(raft::MemberId id) override;
 
   // TransportHandler (transport thread): hand everything to other threads.
   void OnMessage(raft::Message message) override;
@@ -146,12 +146,12 @@ class NodeImpl final : public Node, public TransportHandler {
   };
 
   explicit NodeImpl(NodeOptions options);
-  absl::Status OpenStorage();
+  [[nodiscard]] absl::Status OpenStorage();
   // The factory's store, or the default for `dir` (empty: in memory).
-  absl::Status OpenLogStore(const std::string& dir);
-  absl::Status OpenCore();
-  absl::Status AlignLogWithState(const AppliedState& applied);
-  absl::Status OpenTransport();
+  [[nodiscard]] absl::Status OpenLogStore(const std::string& dir);
+  [[nodiscard]] absl::Status OpenCore();
+  [[nodiscard]] absl::Status AlignLogWithState(const AppliedState& applied);
+  [[nodiscard]] absl::Status OpenTransport();
   void StartThreads();
   // `closing` fails what certainly did not take effect (reads, new work);
   // `closing_in_flight` the writes that may still commit elsewhere.
@@ -163,13 +163,13 @@ class NodeImpl final : public Node, public TransportHandler {
   void Sample(std::string_view name, double value) const;
   Clock::time_point Deadline() const;
   std::string DefaultActor() const;
-  absl::Status CheckWritable(const std::string& ns) const;
-  absl::StatusOr<uint64_t> WaitWrite(kv::Command command,
+  [[nodiscard]] absl::Status CheckWritable(const std::string& ns) const;
+  [[nodiscard]] absl::StatusOr<uint64_t> WaitWrite(kv::Command command,
                                      const WriteOptions& options);
-  absl::Status NotLeaderError(raft::MemberId leader, const char* what) const;
+  [[nodiscard]] absl::Status NotLeaderError(raft::MemberId leader, const char* what) const;
   std::string AddressOf(raft::MemberId id) const;
-  absl::Status ProposeMembershipOnce(raft::MembershipChange change);
-  absl::Status ProposeMembership(raft::MembershipChange change);
+  [[nodiscard]] absl::Status ProposeMembershipOnce(raft::MembershipChange change);
+  [[nodiscard]] absl::Status ProposeMembership(raft::MembershipChange change);
   // Runs `read` once a read point for `options` is applied (or at once for
   // kLocal); `fail` receives the error otherwise. On the apply thread.
   void AtReadPoint(const ReadOptions& options, std::function<void()> read,
@@ -203,7 +203,7 @@ class NodeImpl final : public Node, public TransportHandler {
   void FailStorage(const absl::Status& status);
   void HandOffLeadership();
   // Unavailable naming the storage failure (and the leader), or OK.
-  absl::Status StorageFailedError() const;
+  [[nodiscard]] absl::Status StorageFailedError() const;
   void FailLoopRequests(const absl::Status& reads, const absl::Status& forwards);
 
   // Apply thread (node_apply.cc).
@@ -228,17 +228,18 @@ class NodeImpl final : public Node, public TransportHandler {
   void StopCompaction();
   // Drops the log's retained entries whose values no key holds any more.
   void DropUnreferencedLogValues();
-  absl::StatusOr<raft::Index> DropUnreferencedLogValuesAfter(raft::Index after);
+  [[nodiscard]] absl::StatusOr<raft::Index> DropUnreferencedLogValuesAfter(raft::Index after);
   void RefreshPeers(const raft::Membership* previous);
+  std::optional<raft::Membership> AppliedMembership();
 
   // Snapshots (node_snapshot.cc).
   void StartSnapshotSend(raft::MemberId to);
   void SendSnapshot(raft::MemberId to, raft::Term term, uint64_t snapshot_id);
   void ReceiveLoop();
   void ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk);
-  absl::Status BeginIncoming(raft::MemberId from, TransportSnapshotChunk& chunk);
+  [[nodiscard]] absl::Status BeginIncoming(raft::MemberId from, TransportSnapshotChunk& chunk);
   void FinishIncoming();
-  void AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq);
+  bool AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq);
   void OnChunkAck(const std::string& payload);
   // Waits until fewer than a window of chunks through `seq` are
   // unacknowledged. False on timeout or close.

@@ -288,8 +288,16 @@ void NodeImpl::HandleForwardRequest(raft::MemberId from, ForwardFrame frame) {
   const uint64_t request_id = frame.request_id;
   WriteCallback reply = [this, from, request_id](absl::StatusOr<uint64_t> result) {
     if (closed_) return;
-    (void)transport_->SendForward(
+    absl::Status sent = transport_->SendForward(
         from, ForwardFrame{request_id, true, EncodeForwardResult(result)});
+    if (!sent.ok()) {
+      // The forwarding member answers its caller at the deadline instead,
+      // with the outcome unknown.
+      Count("node.forward_replies_lost");
+      Log(LogLevel::kWarning,
+          absl::StrCat("cannot answer member ", from, "'s forwarded write (",
+                       sent.ToString(), "); it will time out there"));
+    }
   };
   if (core_->role() != raft::Role::kLeader || closing_) {
     absl::Status s = closing_ ? absl::UnavailableError("the leader is closing; retry")

@@ -11,12 +11,12 @@ namespace {
 // actor and the FlatBuffers framing around them.
 constexpr uint64_t kCommandOverheadBytes = 4096;
 
-absl::Status Invalid(const std::string& field, const std::string& rule) {
+[[nodiscard]] absl::Status Invalid(const std::string& field, const std::string& rule) {
   return absl::InvalidArgumentError(
       absl::StrCat("NodeOptions.", field, ": ", rule));
 }
 
-absl::Status ValidateIdentity(const NodeOptions& o) {
+[[nodiscard]] absl::Status ValidateIdentity(const NodeOptions& o) {
   if (o.id == raft::kNoMember) return Invalid("id", "must be non-zero");
   if (o.cluster_id.empty()) return Invalid("cluster_id", "is required");
   if (o.shared_secret.size() < TcpTransportOptions::kMinSecretBytes) {
@@ -40,7 +40,7 @@ absl::Status ValidateIdentity(const NodeOptions& o) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateTiming(const NodeOptions& o) {
+[[nodiscard]] absl::Status ValidateTiming(const NodeOptions& o) {
   if (o.tick_interval.count() <= 0) return Invalid("tick_interval", "must be positive");
   if (o.heartbeat_interval < o.tick_interval) {
     return Invalid("heartbeat_interval", "must be at least one tick_interval");
@@ -58,7 +58,7 @@ absl::Status ValidateTiming(const NodeOptions& o) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateSizes(const NodeOptions& o) {
+[[nodiscard]] absl::Status ValidateSizes(const NodeOptions& o) {
   if (o.max_value_bytes == 0) return Invalid("max_value_bytes", "must be positive");
   if (o.max_value_bytes + kCommandOverheadBytes > o.max_append_bytes) {
     return Invalid("max_value_bytes", absl::StrCat(

@@ -26,6 +26,9 @@ constexpr auto kSendRetryDelay = std::chrono::milliseconds(2);
 constexpr uint64_t kChunkWindow = 8;
 // A stream whose receiver acknowledges nothing for this long is abandoned.
 constexpr auto kAckTimeout = std::chrono::seconds(30);
+// How long the receiver retries an acknowledgement the transport's full
+// queue refused.
+constexpr auto kAckSendPatience = std::chrono::seconds(1);
 // Acknowledgements travel as forward frames with this reserved request id
 // (forwarded writes use ids from 1).
 constexpr uint64_t kChunkAckRequestId = 0;
@@ -149,9 +152,24 @@ bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq) {
   }) && !closing_;
 }
 
-void NodeImpl::AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq) {
-  (void)transport_->SendForward(
-      to, ForwardFrame{kChunkAckRequestId, false, EncodeAck(snapshot_id, seq)});
+// Acknowledgements are cumulative, so one lost among many costs nothing; a
+// full queue is waited out briefly, since the sender's window waits on them.
+// False if the sender cannot be told: the stream is then given up.
+bool NodeImpl::AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq) {
+  const auto give_up = Clock::now() + kAckSendPatience;
+  absl::Status sent;
+  do {
+    sent = transport_->SendForward(
+        to, ForwardFrame{kChunkAckRequestId, false, EncodeAck(snapshot_id, seq)});
+    if (!absl::IsResourceExhausted(sent)) break;
+    std::this_thread::sleep_for(kSendRetryDelay);
+  } while (!closing_ && Clock::now() < give_up);
+  if (sent.ok()) return true;
+  Log(LogLevel::kWarning,
+      absl::StrCat("cannot acknowledge snapshot chunk ", seq, " to member ", to,
+                   " (", sent.ToString(), "); dropping the stream, the leader "
+                   "will send a new one"));
+  return false;
 }
 
 void NodeImpl::OnChunkAck(const std::string& payload) {
@@ -226,7 +244,10 @@ void NodeImpl::ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
     return;
   }
   ++incoming_->next_seq;
-  AckChunk(from, chunk.snapshot_id, chunk.seq);
+  if (!AckChunk(from, chunk.snapshot_id, chunk.seq)) {
+    incoming_.reset();
+    return;
+  }
   if (chunk.last) FinishIncoming();
 }
 

@@ -18,15 +18,15 @@ namespace confman::raft {
 class CoreImpl {
  public:
   CoreImpl(const CoreOptions& options, const LogReader* log);
-  absl::Status Boot(const BootState& boot);
+  [[nodiscard]] absl::Status Boot(const BootState& boot);
 
   void Tick();
   void Step(Message message);
-  absl::StatusOr<ProposalPosition> Propose(std::vector<std::string> entries);
-  absl::Status ReadIndex(std::string context, ReadMode mode);
-  absl::StatusOr<ProposalPosition> ProposeMembershipChange(
+  [[nodiscard]] absl::StatusOr<ProposalPosition> Propose(std::vector<std::string> entries);
+  [[nodiscard]] absl::Status ReadIndex(std::string context, ReadMode mode);
+  [[nodiscard]] absl::StatusOr<ProposalPosition> ProposeMembershipChange(
       const MembershipChange& change);
-  absl::Status TransferLeadership(MemberId to);
+  [[nodiscard]] absl::Status TransferLeadership(MemberId to);
   void ReportDurable(Index index, Term term);
   void ReportSnapshotInstalled(const SnapshotMeta& meta);
   void ReportApplied(Index index);
@@ -36,7 +36,7 @@ class CoreImpl {
   bool HasReady() const;
   Ready TakeReady();
   CoreStatus Status() const;
-  absl::Status CheckInvariants() const;
+  [[nodiscard]] absl::Status CheckInvariants() const;
 
   Role role() const { return role_; }
   Term term() const { return term_; }

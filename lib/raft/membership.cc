@@ -33,7 +33,7 @@ void PutIds(std::string& out, const std::vector<MemberId>& ids) {
   for (MemberId id : ids) PutVarint(out, id);
 }
 
-absl::Status GetIds(std::string_view& in, std::vector<MemberId>& ids,
+[[nodiscard]] absl::Status GetIds(std::string_view& in, std::vector<MemberId>& ids,
                     const char* which) {
   uint64_t count = 0;
   // Each id takes at least one byte, which bounds the allocation by input.
@@ -82,7 +82,7 @@ std::string EncodeMembership(const Membership& membership) {
   return out;
 }
 
-absl::StatusOr<Membership> DecodeMembership(std::string_view bytes) {
+[[nodiscard]] absl::StatusOr<Membership> DecodeMembership(std::string_view bytes) {
   if (bytes.empty() ||
       static_cast<uint8_t>(bytes.front()) != kMembershipFormatVersion) {
     return absl::InvalidArgumentError(
@@ -117,7 +117,7 @@ bool IsMember(const Membership& membership, MemberId id) {
   return IsVoter(membership, id) || Contains(membership.learners, id);
 }
 
-absl::StatusOr<Membership> ApplyChange(const Membership& current,
+[[nodiscard]] absl::StatusOr<Membership> ApplyChange(const Membership& current,
                                        const MembershipChange& change) {
   if (current.joint()) {
     return absl::UnavailableError(

@@ -27,14 +27,14 @@ class RaftLog {
   Index FirstIndex() const;
   Index LastIndex() const;
   Term LastTerm() const;
-  absl::StatusOr<Term> TermAt(Index index) const;
+  [[nodiscard]] absl::StatusOr<Term> TermAt(Index index) const;
   // Like LogReader::Entries over the merged view; at most `max_entries`.
-  absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
+  [[nodiscard]] absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
                                              uint64_t max_bytes,
                                              uint32_t max_entries) const;
   // Whether the entry at `index` exists and has term `term`; an index
   // outside the log is simply no match, any other read failure an error.
-  absl::StatusOr<bool> Matches(Index index, Term term) const;
+  [[nodiscard]] absl::StatusOr<bool> Matches(Index index, Term term) const;
 
   // Appends entries that follow LastIndex() or replace the suffix starting
   // at entries.front().index, which must lie after the compaction point

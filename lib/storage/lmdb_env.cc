@@ -19,7 +19,7 @@ constexpr char kMapFullPayload[] = "confman.lmdb/map_full";
 
 }  // namespace
 
-absl::Status LmdbError(int rc, std::string_view what) {
+[[nodiscard]] absl::Status LmdbError(int rc, std::string_view what) {
   const std::string message =
       absl::StrCat(ToAbsl(what), ": ", mdb_strerror(rc), " (LMDB code ", rc, ")");
   switch (rc) {
@@ -108,8 +108,11 @@ absl::StatusOr<std::unique_ptr<LmdbEnv>> LmdbEnv::Open(
   env->map_bytes_ = options.map_bytes;
   int rc = mdb_env_create(&env->env_);
   if (rc != 0) return LmdbError(rc, "creating an LMDB environment");
-  mdb_env_set_maxdbs(env->env_, static_cast<MDB_dbi>(options.databases.size() + 1));
-  mdb_env_set_maxreaders(env->env_, 256);
+  rc = mdb_env_set_maxdbs(env->env_,
+                          static_cast<MDB_dbi>(options.databases.size() + 1));
+  if (rc != 0) return LmdbError(rc, "setting the number of LMDB databases");
+  rc = mdb_env_set_maxreaders(env->env_, 256);
+  if (rc != 0) return LmdbError(rc, "setting the number of LMDB readers");
   rc = mdb_env_set_mapsize(env->env_, options.map_bytes);
   if (rc != 0) return LmdbError(rc, "setting the LMDB map size");
   const unsigned flags = MDB_NOTLS | MDB_NORDAHEAD |
@@ -122,7 +125,8 @@ absl::StatusOr<std::unique_ptr<LmdbEnv>> LmdbEnv::Open(
   }
   // A larger map recorded by an earlier run wins over the configured one.
   MDB_envinfo info;
-  mdb_env_info(env->env_, &info);
+  rc = mdb_env_info(env->env_, &info);
+  if (rc != 0) return LmdbError(rc, "reading the LMDB environment's map size");
   env->map_bytes_ = info.me_mapsize;
   int stale = 0;
   rc = mdb_reader_check(env->env_, &stale);

@@ -29,7 +29,7 @@ namespace confman::storage {
 
 // Maps an LMDB return code to a status whose message says what failed
 // (`what`) and what to do about it. MDB_MAP_FULL becomes ResourceExhausted.
-absl::Status LmdbError(int rc, std::string_view what);
+[[nodiscard]] absl::Status LmdbError(int rc, std::string_view what);
 
 inline std::string_view ToView(const MDB_val& v) {
   return {static_cast<const char*>(v.mv_data), v.mv_size};
@@ -70,7 +70,7 @@ class ReadTxn {
   MDB_txn* get() const { return txn_; }
   // The stored bytes under `key`, or NotFound. The view points into the
   // map and stays valid until the transaction ends.
-  absl::StatusOr<std::string_view> Get(MDB_dbi dbi, std::string_view key) const;
+  [[nodiscard]] absl::StatusOr<std::string_view> Get(MDB_dbi dbi, std::string_view key) const;
 
  private:
   friend class LmdbEnv;
@@ -85,7 +85,7 @@ class LmdbEnv {
  public:
   // Creates `dir` if needed, opens the environment with MDB_NOTLS, clears
   // stale reader slots (mdb_reader_check) and opens `databases`.
-  static absl::StatusOr<std::unique_ptr<LmdbEnv>> Open(const LmdbEnvOptions& options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LmdbEnv>> Open(const LmdbEnvOptions& options);
   ~LmdbEnv();
   LmdbEnv(const LmdbEnv&) = delete;
   LmdbEnv& operator=(const LmdbEnv&) = delete;
@@ -93,19 +93,19 @@ class LmdbEnv {
   MDB_dbi db(size_t i) const { return dbis_[i]; }
   const std::string& dir() const { return dir_; }
 
-  absl::StatusOr<ReadTxn> BeginRead() const;
+  [[nodiscard]] absl::StatusOr<ReadTxn> BeginRead() const;
 
   // Runs `body` in a write transaction and commits it (a durable commit).
   // If `body` or the commit reports MDB_MAP_FULL, the transaction is
   // aborted, the map grows and `body` runs again from scratch, so `body`
   // must only depend on what it reads through the transaction. Any other
   // error from `body` aborts and is returned. Only one thread may write.
-  absl::Status RunWrite(const std::function<absl::Status(MDB_txn*)>& body);
+  [[nodiscard]] absl::Status RunWrite(const std::function<absl::Status(MDB_txn*)>& body);
 
   // Forces data.mdb to disk (after writes made with durability relaxed).
-  absl::Status Sync();
+  [[nodiscard]] absl::Status Sync();
   // Turns the per-commit fsync on or off (see LmdbEnvOptions::sync_commits).
-  absl::Status SetSyncCommits(bool sync);
+  [[nodiscard]] absl::Status SetSyncCommits(bool sync);
 
   uint64_t map_bytes() const;
   // Size of data.mdb; 0 if it cannot be read.
@@ -122,8 +122,8 @@ class LmdbEnv {
  private:
   friend class ReadTxn;
   LmdbEnv() = default;
-  absl::Status CheckProcess() const;
-  absl::Status Grow();
+  [[nodiscard]] absl::Status CheckProcess() const;
+  [[nodiscard]] absl::Status Grow();
   void ExitReader() const;
 
   MDB_env* env_ = nullptr;

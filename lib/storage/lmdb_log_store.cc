@@ -59,14 +59,14 @@ void EncodeEntryInto(const Entry& entry, char* out) {
   }
 }
 
-absl::Status CorruptEntry(Index index, std::string_view what) {
+[[nodiscard]] absl::Status CorruptEntry(Index index, std::string_view what) {
   return absl::DataLossError(absl::StrCat(
       "log entry ", index, " is corrupt (", storage::ToAbsl(what),
       "); this member's log is damaged: restore it from a peer"));
 }
 
 // Checks the header and returns the entry with its data left empty.
-absl::StatusOr<Entry> DecodeEntryHeader(Index index, std::string_view stored) {
+[[nodiscard]] absl::StatusOr<Entry> DecodeEntryHeader(Index index, std::string_view stored) {
   if (stored.size() < kEntryHeaderBytes) return CorruptEntry(index, "truncated");
   Entry entry;
   entry.index = index;
@@ -85,7 +85,7 @@ absl::StatusOr<Entry> DecodeEntryHeader(Index index, std::string_view stored) {
   return entry;
 }
 
-absl::StatusOr<Entry> DecodeEntry(Index index, std::string_view stored) {
+[[nodiscard]] absl::StatusOr<Entry> DecodeEntry(Index index, std::string_view stored) {
   CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntryHeader(index, stored));
   std::string_view data = stored.substr(kEntryHeaderBytes);
   if (Crc32c(data) != storage::GetBigEndian32(stored.data() + 13)) {
@@ -104,7 +104,7 @@ std::string EncodeMeta(std::initializer_list<uint64_t> fields) {
   return out + body;
 }
 
-absl::StatusOr<std::vector<uint64_t>> DecodeMeta(std::string_view key,
+[[nodiscard]] absl::StatusOr<std::vector<uint64_t>> DecodeMeta(std::string_view key,
                                                  std::string_view stored,
                                                  size_t fields) {
   if (stored.size() != 4 + 8 * fields ||
@@ -120,7 +120,7 @@ absl::StatusOr<std::vector<uint64_t>> DecodeMeta(std::string_view key,
   return out;
 }
 
-absl::Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
+[[nodiscard]] absl::Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
                        std::string_view value) {
   MDB_val k = storage::ToVal(key);
   MDB_val v = storage::ToVal(value);
@@ -154,7 +154,7 @@ struct PendingOp {
   }
 };
 
-absl::Status ValidateWrite(const LogWrite& write, Bounds b) {
+[[nodiscard]] absl::Status ValidateWrite(const LogWrite& write, Bounds b) {
   if (write.reset) {
     b = Bounds{.compacted_index = write.reset->index,
                .compacted_term = write.reset->term,
@@ -178,7 +178,7 @@ absl::Status ValidateWrite(const LogWrite& write, Bounds b) {
   return absl::OkStatus();
 }
 
-absl::Status Validate(const PendingOp& op, const Bounds& b) {
+[[nodiscard]] absl::Status Validate(const PendingOp& op, const Bounds& b) {
   switch (op.kind) {
     case PendingOp::Kind::kWrite:
       return ValidateWrite(op.write, b);
@@ -204,7 +204,7 @@ bool RetainsKind(uint64_t retain_from_bytes, EntryType type,
 
 constexpr Index kLastPossibleIndex = ~Index{0};
 
-absl::Status KeyIsNotAnIndex() {
+[[nodiscard]] absl::Status KeyIsNotAnIndex() {
   return absl::DataLossError(
       "the log holds a key that is not an index; "
       "restore this member's log from a peer");
@@ -217,7 +217,7 @@ using EntryVisitor = std::function<Visit(Index index, const MDB_val& stored)>;
 // Visits the stored entries lo <= index <= hi in index order. The visitor
 // sees the value's size and location; the data pages are read only if it
 // dereferences them.
-absl::Status WalkEntries(MDB_txn* txn, MDB_dbi dbi, Index lo, Index hi,
+[[nodiscard]] absl::Status WalkEntries(MDB_txn* txn, MDB_dbi dbi, Index lo, Index hi,
                          const EntryVisitor& visit) {
   MDB_cursor* cursor = nullptr;
   int rc = mdb_cursor_open(txn, dbi, &cursor);
@@ -289,7 +289,7 @@ class LmdbLogStore::Impl {
     writer_.join();
   }
 
-  static absl::StatusOr<Bounds> LoadBounds(const LmdbEnv& env) {
+  [[nodiscard]] static absl::StatusOr<Bounds> LoadBounds(const LmdbEnv& env) {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env.BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, env));
     CONFMAN_ASSIGN_OR_RETURN(std::optional<Index> last,
@@ -304,7 +304,7 @@ class LmdbLogStore::Impl {
                        entry.data.size());
   }
 
-  absl::StatusOr<std::string> ReadEntryData(Index index) const {
+  [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(Index index) const {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     absl::StatusOr<std::string_view> stored =
         txn.Get(env_->db(kEntriesDb), storage::BigEndianKey(index));
@@ -323,7 +323,7 @@ class LmdbLogStore::Impl {
   }
 
   // Read from one transaction, so the list and the compaction point agree.
-  absl::StatusOr<std::vector<Index>> RetainedIndexes(Index after,
+  [[nodiscard]] absl::StatusOr<std::vector<Index>> RetainedIndexes(Index after,
                                                      size_t limit) const {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, *env_));
@@ -345,7 +345,7 @@ class LmdbLogStore::Impl {
     return bounds_;
   }
 
-  absl::StatusOr<Term> TermAt(Index index) const {
+  [[nodiscard]] absl::StatusOr<Term> TermAt(Index index) const {
     const Bounds b = bounds();
     if (index == b.compacted_index) return b.compacted_term;
     if (index < b.compacted_index || index > b.last_index) {
@@ -359,7 +359,7 @@ class LmdbLogStore::Impl {
     return entry.term;
   }
 
-  absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
+  [[nodiscard]] absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
                                              uint64_t max_bytes) const {
     const Bounds b = bounds();
     if (lo <= b.compacted_index || hi > b.last_index + 1 || lo > hi) {
@@ -383,7 +383,7 @@ class LmdbLogStore::Impl {
     return out;
   }
 
-  absl::StatusOr<HardState> LoadHardState() const {
+  [[nodiscard]] absl::StatusOr<HardState> LoadHardState() const {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     absl::StatusOr<std::string_view> stored =
         txn.Get(env_->db(kMetaDb), kHardStateKey);
@@ -402,7 +402,7 @@ class LmdbLogStore::Impl {
     queue_cv_.notify_one();
   }
 
-  absl::Status RunAndWait(PendingOp op) {
+  [[nodiscard]] absl::Status RunAndWait(PendingOp op) {
     std::mutex mu;
     std::condition_variable cv;
     std::optional<absl::Status> result;
@@ -427,7 +427,7 @@ class LmdbLogStore::Impl {
 
  private:
   // The stored compaction point, as Bounds of an empty log.
-  static absl::StatusOr<Bounds> CompactionPoint(const ReadTxn& txn,
+  [[nodiscard]] static absl::StatusOr<Bounds> CompactionPoint(const ReadTxn& txn,
                                                 const LmdbEnv& env) {
     Bounds b;
     absl::StatusOr<std::string_view> compacted =
@@ -444,7 +444,7 @@ class LmdbLogStore::Impl {
     return b;
   }
 
-  static absl::StatusOr<std::optional<Index>> LastStoredIndex(MDB_txn* txn,
+  [[nodiscard]] static absl::StatusOr<std::optional<Index>> LastStoredIndex(MDB_txn* txn,
                                                               MDB_dbi dbi) {
     MDB_cursor* cursor = nullptr;
     int rc = mdb_cursor_open(txn, dbi, &cursor);
@@ -459,7 +459,7 @@ class LmdbLogStore::Impl {
         storage::GetBigEndian64(static_cast<const char*>(k.mv_data)));
   }
 
-  absl::StatusOr<std::string_view> GetEntry(const ReadTxn& txn,
+  [[nodiscard]] absl::StatusOr<std::string_view> GetEntry(const ReadTxn& txn,
                                             Index index) const {
     absl::StatusOr<std::string_view> stored =
         txn.Get(env_->db(kEntriesDb), storage::BigEndianKey(index));
@@ -471,13 +471,13 @@ class LmdbLogStore::Impl {
     return stored;
   }
 
-  absl::Status DeleteFrom(MDB_txn* txn, Index from) {
+  [[nodiscard]] absl::Status DeleteFrom(MDB_txn* txn, Index from) {
     return WalkEntries(txn, env_->db(kEntriesDb), from, kLastPossibleIndex,
                        [](Index, const MDB_val&) { return Visit::kDelete; });
   }
 
   // Deletes the entries lo <= index <= through that are not retained.
-  absl::Status ReleaseRange(MDB_txn* txn, Index lo, Index through) {
+  [[nodiscard]] absl::Status ReleaseRange(MDB_txn* txn, Index lo, Index through) {
     return WalkEntries(txn, env_->db(kEntriesDb), lo, through,
                        [this](Index index, const MDB_val& stored) {
                          return RetainsStored(index, stored) ? Visit::kKeep
@@ -498,12 +498,12 @@ class LmdbLogStore::Impl {
            RetainsKind(from, header->type, stored.mv_size - kEntryHeaderBytes);
   }
 
-  absl::Status PutCompacted(MDB_txn* txn, const Bounds& b) {
+  [[nodiscard]] absl::Status PutCompacted(MDB_txn* txn, const Bounds& b) {
     return PutRecord(txn, env_->db(kMetaDb), kCompactedKey,
                      EncodeMeta({b.compacted_index, b.compacted_term}));
   }
 
-  absl::Status ApplyWrite(MDB_txn* txn, const LogWrite& write, Bounds& b) {
+  [[nodiscard]] absl::Status ApplyWrite(MDB_txn* txn, const LogWrite& write, Bounds& b) {
     if (write.reset) {
       CONFMAN_RETURN_IF_ERROR(
           ApplyReset(txn, write.reset->index, write.reset->term, b));
@@ -534,7 +534,7 @@ class LmdbLogStore::Impl {
     return absl::OkStatus();
   }
 
-  absl::Status ApplyCompact(MDB_txn* txn, Index through, Bounds& b) {
+  [[nodiscard]] absl::Status ApplyCompact(MDB_txn* txn, Index through, Bounds& b) {
     if (through <= b.compacted_index) return absl::OkStatus();
     std::string key = storage::BigEndianKey(through);
     MDB_val k = storage::ToVal(key), v;
@@ -550,7 +550,7 @@ class LmdbLogStore::Impl {
 
   // Entries above `index`, retained or not, are dropped; log entries at
   // or below it are released like a compaction's.
-  absl::Status ApplyReset(MDB_txn* txn, Index index, Term term, Bounds& b) {
+  [[nodiscard]] absl::Status ApplyReset(MDB_txn* txn, Index index, Term term, Bounds& b) {
     if (index < kLastPossibleIndex) {
       CONFMAN_RETURN_IF_ERROR(DeleteFrom(txn, index + 1));
     }
@@ -560,7 +560,7 @@ class LmdbLogStore::Impl {
     return PutCompacted(txn, b);
   }
 
-  absl::Status ApplyDropRetained(MDB_txn* txn,
+  [[nodiscard]] absl::Status ApplyDropRetained(MDB_txn* txn,
                                  const std::vector<Index>& indexes,
                                  const Bounds& b) {
     for (Index index : indexes) {
@@ -576,7 +576,7 @@ class LmdbLogStore::Impl {
     return absl::OkStatus();
   }
 
-  absl::Status Apply(MDB_txn* txn, const PendingOp& op, Bounds& b) {
+  [[nodiscard]] absl::Status Apply(MDB_txn* txn, const PendingOp& op, Bounds& b) {
     switch (op.kind) {
       case PendingOp::Kind::kWrite:
         return ApplyWrite(txn, op.write, b);

@@ -78,7 +78,7 @@ class InMemoryNetworkState {
   absl::flat_hash_map<raft::MemberId, std::unique_ptr<InMemoryEndpoint>>
       endpoints;  // Guarded by mu.
 
-  absl::Status Enqueue(Envelope envelope);
+  [[nodiscard]] absl::Status Enqueue(Envelope envelope);
   size_t Pump();
   void DropQueuedFrom(raft::MemberId member);
   void RunDeliveryThread();

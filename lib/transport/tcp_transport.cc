@@ -51,7 +51,7 @@ auto RedirectTo(asio::error_code& ec) {
   return asio::redirect_error(use_awaitable, ec);
 }
 
-absl::Status NetworkError(absl::string_view what, const asio::error_code& ec) {
+[[nodiscard]] absl::Status NetworkError(absl::string_view what, const asio::error_code& ec) {
   if (ec == asio::error::eof) {
     return absl::UnavailableError(
         absl::StrCat(what, ": peer closed the connection"));
@@ -59,7 +59,7 @@ absl::Status NetworkError(absl::string_view what, const asio::error_code& ec) {
   return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
 }
 
-absl::StatusOr<tcp::endpoint> ParseEndpoint(const std::string& address) {
+[[nodiscard]] absl::StatusOr<tcp::endpoint> ParseEndpoint(const std::string& address) {
   const size_t colon = address.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos ||
@@ -114,7 +114,7 @@ class Deadline {
   Deadline& operator=(const Deadline&) = delete;
 
   // Replaces the socket error a timeout caused with the real reason.
-  absl::Status Explain(absl::Status status) const {
+  [[nodiscard]] absl::Status Explain(absl::Status status) const {
     if (status.ok() || !state_->fired) return status;
     return absl::DeadlineExceededError(absl::StrCat(
         "connect and handshake not completed within handshake_timeout (",
@@ -296,7 +296,7 @@ awaitable<absl::StatusOr<wire::Frame>> FrameReader::Next(
 }
 
 // Re-homes an idle socket on another I/O context (thread).
-absl::StatusOr<tcp::socket> MoveSocket(tcp::socket& socket,
+[[nodiscard]] absl::StatusOr<tcp::socket> MoveSocket(tcp::socket& socket,
                                        asio::io_context& io) {
   asio::error_code ec;
   const tcp::endpoint local = socket.local_endpoint(ec);
@@ -309,7 +309,7 @@ absl::StatusOr<tcp::socket> MoveSocket(tcp::socket& socket,
   return moved;
 }
 
-absl::StatusOr<std::unique_ptr<asio::ssl::context>> MakeTlsContext(
+[[nodiscard]] absl::StatusOr<std::unique_ptr<asio::ssl::context>> MakeTlsContext(
     const TcpTransportOptions::TlsFiles& files) {
   auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
   asio::error_code ec;
@@ -406,9 +406,9 @@ class TcpTransport::Impl {
 
     // Whether a frame of `bytes` would be queued now (any thread).
     bool HasRoomFor(size_t bytes);
-    absl::Status Push(wire::EncodedFrame frame);
+    [[nodiscard]] absl::Status Push(wire::EncodedFrame frame);
     // Reports a frame dropped for lack of room; returns the status for it.
-    absl::Status Overflow();
+    [[nodiscard]] absl::Status Overflow();
     awaitable<void> Run();
     // I/O thread: ends Run() and discards the queue.
     void Close();
@@ -475,23 +475,23 @@ class TcpTransport::Impl {
         acceptor_(std::make_unique<tcp::acceptor>(*control_io_)) {}
   ~Impl();
 
-  absl::Status Listen();
+  [[nodiscard]] absl::Status Listen();
   uint16_t port() const { return port_; }
   asio::io_context& io(wire::Channel channel) {
     return channel == wire::Channel::kControl ? *control_io_ : *bulk_io_;
   }
   const TcpTransportOptions& options() const { return options_; }
 
-  absl::Status Start(TransportHandler* handler);
+  [[nodiscard]] absl::Status Start(TransportHandler* handler);
   void Stop();
-  absl::Status AddPeer(raft::MemberId id, const std::string& address);
+  [[nodiscard]] absl::Status AddPeer(raft::MemberId id, const std::string& address);
   void RemovePeer(raft::MemberId id);
   // Encodes with `encode` and queues the frame for `to`, unless the bulk
   // queue has no room for `estimated_bytes` (then nothing is encoded).
-  absl::Status Enqueue(raft::MemberId to, wire::Channel channel,
+  [[nodiscard]] absl::Status Enqueue(raft::MemberId to, wire::Channel channel,
                        size_t estimated_bytes,
                        absl::FunctionRef<wire::EncodedFrame()> encode);
-  absl::Status CheckCanSend(raft::MemberId from) const;
+  [[nodiscard]] absl::Status CheckCanSend(raft::MemberId from) const;
 
   void Log(const std::string& line);
   tcp::endpoint EndpointOf(const Peer& peer) {
@@ -530,7 +530,7 @@ class TcpTransport::Impl {
   wire::Hello OwnHello(wire::Channel channel) const;
   wire::EncodedFrame ProofFrame(const wire::Hello& mine,
                                 const wire::Hello& theirs) const;
-  absl::Status CheckHello(const wire::Hello& theirs,
+  [[nodiscard]] absl::Status CheckHello(const wire::Hello& theirs,
                           raft::MemberId expected_peer);
   awaitable<void> Accept();
   awaitable<void> Serve(tcp::socket socket);

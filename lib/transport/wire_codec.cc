@@ -83,7 +83,7 @@ fb::Offset<gen::RaftMessage> BuildMessage(fb::FlatBufferBuilder& builder,
 
 // ---- decoding -------------------------------------------------------------
 
-absl::Status Invalid(absl::string_view what) {
+[[nodiscard]] absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("bad frame: ", what));
 }
 
@@ -95,7 +95,7 @@ std::string ToString(const fb::Vector<uint8_t>* bytes) {
 
 // Raft relies on these lists being sorted and duplicate-free, so a peer
 // cannot be allowed to hand the core anything else.
-absl::StatusOr<std::vector<raft::MemberId>> DecodeIds(
+[[nodiscard]] absl::StatusOr<std::vector<raft::MemberId>> DecodeIds(
     const fb::Vector<uint64_t>* ids, absl::string_view field) {
   std::vector<raft::MemberId> out;
   if (ids == nullptr) return out;
@@ -127,7 +127,7 @@ bool Shares(const std::vector<raft::MemberId>& a,
   return false;
 }
 
-absl::StatusOr<raft::SnapshotMeta> DecodeMeta(const gen::SnapshotMeta& in) {
+[[nodiscard]] absl::StatusOr<raft::SnapshotMeta> DecodeMeta(const gen::SnapshotMeta& in) {
   raft::SnapshotMeta meta;
   meta.index = in.index();
   meta.term = in.term();
@@ -150,7 +150,7 @@ absl::StatusOr<raft::SnapshotMeta> DecodeMeta(const gen::SnapshotMeta& in) {
 
 // FlatBuffers does not check enum values; a peer may send any byte.
 template <typename Enum, typename WireEnum>
-absl::StatusOr<Enum> CheckedEnum(WireEnum value, Enum last,
+[[nodiscard]] absl::StatusOr<Enum> CheckedEnum(WireEnum value, Enum last,
                                  absl::string_view what) {
   const auto raw = static_cast<uint8_t>(value);
   if (raw > static_cast<uint8_t>(last)) {
@@ -159,7 +159,7 @@ absl::StatusOr<Enum> CheckedEnum(WireEnum value, Enum last,
   return static_cast<Enum>(raw);
 }
 
-absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
+[[nodiscard]] absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
   auto type =
       CheckedEnum(in.type(), raft::EntryType::kMembership, "entry type");
   if (!type.ok()) return type.status();
@@ -171,7 +171,7 @@ absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
   return entry;
 }
 
-absl::StatusOr<raft::Message> DecodeMessage(const gen::RaftMessage& in) {
+[[nodiscard]] absl::StatusOr<raft::Message> DecodeMessage(const gen::RaftMessage& in) {
   auto type = CheckedEnum(in.type(), raft::MessageType::kReadIndexResponse,
                           "Raft message type");
   if (!type.ok()) return type.status();
@@ -205,7 +205,7 @@ absl::StatusOr<raft::Message> DecodeMessage(const gen::RaftMessage& in) {
   return m;
 }
 
-absl::StatusOr<Frame> DecodeHello(const gen::Hello& in) {
+[[nodiscard]] absl::StatusOr<Frame> DecodeHello(const gen::Hello& in) {
   auto channel = CheckedEnum(in.channel(), Channel::kBulk, "channel");
   if (!channel.ok()) return channel.status();
   if (in.nonce() == nullptr || in.nonce()->size() != kNonceBytes) {
@@ -219,14 +219,14 @@ absl::StatusOr<Frame> DecodeHello(const gen::Hello& in) {
   return hello;
 }
 
-absl::StatusOr<Frame> DecodeProof(const gen::Proof& in) {
+[[nodiscard]] absl::StatusOr<Frame> DecodeProof(const gen::Proof& in) {
   if (in.mac() == nullptr || in.mac()->size() != kMacBytes) {
     return Invalid(absl::StrCat("proof must be ", kMacBytes, " bytes"));
   }
   return Proof{ToString(in.mac())};
 }
 
-absl::StatusOr<Frame> DecodeChunk(const gen::Frame& frame,
+[[nodiscard]] absl::StatusOr<Frame> DecodeChunk(const gen::Frame& frame,
                                   const gen::SnapshotChunk& in) {
   ChunkFrame out{.from = frame.from(), .to = frame.to(), .chunk = {}};
   TransportSnapshotChunk& chunk = out.chunk;
@@ -244,7 +244,7 @@ absl::StatusOr<Frame> DecodeChunk(const gen::Frame& frame,
   return out;
 }
 
-absl::StatusOr<Frame> DecodeForward(const gen::Frame& frame,
+[[nodiscard]] absl::StatusOr<Frame> DecodeForward(const gen::Frame& frame,
                                     const gen::ForwardFrame& in) {
   return ForwardEnvelope{.from = frame.from(),
                          .to = frame.to(),
@@ -259,7 +259,7 @@ int PayloadCount(const gen::Frame& f) {
          (f.forward() != nullptr);
 }
 
-absl::StatusOr<Frame> DecodePayload(const gen::Frame& f) {
+[[nodiscard]] absl::StatusOr<Frame> DecodePayload(const gen::Frame& f) {
   if (PayloadCount(f) != 1) {
     return Invalid("a frame must carry exactly one payload");
   }
@@ -395,7 +395,7 @@ EncodedFrame EncodeForward(const ForwardEnvelope& in) {
   return FinishFrame(builder, frame.Finish());
 }
 
-absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
+[[nodiscard]] absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
                                           uint32_t max_frame_bytes) {
   uint32_t length = 0;
   for (size_t i = 0; i < kFrameHeaderBytes; ++i) {
@@ -426,7 +426,7 @@ void AlignedBuffer::ShrinkIfAbove(size_t keep_bytes) {
   size_ = 0;
 }
 
-absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size) {
+[[nodiscard]] absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size) {
   if (size < sizeof(fb::uoffset_t) ||
       size >= static_cast<size_t>(FLATBUFFERS_MAX_BUFFER_SIZE)) {
     return Invalid(absl::StrCat("frame body of ", size, " bytes"));
@@ -450,7 +450,7 @@ absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size) {
   return DecodePayload(*frame);
 }
 
-absl::Status CheckAddressing(const Frame& frame,
+[[nodiscard]] absl::Status CheckAddressing(const Frame& frame,
                              raft::MemberId authenticated_peer,
                              raft::MemberId self) {
   raft::MemberId from = raft::kNoMember;

@@ -96,7 +96,7 @@ size_t EstimateEncodedBytes(const TransportSnapshotChunk& chunk);
 // Reads a frame header. Returns the body length, or InvalidArgument when it
 // is zero or larger than `max_frame_bytes` (so no buffer is allocated for a
 // hostile length).
-absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
+[[nodiscard]] absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
                                           uint32_t max_frame_bytes);
 
 // A heap buffer aligned for FlatBuffers' widest scalar (8 bytes), which
@@ -123,12 +123,12 @@ class AlignedBuffer {
 // Verifies and decodes one frame body held in `body` (which must come from
 // an AlignedBuffer or be otherwise 8-byte aligned). Returns InvalidArgument
 // naming the first problem found.
-absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size);
+[[nodiscard]] absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size);
 
 // Checks that a decoded post-handshake frame is a Raft message, chunk or
 // forward sent by `authenticated_peer` to `self`. Returns InvalidArgument
 // (or PermissionDenied for a forged sender) otherwise.
-absl::Status CheckAddressing(const Frame& frame,
+[[nodiscard]] absl::Status CheckAddressing(const Frame& frame,
                              raft::MemberId authenticated_peer,
                              raft::MemberId self);
 

@@ -46,20 +46,20 @@ struct EncodeOptions {
   // Larger values are refused with InvalidArgument. Default 8 MiB.
   uint64_t max_value_bytes = uint64_t{8} << 20;
 
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 };
 
 // Encodes `command` for proposal, stamping `actor` and `time_unix_micros`
 // (microseconds since the Unix epoch). InvalidArgument for an empty or
 // over-long namespace/key/content type, a NUL byte in the namespace, or a
 // value above max_value_bytes.
-absl::StatusOr<std::string> EncodeCommand(const Command& command,
+[[nodiscard]] absl::StatusOr<std::string> EncodeCommand(const Command& command,
                                           std::string_view actor,
                                           int64_t time_unix_micros,
                                           const EncodeOptions& options = {});
 
 // The same, stamped with the system clock now.
-absl::StatusOr<std::string> EncodeCommandNow(const Command& command,
+[[nodiscard]] absl::StatusOr<std::string> EncodeCommandNow(const Command& command,
                                              std::string_view actor,
                                              const EncodeOptions& options = {});
 
@@ -84,11 +84,11 @@ struct CommandView {
 // Verifies and reads an encoded command (untrusted bytes welcome).
 // InvalidArgument naming what is wrong; `bytes` must stay alive while the
 // view is used.
-absl::StatusOr<CommandView> DecodeCommand(std::string_view bytes);
+[[nodiscard]] absl::StatusOr<CommandView> DecodeCommand(std::string_view bytes);
 
 // Decompresses a stored value. DataLoss if the bytes do not decompress to
 // exactly `raw_size` bytes.
-absl::StatusOr<std::string> DecodeValue(std::string_view stored,
+[[nodiscard]] absl::StatusOr<std::string> DecodeValue(std::string_view stored,
                                         ValueEncoding encoding,
                                         uint64_t raw_size);
 

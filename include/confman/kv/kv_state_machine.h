@@ -71,41 +71,41 @@ struct KvStateMachineOptions {
 
   // InvalidArgument naming the first bad field. (dir is checked by
   // OpenLmdb only.)
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 };
 
 class KvStateMachine final : public StateMachine {
  public:
   // Opens or creates the store in options.dir, clearing stale LMDB readers
   // and any half-finished restore. Not fork-safe (see LmdbLogStore).
-  static absl::StatusOr<std::unique_ptr<KvStateMachine>> OpenLmdb(
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvStateMachine>> OpenLmdb(
       const KvStateMachineOptions& options);
-  static absl::StatusOr<std::unique_ptr<KvStateMachine>> CreateInMemory(
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<KvStateMachine>> CreateInMemory(
       const KvStateMachineOptions& options = {});
 
   ~KvStateMachine() override;
 
   // StateMachine. Normal entries must hold EncodeCommand output; anything
   // else is applied as an InvalidArgument outcome.
-  absl::StatusOr<std::vector<ApplyResult>> Apply(
+  [[nodiscard]] absl::StatusOr<std::vector<ApplyResult>> Apply(
       std::vector<raft::Entry> committed,
       const ResultsKnown& results_known = {}) override;
-  absl::Status Sync() override;
+  [[nodiscard]] absl::Status Sync() override;
   raft::Index AppliedIndex() const override;
-  absl::StatusOr<AppliedState> BootInfo() const override;
-  absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const override;
-  absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
+  [[nodiscard]] absl::StatusOr<AppliedState> BootInfo() const override;
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const override;
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
       const raft::SnapshotMeta& meta) override;
 
   // The value of ns/key, decompressed.
-  absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const;
+  [[nodiscard]] absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const;
 
   // A page of ns's keys (see ListRequest).
-  absl::StatusOr<ListPage> List(const ListRequest& request) const;
+  [[nodiscard]] absl::StatusOr<ListPage> List(const ListRequest& request) const;
 
   // Up to `limit` (1..10000) changes with revision > after_revision.
   // OutOfRange if some of them were compacted: resume from a full List.
-  absl::StatusOr<ChangePage> Changes(uint64_t after_revision,
+  [[nodiscard]] absl::StatusOr<ChangePage> Changes(uint64_t after_revision,
                                      uint32_t limit) const;
 
   // The latest revision (0 before the first change).
@@ -119,7 +119,7 @@ class KvStateMachine final : public StateMachine {
   // never needed again by this version or a later one (later versions only
   // refer to newer entries); open snapshot sources may still need it. At
   // most hi - lo + 1 indexes, so callers bound the memory by the range.
-  absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
+  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
       raft::Index lo, raft::Index hi) const;
   // Snapshot sources opened and not yet destroyed.
   int OpenSnapshotCount() const;

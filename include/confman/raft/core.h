@@ -116,7 +116,7 @@ struct CoreOptions {
   // Test-only; a bitwise OR of TestingFault values.
   uint32_t testing_faults = 0;
 
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 };
 
 // Where a member starts from. A brand-new cluster member passes its initial
@@ -276,7 +276,7 @@ class Core {
  public:
   // `log` must outlive the core. Returns InvalidArgument for bad options and
   // the log's error if the boot replay cannot read it.
-  static absl::StatusOr<std::unique_ptr<Core>> Create(const CoreOptions& options,
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Core>> Create(const CoreOptions& options,
                                                       const BootState& boot,
                                                       const LogReader* log);
   ~Core();
@@ -294,7 +294,7 @@ class Core {
 
   // Appends application entries (EntryType::kNormal), one per element, to
   // the leader's log. See the status mapping above.
-  absl::StatusOr<ProposalPosition> Propose(std::vector<std::string> entries);
+  [[nodiscard]] absl::StatusOr<ProposalPosition> Propose(std::vector<std::string> entries);
 
   // Requests a linearizable read point for `context` (returned verbatim in
   // a ReadState, or in Ready::failed_reads if it cannot be served). On a
@@ -303,19 +303,19 @@ class Core {
   // the leader with check_quorum; elsewhere it falls back to kReadIndex.
   // Unavailable when no leader is known; ResourceExhausted beyond
   // max_pending_reads.
-  absl::Status ReadIndex(std::string context, ReadMode mode = ReadMode::kReadIndex);
+  [[nodiscard]] absl::Status ReadIndex(std::string context, ReadMode mode = ReadMode::kReadIndex);
 
   // Proposes a membership change (leader only). Changing the voter set uses
   // joint consensus; the leader leaves the joint configuration by itself
   // once it commits. Only one change may be pending at a time
   // (Unavailable otherwise).
-  absl::StatusOr<ProposalPosition> ProposeMembershipChange(
+  [[nodiscard]] absl::StatusOr<ProposalPosition> ProposeMembershipChange(
       const MembershipChange& change);
 
   // Hands leadership to `to` (thesis §3.10): the leader brings it up to
   // date, then tells it to campaign. Proposals are refused (Unavailable)
   // until the transfer completes or times out after an election timeout.
-  absl::Status TransferLeadership(MemberId to);
+  [[nodiscard]] absl::Status TransferLeadership(MemberId to);
 
   // Storage reports.
   // A log write (Ready step 3) is durable; `index`/`term` name its last
@@ -362,7 +362,7 @@ class Core {
 
   // Checks the core's internal invariants; a non-OK result means a bug.
   // The simulator calls this after every step.
-  absl::Status CheckInvariants() const;
+  [[nodiscard]] absl::Status CheckInvariants() const;
 
  private:
   explicit Core(std::unique_ptr<CoreImpl> impl);

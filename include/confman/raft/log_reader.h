@@ -36,12 +36,12 @@ class LogReader {
 
   // The term of the entry at `index`, for FirstIndex() - 1 <= index <=
   // LastIndex().
-  virtual absl::StatusOr<Term> TermAt(Index index) const = 0;
+  [[nodiscard]] virtual absl::StatusOr<Term> TermAt(Index index) const = 0;
 
   // Entries in [lo, hi), in order, stopping early once their data bytes
   // reach `max_bytes` — but always at least one entry when lo < hi, so a
   // single entry larger than the budget still makes progress.
-  virtual absl::StatusOr<std::vector<Entry>> Entries(
+  [[nodiscard]] virtual absl::StatusOr<std::vector<Entry>> Entries(
       Index lo, Index hi, uint64_t max_bytes) const = 0;
 };
 

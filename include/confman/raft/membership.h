@@ -16,7 +16,7 @@ std::string EncodeMembership(const Membership& membership);
 
 // Parses EncodeMembership's output. InvalidArgument for anything else
 // (truncated, trailing bytes, unsorted or duplicate ids).
-absl::StatusOr<Membership> DecodeMembership(std::string_view bytes);
+[[nodiscard]] absl::StatusOr<Membership> DecodeMembership(std::string_view bytes);
 
 // True if `id` is a voter in either half of the configuration.
 bool IsVoter(const Membership& membership, MemberId id);
@@ -27,7 +27,7 @@ bool IsMember(const Membership& membership, MemberId id);
 // should reach. Unavailable if `current` is joint (retry once it has left);
 // InvalidArgument for member 0, for demoting a voter straight to learner,
 // or if the result would have no voter.
-absl::StatusOr<Membership> ApplyChange(const Membership& current,
+[[nodiscard]] absl::StatusOr<Membership> ApplyChange(const Membership& current,
                                        const MembershipChange& change);
 
 // The first step from `current` towards `target`: `target` itself when the

@@ -22,21 +22,21 @@ class MemoryLog final : public LogReader {
 
   Index FirstIndex() const override { return compacted_index_ + 1; }
   Index LastIndex() const override { return compacted_index_ + entries_.size(); }
-  absl::StatusOr<Term> TermAt(Index index) const override;
-  absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
+  [[nodiscard]] absl::StatusOr<Term> TermAt(Index index) const override;
+  [[nodiscard]] absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
                                              uint64_t max_bytes) const override;
 
   // Writes `entries` (consecutive indexes), first discarding any stored
   // entry at or after entries.front().index. InvalidArgument if that would
   // leave a gap or reach into the compacted prefix.
-  absl::Status Append(const std::vector<Entry>& entries);
+  [[nodiscard]] absl::Status Append(const std::vector<Entry>& entries);
   // Append's checks alone: OK if Append would accept `entries`.
-  absl::Status CheckAppend(const std::vector<Entry>& entries) const;
+  [[nodiscard]] absl::Status CheckAppend(const std::vector<Entry>& entries) const;
 
   // Drops every entry through `index` (which must be <= LastIndex());
   // TermAt(index) keeps answering. Compacting at or below the current
   // compaction point is a no-op.
-  absl::Status Compact(Index index);
+  [[nodiscard]] absl::Status Compact(Index index);
 
   // Replaces the whole log with the empty log that follows a snapshot.
   void ResetToSnapshot(Index index, Term term);

@@ -41,7 +41,7 @@ struct InMemoryNetworkOptions {
   uint64_t seed = 1;
 
   // Returns InvalidArgument naming the first field out of range.
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 };
 
 class InMemoryTransport;
@@ -64,7 +64,7 @@ class InMemoryNetwork {
   // A transport for member `id`. Returns InvalidArgument for id 0, or
   // AlreadyExists while another live transport uses `id` (a member may be
   // recreated after its previous transport is destroyed).
-  absl::StatusOr<std::unique_ptr<InMemoryTransport>> CreateTransport(
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<InMemoryTransport>> CreateTransport(
       raft::MemberId id);
 
   // Delivers the items queued when Pump was called (not those queued by the
@@ -100,21 +100,21 @@ class InMemoryTransport final : public Transport {
  public:
   ~InMemoryTransport() override;
 
-  absl::Status Start(TransportHandler* handler) override;
+  [[nodiscard]] absl::Status Start(TransportHandler* handler) override;
   void Stop() override;
-  absl::Status AddPeer(raft::MemberId id, const std::string& address) override;
+  [[nodiscard]] absl::Status AddPeer(raft::MemberId id, const std::string& address) override;
   void RemovePeer(raft::MemberId id) override;
-  absl::Status Send(raft::Message message) override;
-  absl::Status SendSnapshotChunk(raft::MemberId to,
+  [[nodiscard]] absl::Status Send(raft::Message message) override;
+  [[nodiscard]] absl::Status SendSnapshotChunk(raft::MemberId to,
                                  TransportSnapshotChunk chunk) override;
-  absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
+  [[nodiscard]] absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
 
  private:
   friend class InMemoryNetwork;
   InMemoryTransport(internal::InMemoryNetworkState& network,
                     internal::InMemoryEndpoint& endpoint);
   template <typename Item>
-  absl::Status Enqueue(raft::MemberId to, Item item, size_t bulk_bytes);
+  [[nodiscard]] absl::Status Enqueue(raft::MemberId to, Item item, size_t bulk_bytes);
 
   internal::InMemoryNetworkState& network_;
   internal::InMemoryEndpoint& endpoint_;

@@ -127,7 +127,7 @@ struct TcpTransportOptions {
   std::function<void(const std::string& line)> log = nullptr;
 
   // Returns InvalidArgument naming the first field out of range.
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 
   // Frame bytes needed to carry a message whose entries and context hold
   // `payload_bytes` in total across `entry_count` entries.
@@ -139,7 +139,7 @@ class TcpTransport final : public Transport {
   // Validates `options` and binds the listening socket (so listen_port() is
   // known before Start). Returns InvalidArgument for bad options or
   // Unavailable when the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<TcpTransport>> Create(
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<TcpTransport>> Create(
       TcpTransportOptions options);
 
   ~TcpTransport() override;
@@ -149,14 +149,14 @@ class TcpTransport final : public Transport {
   // The port the listener is bound to (the chosen one when 0 was asked).
   uint16_t listen_port() const;
 
-  absl::Status Start(TransportHandler* handler) override;
+  [[nodiscard]] absl::Status Start(TransportHandler* handler) override;
   void Stop() override;
-  absl::Status AddPeer(raft::MemberId id, const std::string& address) override;
+  [[nodiscard]] absl::Status AddPeer(raft::MemberId id, const std::string& address) override;
   void RemovePeer(raft::MemberId id) override;
-  absl::Status Send(raft::Message message) override;
-  absl::Status SendSnapshotChunk(raft::MemberId to,
+  [[nodiscard]] absl::Status Send(raft::Message message) override;
+  [[nodiscard]] absl::Status SendSnapshotChunk(raft::MemberId to,
                                  TransportSnapshotChunk chunk) override;
-  absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
+  [[nodiscard]] absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
 
  private:
   class Impl;
