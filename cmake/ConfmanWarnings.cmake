@@ -22,6 +22,12 @@ if(CONFMAN_TSAN)
   endif()
   add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
   add_link_options(-fsanitize=thread)
+  # Asio's handler completion uses a standalone fence, which GCC reports as
+  # unsupported under TSan; its queues hand handlers over under a mutex,
+  # which TSan does see.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    add_compile_options(-Wno-tsan)
+  endif()
 endif()
 
 # Adds a Catch2 test executable registered with CTest under `LABEL`.
