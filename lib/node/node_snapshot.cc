@@ -4,6 +4,8 @@
 // The receiver thread writes incoming chunks into a restore sink; when the
 // last one is in, the loop steps a kSnapshot message into the core, which
 // then asks for the staged state to be installed.
+#include <pthread.h>
+
 #include <future>
 
 #include "absl/strings/str_cat.h"
@@ -61,6 +63,7 @@ void NodeImpl::StartSnapshotSend(raft::MemberId to) {
 
 void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
                             uint64_t snapshot_id) {
+  pthread_setname_np(pthread_self(), "confman-snapsnd");
   bool ok = false;
   raft::Index index = 0;
   absl::StatusOr<std::unique_ptr<SnapshotSource>> source = sm_->OpenSnapshot();

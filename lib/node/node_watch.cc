@@ -3,6 +3,8 @@
 // history (rather than hooking apply) is what makes a watch resumable and
 // keeps it from missing, repeating or reordering changes across leader
 // changes: the history is the replicated, ordered record itself.
+#include <pthread.h>
+
 #include "absl/strings/str_cat.h"
 #include "node_impl.h"
 
@@ -27,7 +29,12 @@ class WatchImpl final : public WatchHandle {
 
   ~WatchImpl() override { Cancel(); }
 
-  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void Start() {
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "confman-watch");
+      Run();
+    });
+  }
 
   void Cancel() override {
     Stop();

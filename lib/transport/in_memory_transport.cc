@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -281,7 +283,10 @@ void InMemoryNetwork::StartDeliveryThread() {
     state_->stop_delivery = false;
   }
   state_->delivery_thread =
-      std::thread([this] { state_->RunDeliveryThread(); });
+      std::thread([this] {
+        pthread_setname_np(pthread_self(), "confman-memnet");
+        state_->RunDeliveryThread();
+      });
 }
 
 void InMemoryNetwork::StopDeliveryThread() {
