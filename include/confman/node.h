@@ -36,8 +36,10 @@
 //                       Node is closing. Retry, ideally after a short
 //                       backoff. Messages name the leader's address when
 //                       it is known.
-//   DeadlineExceeded    no answer within NodeOptions::request_timeout. A
-//                       write may still take effect later.
+//   DeadlineExceeded    no answer within NodeOptions::request_timeout, or
+//                       the Node closed while a write it had proposed or
+//                       forwarded was in flight. The write may still take
+//                       effect later.
 //   ResourceExhausted   the leader holds too many uncommitted or unapplied
 //                       bytes (NodeOptions::max_uncommitted_bytes); retry
 //                       shortly.
@@ -159,8 +161,10 @@ class Node {
   virtual ~Node();
 
   // Stops in order: refuse new work (Unavailable), drain the apply queue,
-  // stop the transport, close storage. Pending calls complete with
-  // Unavailable. No callback runs after Close returns. Idempotent.
+  // stop the transport, close storage. Pending reads complete with
+  // Unavailable; pending writes already proposed or forwarded to the leader
+  // complete with DeadlineExceeded (they may still commit through the other
+  // members). No callback runs after Close returns. Idempotent.
   virtual void Close() = 0;
 
   virtual NodeStatus GetStatus() const = 0;

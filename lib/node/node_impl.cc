@@ -481,7 +481,14 @@ void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> rea
   if (closing_) {
     return fail(absl::UnavailableError("the node is closing; retry on another member"));
   }
-  if (options.consistency == ReadConsistency::kLocal) return read();
+  if (options.consistency == ReadConsistency::kLocal) {
+    if (!EnterCallerRead()) {
+      return fail(absl::UnavailableError("the node is closing; retry on another member"));
+    }
+    read();
+    LeaveCallerRead();
+    return;
+  }
   const raft::ReadMode mode = options.consistency == ReadConsistency::kLease
                                   ? raft::ReadMode::kLease
                                   : raft::ReadMode::kReadIndex;

@@ -326,7 +326,7 @@ TEST_CASE("no callback runs after Close returns") {
   closed = true;
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CHECK(late == 0);
-  CHECK(completed == 200);  // Each one answered, success or Unavailable.
+  CHECK(completed == 200);  // Each one answered: success or an error.
   CHECK(absl::IsUnavailable(node->Put("c", "after", "x").status()));
   watch->reset();
 }
