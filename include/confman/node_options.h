@@ -157,6 +157,12 @@ struct NodeOptions {
       const std::string& dir)>
       log_store_factory{};
 
+  // TEST ONLY. A bitwise OR of confman::testing::NodeTestingFault values
+  // (confman/testing/node_faults.h), each making this member break one of
+  // its guarantees on purpose so a fault harness can prove it notices.
+  // Default 0: none. Never set it in production.
+  uint32_t testing_faults = 0;
+
   // Returns InvalidArgument naming the first field that breaks its rule.
   absl::Status Validate() const;
 };

@@ -8,7 +8,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "confman/kv/command.h"
 #include "confman/status_macros.h"
+#include "confman/testing/node_faults.h"
 #include "node_impl.h"
 
 namespace confman::node_internal {
@@ -104,6 +106,10 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
   if (membership_changed) {
     if (auto info = sm_->BootInfo(); info.ok()) before = info->membership;
   }
+  if (testing::HasTestingFault(options_.testing_faults,
+                               testing::NodeTestingFault::kDropOneApply)) {
+    DropOneApplyForTesting(entries);
+  }
   Sample("node.apply_batch_entries", static_cast<double>(entries.size()));
   // Writes are acknowledged once their results are known: the entries are
   // already durable in a quorum's logs, so the state's own commit need not
@@ -138,7 +144,13 @@ void NodeImpl::CompleteWrites(const std::vector<ApplyResult>& results,
       pending_writes_.erase(it);
     }
     auto term = terms.find(result.index);
-    if (term == terms.end() || term->second != write.term) {
+    // TEST ONLY (NodeTestingFault::kAckBeforeCommit): without the term
+    // check, a write whose entry was replaced is answered as if it had
+    // committed.
+    const bool replaced = term == terms.end() || term->second != write.term;
+    if (replaced && !testing::HasTestingFault(
+                        options_.testing_faults,
+                        testing::NodeTestingFault::kAckBeforeCommit)) {
       write.done(absl::UnavailableError(
           "leadership changed before the write committed, so it did not take "
           "effect; retry"));
@@ -146,6 +158,27 @@ void NodeImpl::CompleteWrites(const std::vector<ApplyResult>& results,
       write.done(result.outcome);
     } else {
       write.done(result.revision);
+    }
+  }
+}
+
+// TEST ONLY (NodeTestingFault::kDropOneApply). The skipped entry's bytes
+// are replaced by an undecodable command, which the state machine applies
+// as a no-op (InvalidArgument outcome): the index still advances, so only
+// this member's state and revisions diverge.
+void NodeImpl::DropOneApplyForTesting(std::vector<raft::Entry>& entries) {
+  for (raft::Entry& entry : entries) {
+    if (entry.type != raft::EntryType::kNormal || entry.data.empty()) continue;
+    absl::StatusOr<kv::CommandView> command = kv::DecodeCommand(entry.data);
+    if (!command.ok() || command->kind == kv::Command::Kind::kCompactHistory ||
+        command->ns.rfind(kReservedPrefix, 0) == 0) {
+      continue;
+    }
+    if (++testing_host_writes_applied_ == testing::kDropOneApplyOrdinal) {
+      Log(LogLevel::kWarning,
+          absl::StrCat("TESTING FAULT: not applying entry ", entry.index));
+      entry.data.clear();
+      return;
     }
   }
 }

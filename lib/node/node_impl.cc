@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "confman/status_macros.h"
+#include "confman/testing/node_faults.h"
 #include "confman/transport/tcp.h"
 
 namespace confman {
@@ -481,7 +482,12 @@ void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> rea
   if (closing_) {
     return fail(absl::UnavailableError("the node is closing; retry on another member"));
   }
-  if (options.consistency == ReadConsistency::kLocal) {
+  // TEST ONLY (NodeTestingFault::kLocalLinearizableReads): every read is
+  // served as kLocal, the stale-read bug the fault harness must catch.
+  if (options.consistency == ReadConsistency::kLocal ||
+      testing::HasTestingFault(
+          options_.testing_faults,
+          testing::NodeTestingFault::kLocalLinearizableReads)) {
     if (!EnterCallerRead()) {
       return fail(absl::UnavailableError("the node is closing; retry on another member"));
     }

@@ -216,6 +216,8 @@ class NodeImpl final : public Node, public TransportHandler {
                       const std::map<raft::Index, raft::Term>& terms);
   void FailPendingWrites(const absl::Status& status, bool only_expired);
   void InstallStaged(InstallSnapshot install);
+  // TEST ONLY: NodeTestingFault::kDropOneApply.
+  void DropOneApplyForTesting(std::vector<raft::Entry>& entries);
   void ServeReadsUpTo(raft::Index applied);
   void AddWaitingRead(raft::Index index, std::function<void()> read);
   void MaybeCompactLog(raft::Index applied);
@@ -298,6 +300,9 @@ class NodeImpl final : public Node, public TransportHandler {
   std::thread apply_thread_;
   std::multimap<raft::Index, std::function<void()>> waiting_reads_;
   raft::Index last_compacted_ = 0;  // Last compaction requested.
+  // Puts and deletes in host namespaces applied since Open; counted only
+  // while NodeTestingFault::kDropOneApply is set.
+  uint64_t testing_host_writes_applied_ = 0;
 
   // Compaction thread.
   std::mutex compact_mu_;

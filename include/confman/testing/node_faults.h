@@ -1,0 +1,59 @@
+// Test-only switches that make a Node break one of its guarantees on
+// purpose (NodeOptions::testing_faults). A test harness turns one on and
+// must then report a violation: a checker that never fails proves nothing
+// (DESIGN.md, "Proven in layers").
+//
+// Never set these outside tests. With testing_faults == 0 (the default) a
+// Node behaves exactly as documented, and each switch costs one branch on
+// an integer where it would act.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace confman::testing {
+
+enum class NodeTestingFault : uint32_t {
+  // Linearizable and lease reads are served from this member's applied
+  // state at once, without a read index or a lease: a follower that lags or
+  // is cut off answers with stale values.
+  kLocalLinearizableReads = 1u << 0,
+  // A write is acknowledged although its entry never committed: when the
+  // entry at the write's index was replaced after a leader change, the
+  // write is answered with the outcome and revision of the entry that did
+  // commit there, instead of Unavailable (pending writes matched by index
+  // alone, without their term).
+  kAckBeforeCommit = 1u << 1,
+  // The member skips applying one committed entry: the
+  // kDropOneApplyOrdinal-th put or delete outside confman's reserved
+  // namespaces that it applies after Open has no effect on its state. Set
+  // it on one member only.
+  kDropOneApply = 1u << 2,
+};
+
+// Which entry kDropOneApply skips, counting from 1 after Open. Late enough
+// that a test's workload runs first, early enough for a short run.
+inline constexpr uint64_t kDropOneApplyOrdinal = 200;
+
+constexpr uint32_t FaultBit(NodeTestingFault fault) {
+  return static_cast<uint32_t>(fault);
+}
+
+constexpr bool HasTestingFault(uint32_t faults, NodeTestingFault fault) {
+  return (faults & FaultBit(fault)) != 0;
+}
+
+// The name used on command lines ("local-linearizable-reads",
+// "ack-before-commit", "drop-one-apply"), or nullopt.
+inline std::optional<NodeTestingFault> NodeTestingFaultFromName(
+    std::string_view name) {
+  if (name == "local-linearizable-reads") {
+    return NodeTestingFault::kLocalLinearizableReads;
+  }
+  if (name == "ack-before-commit") return NodeTestingFault::kAckBeforeCommit;
+  if (name == "drop-one-apply") return NodeTestingFault::kDropOneApply;
+  return std::nullopt;
+}
+
+}  // namespace confman::testing
