@@ -103,10 +103,10 @@ LocalCluster::~LocalCluster() {
   }
 }
 
-std::vector<PeerAddress> LocalCluster::Addresses() const {
+std::vector<PeerAddress> LocalCluster::Addresses(bool with_joined) const {
   std::vector<PeerAddress> peers;
   for (const auto& [id, member] : members_) {
-    if (!member.joined) peers.push_back({id, member.address});
+    if (!member.joined || with_joined) peers.push_back({id, member.address});
   }
   return peers;
 }
@@ -118,7 +118,10 @@ NodeOptions LocalCluster::MemberOptions(raft::MemberId id) const {
       .cluster_id = kClusterId,
       .shared_secret = kSecret,
       .listen_address = member.address,
-      .initial_members = Addresses(),
+      // A joining member learns the others' addresses only from the
+      // snapshot it is sent, and must answer whoever leads before that,
+      // which may be a member that joined earlier.
+      .initial_members = Addresses(/*with_joined=*/member.joined),
       .join = member.joined,
       .data_dir = member.data_dir,
   };
@@ -248,6 +251,17 @@ absl::Status LocalCluster::Partition(raft::MemberId id) {
         "(LocalClusterOptions::in_memory_network = true)");
   }
   network_->Isolate(id);
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::SetLinkUp(raft::MemberId from, raft::MemberId to,
+                                     bool up) {
+  if (!network_) {
+    return absl::FailedPreconditionError(
+        "SetLinkUp needs the in-memory network "
+        "(LocalClusterOptions::in_memory_network = true)");
+  }
+  network_->SetLinkUp(from, to, up);
   return absl::OkStatus();
 }
 

@@ -99,6 +99,10 @@ class LocalCluster {
   // Cuts member `id` off from every other member (in-memory network only;
   // FailedPrecondition over TCP). Heal() restores every link.
   absl::Status Partition(raft::MemberId id);
+  // Cuts (up = false) or restores one direction of one link: messages from
+  // `from` to `to` are dropped while it is cut, the reverse direction keeps
+  // working (in-memory network only; FailedPrecondition over TCP).
+  [[nodiscard]] absl::Status SetLinkUp(raft::MemberId from, raft::MemberId to, bool up);
   absl::Status Heal();
 
  private:
@@ -113,7 +117,9 @@ class LocalCluster {
   absl::Status Prepare();
   absl::Status OpenMember(raft::MemberId id);
   NodeOptions MemberOptions(raft::MemberId id) const;
-  std::vector<PeerAddress> Addresses() const;
+  // The founding members' addresses, and with `with_joined` those of the
+  // members added since too.
+  std::vector<PeerAddress> Addresses(bool with_joined) const;
 
   LocalClusterOptions options_{};
   std::string root_{};  // Temporary directory we own.
