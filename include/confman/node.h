@@ -5,16 +5,24 @@
 // config state machine (kv/) and a transport (transport.h) together on its
 // own threads:
 //
-//   Raft loop     one thread running the core: ticks, messages, proposals.
-//                 Nothing slow runs here, so heartbeats and votes are
-//                 answered within milliseconds whatever the payload size.
-//   log writer    the log store's group-commit thread; a durable write
-//                 reports back to the Raft loop.
-//   apply thread  applies committed entries, completes writes, serves reads
-//                 once their read index is applied, runs every callback.
-//   snapshots     one thread per outgoing snapshot stream, one for the
-//                 incoming stream.
-//   transport     the transport's I/O thread.
+//   confman-raft     the Raft loop: one thread running the core (ticks,
+//                    messages, proposals). Nothing slow runs here, so
+//                    heartbeats and votes are answered within milliseconds
+//                    whatever the payload size.
+//   confman-log      the LMDB log store's group-commit thread; a durable
+//                    write reports back to the Raft loop.
+//   confman-apply    applies committed entries and installs snapshots,
+//                    completes writes, serves reads once their read index
+//                    is applied, runs every write and read callback.
+//   confman-compact  log compaction and the sweep of replaced large values
+//                    (both wait on the log writer's queue).
+//   confman-snap     receives the incoming snapshot stream into a sink.
+//   confman-snapsnd  one per outgoing snapshot stream, while it runs.
+//   confman-watch    one per open watch; runs that watch's callback.
+//   confman-netctl,  the TCP transport's I/O threads: control traffic
+//   confman-netbulk  (votes, heartbeats, small appends) and bulk traffic
+//                    (large appends, snapshot chunks), so bulk never
+//                    delays a heartbeat.
 //
 // Thread safety: every public method may be called from any thread,
 // concurrently. Callbacks (async forms, watches) run on the Node's apply or
@@ -155,7 +163,7 @@ class Node {
   // Opens (or creates) this member's storage, starts the transport and the
   // threads. Returns InvalidArgument for bad options, or the storage or
   // transport error that prevented opening.
-  static absl::StatusOr<std::unique_ptr<Node>> Open(NodeOptions options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Node>> Open(NodeOptions options);
 
   // Calls Close().
   virtual ~Node();
@@ -174,16 +182,16 @@ class Node {
 
   // --- Writes: each returns the revision the change was stored at. ---------
 
-  virtual absl::StatusOr<uint64_t> Put(const std::string& ns,
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> Put(const std::string& ns,
                                        const std::string& key,
                                        std::string value,
                                        const WriteOptions& options = {}) = 0;
-  virtual absl::StatusOr<uint64_t> Delete(const std::string& ns,
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> Delete(const std::string& ns,
                                           const std::string& key,
                                           const WriteOptions& options = {}) = 0;
   // Writes only if the key's mod_revision equals `expected_revision` (0:
   // the key must not exist); FailedPrecondition otherwise.
-  virtual absl::StatusOr<uint64_t> CompareAndSet(
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> CompareAndSet(
       const std::string& ns, const std::string& key,
       uint64_t expected_revision, std::string value,
       const WriteOptions& options = {}) = 0;
@@ -198,31 +206,31 @@ class Node {
 
   // --- Reads ------------------------------------------------------------------
 
-  virtual absl::StatusOr<kv::KeyValue> Get(const std::string& ns,
+  [[nodiscard]] virtual absl::StatusOr<kv::KeyValue> Get(const std::string& ns,
                                            const std::string& key,
                                            const ReadOptions& options = {}) = 0;
   virtual void GetAsync(const std::string& ns, const std::string& key,
                         const ReadOptions& options, GetCallback done) = 0;
-  virtual absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
+  [[nodiscard]] virtual absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
                                             const ReadOptions& options = {}) = 0;
 
   // Delivers changes under ns/prefix after request.after_revision, then
   // every new one, until cancelled or Close().
-  virtual absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const WatchRequest& request, WatchCallback callback) = 0;
 
   // --- Membership (leader only; FailedPrecondition naming the leader) -----------
 
   // Records `address` for `id` and adds it as a learner: it receives the
   // log (or a snapshot) but does not vote. Returns once the change commits.
-  virtual absl::Status AddLearner(raft::MemberId id,
+  [[nodiscard]] virtual absl::Status AddLearner(raft::MemberId id,
                                   const std::string& address) = 0;
   // Makes a learner a voter (joint consensus). Returns once committed.
-  virtual absl::Status PromoteToVoter(raft::MemberId id) = 0;
+  [[nodiscard]] virtual absl::Status PromoteToVoter(raft::MemberId id) = 0;
   // Removes a voter or learner. Returns once committed.
-  virtual absl::Status RemoveMember(raft::MemberId id) = 0;
+  [[nodiscard]] virtual absl::Status RemoveMember(raft::MemberId id) = 0;
   // Hands leadership to `id`; returns once `id` leads, or DeadlineExceeded.
-  virtual absl::Status TransferLeadership(raft::MemberId id) = 0;
+  [[nodiscard]] virtual absl::Status TransferLeadership(raft::MemberId id) = 0;
 
  protected:
   Node() = default;

@@ -164,7 +164,7 @@ struct NodeOptions {
   uint32_t testing_faults = 0;
 
   // Returns InvalidArgument naming the first field that breaks its rule.
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 };
 
 }  // namespace confman

@@ -104,7 +104,7 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
   }
   std::optional<raft::Membership> before;
   if (membership_changed) {
-    if (auto info = sm_->BootInfo(); info.ok()) before = info->membership;
+    before = AppliedMembership();
   }
   if (testing::HasTestingFault(options_.testing_faults,
                                testing::NodeTestingFault::kDropOneApply)) {

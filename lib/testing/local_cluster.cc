@@ -18,7 +18,7 @@ namespace {
 
 // Asks the kernel for a free loopback port. Another process could take it
 // before the member binds it; on a test machine that is rare enough.
-absl::StatusOr<uint16_t> PickFreePort() {
+[[nodiscard]] absl::StatusOr<uint16_t> PickFreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::UnavailableError("cannot create a socket to pick a port");
   sockaddr_in addr{};
@@ -32,7 +32,7 @@ absl::StatusOr<uint16_t> PickFreePort() {
   return ntohs(addr.sin_port);
 }
 
-absl::StatusOr<std::string> MakeTempDir(const std::string& parent) {
+[[nodiscard]] absl::StatusOr<std::string> MakeTempDir(const std::string& parent) {
   std::string pattern =
       (parent.empty() ? std::filesystem::temp_directory_path()
                       : std::filesystem::path(parent)) /

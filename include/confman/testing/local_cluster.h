@@ -51,13 +51,13 @@ struct LocalClusterOptions {
   std::function<void(NodeOptions&)> customize{};
 
   // InvalidArgument naming the field out of range.
-  absl::Status Validate() const;
+  [[nodiscard]] absl::Status Validate() const;
 };
 
 class LocalCluster {
  public:
   // Opens every member. Returns the first member's error if one fails.
-  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
       LocalClusterOptions options = {});
   // Closes every running member and deletes the temporary directory.
   ~LocalCluster();
@@ -75,35 +75,35 @@ class LocalCluster {
 
   // Waits until every running member agrees on one leader, which is
   // running, and returns it. DeadlineExceeded otherwise.
-  absl::StatusOr<Node*> WaitForLeader(
+  [[nodiscard]] absl::StatusOr<Node*> WaitForLeader(
       std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // The leader the running members agree on right now, or kNoMember.
   raft::MemberId leader_id() const;
   // Waits until every running member has applied through `index`.
-  absl::Status WaitForApplied(raft::Index index,
+  [[nodiscard]] absl::Status WaitForApplied(raft::Index index,
                               std::chrono::milliseconds timeout =
                                   std::chrono::seconds(10));
 
   // Stops member `id` at once (its Node is closed without waiting for the
   // cluster); its data directory is kept for Restart. NotFound if unknown
   // or already stopped.
-  absl::Status Crash(raft::MemberId id);
+  [[nodiscard]] absl::Status Crash(raft::MemberId id);
   // Reopens a crashed member on the same data directory and address.
-  absl::Status Restart(raft::MemberId id);
+  [[nodiscard]] absl::Status Restart(raft::MemberId id);
 
   // Opens a new member (id = largest so far + 1) that joins the cluster,
   // adds it as a learner through the leader and returns its id. Promote it
   // with the leader's PromoteToVoter once it has caught up.
-  absl::StatusOr<raft::MemberId> AddMember();
+  [[nodiscard]] absl::StatusOr<raft::MemberId> AddMember();
 
   // Cuts member `id` off from every other member (in-memory network only;
   // FailedPrecondition over TCP). Heal() restores every link.
-  absl::Status Partition(raft::MemberId id);
+  [[nodiscard]] absl::Status Partition(raft::MemberId id);
   // Cuts (up = false) or restores one direction of one link: messages from
   // `from` to `to` are dropped while it is cut, the reverse direction keeps
   // working (in-memory network only; FailedPrecondition over TCP).
   [[nodiscard]] absl::Status SetLinkUp(raft::MemberId from, raft::MemberId to, bool up);
-  absl::Status Heal();
+  [[nodiscard]] absl::Status Heal();
 
  private:
   struct Member {
@@ -114,8 +114,8 @@ class LocalCluster {
   };
 
   explicit LocalCluster(LocalClusterOptions options);
-  absl::Status Prepare();
-  absl::Status OpenMember(raft::MemberId id);
+  [[nodiscard]] absl::Status Prepare();
+  [[nodiscard]] absl::Status OpenMember(raft::MemberId id);
   NodeOptions MemberOptions(raft::MemberId id) const;
   // The founding members' addresses, and with `with_joined` those of the
   // members added since too.
