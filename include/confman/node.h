@@ -53,6 +53,11 @@
 //                       shortly.
 //   OutOfRange          Watch from a revision whose history was compacted.
 //   DataLoss/Internal   storage could not be opened or read.
+// Broken invariant: the member checks its Raft state after every input;
+// if it is ever inconsistent (a bug) the member halts for good rather than
+// serve from a state it cannot trust: GetStatus().halted says why, every
+// request fails with Internal, and it drops out of the cluster, which goes
+// on without it.
 // Storage failure: when the log store fails a write (disk full, I/O
 // error), the member counts node.storage_errors, records the first failure
 // in GetStatus().storage_error, refuses every later write with Unavailable
@@ -129,6 +134,11 @@ struct NodeStatus {
   uint64_t leader_changes = 0;  // Leader changes seen since Open.
   // The first storage failure; while set, writes are refused.
   absl::Status storage_error{};
+  // Set (Internal, naming the invariant) when this member found its Raft
+  // state inconsistent: a bug. The member has halted: it sends nothing,
+  // persists nothing, applies nothing and refuses every request, reads
+  // included. Reopen it (and report the message).
+  absl::Status halted{};
 };
 
 // An active watch. Destroying it (or calling Cancel) stops delivery; after

@@ -380,6 +380,7 @@ NodeStatus NodeImpl::GetStatus() const {
   status.commit_index = std::max(status.commit_index, commit_index_.load());
   status.leader_changes = leader_changes_;
   status.storage_error = storage_error_;
+  status.halted = halted_error_;
   return status;
 }
 
@@ -482,6 +483,7 @@ void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> rea
   if (closing_) {
     return fail(absl::UnavailableError("the node is closing; retry on another member"));
   }
+  if (absl::Status halted = HaltedError(); !halted.ok()) return fail(halted);
   // TEST ONLY (NodeTestingFault::kLocalLinearizableReads): every read is
   // served as kLocal, the stale-read bug the fault harness must catch.
   if (options.consistency == ReadConsistency::kLocal ||
@@ -526,7 +528,8 @@ void NodeImpl::GetAsync(const std::string& ns, const std::string& key,
 absl::StatusOr<kv::KeyValue> NodeImpl::Get(const std::string& ns,
                                            const std::string& key,
                                            const ReadOptions& options) {
-  if (options.consistency == ReadConsistency::kLocal && EnterCallerRead()) {
+  if (options.consistency == ReadConsistency::kLocal && !halted_ &&
+      EnterCallerRead()) {
     absl::StatusOr<kv::KeyValue> value = sm_->Get(ns, key);
     LeaveCallerRead();
     return value;
@@ -538,7 +541,8 @@ absl::StatusOr<kv::KeyValue> NodeImpl::Get(const std::string& ns,
 
 absl::StatusOr<kv::ListPage> NodeImpl::List(const kv::ListRequest& request,
                                             const ReadOptions& options) {
-  if (options.consistency == ReadConsistency::kLocal && EnterCallerRead()) {
+  if (options.consistency == ReadConsistency::kLocal && !halted_ &&
+      EnterCallerRead()) {
     absl::StatusOr<kv::ListPage> page = sm_->List(request);
     LeaveCallerRead();
     return page;
@@ -559,6 +563,7 @@ absl::Status NodeImpl::ProposeMembershipOnce(raft::MembershipChange change) {
   asio::post(loop_, [this, change, done = std::move(done),
                      deadline = Deadline()]() mutable {
     if (closing_) return done(absl::UnavailableError("the node is closing"));
+    if (absl::Status halted = HaltedError(); !halted.ok()) return done(halted);
     if (core_->role() != raft::Role::kLeader) {
       return done(NotLeaderError(core_->LeaderId(), "a membership change"));
     }
@@ -640,6 +645,7 @@ absl::Status NodeImpl::TransferLeadership(raft::MemberId id) {
   auto [done, future] = MakeCompletion<uint64_t>();
   asio::post(loop_, [this, id, done = std::move(done)]() mutable {
     if (closing_) return done(absl::UnavailableError("the node is closing"));
+    if (absl::Status halted = HaltedError(); !halted.ok()) return done(halted);
     if (core_->role() != raft::Role::kLeader) {
       return done(NotLeaderError(core_->LeaderId(), "TransferLeadership"));
     }

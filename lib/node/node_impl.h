@@ -205,6 +205,11 @@ class NodeImpl final : public Node, public TransportHandler {
   // Unavailable naming the storage failure (and the leader), or OK.
   [[nodiscard]] absl::Status StorageFailedError() const;
   void FailLoopRequests(const absl::Status& reads, const absl::Status& forwards);
+  // A broken invariant: stop for good (Raft loop).
+  void Halt(const absl::Status& cause);
+  // Internal naming why the member halted, or OK.
+  [[nodiscard]] absl::Status HaltedError() const;
+  [[nodiscard]] absl::Status CheckCoreInvariants() const;
 
   // Apply thread (node_apply.cc).
   void EnqueueApply(ApplyTask task);
@@ -351,6 +356,9 @@ class NodeImpl final : public Node, public TransportHandler {
   // Fresher than status_: updated after every Ready.
   std::atomic<raft::Index> commit_index_{0};
   absl::Status storage_error_;  // Guarded by status_mu_.
+  absl::Status halted_error_;   // Guarded by status_mu_.
+  // Halt ran: every entry point refuses work without taking status_mu_.
+  std::atomic<bool> halted_{false};
   // FailStorage ran (on the loop or the apply thread); storage_error_ says
   // why. Lets the loop check without taking status_mu_ every tick.
   std::atomic<bool> storage_failed_{false};

@@ -2,6 +2,7 @@
 // proposal, storage report) arrives here as a posted handler, and after
 // each one the Ready batches are handled in the order core.h prescribes.
 #include "absl/strings/str_cat.h"
+#include "confman/testing/node_faults.h"
 #include "forward_codec.h"
 #include "node_impl.h"
 
@@ -15,6 +16,7 @@ void NodeImpl::ScheduleTick() {
 }
 
 void NodeImpl::OnTick() {
+  if (halted_) return;  // No more ticks: the member stays silent.
   core_->Tick();
   ProcessReady();
   RefreshStatusCache();
@@ -28,7 +30,12 @@ void NodeImpl::OnTick() {
 }
 
 void NodeImpl::ProcessReady() {
+  if (halted_) return;
   while (core_->HasReady()) {
+    // Nothing is acted on from a state that is not consistent.
+    if (absl::Status broken = CheckCoreInvariants(); !broken.ok()) {
+      return Halt(broken);
+    }
     raft::Ready ready = core_->TakeReady();
     // Published before the apply thread can see these entries, so a status
     // never shows an applied index beyond the commit index.
@@ -161,6 +168,43 @@ void NodeImpl::OnLogWriteDone(absl::Status status, raft::Index index,
   ProcessReady();
 }
 
+absl::Status NodeImpl::CheckCoreInvariants() const {
+  absl::Status status = core_->CheckInvariants();
+  if (status.ok() &&
+      testing::HasTestingFault(options_.testing_faults,
+                               testing::NodeTestingFault::kBreakInvariant) &&
+      core_->CommitIndex() >= testing::kBreakInvariantAtCommit) {
+    status = absl::InternalError("TESTING FAULT: invariant reported broken");
+  }
+  return status;
+}
+
+void NodeImpl::Halt(const absl::Status& cause) {
+  if (halted_.exchange(true)) return;
+  const absl::Status halted = absl::InternalError(absl::StrCat(
+      "member ", id_, " halted on a broken invariant (", cause.message(),
+      "); it serves nothing until reopened; please report this"));
+  {
+    std::lock_guard lock(status_mu_);
+    halted_error_ = halted;
+  }
+  Count("node.halts");
+  Log(LogLevel::kError, halted.ToString());
+  tick_timer_->cancel();
+  // Writes proposed or forwarded may still commit elsewhere: their outcome
+  // is unknown.
+  const absl::Status unknown = absl::DeadlineExceededError(
+      absl::StrCat(halted.message(), "; the write may still take effect"));
+  FailLoopRequests(halted, unknown);
+  FailPendingWrites(unknown, /*only_expired=*/false);
+}
+
+absl::Status NodeImpl::HaltedError() const {
+  if (!halted_) return absl::OkStatus();
+  std::lock_guard lock(status_mu_);
+  return halted_error_;
+}
+
 void NodeImpl::FailStorage(const absl::Status& status) {
   storage_failed_ = true;
   {
@@ -258,6 +302,9 @@ void NodeImpl::ProposeOrForward(std::string command, WriteCallback done,
       done(absl::UnavailableError("the node is closing; retry on another member"));
     });
   }
+  if (absl::Status halted = HaltedError(); !halted.ok()) {
+    return RunOnApplyThread([done, halted] { done(halted); });
+  }
   // Refused here too, not only on the leader: the host learns at once that
   // this member is broken rather than through writes that happen to work.
   if (absl::Status storage = StorageFailedError(); !storage.ok()) {
@@ -285,6 +332,7 @@ void NodeImpl::ProposeOrForward(std::string command, WriteCallback done,
 }
 
 void NodeImpl::HandleForwardRequest(raft::MemberId from, ForwardFrame frame) {
+  if (halted_) return;  // The forwarding member times the write out.
   const uint64_t request_id = frame.request_id;
   WriteCallback reply = [this, from, request_id](absl::StatusOr<uint64_t> result) {
     if (closed_) return;
@@ -325,6 +373,7 @@ void NodeImpl::StartRead(raft::ReadMode mode, ReadAt done,
   if (closing_) {
     return done(absl::UnavailableError("the node is closing; retry on another member"));
   }
+  if (absl::Status halted = HaltedError(); !halted.ok()) return done(halted);
   const uint64_t request_id = next_request_id_++;
   absl::Status s = core_->ReadIndex(EncodeRequestId(request_id), mode);
   if (!s.ok()) {
@@ -420,7 +469,7 @@ void NodeImpl::RefreshStatusCache() {
 // Transport input: hand over to the loop and return at once.
 
 void NodeImpl::OnMessage(raft::Message message) {
-  if (closing_) return;
+  if (closing_ || halted_) return;
   asio::post(loop_, [this, m = std::move(message)]() mutable {
     if (closing_) return;
     core_->Step(std::move(m));

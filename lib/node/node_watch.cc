@@ -95,6 +95,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
   if (closing_) {
     return absl::UnavailableError("the node is closing; watch another member");
   }
+  if (absl::Status halted = HaltedError(); !halted.ok()) return halted;
   if (request.ns.empty()) {
     return absl::InvalidArgumentError("a watch needs a namespace (WatchRequest::ns)");
   }

@@ -30,7 +30,14 @@ enum class NodeTestingFault : uint32_t {
   // namespaces that it applies after Open has no effect on its state. Set
   // it on one member only.
   kDropOneApply = 1u << 2,
+  // The member's invariant check reports a broken invariant once it has
+  // committed kBreakInvariantAtCommit entries, as a bug in the core would:
+  // the member must halt and serve nothing more.
+  kBreakInvariant = 1u << 3,
 };
+
+// When kBreakInvariant strikes: the commit index it waits for.
+inline constexpr uint64_t kBreakInvariantAtCommit = 20;
 
 // Which entry kDropOneApply skips, counting from 1 after Open. Late enough
 // that a test's workload runs first, early enough for a short run.
@@ -45,7 +52,7 @@ constexpr bool HasTestingFault(uint32_t faults, NodeTestingFault fault) {
 }
 
 // The name used on command lines ("local-linearizable-reads",
-// "ack-before-commit", "drop-one-apply"), or nullopt.
+// "ack-before-commit", "drop-one-apply", "break-invariant"), or nullopt.
 inline std::optional<NodeTestingFault> NodeTestingFaultFromName(
     std::string_view name) {
   if (name == "local-linearizable-reads") {
@@ -53,6 +60,7 @@ inline std::optional<NodeTestingFault> NodeTestingFaultFromName(
   }
   if (name == "ack-before-commit") return NodeTestingFault::kAckBeforeCommit;
   if (name == "drop-one-apply") return NodeTestingFault::kDropOneApply;
+  if (name == "break-invariant") return NodeTestingFault::kBreakInvariant;
   return std::nullopt;
 }
 

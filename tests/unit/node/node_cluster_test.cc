@@ -10,9 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "confman/log_store.h"
 #include "confman/node.h"
 #include "confman/testing/local_cluster.h"
+#include "confman/testing/node_faults.h"
 
 namespace confman {
 namespace {
@@ -477,6 +479,68 @@ TEST_CASE(
   }
   CHECK(served);
   CHECK(broken->GetStatus().role != raft::Role::kLeader);
+}
+
+}  // namespace
+}  // namespace confman
+
+namespace confman {
+namespace {
+
+// A member whose Raft state breaks an invariant (injected here; a bug in
+// real life) halts: it refuses every request, reads included, says why in
+// its status, and the others go on without it.
+TEST_CASE("a member that finds a broken invariant halts and serves nothing") {
+  auto cluster = LocalCluster::Start(LocalClusterOptions{
+      .members = 3,
+      .in_memory_storage = true,
+      .customize = [](NodeOptions& o) {
+        o.election_timeout = std::chrono::milliseconds(300);
+        o.heartbeat_interval = std::chrono::milliseconds(30);
+        if (o.id == 3) {
+          o.testing_faults = testing::FaultBit(
+              testing::NodeTestingFault::kBreakInvariant);
+        }
+      }});
+  REQUIRE(cluster.ok());
+  REQUIRE((*cluster)->WaitForLeader().ok());
+  Node* broken = (*cluster)->member(3);
+  Node* healthy = (*cluster)->member(1);
+  absl::StatusOr<uint64_t> last = absl::UnknownError("none");
+  for (uint64_t i = 0; i < testing::kBreakInvariantAtCommit + 10; ++i) {
+    last = healthy->Put("h", "k" + std::to_string(i), "v");
+    if (!last.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (broken->GetStatus().halted.ok() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const NodeStatus status = broken->GetStatus();
+  INFO(status.halted.ToString());
+  REQUIRE(absl::IsInternal(status.halted));
+  CHECK(absl::StrContains(status.halted.message(), "broken invariant"));
+  const raft::Index applied = status.applied_index;
+
+  CHECK(absl::IsInternal(broken->Put("h", "x", "y").status()));
+  CHECK(absl::IsInternal(broken->Get("h", "k1").status()));
+  CHECK(absl::IsInternal(
+      broken->Get("h", "k1", {ReadConsistency::kLocal}).status()));
+  CHECK(absl::IsInternal(broken->List({.ns = "h"}).status()));
+  CHECK(absl::IsInternal(broken->Watch({.ns = "h"}, [](auto) {}).status()));
+
+  // The other two go on, and the halted member applies nothing more.
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<uint64_t> put = absl::UnknownError("not tried");
+    for (int attempt = 0; attempt < 50 && !put.ok(); ++attempt) {
+      Node* leader = (*cluster)->member((*cluster)->leader_id());
+      if (leader == nullptr) leader = healthy;
+      put = leader->Put("h", "after" + std::to_string(i), "v");
+      if (!put.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(put.ok());
+  }
+  CHECK(broken->GetStatus().applied_index == applied);
 }
 
 }  // namespace
