@@ -24,6 +24,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "confman/kv/command.h"
 #include "confman/kv/kv_state_machine.h"
 #include "confman/log_store.h"
@@ -258,6 +259,16 @@ class NodeImpl final : public Node, public TransportHandler {
   // none.
   raft::Index SnapshotFloor() const;
 
+  // Concurrency. Each field below says who owns it: a thread (only that
+  // thread touches it), a lock (ABSL_GUARDED_BY), or atomic. Threads are
+  // listed in node.h.
+  //
+  // Lock order: no lock is taken while another is held, with one
+  // exception: StopWatches holds watches_mu_ while it joins watch threads,
+  // which may take revision_mu_ and run host callbacks. So never take
+  // watches_mu_ on a watch thread or with another lock held.
+  //
+  // Set by Open, then read-only on every thread until the destructor.
   NodeOptions options_;
   raft::MemberId id_;
   std::unique_ptr<LogStore> log_;
@@ -269,11 +280,11 @@ class NodeImpl final : public Node, public TransportHandler {
   // destroys sm_.
   std::atomic<int> caller_reads_{0};
   std::atomic<bool> closed_{false};
-  std::mutex close_mu_;
+  std::mutex close_mu_;  // Serializes Close().
 
-  // Raft loop. Everything below up to the apply section is touched only on
-  // loop_thread_.
-  asio::io_context loop_;
+  // Raft loop thread (confman-raft) only, from here to pending_writes_.
+
+  asio::io_context loop_;  // Thread-safe: other threads post to it.
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       loop_work_;
   std::unique_ptr<asio::steady_timer> tick_timer_;
@@ -292,29 +303,32 @@ class NodeImpl final : public Node, public TransportHandler {
   raft::Membership last_membership_;
   uint64_t ticks_ = 0;
 
-  // Shared between the loop (insert) and the apply thread (complete).
+  // Inserted on the loop, completed on the apply thread.
   std::mutex writes_mu_;
-  std::map<raft::Index, PendingWrite> pending_writes_;
+  std::map<raft::Index, PendingWrite> pending_writes_ ABSL_GUARDED_BY(writes_mu_);
 
-  // Apply thread.
+  // The apply thread's queue: any thread enqueues.
   std::mutex apply_mu_;
   std::condition_variable apply_cv_;
-  std::deque<ApplyTask> apply_queue_;
-  bool apply_stop_ = false;
-  bool apply_exited_ = false;  // The thread returned; run tasks inline.
-  std::thread apply_thread_;
+  std::deque<ApplyTask> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
+  bool apply_stop_ ABSL_GUARDED_BY(apply_mu_) = false;
+  // The thread returned; run tasks inline.
+  bool apply_exited_ ABSL_GUARDED_BY(apply_mu_) = false;
+  std::thread apply_thread_;  // Started by Open, joined by Close.
+  // Apply thread (confman-apply) only.
   std::multimap<raft::Index, std::function<void()>> waiting_reads_;
   raft::Index last_compacted_ = 0;  // Last compaction requested.
   // Puts and deletes in host namespaces applied since Open; counted only
   // while NodeTestingFault::kDropOneApply is set.
   uint64_t testing_host_writes_applied_ = 0;
 
-  // Compaction thread.
+  // Requests for the compaction thread (confman-compact).
   std::mutex compact_mu_;
   std::condition_variable compact_cv_;
-  raft::Index compact_through_ = 0;  // Requested, not yet started.
-  bool sweep_requested_ = false;
-  bool compact_stop_ = false;
+  // Requested, not yet started.
+  raft::Index compact_through_ ABSL_GUARDED_BY(compact_mu_) = 0;
+  bool sweep_requested_ ABSL_GUARDED_BY(compact_mu_) = false;
+  bool compact_stop_ ABSL_GUARDED_BY(compact_mu_) = false;
   std::thread compact_thread_;
   std::atomic<raft::Index> applied_{0};
   // Entry bytes committed but not yet applied. The leader refuses new
@@ -322,41 +336,46 @@ class NodeImpl final : public Node, public TransportHandler {
   // bounds memory instead of queueing without limit.
   std::atomic<uint64_t> apply_backlog_bytes_{0};
 
-  // Revision changes, for watches.
+  // Revision changes, for watches: waited on by watch threads, notified by
+  // the apply thread. The mutex guards no data (the revision is atomic).
   std::mutex revision_mu_;
   std::condition_variable revision_cv_;
   std::mutex watches_mu_;
-  std::set<WatchImpl*> watches_;
+  std::set<WatchImpl*> watches_ ABSL_GUARDED_BY(watches_mu_);
 
-  // Snapshot threads.
+  // Snapshot streams: the loop starts senders, sender threads
+  // (confman-snapsnd) stream, the receiver thread (confman-snap) writes
+  // what the transport thread queues.
   mutable std::mutex snapshot_mu_;
-  // Per follower being sent a snapshot: its index (guarded by snapshot_mu_).
-  std::map<raft::MemberId, raft::Index> snapshot_floors_;
-  std::map<raft::MemberId, std::thread> senders_;
-  std::set<raft::MemberId> sending_;
+  // Per follower being sent a snapshot: its index.
+  std::map<raft::MemberId, raft::Index> snapshot_floors_
+      ABSL_GUARDED_BY(snapshot_mu_);
+  std::map<raft::MemberId, std::thread> senders_ ABSL_GUARDED_BY(snapshot_mu_);
+  std::set<raft::MemberId> sending_ ABSL_GUARDED_BY(snapshot_mu_);
   std::condition_variable receive_cv_;
-  std::deque<std::pair<raft::MemberId, TransportSnapshotChunk>> receive_queue_;
-  size_t receive_queue_bytes_ = 0;
+  std::deque<std::pair<raft::MemberId, TransportSnapshotChunk>> receive_queue_
+      ABSL_GUARDED_BY(snapshot_mu_);
+  size_t receive_queue_bytes_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   std::thread receiver_;
   std::optional<IncomingSnapshot> incoming_;  // Receiver thread only.
   std::atomic<uint64_t> next_snapshot_id_{1};
   // Per outgoing stream: chunks the receiver has written (seq + 1), so a
-  // sender keeps a bounded window in flight. Guarded by snapshot_mu_.
-  std::map<uint64_t, uint64_t> snapshot_acked_;
+  // sender keeps a bounded window in flight.
+  std::map<uint64_t, uint64_t> snapshot_acked_ ABSL_GUARDED_BY(snapshot_mu_);
   std::condition_variable snapshot_ack_cv_;
 
   // Peer addresses known to this member (options plus replicated ones).
   mutable std::mutex peers_mu_;
-  std::map<raft::MemberId, std::string> addresses_;
+  std::map<raft::MemberId, std::string> addresses_ ABSL_GUARDED_BY(peers_mu_);
 
   // GetStatus() cache, refreshed by the loop.
   mutable std::mutex status_mu_;
-  NodeStatus status_;
+  NodeStatus status_ ABSL_GUARDED_BY(status_mu_);
   std::atomic<uint64_t> leader_changes_{0};
   // Fresher than status_: updated after every Ready.
   std::atomic<raft::Index> commit_index_{0};
-  absl::Status storage_error_;  // Guarded by status_mu_.
-  absl::Status halted_error_;   // Guarded by status_mu_.
+  absl::Status storage_error_ ABSL_GUARDED_BY(status_mu_);
+  absl::Status halted_error_ ABSL_GUARDED_BY(status_mu_);
   // Halt ran: every entry point refuses work without taking status_mu_.
   std::atomic<bool> halted_{false};
   // FailStorage ran (on the loop or the apply thread); storage_error_ says
