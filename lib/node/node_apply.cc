@@ -144,13 +144,7 @@ void NodeImpl::CompleteWrites(const std::vector<ApplyResult>& results,
       pending_writes_.erase(it);
     }
     auto term = terms.find(result.index);
-    // TEST ONLY (NodeTestingFault::kAckBeforeCommit): without the term
-    // check, a write whose entry was replaced is answered as if it had
-    // committed.
-    const bool replaced = term == terms.end() || term->second != write.term;
-    if (replaced && !testing::HasTestingFault(
-                        options_.testing_faults,
-                        testing::NodeTestingFault::kAckBeforeCommit)) {
+    if (term == terms.end() || term->second != write.term) {
       write.done(absl::UnavailableError(
           "leadership changed before the write committed, so it did not take "
           "effect; retry"));

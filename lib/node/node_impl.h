@@ -302,6 +302,8 @@ class NodeImpl final : public Node, public TransportHandler {
   raft::MemberId last_leader_ = raft::kNoMember;
   raft::Membership last_membership_;
   uint64_t ticks_ = 0;
+  // The last revision NodeTestingFault::kAckBeforeCommit handed out.
+  uint64_t testing_predicted_revision_ = 0;
 
   // Inserted on the loop, completed on the apply thread.
   std::mutex writes_mu_;

@@ -288,6 +288,15 @@ void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
                          : pos.status();
     return RunOnApplyThread([done, s] { done(s); });
   }
+  if (testing::HasTestingFault(options_.testing_faults,
+                               testing::NodeTestingFault::kAckBeforeCommit)) {
+    // TEST ONLY: answered now, with a guessed revision, whatever happens to
+    // the entry.
+    testing_predicted_revision_ =
+        std::max(testing_predicted_revision_, sm_->Revision()) + 1;
+    RunOnApplyThread([done, revision = testing_predicted_revision_] { done(revision); });
+    return ProcessReady();
+  }
   {
     std::lock_guard lock(writes_mu_);
     pending_writes_[pos->last] = PendingWrite{pos->term, std::move(done), deadline};

@@ -19,11 +19,13 @@ enum class NodeTestingFault : uint32_t {
   // state at once, without a read index or a lease: a follower that lags or
   // is cut off answers with stale values.
   kLocalLinearizableReads = 1u << 0,
-  // A write is acknowledged although its entry never committed: when the
-  // entry at the write's index was replaced after a leader change, the
-  // write is answered with the outcome and revision of the entry that did
-  // commit there, instead of Unavailable (pending writes matched by index
-  // alone, without their term).
+  // The leader acknowledges a write as soon as it has appended the entry
+  // to its own log, before any other member has it, with the revision it
+  // predicts: one above the last it handed out or applied (as if every
+  // write changed something). Writes a failed leader never replicated are
+  // acknowledged all the same, and predictions miss whenever a write
+  // changes nothing (a compare-and-set that does not match, a delete of an
+  // absent key).
   kAckBeforeCommit = 1u << 1,
   // The member skips applying one committed entry: the
   // kDropOneApplyOrdinal-th put or delete outside confman's reserved
