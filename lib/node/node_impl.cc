@@ -491,7 +491,8 @@ void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> rea
           options_.testing_faults,
           testing::NodeTestingFault::kLocalLinearizableReads)) {
     if (!EnterCallerRead()) {
-      return fail(absl::UnavailableError("the node is closing; retry on another member"));
+      return fail(absl::UnavailableError(
+          "the node is closing; retry on another member"));
     }
     read();
     LeaveCallerRead();

@@ -294,7 +294,8 @@ void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
     // the entry.
     testing_predicted_revision_ =
         std::max(testing_predicted_revision_, sm_->Revision()) + 1;
-    RunOnApplyThread([done, revision = testing_predicted_revision_] { done(revision); });
+    RunOnApplyThread(
+        [done, revision = testing_predicted_revision_] { done(revision); });
     return ProcessReady();
   }
   {

@@ -102,7 +102,8 @@ class LocalCluster {
   // Cuts (up = false) or restores one direction of one link: messages from
   // `from` to `to` are dropped while it is cut, the reverse direction keeps
   // working (in-memory network only; FailedPrecondition over TCP).
-  [[nodiscard]] absl::Status SetLinkUp(raft::MemberId from, raft::MemberId to, bool up);
+  [[nodiscard]] absl::Status SetLinkUp(raft::MemberId from, raft::MemberId to,
+                                       bool up);
   [[nodiscard]] absl::Status Heal();
 
  private:
