@@ -102,7 +102,9 @@ void NodeImpl::SendMessages(std::vector<raft::Message> messages) {
 void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
   const std::optional<raft::SnapshotMeta>& reset = ready.snapshot_to_install;
   if (!reset && !ready.hard_state && ready.entries.empty()) {
-    // Nothing to write: these only wait for earlier writes.
+    // Nothing to write: these only wait for earlier writes. After a failed
+    // write they promise what this member may not hold: never sent.
+    if (storage_failed_) return;
     if (inflight_writes_.empty()) {
       SendMessages(std::move(ready.messages_after_persist));
     } else {
@@ -163,6 +165,8 @@ void NodeImpl::OnLogWriteDone(absl::Status status, raft::Index index,
   InflightWrite done = std::move(inflight_writes_.front());
   inflight_writes_.pop_front();
   if (!status.ok()) return FailStorage(status);
+  // A write that succeeded after an earlier one failed may follow a gap.
+  if (storage_failed_) return;
   if (index != 0) core_->ReportDurable(index, term);
   SendMessages(std::move(done.after_persist));
   ProcessReady();

@@ -538,8 +538,12 @@ void CoreImpl::HandleSnapshot(const Message& m) {
     applied_ = meta.index;
     committed_to_emit_.clear();
     committed_to_emit_bytes_ = 0;
-    membership_ = meta.membership;
-    membership_index_ = meta.index;
+    // A snapshot of a cluster whose membership never changed carries none:
+    // the founding configuration this member booted with still holds.
+    if (!meta.membership.voters.empty()) {
+      membership_ = meta.membership;
+      membership_index_ = meta.index;
+    }
     reply.log_index = meta.index;
   }
   Send(std::move(reply));
