@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "confman/node.h"
+#include "counting_metrics.h"
 #include "confman/testing/local_cluster.h"
 
 namespace confman {
@@ -26,23 +27,6 @@ using std::chrono::milliseconds;
 
 constexpr int kLargeValues = 1024;        // 1 GiB in all.
 constexpr size_t kValueBytes = 1u << 20;  // 1 MiB, incompressible.
-
-class Counters final : public MetricsSink {
- public:
-  void AddCounter(std::string_view name, uint64_t delta) override {
-    std::lock_guard lock(mu_);
-    counters_[std::string(name)] += delta;
-  }
-  void RecordHistogram(std::string_view, double) override {}
-  uint64_t Get(const std::string& name) {
-    std::lock_guard lock(mu_);
-    return counters_[name];
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, uint64_t> counters_;
-};
 
 // Anonymous resident memory of this process in bytes (LMDB's mapped files
 // are not counted: the kernel may drop those pages at any time).
@@ -146,7 +130,7 @@ double Seconds(Clock::duration d) {
 
 TEST_CASE("a learner joins 1 GiB of 1 MiB values while writes go on",
           "[snapshot][large]") {
-  Counters counters;
+  CountingMetrics counters;
   auto started = LocalCluster::Start(
       {.members = 3,
        .customize = [&counters](NodeOptions& o) { o.metrics = &counters; }});

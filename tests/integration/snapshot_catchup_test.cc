@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "confman/node.h"
+#include "counting_metrics.h"
 #include "confman/testing/local_cluster.h"
 
 namespace confman {
@@ -18,23 +19,6 @@ namespace {
 
 using testing::LocalCluster;
 using Clock = std::chrono::steady_clock;
-
-class Counters final : public MetricsSink {
- public:
-  void AddCounter(std::string_view name, uint64_t delta) override {
-    std::lock_guard lock(mu_);
-    counters_[std::string(name)] += delta;
-  }
-  void RecordHistogram(std::string_view, double) override {}
-  uint64_t Get(const std::string& name) {
-    std::lock_guard lock(mu_);
-    return counters_[name];
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, uint64_t> counters_;
-};
 
 // Writes small values through one member (forwarded if it does not lead)
 // until stopped. LocalCluster is driven from the test's thread only, so the
@@ -74,7 +58,7 @@ class Writer {
 
 TEST_CASE("a member catches up through snapshots while writes go on",
           "[snapshot]") {
-  Counters counters;
+  CountingMetrics counters;
   auto started = LocalCluster::Start(
       {.members = 3, .customize = [&counters](NodeOptions& o) {
          // A few dozen entries behind is already too far for the log.
