@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -24,7 +25,6 @@
 #include <cstring>
 #include <map>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -195,13 +195,17 @@ std::string JsonCounts(const std::map<std::string, uint64_t>& counts) {
 // What each client was told for the operations a violation names ("#id").
 void PrintStatusesNamedIn(const std::vector<std::string>& violations,
                           const FaultRunReport& report) {
-  static const std::regex kOpId("#([0-9]+)");
   std::set<uint64_t> ids;
   for (const std::string& violation : violations) {
-    for (auto it =
-             std::sregex_iterator(violation.begin(), violation.end(), kOpId);
-         it != std::sregex_iterator(); ++it) {
-      ids.insert(std::stoull((*it)[1].str()));
+    for (size_t at = violation.find('#'); at != std::string::npos;
+         at = violation.find('#', at + 1)) {
+      size_t end = at + 1;
+      while (end < violation.size() &&
+             std::isdigit(static_cast<unsigned char>(violation[end]))) {
+        ++end;
+      }
+      if (end > at + 1)
+        ids.insert(std::stoull(violation.substr(at + 1, end - at - 1)));
     }
   }
   for (uint64_t id : ids) {
