@@ -144,6 +144,35 @@ TEST_CASE("the leader waits for a sent snapshot to be acknowledged",
   }
 }
 
+// A cluster that never changed its membership has applied no membership
+// entry, so its state machine's snapshots carry no configuration. The
+// installing member keeps the founding one: without it, it would count no
+// voters and never campaign again.
+TEST_CASE("a snapshot carrying no membership keeps the founding one",
+          "[snapshot]") {
+  Cluster cluster(3);
+  LeaveMemberThreeBehindCompaction(cluster);
+  REQUIRE(cluster.member(1).snapshot_requests.size() == 1);
+  cluster.member(1).applied_membership = Membership{};
+
+  cluster.CompleteSnapshot(1, 3);
+  REQUIRE(cluster.member(3).installed_snapshots.size() == 1);
+  Membership founders;
+  founders.voters = {1, 2, 3};
+  CHECK(cluster.core(3).membership() == founders);
+
+  // Member 3 can still lead: handed leadership, it campaigns and wins.
+  cluster.Replicate(1, Payloads(2, 8), 2);
+  REQUIRE(cluster.core(1).TransferLeadership(3).ok());
+  const int election =
+      static_cast<int>(cluster.member(3).options.election_timeout_ticks);
+  for (int t = 0; t < 2 * election && cluster.core(3).role() != Role::kLeader;
+       ++t) {
+    cluster.Run(1);
+  }
+  CHECK(cluster.core(3).role() == Role::kLeader);
+}
+
 TEST_CASE("a voter added after compaction joins through a snapshot",
           "[snapshot]") {
   testing::ClusterConfig config;
