@@ -99,6 +99,11 @@ constexpr size_t kProbeGainDenominator = 16;
 [[nodiscard]] absl::Status CheckCommand(const Command& command, const EncodeOptions& options) {
   if (command.kind == Command::Kind::kCompactHistory) return absl::OkStatus();
   CONFMAN_RETURN_IF_ERROR(CheckAddress(command.ns, command.key));
+  if (command.client_id != 0 && command.sequence == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "client ", command.client_id, " sent sequence 0; number a client's "
+        "writes from 1 (or set client_id 0 for no session)"));
+  }
   if (command.content_type.size() > kMaxContentTypeBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the content type is ", command.content_type.size(),
@@ -155,6 +160,12 @@ absl::Status EncodeOptions::Validate() const {
   cb.add_compact_through(command.compact_through);
   cb.add_actor(actor_offset);
   cb.add_time_unix_micros(time_unix_micros);
+  // A compaction is not a client's write: it carries no session.
+  if (command.kind != Command::Kind::kCompactHistory && command.client_id != 0) {
+    cb.add_client_id(command.client_id);
+    cb.add_sequence(command.sequence);
+    cb.add_lowest_unanswered(command.lowest_unanswered);
+  }
   fb::FinishCommandBuffer(builder, cb.Finish());
   return std::string(reinterpret_cast<const char*>(builder.GetBufferPointer()),
                      builder.GetSize());
@@ -198,6 +209,13 @@ absl::Status EncodeOptions::Validate() const {
   view.time_unix_micros = c->time_unix_micros();
   if (view.kind != Command::Kind::kCompactHistory) {
     CONFMAN_RETURN_IF_ERROR(CheckAddress(view.ns, view.key));
+    view.client_id = c->client_id();
+    view.sequence = c->sequence();
+    view.lowest_unanswered = c->lowest_unanswered();
+    if (view.client_id != 0 && view.sequence == 0) {
+      return absl::InvalidArgumentError(
+          "the command names a client session with sequence 0");
+    }
   }
   if (view.content_type.size() > kMaxContentTypeBytes) {
     return absl::InvalidArgumentError("the command's content type is too long");

@@ -35,6 +35,19 @@ struct Command {
   // Otherwise the outcome is FailedPrecondition naming both revisions.
   std::optional<uint64_t> expected_revision = {};
   uint64_t compact_through = 0;  // kCompactHistory only.
+
+  // Exactly-once (Raft thesis §6.3): a put or delete with client_id != 0
+  // takes effect at most once per (client_id, sequence); a retry of the
+  // same pair returns the first attempt's outcome and revision (see
+  // KvStateMachine for how long the store remembers). kCompactHistory
+  // ignores these fields.
+  uint64_t client_id = 0;  // 0: no session; applied each time proposed.
+  // >= 1 when client_id != 0, and unique per client: a new write takes a
+  // new sequence, a retry reuses its write's.
+  uint64_t sequence = 0;
+  // The client holds answers for every sequence below this one, so the
+  // store may forget their results. 0 or 1: forget nothing.
+  uint64_t lowest_unanswered = 0;
 };
 
 struct EncodeOptions {
@@ -51,8 +64,10 @@ struct EncodeOptions {
 
 // Encodes `command` for proposal, stamping `actor` and `time_unix_micros`
 // (microseconds since the Unix epoch). InvalidArgument for an empty or
-// over-long namespace/key/content type, a NUL byte in the namespace, or a
-// value above max_value_bytes.
+// over-long namespace/key/content type, a NUL byte in the namespace, a
+// value above max_value_bytes, or client_id != 0 with sequence 0. The
+// time stamp also drives session expiry (KvStateMachineOptions::session_ttl),
+// so proposers should stamp a clock close to real time.
 [[nodiscard]] absl::StatusOr<std::string> EncodeCommand(const Command& command,
                                           std::string_view actor,
                                           int64_t time_unix_micros,
@@ -79,6 +94,11 @@ struct CommandView {
   uint64_t compact_through = 0;
   std::string_view actor = {};
   int64_t time_unix_micros = 0;
+  // As in Command; commands encoded before these fields existed, and
+  // kCompactHistory commands, read as client_id 0.
+  uint64_t client_id = 0;
+  uint64_t sequence = 0;
+  uint64_t lowest_unanswered = 0;
 };
 
 // Verifies and reads an encoded command (untrusted bytes welcome).
