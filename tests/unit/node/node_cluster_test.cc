@@ -481,6 +481,65 @@ TEST_CASE(
   CHECK(broken->GetStatus().role != raft::Role::kLeader);
 }
 
+// After one failed log write a follower's log may have a gap where that
+// write's entries belong. It must then acknowledge nothing more: an ack for
+// a later write would tell the leader it holds entries it never stored.
+TEST_CASE("a follower whose log write failed acknowledges nothing after it") {
+  std::map<raft::MemberId, std::unique_ptr<MemoryLogStore>> stores;
+  std::map<raft::MemberId, FaultInjectingLogStore*> faults;
+  auto started = LocalCluster::Start(LocalClusterOptions{
+      .members = 3,
+      .in_memory_storage = true,
+      .customize = [&](NodeOptions& o) {
+        o.election_timeout = std::chrono::milliseconds(300);
+        o.heartbeat_interval = std::chrono::milliseconds(30);
+        o.log_store_factory = [&, id = o.id](const std::string&)
+            -> absl::StatusOr<std::unique_ptr<LogStore>> {
+          stores[id] = std::make_unique<MemoryLogStore>();
+          auto wrapper =
+              std::make_unique<FaultInjectingLogStore>(stores[id].get());
+          faults[id] = wrapper.get();
+          return std::unique_ptr<LogStore>(std::move(wrapper));
+        };
+      }});
+  REQUIRE(started.ok());
+  LocalCluster& cluster = **started;
+  Node* leader = *cluster.WaitForLeader();
+  const raft::MemberId leader_id = cluster.leader_id();
+  const raft::MemberId follower = leader_id == 1 ? 2 : 1;
+  REQUIRE(leader->Put("g", "before", "1").ok());
+  // Idle, so the write that fails is the next one carrying entries.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+
+  // One write fails; the ones after it reach the store again.
+  faults.at(follower)->FailNextWrites(
+      1, absl::UnavailableError("I/O error (injected)"));
+  // Paced, so the leader also sends appends that carry no entries (commit
+  // updates), which ask for an ack without a log write.
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(leader->Put("g", "k" + std::to_string(i), "v").ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+
+  CHECK(!cluster.member(follower)->GetStatus().storage_error.ok());
+  const MemoryLogStore& stored = *stores.at(follower);
+  raft::Index promised = 0;
+  for (const raft::MemberProgress& p : leader->GetStatus().progress) {
+    if (p.id == follower) promised = p.match;
+  }
+  // Every entry the leader believes the follower holds is in its store.
+  INFO("leader's match for member " << follower << ": " << promised
+                                    << ", stored through "
+                                    << stored.LastIndex());
+  REQUIRE(promised <= stored.LastIndex());
+  for (raft::Index i = std::max<raft::Index>(stored.FirstIndex(), 1);
+       i <= promised; ++i) {
+    INFO("index " << i);
+    CHECK(stored.TermAt(i).ok());
+  }
+}
+
 }  // namespace
 }  // namespace confman
 
