@@ -1,4 +1,4 @@
-// The storage the config state machine runs on: three ordered byte tables
+// The storage the config state machine runs on: a few ordered byte tables
 // with consistent read views, atomic write transactions and a restore that
 // swaps in a whole new store. LMDB and an in-memory map implement it, so
 // the command logic, the read API and the snapshot format exist once.
@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,12 +25,17 @@ enum class Table : uint8_t {
   // big-endian log index -> key address, for every value left in the log
   // (KeyRecord::value_log_index): the entries the store still needs.
   kValueRefs = 3,
+  // Exactly-once client sessions (sessions.h): per-client records, their
+  // recorded results and an index by last activity.
+  kSessions = 4,
 };
-inline constexpr uint8_t kTableCount = 4;
-// Tables a snapshot stream carries. Values left in the log are copied into
-// their key records instead (the receiver's log does not hold them), so
-// kValueRefs stays behind.
-inline constexpr uint8_t kStreamedTableCount = 3;
+inline constexpr uint8_t kTableCount = 5;
+// Tables a snapshot stream carries, in stream order. Values left in the log
+// are copied into their key records instead (the receiver's log does not
+// hold them), so kValueRefs stays behind.
+inline constexpr Table kStreamedTables[] = {Table::kMeta, Table::kKeys,
+                                            Table::kChanges, Table::kSessions};
+inline constexpr uint8_t kStreamedTableCount = std::size(kStreamedTables);
 
 // Visits (key, value) pairs in key order; returns false to stop.
 using Visitor = std::function<bool(std::string_view key, std::string_view value)>;

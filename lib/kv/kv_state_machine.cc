@@ -10,6 +10,7 @@
 #include "confman/status_macros.h"
 #include "kv_backend.h"
 #include "records.h"
+#include "sessions.h"
 #include "snapshot_stream.h"
 
 namespace confman::kv {
@@ -48,7 +49,14 @@ struct Batch {
   TableWriter& writer;
   MetaState& meta;
   const KvStateMachineOptions& options;
+  const SessionLimits& sessions;
 };
+
+SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
+  return SessionLimits{.max_sessions = options.max_sessions,
+                       .ttl_micros = options.session_ttl.count(),
+                       .max_results_per_client = options.max_results_per_client};
+}
 
 [[nodiscard]] absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
                                                  std::string_view address) {
@@ -187,17 +195,36 @@ struct Batch {
   std::string copy;
   absl::StatusOr<CommandView> command = DecodeCommand(Aligned(entry.data, copy));
   if (!command.ok()) return Outcome(entry.index, command.status());
+  CONFMAN_RETURN_IF_ERROR(AdvanceSessionClock(
+      batch.writer, batch.meta, command->time_unix_micros, batch.sessions));
+  if (command->client_id != 0) {
+    CONFMAN_ASSIGN_OR_RETURN(
+        std::optional<ApplyResult> answered,
+        CheckSession(batch.writer, batch.meta, entry.index, *command,
+                     batch.sessions));
+    if (answered) return *std::move(answered);
+  }
+  absl::StatusOr<ApplyResult> result;
   switch (command->kind) {
     case Command::Kind::kPut:
-      return ApplyPut(batch, entry.index, *command,
-                      batch.options.value_archive != nullptr &&
-                          batch.options.value_archive->RetainsEntry(entry));
+      result = ApplyPut(batch, entry.index, *command,
+                        batch.options.value_archive != nullptr &&
+                            batch.options.value_archive->RetainsEntry(entry));
+      break;
     case Command::Kind::kDelete:
-      return ApplyDelete(batch, entry.index, *command);
+      result = ApplyDelete(batch, entry.index, *command);
+      break;
     case Command::Kind::kCompactHistory:
-      return ApplyCompact(batch, entry.index, *command);
+      result = ApplyCompact(batch, entry.index, *command);
+      break;
+    default:
+      result = Outcome(entry.index, absl::InvalidArgumentError("unknown command kind"));
   }
-  return Outcome(entry.index, absl::InvalidArgumentError("unknown command kind"));
+  if (result.ok() && command->client_id != 0) {
+    CONFMAN_RETURN_IF_ERROR(
+        RecordSession(batch.writer, batch.meta, *command, *result, batch.sessions));
+  }
+  return result;
 }
 
 [[nodiscard]] absl::StatusOr<ApplyResult> ApplyEntry(Batch& batch, const raft::Entry& entry) {
@@ -338,6 +365,21 @@ absl::Status KvStateMachineOptions::Validate() const {
     return absl::InvalidArgumentError(
         "KvStateMachineOptions.max_value_bytes must be positive");
   }
+  if (max_sessions < 1 || max_sessions > kMaxSessionsLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KvStateMachineOptions.max_sessions must be 1..", kMaxSessionsLimit));
+  }
+  if (session_ttl < std::chrono::seconds(1)) {
+    return absl::InvalidArgumentError(
+        "KvStateMachineOptions.session_ttl must be at least 1 second (it "
+        "must outlast a write's retries)");
+  }
+  if (max_results_per_client < 1 ||
+      max_results_per_client > kMaxResultsPerClientLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KvStateMachineOptions.max_results_per_client must be 1..",
+        kMaxResultsPerClientLimit));
+  }
   return absl::OkStatus();
 }
 
@@ -372,7 +414,7 @@ class KvStateMachine::Impl {
     CONFMAN_RETURN_IF_ERROR(backend_->Update([&](TableWriter& writer) {
       results.clear();
       CONFMAN_ASSIGN_OR_RETURN(meta, LoadMeta(writer));
-      Batch batch{writer, meta, options_};
+      Batch batch{writer, meta, options_, sessions_};
       for (const raft::Entry& entry : entries) {
         CONFMAN_ASSIGN_OR_RETURN(ApplyResult result, ApplyEntry(batch, entry));
         results.push_back(std::move(result));
@@ -548,6 +590,7 @@ class KvStateMachine::Impl {
   }
 
   const KvStateMachineOptions options_;
+  const SessionLimits sessions_ = ToSessionLimits(options_);
   std::unique_ptr<KvBackend> backend_;
   // Copies of the last committed meta, for lock-free AppliedIndex/Revision.
   std::atomic<raft::Index> applied_index_{0};

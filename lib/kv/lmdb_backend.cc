@@ -349,7 +349,10 @@ class LmdbBackend : public KvBackend {
         LmdbEnv::Open({.dir = generation->dir,
                        .map_bytes = options_.initial_map_bytes,
                        .max_map_bytes = options_.max_map_bytes,
-                       .databases = {"meta", "keys", "changes", "value_refs"},
+                       // In Table order; a store from before a table existed
+                       // gains it empty.
+                       .databases = {"meta", "keys", "changes", "value_refs",
+                                     "sessions"},
                        .sync_commits = sync,
                        .sync_meta = false}));
     return generation;

@@ -15,6 +15,8 @@ using storage::RecordReader;
 constexpr std::string_view kRevisionKey = "revision";
 constexpr std::string_view kCompactedKey = "compacted";
 constexpr std::string_view kMembershipKey = "membership";
+// Absent in stores written before sessions existed: no clock, no sessions.
+constexpr std::string_view kSessionsKey = "sessions";
 
 [[nodiscard]] absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(absl::StrCat(
@@ -156,6 +158,13 @@ std::string EncodeChange(const Change& c) {
     meta.membership = std::string(membership->Rest());
     if (!membership->ok()) return Corrupt("membership");
   }
+  CONFMAN_ASSIGN_OR_RETURN(auto sessions, ReadMeta(reader, kSessionsKey));
+  if (sessions) {
+    meta.clock = static_cast<int64_t>(sessions->U64());
+    meta.session_watermark = static_cast<int64_t>(sessions->U64());
+    meta.session_count = sessions->U64();
+    if (!sessions->done()) return Corrupt("session table summary");
+  }
   return meta;
 }
 
@@ -169,6 +178,14 @@ std::string EncodeChange(const Change& c) {
   CONFMAN_RETURN_IF_ERROR(writer.Put(Table::kMeta, kAppliedMetaKey, {applied}));
   CONFMAN_RETURN_IF_ERROR(writer.Put(Table::kMeta, kRevisionKey, {revision}));
   CONFMAN_RETURN_IF_ERROR(writer.Put(Table::kMeta, kCompactedKey, {compacted}));
+  if (meta.clock != kNoTime || meta.session_count != 0 ||
+      meta.session_watermark != kNoTime) {
+    std::string sessions;
+    AppendU64(sessions, static_cast<uint64_t>(meta.clock));
+    AppendU64(sessions, static_cast<uint64_t>(meta.session_watermark));
+    AppendU64(sessions, meta.session_count);
+    CONFMAN_RETURN_IF_ERROR(writer.Put(Table::kMeta, kSessionsKey, {sessions}));
+  }
   if (meta.membership_index == 0) return absl::OkStatus();
   return writer.Put(Table::kMeta, kMembershipKey,
                     {membership_index, meta.membership});

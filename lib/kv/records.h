@@ -42,6 +42,9 @@ std::string EncodeKeyRecordHead(const KeyRecord& record);
 std::string EncodeChange(const Change& change);
 [[nodiscard]] absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored);
 
+// A time stamp before every real one.
+inline constexpr int64_t kNoTime = INT64_MIN;
+
 // Everything in kMeta, read and written as a whole by each apply batch.
 struct MetaState {
   raft::Index applied_index = 0;
@@ -50,6 +53,15 @@ struct MetaState {
   uint64_t compacted_through = 0;  // History at or below is gone.
   raft::Index membership_index = 0;
   std::string membership;  // raft::EncodeMembership bytes; empty if none.
+
+  // Exactly-once sessions (sessions.h). kNoTime until set.
+  // The store clock: the largest time_unix_micros of any applied command.
+  // Entries alone move it, so it is the same on every member.
+  int64_t clock = kNoTime;
+  // The latest last-activity time of any client evicted for count: a write
+  // stamped at or before it may have been applied under a forgotten record.
+  int64_t session_watermark = kNoTime;
+  uint64_t session_count = 0;  // Client records in Table::kSessions.
 };
 
 // A value left in the log, read back: the entry's bytes and, inside them,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "bytes.h"
 #include "confman/raft/membership.h"
@@ -12,7 +13,13 @@ namespace confman {
 namespace kv {
 namespace {
 
-constexpr std::string_view kMagic = "CMSNAP01";
+using storage::ToAbsl;
+
+// Version 2 added Table::kSessions. Version 1 streams (no sessions) are
+// still read: they restore with an empty session table.
+constexpr std::string_view kMagic = "CMSNAP02";
+constexpr std::string_view kMagicV1 = "CMSNAP01";
+static_assert(kMagic.size() == kMagicV1.size());
 constexpr char kEndMarker = '\xFF';
 constexpr size_t kRecordHeadBytes = 1 + 4 + 4;
 // The largest snapshot_chunk_bytes KvStateMachineOptions accepts.
@@ -86,7 +93,7 @@ class KvSnapshotSource : public SnapshotSource {
       bool found = false;
       absl::Status framed;
       CONFMAN_RETURN_IF_ERROR(reader_->Scan(
-          static_cast<Table>(table_), last_key_,
+          kStreamedTables[table_], last_key_,
           [&](std::string_view key, std::string_view value) {
             if (table_started_ && key == last_key_) return true;
             last_key_.assign(key);
@@ -109,7 +116,8 @@ class KvSnapshotSource : public SnapshotSource {
   }
 
   [[nodiscard]] absl::Status FrameRecord(std::string_view key, std::string_view value) {
-    if (static_cast<Table>(table_) == Table::kKeys) {
+    const Table table = kStreamedTables[table_];
+    if (table == Table::kKeys) {
       CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(value));
       if (record.value_log_index != 0) {
         CONFMAN_ASSIGN_OR_RETURN(LoggedValue logged,
@@ -120,7 +128,7 @@ class KvSnapshotSource : public SnapshotSource {
         value = inlined_;
       }
     }
-    head_.push_back(static_cast<char>(table_));
+    head_.push_back(static_cast<char>(table));
     storage::AppendU32(head_, static_cast<uint32_t>(key.size()));
     storage::AppendU32(head_, static_cast<uint32_t>(value.size()));
     head_.append(key);
@@ -141,7 +149,7 @@ class KvSnapshotSource : public SnapshotSource {
   std::string head_;
   std::string_view value_;
   std::string inlined_;
-  uint8_t table_ = 0;
+  uint8_t table_ = 0;  // Position in kStreamedTables.
   bool table_started_ = false;
   std::string last_key_;
   bool ended_ = false;  // The end marker is framed.
@@ -244,8 +252,14 @@ class KvSnapshotSink : public SnapshotSink {
     if (!header_done_) {
       const size_t fixed = kMagic.size() + 8 + 8 + 4;
       if (buffer_.size() < fixed) return absl::OkStatus();
-      if (std::string_view(buffer_).substr(0, kMagic.size()) != kMagic) {
-        return Corrupt("bad magic");
+      const std::string_view magic = std::string_view(buffer_).substr(0, kMagic.size());
+      if (magic == kMagicV1) {
+        version_ = 1;
+      } else if (magic != kMagic) {
+        return Corrupt(absl::StrCat(
+            "unknown format \"", absl::CHexEscape(ToAbsl(magic)),
+            "\"; this member reads CMSNAP01 and CMSNAP02, so it may be older "
+            "than the sender: upgrade it"));
       }
       const uint32_t membership_bytes =
           storage::GetBigEndian32(buffer_.data() + kMagic.size() + 16);
@@ -270,7 +284,7 @@ class KvSnapshotSink : public SnapshotSink {
       const auto table = static_cast<uint8_t>(buffer_[pos]);
       const uint32_t key_size = storage::GetBigEndian32(buffer_.data() + pos + 1);
       const uint32_t value_size = storage::GetBigEndian32(buffer_.data() + pos + 5);
-      if (table >= kStreamedTableCount) return Corrupt("unknown table");
+      if (!Streamed(table)) return Corrupt("unknown table");
       if (key_size == 0 || key_size > kMaxKeyBytes) return Corrupt("bad key size");
       if (value_size > max_record_bytes_) return Corrupt("record above the size limit");
       const size_t total = kRecordHeadBytes + key_size + value_size;
@@ -282,6 +296,14 @@ class KvSnapshotSink : public SnapshotSink {
       pos += total;
     }
     return absl::OkStatus();
+  }
+
+  bool Streamed(uint8_t table) const {
+    if (version_ == 1 && table == static_cast<uint8_t>(Table::kSessions)) {
+      return false;
+    }
+    return std::find(std::begin(kStreamedTables), std::end(kStreamedTables),
+                     static_cast<Table>(table)) != std::end(kStreamedTables);
   }
 
   [[nodiscard]] absl::Status Store(Table table, std::string_view key, std::string_view value) {
@@ -308,6 +330,7 @@ class KvSnapshotSink : public SnapshotSink {
   uint64_t next_seq_ = 0;
   bool last_seen_ = false;
   bool header_done_ = false;
+  int version_ = 2;  // Of the stream, from its magic.
   bool ended_ = false;
   std::string buffer_;  // Unparsed stream bytes: at most a chunk + a record.
   raft::Index streamed_index_ = 0;

@@ -1,10 +1,13 @@
 // The config store's snapshot stream: every record of every table, framed
 // and cut into checksummed chunks.
 //
-// Stream bytes: "CMSNAP01", index u64, term u64, membership (u32 length +
+// Stream bytes: "CMSNAP02", index u64, term u64, membership (u32 length +
 // raft::EncodeMembership bytes); then records [table u8][key length u32]
-// [value length u32][key][value], tables in order, keys ascending; then the
-// end marker 0xFF. Chunk boundaries fall anywhere, even inside a record.
+// [value length u32][key][value], tables in kStreamedTables order, keys
+// ascending; then the end marker 0xFF. Chunk boundaries fall anywhere, even
+// inside a record. "CMSNAP01" streams (written before the session table
+// existed) have the same layout without Table::kSessions records; they are
+// still accepted.
 #pragma once
 
 #include <functional>

@@ -20,8 +20,45 @@
 // Read statuses: InvalidArgument for a malformed request, NotFound for a
 // missing key, OutOfRange for history that was compacted, DataLoss if a
 // stored value does not decompress, and the backend's I/O errors.
+//
+// Exactly-once writes (Raft thesis §6.3). A put or delete whose command has
+// client_id != 0 (command.h) takes effect at most once per (client_id,
+// sequence). The store keeps, per client, the outcome (status code and
+// message) and revision of each of its writes, and the client's last
+// activity: the latest time stamp among its applied writes. The store clock
+// is the latest time stamp of any applied command. Both come from entries
+// only, never a local clock, so every member keeps the same table. Applying
+// such a command gives, as its ApplyResult:
+//   - a duplicate of a recorded write: the first attempt's outcome and
+//     revision, unchanged — including FailedPrecondition of a
+//     compare-and-set or NotFound of a delete. Nothing else changes: no new
+//     revision, history entry, watch event or key change (the applied
+//     index still advances);
+//   - a write whose record may have been forgotten: outcome Aborted
+//     ("write <client>/<seq> on <ns>/<key> was retried after its session
+//     record expired (<why>); it may or may not have taken effect: read the
+//     key and decide"), nothing changed. That is: its sequence is below
+//     the client's lowest_unanswered or was dropped by the per-client cap;
+//     or no record of its client exists (or the client's record was
+//     created after an earlier one was dropped) and its time stamp is
+//     older than store clock - session_ttl or no later than the last
+//     activity of a client evicted for count. A first attempt applied
+//     earlier would have left a record that such a time stamp shows has
+//     since gone, so a refusal never hides a second application, and an
+//     accepted write is never one applied before;
+//   - otherwise the write applies as usual and its result is recorded.
+// Results below the command's lowest_unanswered are then forgotten.
+// Commands with client_id 0 apply every time they are proposed.
+//
+// Session memory: the table lives in the backend, in the same transaction
+// as the data, survives restarts and travels in snapshots. An apply reads
+// a few records of it, plus O(records it drops); nothing is cached. It
+// holds at most max_sessions x (max_results_per_client + 2) small records
+// (a result is ~40 bytes plus its outcome message, at most ~600 bytes);
+// the in-memory backend holds them in RAM.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +72,10 @@
 #include "confman/state_machine.h"
 
 namespace confman::kv {
+
+// Upper bounds of the session options below.
+inline constexpr uint64_t kMaxSessionsLimit = 1000000;
+inline constexpr uint64_t kMaxResultsPerClientLimit = 65536;
 
 struct KvStateMachineOptions {
   // Directory for the LMDB backend (required there, ignored in memory).
@@ -68,6 +109,23 @@ struct KvStateMachineOptions {
   // is open (OpenSnapshotCount) and ReferencedLogEntries no longer lists
   // them. Default none: every value is stored here.
   const EntryArchive* value_archive = nullptr;
+
+  // Exactly-once sessions (see "Exactly-once writes" below). These three
+  // decide which writes apply, so they MUST be identical on every member
+  // of a cluster, and across restarts: members that disagree diverge.
+  //
+  // Clients (distinct client ids) remembered at once, 1..1,000,000. When a
+  // new client would exceed it, the least recently active client (ties:
+  // smallest id) is forgotten. Default 10,000.
+  uint64_t max_sessions = 10000;
+  // A client whose last write is stamped more than this before the store
+  // clock is forgotten. At least 1 s; it must outlast any client's retries
+  // and the clock skew between proposers. Default 10 minutes.
+  std::chrono::microseconds session_ttl = std::chrono::minutes(10);
+  // Results remembered per client, 1..65,536: beyond it the smallest
+  // sequences are forgotten (their retries are refused with Aborted), so a
+  // client should keep fewer writes than this unanswered. Default 1,024.
+  uint64_t max_results_per_client = 1024;
 
   // InvalidArgument naming the first bad field. (dir is checked by
   // OpenLmdb only.)
