@@ -18,7 +18,12 @@
 //                    (both wait on the log writer's queue).
 //   confman-snap     receives the incoming snapshot stream into a sink.
 //   confman-snapsnd  one per outgoing snapshot stream, while it runs.
-//   confman-watch    one per open watch; runs that watch's callback.
+//   confman-watchrd  reads the change history once for all of the
+//                    member's watches and hands each change to the
+//                    watches it matches (started by the first Watch).
+//   confman-watch    NodeOptions::watch_threads of them (default 2),
+//                    shared by every watch: they run the watch callbacks.
+//                    Neither count grows with the number of watches.
 //   confman-netctl,  the TCP transport's I/O threads: control traffic
 //   confman-netbulk  (votes, heartbeats, small appends) and bulk traffic
 //                    (large appends, snapshot chunks), so bulk never
@@ -50,8 +55,11 @@
 //                       effect later.
 //   ResourceExhausted   the leader holds too many uncommitted or unapplied
 //                       bytes (NodeOptions::max_uncommitted_bytes); retry
-//                       shortly.
-//   OutOfRange          Watch from a revision whose history was compacted.
+//                       shortly. For a watch: its callback fell more than
+//                       NodeOptions::watch_queue_events behind and the
+//                       watch ended (see WatchCallback); resume it.
+//   OutOfRange          Watch from a revision whose history was compacted
+//                       (see Node::CompactedRevision).
 //   DataLoss/Internal   storage could not be opened or read.
 // Broken invariant: the member checks its Raft state after every input;
 // if it is ever inconsistent (a bug) the member halts for good rather than
@@ -78,6 +86,7 @@
 // node.log_write_ms.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -141,8 +150,15 @@ struct NodeStatus {
   absl::Status halted{};
 };
 
-// An active watch. Destroying it (or calling Cancel) stops delivery; after
-// Cancel returns no more events for it are delivered.
+// An active watch. Cancel() or destroying the handle stops delivery: once
+// either returns, no callback of this watch runs again. They return within
+// microseconds unless a callback of this watch is running on another
+// thread, which they wait for (so keep callbacks short). Called from inside
+// this watch's own callback they return at once, and no callback runs
+// after the current one. Do not cancel two watches from each other's
+// callbacks (each would wait for the other). Safe from any thread, at any
+// time, also while or after the Node closes; calling Cancel again is a
+// no-op.
 class WatchHandle {
  public:
   virtual ~WatchHandle() = default;
@@ -153,15 +169,46 @@ struct WatchRequest {
   std::string ns{};      // Required.
   std::string prefix{};  // Only keys starting with this; empty for all.
   // Deliver changes with revision > after_revision. Resume a watch by
-  // passing the last revision it delivered: no change is missed or
-  // delivered twice.
+  // passing the last revision it delivered (a change's revision, a
+  // progress revision, or the one its ending status names): no change is
+  // missed or delivered twice. Watches that start behind the member's
+  // latest revision catch up from the retained history first; 0 replays
+  // all of it, so a watch that only wants new changes passes the revision
+  // of a List (ListPage::revision) it has just read.
   uint64_t after_revision = 0;
+  // Only this one key (exact match); empty for a prefix watch. Setting both
+  // key and prefix is InvalidArgument.
+  std::string key{};
+  // Progress notifications: when the watch has had no change to deliver
+  // for progress_interval, on_progress receives a revision R such that
+  // every matching change through R has been delivered (R is this member's
+  // applied revision for a watch that has caught up). It then repeats
+  // every interval while nothing changes, so a client knows its stream is
+  // alive and how far it is; R is a valid resume point. Runs like the
+  // callback: on a watch thread, never concurrently with it, in order with
+  // the changes. Set both fields, or neither (default: none). Notices are
+  // sent on time to within a few milliseconds; at least 1 ms.
+  std::chrono::milliseconds progress_interval{0};
+  std::function<void(uint64_t revision)> on_progress{};
 };
 
-// Receives each change in revision order, on the watch's own thread. A
-// non-OK status ends the watch (OutOfRange: after_revision was compacted —
-// re-list and watch from the list's revision; Unavailable: the Node is
-// closing).
+// Receives each change in revision order, on a watch thread (shared with
+// other watches, see NodeOptions::watch_threads). Callbacks of one watch
+// run one at a time; different watches' callbacks may run in parallel.
+// A callback must not block: while it runs it holds one of the watch
+// threads. A non-OK status is the last callback of the watch:
+//   OutOfRange         after_revision (or the member's position, after a
+//                      snapshot carried it forward) was compacted from the
+//                      history: re-list and watch from the list's revision.
+//   ResourceExhausted  the watch fell more than
+//                      NodeOptions::watch_queue_events changes behind (its
+//                      callback is slower than the change rate); the
+//                      undelivered changes were dropped. The message names
+//                      the last revision delivered: resume from it.
+//   Unavailable        the Node is closing; the message names the revision
+//                      to resume from on another member.
+//   others             the history could not be read (storage error).
+// Cancelled watches get no final status.
 using WatchCallback =
     std::function<void(absl::StatusOr<kv::Change> change)>;
 
@@ -182,7 +229,8 @@ class Node {
   // stop the transport, close storage. Pending reads complete with
   // Unavailable; pending writes already proposed or forwarded to the leader
   // complete with DeadlineExceeded (they may still commit through the other
-  // members). No callback runs after Close returns. Idempotent.
+  // members). Open watches get Unavailable as their last callback. No
+  // callback runs after Close returns. Idempotent.
   virtual void Close() = 0;
 
   virtual NodeStatus GetStatus() const = 0;
@@ -224,10 +272,18 @@ class Node {
   [[nodiscard]] virtual absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
                                             const ReadOptions& options = {}) = 0;
 
-  // Delivers changes under ns/prefix after request.after_revision, then
-  // every new one, until cancelled or Close().
+  // Delivers changes under ns/prefix (or to ns/key) after
+  // request.after_revision, then every new one, until cancelled, ended
+  // (see WatchCallback) or Close(). InvalidArgument for a bad request,
+  // Unavailable while closing.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const WatchRequest& request, WatchCallback callback) = 0;
+
+  // Changes at or below this revision were dropped from this member's
+  // history (NodeOptions::history_retention); the oldest change still kept
+  // is CompactedRevision() + 1. A Watch with after_revision >= it misses
+  // nothing; an older one gets OutOfRange. 0 while nothing was dropped.
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> CompactedRevision() = 0;
 
   // --- Membership (leader only; FailedPrecondition naming the leader) -----------
 

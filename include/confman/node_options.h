@@ -128,6 +128,21 @@ struct NodeOptions {
   // member. Default 64 KiB.
   uint64_t value_in_log_min_bytes = uint64_t{64} << 10;
 
+  // --- Watches --------------------------------------------------------------
+
+  // Threads that run watch callbacks (named confman-watch), shared by every
+  // watch of this member, plus one that reads the history for all of them.
+  // Callbacks of one watch run one at a time; callbacks of different
+  // watches run on up to this many threads at once, so a slow callback
+  // delays only its own watch while it leaves one free. Default 2; 1..64.
+  uint32_t watch_threads = 2;
+  // Events (changes and progress notices) one watch may have waiting for
+  // its callback. A watch whose callback falls further behind ends with
+  // ResourceExhausted naming the last revision it delivered, from which it
+  // can resume. Bounds a stalled watch's memory at about 16 bytes per event
+  // (changes are shared between watches). Default 10,000; 1..10,000,000.
+  uint64_t watch_queue_events = 10000;
+
   // --- Hooks ----------------------------------------------------------------
 
   // Optional; both must outlive the Node. Null: metrics are dropped and log

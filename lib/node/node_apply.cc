@@ -127,7 +127,7 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
     ProcessReady();
   });
   ServeReadsUpTo(applied_);
-  revision_cv_.notify_all();
+  watch_hub_->NotifyRevision();
   if (membership_changed) RefreshPeers(before ? &*before : nullptr);
   MaybeCompactLog(applied_);
 }
@@ -218,7 +218,7 @@ void NodeImpl::InstallStaged(InstallSnapshot install) {
   });
   RefreshPeers(before ? &*before : nullptr);
   ServeReadsUpTo(applied_);
-  revision_cv_.notify_all();
+  watch_hub_->NotifyRevision();
 }
 
 void NodeImpl::ServeReadsUpTo(raft::Index applied) {

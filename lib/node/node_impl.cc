@@ -322,16 +322,6 @@ void NodeImpl::DrainApply(const absl::Status& closing_in_flight) {
   waiting_reads_.clear();
 }
 
-// Holds watches_mu_ throughout: a handle being destroyed meanwhile waits in
-// Unregister until its watch is stopped and detached here, so it is never
-// freed while this still uses it.
-void NodeImpl::StopWatches() {
-  revision_cv_.notify_all();
-  std::lock_guard lock(watches_mu_);
-  for (WatchImpl* watch : watches_) StopWatch(watch);
-  watches_.clear();
-}
-
 void NodeImpl::Log(LogLevel level, const std::string& line) const {
   const std::string text = absl::StrCat("member ", id_, ": ", line);
   if (options_.log != nullptr) {

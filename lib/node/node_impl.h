@@ -32,6 +32,7 @@
 #include "confman/raft/core.h"
 #include "confman/raft/membership.h"
 #include "confman/transport.h"
+#include "watch_hub.h"
 
 namespace confman::node_internal {
 
@@ -40,10 +41,6 @@ using Clock = std::chrono::steady_clock;
 // Where internal bookkeeping lives; hosts cannot write here.
 inline constexpr char kReservedPrefix[] = "confman.";
 inline constexpr char kMembersNamespace[] = "confman.members";
-
-class WatchImpl;
-// Stops a watch's delivery and detaches it from its (closing) Node.
-void StopWatch(WatchImpl* watch);
 
 class NodeImpl final : public Node, public TransportHandler {
  public:
@@ -74,6 +71,7 @@ class NodeImpl final : public Node, public TransportHandler {
                                     const ReadOptions& options) override;
   [[nodiscard]] absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const WatchRequest& request, WatchCallback callback) override;
+  [[nodiscard]] absl::StatusOr<uint64_t> CompactedRevision() override;
   [[nodiscard]] absl::Status AddLearner(raft::MemberId id, const std::string& address) override;
   [[nodiscard]] absl::Status PromoteToVoter(raft::MemberId id) override;
   [[nodiscard]] absl::Status RemoveMember(raft::MemberId id) override;
@@ -84,14 +82,6 @@ class NodeImpl final : public Node, public TransportHandler {
   void OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) override;
   void OnForward(raft::MemberId from, ForwardFrame frame) override;
   void OnUnreachable(raft::MemberId member) override;
-
-  // Used by watches.
-  const kv::KvStateMachine& state_machine() const { return *sm_; }
-  void Unregister(WatchImpl* watch);
-  // Blocks until the state's revision exceeds `revision`, `stop` is set or
-  // `timeout` passes.
-  void WaitForRevision(uint64_t revision, const std::atomic<bool>& stop,
-                       std::chrono::milliseconds timeout);
 
  private:
   // A write waiting for its entry to be applied (keyed by log index).
@@ -263,10 +253,9 @@ class NodeImpl final : public Node, public TransportHandler {
   // thread touches it), a lock (ABSL_GUARDED_BY), or atomic. Threads are
   // listed in node.h.
   //
-  // Lock order: no lock is taken while another is held, with one
-  // exception: StopWatches holds watches_mu_ while it joins watch threads,
-  // which may take revision_mu_ and run host callbacks. So never take
-  // watches_mu_ on a watch thread or with another lock held.
+  // Lock order: no lock is taken while another is held. (watch_hub_ has
+  // locks of its own, ordered in watch_hub.h; no NodeImpl lock is held
+  // while calling into it, and it calls nothing back in NodeImpl.)
   //
   // Set by Open, then read-only on every thread until the destructor.
   NodeOptions options_;
@@ -338,12 +327,10 @@ class NodeImpl final : public Node, public TransportHandler {
   // bounds memory instead of queueing without limit.
   std::atomic<uint64_t> apply_backlog_bytes_{0};
 
-  // Revision changes, for watches: waited on by watch threads, notified by
-  // the apply thread. The mutex guards no data (the revision is atomic).
-  std::mutex revision_mu_;
-  std::condition_variable revision_cv_;
-  std::mutex watches_mu_;
-  std::set<WatchImpl*> watches_ ABSL_GUARDED_BY(watches_mu_);
+  // Every watch (thread-safe; node_watch.cc). The apply thread tells it
+  // when the revision moves; Close stops it before destroying sm_. Shared
+  // with the watch handles, which may outlive this Node.
+  const std::shared_ptr<WatchHub> watch_hub_ = std::make_shared<WatchHub>();
 
   // Snapshot streams: the loop starts senders, sender threads
   // (confman-snapsnd) stream, the receiver thread (confman-snap) writes

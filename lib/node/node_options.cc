@@ -91,11 +91,23 @@ constexpr uint64_t kCommandOverheadBytes = 4096;
   return absl::OkStatus();
 }
 
+[[nodiscard]] absl::Status ValidateWatches(const NodeOptions& o) {
+  if (o.watch_threads < 1 || o.watch_threads > 64) {
+    return Invalid("watch_threads", "must be within [1, 64] (default 2)");
+  }
+  if (o.watch_queue_events < 1 || o.watch_queue_events > 10000000) {
+    return Invalid("watch_queue_events",
+                   "must be within [1, 10,000,000] events (default 10,000)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status NodeOptions::Validate() const {
   if (absl::Status s = ValidateIdentity(*this); !s.ok()) return s;
   if (absl::Status s = ValidateTiming(*this); !s.ok()) return s;
+  if (absl::Status s = ValidateWatches(*this); !s.ok()) return s;
   return ValidateSizes(*this);
 }
 

@@ -1,94 +1,11 @@
-// Watches: each has a thread that pages through the state machine's change
-// history from its cursor and sleeps until the revision moves. Reading the
-// history (rather than hooking apply) is what makes a watch resumable and
-// keeps it from missing, repeating or reordering changes across leader
-// changes: the history is the replicated, ordered record itself.
-#include <pthread.h>
-
+// Watches: the Node's side. Requests are checked here and served by the
+// WatchHub (watch_hub.h), which reads the replicated change history once
+// for every watch on a fixed set of threads.
 #include "absl/strings/str_cat.h"
 #include "node_impl.h"
+#include "watch_hub.h"
 
 namespace confman::node_internal {
-namespace {
-
-constexpr uint32_t kChangesPerPage = 1000;
-// Upper bound on one wait, so a stop request is seen even without a wakeup.
-constexpr auto kMaxIdleWait = std::chrono::milliseconds(200);
-
-bool Matches(const WatchRequest& request, const kv::Change& change) {
-  return change.ns == request.ns &&
-         change.key.compare(0, request.prefix.size(), request.prefix) == 0;
-}
-
-}  // namespace
-
-class WatchImpl final : public WatchHandle {
- public:
-  WatchImpl(NodeImpl* node, WatchRequest request, WatchCallback callback)
-      : node_(node), request_(std::move(request)), callback_(std::move(callback)) {}
-
-  ~WatchImpl() override { Cancel(); }
-
-  void Start() {
-    thread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "confman-watch");
-      Run();
-    });
-  }
-
-  void Cancel() override {
-    Stop();
-    if (NodeImpl* node = node_.exchange(nullptr)) node->Unregister(this);
-  }
-
-  // Stops delivery and waits for the thread, unless called from it. The
-  // handle's owner and a closing Node may both call it at once.
-  void Stop() {
-    stop_ = true;
-    std::lock_guard lock(join_mu_);
-    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
-      thread_.join();
-    }
-  }
-
-  // The Node is gone: never touch it again.
-  void Detach() { node_ = nullptr; }
-
- private:
-  void Run() {
-    NodeImpl* node = node_.load();
-    uint64_t cursor = request_.after_revision;
-    while (!stop_) {
-      absl::StatusOr<kv::ChangePage> page =
-          node->state_machine().Changes(cursor, kChangesPerPage);
-      if (!page.ok()) {
-        if (!stop_) callback_(page.status());
-        return;
-      }
-      for (const kv::Change& change : page->changes) {
-        if (stop_) return;
-        if (Matches(request_, change)) callback_(change);
-        cursor = change.revision;
-      }
-      if (page->changes.empty()) {
-        cursor = std::max(cursor, page->revision);
-        node->WaitForRevision(cursor, stop_, kMaxIdleWait);
-      }
-    }
-  }
-
-  std::atomic<NodeImpl*> node_;
-  const WatchRequest request_;
-  const WatchCallback callback_;
-  std::atomic<bool> stop_{false};
-  std::mutex join_mu_;  // Serializes joins of thread_.
-  std::thread thread_;
-};
-
-void StopWatch(WatchImpl* watch) {
-  watch->Stop();
-  watch->Detach();
-}
 
 absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
     const WatchRequest& request, WatchCallback callback) {
@@ -99,29 +16,51 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
   if (request.ns.empty()) {
     return absl::InvalidArgumentError("a watch needs a namespace (WatchRequest::ns)");
   }
+  if (!request.key.empty() && !request.prefix.empty()) {
+    return absl::InvalidArgumentError(
+        "a watch takes either one key (WatchRequest::key) or a prefix "
+        "(WatchRequest::prefix), not both; leave one empty");
+  }
   if (!callback) {
     return absl::InvalidArgumentError("a watch needs a callback");
   }
-  auto watch = std::make_unique<WatchImpl>(this, request, std::move(callback));
-  {
-    std::lock_guard lock(watches_mu_);
-    watches_.insert(watch.get());
+  if (request.progress_interval.count() < 0) {
+    return absl::InvalidArgumentError(
+        "WatchRequest::progress_interval must not be negative (0: no progress "
+        "notifications)");
   }
-  watch->Start();
-  return std::unique_ptr<WatchHandle>(std::move(watch));
+  if ((request.progress_interval.count() > 0) != static_cast<bool>(request.on_progress)) {
+    return absl::InvalidArgumentError(
+        "progress notifications need both WatchRequest::progress_interval "
+        "(above 0) and WatchRequest::on_progress; set both or neither");
+  }
+  // The hub keeps a reference to sm_, which Close destroys only after the
+  // hub has stopped and no caller read is in flight.
+  if (!EnterCallerRead()) {
+    return absl::UnavailableError("the node is closing; watch another member");
+  }
+  absl::StatusOr<std::unique_ptr<WatchHandle>> handle = watch_hub_->Add(
+      *sm_,
+      WatchHubOptions{.threads = options_.watch_threads,
+                      .queue_events = options_.watch_queue_events},
+      request, std::move(callback));
+  LeaveCallerRead();
+  return handle;
 }
 
-void NodeImpl::Unregister(WatchImpl* watch) {
-  std::lock_guard lock(watches_mu_);
-  watches_.erase(watch);
+absl::StatusOr<uint64_t> NodeImpl::CompactedRevision() {
+  if (absl::Status halted = HaltedError(); !halted.ok()) return halted;
+  if (!EnterCallerRead()) {
+    return absl::UnavailableError("the node is closing; ask another member");
+  }
+  // A page read at the latest revision is empty (or nearly so) and carries
+  // the history's bounds.
+  absl::StatusOr<kv::ChangePage> page = sm_->Changes(sm_->Revision(), 1);
+  LeaveCallerRead();
+  if (!page.ok()) return page.status();
+  return page->compacted_through;
 }
 
-void NodeImpl::WaitForRevision(uint64_t revision, const std::atomic<bool>& stop,
-                               std::chrono::milliseconds timeout) {
-  std::unique_lock lock(revision_mu_);
-  revision_cv_.wait_for(lock, timeout, [&] {
-    return stop || closing_ || sm_->Revision() > revision;
-  });
-}
+void NodeImpl::StopWatches() { watch_hub_->Stop(); }
 
 }  // namespace confman::node_internal
