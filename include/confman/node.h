@@ -41,18 +41,24 @@
 //   FailedPrecondition  a compare-and-set saw another revision (the message
 //                       names both); or a membership call on a non-leader
 //                       (the message names the leader and its address).
-//   Unavailable         no leader is known, leadership changed while the
-//                       write was in flight (it did not take effect) or
-//                       while a linearizable or lease read waited for its
-//                       read point (it fails at once, not at the timeout),
-//                       this member's storage failed (see below), or the
-//                       Node is closing. Retry, ideally after a short
-//                       backoff. Messages name the leader's address when
-//                       it is known.
-//   DeadlineExceeded    no answer within NodeOptions::request_timeout, or
-//                       the Node closed while a write it had proposed or
-//                       forwarded was in flight. The write may still take
-//                       effect later.
+//   Unavailable         certainly not applied: a write that found no
+//                       leader within request_timeout (it waits for one,
+//                       it does not fail at once), this member's storage
+//                       failed (see below), or the Node is closing. For a
+//                       read: leadership changed while a linearizable or
+//                       lease read waited for its read point (it fails at
+//                       once, not at the timeout). Retry, ideally after a
+//                       short backoff. Messages name the leader's address
+//                       when it is known.
+//   DeadlineExceeded    outcome unknown: no answer within
+//                       NodeOptions::request_timeout, or the Node closed
+//                       while a write it had sent to the leader was in
+//                       flight. The write may still take effect later.
+//   Aborted             outcome unknown: a write was sent again after its
+//                       session's record had expired (see "Exactly once"),
+//                       so the state machine could not tell whether the
+//                       first attempt took effect, and refused it. Read the
+//                       key and decide.
 //   ResourceExhausted   the leader holds too many uncommitted or unapplied
 //                       bytes (NodeOptions::max_uncommitted_bytes); retry
 //                       shortly. For a watch: its callback fell more than
@@ -61,6 +67,16 @@
 //   OutOfRange          Watch from a revision whose history was compacted
 //                       (see Node::CompactedRevision).
 //   DataLoss/Internal   storage could not be opened or read.
+// Exactly once: every write carries a session (kv::Command::client_id and
+// sequence); the state machine applies a (client_id, sequence) once and
+// answers a repeat with the first result (revision, or the compare-and-set
+// outcome). The Node stamps its own session on writes that carry none. So
+// when the member a write went to stops leading or cannot be reached, the
+// Node sends the write again to the next leader, within request_timeout,
+// and the caller sees one effect and one answer; a failover costs a write
+// about one election, never the whole request_timeout. Session records
+// expire by count and age (kv::KvStateMachineOptions), driven by the
+// entries' own time stamps, so every member expires the same ones.
 // Broken invariant: the member checks its Raft state after every input;
 // if it is ever inconsistent (a bug) the member halts for good rather than
 // serve from a state it cannot trust: GetStatus().halted says why, every
@@ -255,7 +271,10 @@ class Node {
       const WriteOptions& options = {}) = 0;
 
   // Asynchronous form of every write: `done` runs once, on the apply thread
-  // (or the caller's thread for an immediate error).
+  // (or the caller's thread for an immediate error). A command with
+  // client_id 0 gets this member's session; a host that retries writes
+  // itself (across members or restarts) sets client_id, sequence and
+  // lowest_unanswered (kv/command.h) and reuses them for each retry.
   virtual void WriteAsync(kv::Command command, const WriteOptions& options,
                           WriteCallback done) = 0;
   // The same, as a future.

@@ -65,7 +65,7 @@ MakeCompletion() {
 }  // namespace
 
 NodeImpl::NodeImpl(NodeOptions options)
-    : options_(std::move(options)), id_(options_.id) {}
+    : options_(std::move(options)), id_(options_.id), session_id_(NewSessionId()) {}
 
 absl::StatusOr<std::unique_ptr<NodeImpl>> NodeImpl::Open(NodeOptions options) {
   CONFMAN_RETURN_IF_ERROR(options.Validate());
@@ -399,19 +399,33 @@ void NodeImpl::WriteAsync(kv::Command command, const WriteOptions& options,
   }
   const std::string& actor = options.actor.empty() ? DefaultActor() : options.actor;
   kv::EncodeOptions encode{.max_value_bytes = options_.max_value_bytes};
+  const bool own_session = command.client_id == 0;
+  StampSession(command);
+  // Once answered, the state machine may forget this sequence's result.
+  auto answered = [this, own_session, sequence = command.sequence] {
+    if (!own_session) return;
+    absl::MutexLock lock(&session_mu_);
+    unanswered_sequences_.erase(sequence);
+  };
   absl::StatusOr<std::string> bytes = kv::EncodeCommandNow(command, actor, encode);
-  if (!bytes.ok()) return done(bytes.status());
+  if (!bytes.ok()) {
+    answered();
+    return done(bytes.status());
+  }
   const auto start = Clock::now();
-  auto timed = [this, start, done = std::move(done)](absl::StatusOr<uint64_t> r) {
+  auto answer = std::make_shared<WriteAnswer>();
+  answer->done = [this, start, answered,
+                  done = std::move(done)](absl::StatusOr<uint64_t> r) {
+    answered();
     Sample("node.write_ms",
            std::chrono::duration<double, std::milli>(Clock::now() - start).count());
     if (!r.ok()) Count("node.proposals_failed");
     done(std::move(r));
   };
   Count("node.proposals");
-  asio::post(loop_, [this, b = std::move(*bytes), timed = std::move(timed),
+  asio::post(loop_, [this, b = std::move(*bytes), answer = std::move(answer),
                      deadline = Deadline()]() mutable {
-    ProposeOrForward(std::move(b), std::move(timed), deadline);
+    StartWrite(std::move(b), std::move(answer), deadline);
   });
 }
 

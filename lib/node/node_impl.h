@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "confman/kv/command.h"
 #include "confman/kv/kv_state_machine.h"
 #include "confman/log_store.h"
@@ -41,6 +42,9 @@ using Clock = std::chrono::steady_clock;
 // Where internal bookkeeping lives; hosts cannot write here.
 inline constexpr char kReservedPrefix[] = "confman.";
 inline constexpr char kMembersNamespace[] = "confman.members";
+
+// A random non-zero client id for a member's exactly-once session.
+uint64_t NewSessionId();
 
 class NodeImpl final : public Node, public TransportHandler {
  public:
@@ -96,10 +100,39 @@ class NodeImpl final : public Node, public TransportHandler {
     ReadAt done;
     Clock::time_point deadline;
   };
-  // A follower's write forwarded to the leader (Raft loop only).
-  struct PendingForward {
+  // Answers a host's write once, whichever of its attempts answers first
+  // (shared by the Raft loop and the apply thread).
+  struct WriteAnswer {
     WriteCallback done;
+    std::atomic<bool> answered{false};
+    // The attempt whose refusal may start another (see OriginWrite).
+    std::atomic<uint32_t> current_attempt{0};
+    // False if the write was answered already.
+    bool Answer(absl::StatusOr<uint64_t> result) {
+      if (answered.exchange(true)) return false;
+      done(std::move(result));
+      return true;
+    }
+  };
+  // A write this member accepted from its host, until the host has its
+  // answer (Raft loop only). Its bytes are kept so that, when the member it
+  // was sent to stops leading or cannot be reached, it is sent again under
+  // the same session id to whoever leads next: the state machine applies a
+  // (client, sequence) once and answers a repeat with the first result.
+  struct OriginWrite {
+    std::string command;
+    std::shared_ptr<WriteAnswer> answer;
     Clock::time_point deadline;
+    uint32_t attempt = 0;  // Attempts made; the latest is the current one.
+    // Where the current attempt went (id_: proposed here); kNoMember while
+    // it waits for a leader.
+    raft::MemberId target = raft::kNoMember;
+    // Who refused or lost the last attempt; retried at once only through
+    // another member, otherwise after a heartbeat interval.
+    raft::MemberId failed_at = raft::kNoMember;
+    Clock::time_point waiting_since;
+    // Some attempt left this member: if unanswered, its outcome is unknown.
+    bool sent = false;
   };
   // Work for the apply thread, in order.
   struct CommittedBatch {
@@ -184,10 +217,31 @@ class NodeImpl final : public Node, public TransportHandler {
   void HandleFailedReads(const std::vector<std::string>& contexts);
   void ProposeLocal(std::string command, WriteCallback done,
                     Clock::time_point deadline);
-  void ProposeOrForward(std::string command, WriteCallback done,
-                        Clock::time_point deadline);
+
+  // Host writes (node_write.cc), on the Raft loop unless noted.
+  // Stamps this member's session on `command` unless the host set its own
+  // (any thread).
+  void StampSession(kv::Command& command);
+  void StartWrite(std::string command, std::shared_ptr<WriteAnswer> answer,
+                  Clock::time_point deadline);
+  // Sends the write's next attempt to the leader (proposes it here when this
+  // member leads), or leaves it waiting for one.
+  void SendAttempt(uint64_t request_id, OriginWrite& write);
+  // What an attempt's answer does (any thread): the final answer, or a
+  // retry of a write that was not applied or whose outcome is unknown.
+  WriteCallback AttemptDone(uint64_t request_id, uint32_t attempt,
+                            std::shared_ptr<WriteAnswer> answer);
+  void OnAttemptRefused(uint64_t request_id, uint32_t attempt,
+                        const absl::Status& status);
+  // Writes whose current attempt went to a member that no longer leads (or
+  // that cannot be reached) are sent again to the leader, if one is known.
+  void RedirectWrites(raft::MemberId unreachable = raft::kNoMember);
+  void RetryWaitingWrites();
+  void ExpireWrites(Clock::time_point now);
+  void FailWrites(const absl::Status& unsent, const absl::Status& sent);
+  void ForgetAnsweredWrites();
   void HandleForwardRequest(raft::MemberId from, ForwardFrame frame);
-  void HandleForwardResponse(ForwardFrame frame);
+  void HandleForwardResponse(raft::MemberId from, ForwardFrame frame);
   void StartRead(raft::ReadMode mode, ReadAt done, Clock::time_point deadline);
   void ExpireRequests();
   void RefreshStatusCache();
@@ -195,7 +249,8 @@ class NodeImpl final : public Node, public TransportHandler {
   void HandOffLeadership();
   // Unavailable naming the storage failure (and the leader), or OK.
   [[nodiscard]] absl::Status StorageFailedError() const;
-  void FailLoopRequests(const absl::Status& reads, const absl::Status& forwards);
+  // Reads and unsent writes get `reads`; writes sent somewhere `writes`.
+  void FailLoopRequests(const absl::Status& reads, const absl::Status& writes);
   // A broken invariant: stop for good (Raft loop).
   void Halt(const absl::Status& cause);
   // Internal naming why the member halted, or OK.
@@ -285,7 +340,11 @@ class NodeImpl final : public Node, public TransportHandler {
   uint64_t installs_started_ = 0;  // Snapshots handed to the apply thread.
   uint64_t installs_done_ = 0;     // Of those, committed (reported back).
   std::unordered_map<uint64_t, PendingRead> pending_reads_;
-  std::unordered_map<uint64_t, PendingForward> pending_forwards_;
+  std::map<uint64_t, OriginWrite> origin_writes_;  // By request id.
+  uint64_t origin_write_bytes_ = 0;                // Their commands' bytes.
+  // Where this member's writes go now: id_ when it leads, else the leader.
+  raft::MemberId write_target_ = raft::kNoMember;
+  bool writes_waiting_ = false;  // Some write may wait for a leader.
   uint64_t next_request_id_ = 1;
   std::unique_ptr<SnapshotSink> staged_sink_;  // Awaiting snapshot_to_install.
   raft::MemberId last_leader_ = raft::kNoMember;
@@ -293,6 +352,17 @@ class NodeImpl final : public Node, public TransportHandler {
   uint64_t ticks_ = 0;
   // The last revision NodeTestingFault::kAckBeforeCommit handed out.
   uint64_t testing_predicted_revision_ = 0;
+
+  // This member's exactly-once session: the client id stamped on its
+  // hosts' writes, their sequence numbers, and those not yet answered
+  // (the lowest tells the state machine which results it may forget).
+  const uint64_t session_id_;
+  absl::Mutex session_mu_;
+  uint64_t next_sequence_ ABSL_GUARDED_BY(session_mu_) = 1;
+  std::set<uint64_t> unanswered_sequences_ ABSL_GUARDED_BY(session_mu_);
+  // Request ids of writes answered off the loop, for the loop to forget.
+  absl::Mutex answered_mu_;
+  std::vector<uint64_t> answered_writes_ ABSL_GUARDED_BY(answered_mu_);
 
   // Inserted on the loop, completed on the apply thread.
   std::mutex writes_mu_;

@@ -20,6 +20,8 @@ void NodeImpl::OnTick() {
   core_->Tick();
   ProcessReady();
   RefreshStatusCache();
+  ForgetAnsweredWrites();
+  RetryWaitingWrites();
   // Deadlines need no finer resolution than ten ticks.
   if (++ticks_ % 10 == 0) {
     ExpireRequests();
@@ -58,6 +60,7 @@ void NodeImpl::ProcessReady() {
     last_leader_ = leader;
     RefreshStatusCache();
   }
+  RedirectWrites();
 }
 
 void NodeImpl::HandleReady(raft::Ready ready) {
@@ -252,134 +255,6 @@ void NodeImpl::HandOffLeadership() {
 }
 
 // ---------------------------------------------------------------------------
-// Writes.
-
-absl::Status NodeImpl::StorageFailedError() const {
-  absl::Status storage;
-  {
-    std::lock_guard lock(status_mu_);
-    storage = storage_error_;
-  }
-  if (storage.ok()) return storage;
-  const raft::MemberId leader = core_->LeaderId();
-  return absl::UnavailableError(
-      absl::StrCat("member ", id_, " cannot make writes durable (",
-                   storage.ToString(), "); retry on another member",
-                   leader == raft::kNoMember || leader == id_
-                       ? std::string()
-                       : absl::StrCat(", e.g. the leader, member ", leader,
-                                      " at ", AddressOf(leader))));
-}
-
-void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
-                            Clock::time_point deadline) {
-  if (absl::Status storage = StorageFailedError(); !storage.ok()) {
-    return RunOnApplyThread([done, storage] { done(storage); });
-  }
-  if (apply_backlog_bytes_ > options_.max_uncommitted_bytes) {
-    return RunOnApplyThread([done] {
-      done(absl::ResourceExhaustedError(
-          "the leader's apply queue is full (the state machine lags the "
-          "log); retry shortly"));
-    });
-  }
-  std::vector<std::string> entries;
-  entries.push_back(std::move(command));
-  absl::StatusOr<raft::ProposalPosition> pos = core_->Propose(std::move(entries));
-  if (!pos.ok()) {
-    absl::Status s = absl::IsFailedPrecondition(pos.status())
-                         ? NotLeaderError(core_->LeaderId(), "a write")
-                         : pos.status();
-    return RunOnApplyThread([done, s] { done(s); });
-  }
-  if (testing::HasTestingFault(options_.testing_faults,
-                               testing::NodeTestingFault::kAckBeforeCommit)) {
-    // TEST ONLY: answered now, with a guessed revision, whatever happens to
-    // the entry.
-    testing_predicted_revision_ =
-        std::max(testing_predicted_revision_, sm_->Revision()) + 1;
-    RunOnApplyThread(
-        [done, revision = testing_predicted_revision_] { done(revision); });
-    return ProcessReady();
-  }
-  {
-    std::lock_guard lock(writes_mu_);
-    pending_writes_[pos->last] = PendingWrite{pos->term, std::move(done), deadline};
-  }
-  ProcessReady();
-}
-
-void NodeImpl::ProposeOrForward(std::string command, WriteCallback done,
-                                Clock::time_point deadline) {
-  if (closing_) {
-    return RunOnApplyThread([done] {
-      done(absl::UnavailableError("the node is closing; retry on another member"));
-    });
-  }
-  if (absl::Status halted = HaltedError(); !halted.ok()) {
-    return RunOnApplyThread([done, halted] { done(halted); });
-  }
-  // Refused here too, not only on the leader: the host learns at once that
-  // this member is broken rather than through writes that happen to work.
-  if (absl::Status storage = StorageFailedError(); !storage.ok()) {
-    return RunOnApplyThread([done, storage] { done(storage); });
-  }
-  if (core_->role() == raft::Role::kLeader) {
-    return ProposeLocal(std::move(command), std::move(done), deadline);
-  }
-  const raft::MemberId leader = core_->LeaderId();
-  if (leader == raft::kNoMember) {
-    absl::Status s = NotLeaderError(leader, "a write");
-    return RunOnApplyThread([done, s] { done(s); });
-  }
-  const uint64_t request_id = next_request_id_++;
-  absl::Status sent = transport_->SendForward(
-      leader, ForwardFrame{request_id, false, std::move(command)});
-  if (!sent.ok()) {
-    absl::Status s = absl::UnavailableError(absl::StrCat(
-        "cannot forward the write to the leader, member ", leader, " at ",
-        AddressOf(leader), ": ", sent.message(), "; retry shortly"));
-    return RunOnApplyThread([done, s] { done(s); });
-  }
-  Count("node.forwarded");
-  pending_forwards_[request_id] = PendingForward{std::move(done), deadline};
-}
-
-void NodeImpl::HandleForwardRequest(raft::MemberId from, ForwardFrame frame) {
-  if (halted_) return;  // The forwarding member times the write out.
-  const uint64_t request_id = frame.request_id;
-  WriteCallback reply = [this, from, request_id](absl::StatusOr<uint64_t> result) {
-    if (closed_) return;
-    absl::Status sent = transport_->SendForward(
-        from, ForwardFrame{request_id, true, EncodeForwardResult(result)});
-    if (!sent.ok()) {
-      // The forwarding member answers its caller at the deadline instead,
-      // with the outcome unknown.
-      Count("node.forward_replies_lost");
-      Log(LogLevel::kWarning,
-          absl::StrCat("cannot answer member ", from, "'s forwarded write (",
-                       sent.ToString(), "); it will time out there"));
-    }
-  };
-  if (core_->role() != raft::Role::kLeader || closing_) {
-    absl::Status s = closing_ ? absl::UnavailableError("the leader is closing; retry")
-                              : NotLeaderError(core_->LeaderId(), "a forwarded write");
-    return reply(absl::UnavailableError(s.message()));
-  }
-  ProposeLocal(std::move(frame.payload), std::move(reply), Deadline());
-}
-
-void NodeImpl::HandleForwardResponse(ForwardFrame frame) {
-  auto it = pending_forwards_.find(frame.request_id);
-  if (it == pending_forwards_.end()) return;  // Expired already.
-  WriteCallback done = std::move(it->second.done);
-  pending_forwards_.erase(it);
-  RunOnApplyThread([done = std::move(done), payload = std::move(frame.payload)] {
-    done(DecodeForwardResult(payload));
-  });
-}
-
-// ---------------------------------------------------------------------------
 // Reads.
 
 void NodeImpl::StartRead(raft::ReadMode mode, ReadAt done,
@@ -444,22 +319,15 @@ void NodeImpl::ExpireRequests() {
     it->second.done(expired);
     it = pending_reads_.erase(it);
   }
-  for (auto it = pending_forwards_.begin(); it != pending_forwards_.end();) {
-    if (it->second.deadline > now) { ++it; continue; }
-    RunOnApplyThread([done = std::move(it->second.done), expired] { done(expired); });
-    it = pending_forwards_.erase(it);
-  }
+  ExpireWrites(now);
   FailPendingWrites(expired, /*only_expired=*/true);
 }
 
 void NodeImpl::FailLoopRequests(const absl::Status& reads,
-                                const absl::Status& forwards) {
+                                const absl::Status& writes) {
   for (auto& [id, read] : pending_reads_) read.done(reads);
   pending_reads_.clear();
-  for (auto& [id, forward] : pending_forwards_) {
-    RunOnApplyThread([done = std::move(forward.done), forwards] { done(forwards); });
-  }
-  pending_forwards_.clear();
+  FailWrites(reads, writes);
 }
 
 void NodeImpl::RefreshStatusCache() {
@@ -497,7 +365,7 @@ void NodeImpl::OnForward(raft::MemberId from, ForwardFrame frame) {
     return OnChunkAck(frame.payload);  // Snapshot flow control.
   }
   asio::post(loop_, [this, from, f = std::move(frame)]() mutable {
-    if (f.response) return HandleForwardResponse(std::move(f));
+    if (f.response) return HandleForwardResponse(from, std::move(f));
     HandleForwardRequest(from, std::move(f));
   });
 }
@@ -508,6 +376,7 @@ void NodeImpl::OnUnreachable(raft::MemberId member) {
     if (closing_) return;
     core_->ReportUnreachable(member);
     ProcessReady();
+    RedirectWrites(member);
   });
 }
 

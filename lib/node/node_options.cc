@@ -45,15 +45,18 @@ constexpr uint64_t kCommandOverheadBytes = 4096;
   if (o.heartbeat_interval < o.tick_interval) {
     return Invalid("heartbeat_interval", "must be at least one tick_interval");
   }
-  if (o.election_timeout <= o.heartbeat_interval * 2) {
+  if (o.election_timeout < o.heartbeat_interval * 3) {
     return Invalid("election_timeout",
-                   "must exceed two heartbeat_intervals (default 1 s vs 100 ms)");
+                   "must be at least three heartbeat_intervals (default "
+                   "150 ms vs 30 ms)");
   }
   if (o.election_timeout / o.tick_interval < 5) {
     return Invalid("election_timeout", "must span at least 5 ticks");
   }
-  if (o.request_timeout.count() <= 0) {
-    return Invalid("request_timeout", "must be positive");
+  if (o.request_timeout < o.election_timeout * 2) {
+    return Invalid("request_timeout",
+                   "must be at least two election_timeouts, so a write "
+                   "outlives a failover (default 5 s)");
   }
   return absl::OkStatus();
 }
