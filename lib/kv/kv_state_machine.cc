@@ -434,6 +434,7 @@ class KvStateMachine::Impl {
   raft::Index AppliedIndex() const { return applied_index_.load(); }
   [[nodiscard]] absl::Status Sync() { return backend_->Sync(); }
   uint64_t Revision() const { return revision_.load(); }
+  int64_t ClockMicros() const { return clock_.load(); }
 
   [[nodiscard]] absl::StatusOr<AppliedState> BootInfo() const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
@@ -587,6 +588,7 @@ class KvStateMachine::Impl {
   void Publish(const MetaState& meta) {
     applied_index_.store(meta.applied_index);
     revision_.store(meta.revision);
+    clock_.store(meta.clock);
   }
 
   const KvStateMachineOptions options_;
@@ -595,6 +597,7 @@ class KvStateMachine::Impl {
   // Copies of the last committed meta, for lock-free AppliedIndex/Revision.
   std::atomic<raft::Index> applied_index_{0};
   std::atomic<uint64_t> revision_{0};
+  std::atomic<int64_t> clock_{kNoTime};
   // Snapshot sources not yet destroyed; shared with them, as a source may
   // outlive the state machine.
   std::shared_ptr<std::atomic<int>> open_snapshots_ =
@@ -657,6 +660,7 @@ absl::StatusOr<ChangePage> KvStateMachine::Changes(uint64_t after_revision,
   return impl_->Changes(after_revision, limit);
 }
 uint64_t KvStateMachine::Revision() const { return impl_->Revision(); }
+int64_t KvStateMachine::ClockMicros() const { return impl_->ClockMicros(); }
 int KvStateMachine::OpenSnapshotCount() const {
   return impl_->OpenSnapshotCount();
 }

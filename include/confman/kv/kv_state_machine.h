@@ -116,11 +116,14 @@ struct KvStateMachineOptions {
   //
   // Clients (distinct client ids) remembered at once, 1..1,000,000. When a
   // new client would exceed it, the least recently active client (ties:
-  // smallest id) is forgotten. Default 10,000.
+  // smallest id) is forgotten, and from then on session writes stamped no
+  // later than that client's last write are refused (Aborted), so keep it
+  // above the number of clients writing within session_ttl. Default 10,000.
   uint64_t max_sessions = 10000;
   // A client whose last write is stamped more than this before the store
   // clock is forgotten. At least 1 s; it must outlast any client's retries
-  // and the clock skew between proposers. Default 10 minutes.
+  // and the clock skew between proposers (see ClockMicros). Default 10
+  // minutes.
   std::chrono::microseconds session_ttl = std::chrono::minutes(10);
   // Results remembered per client, 1..65,536: beyond it the smallest
   // sequences are forgotten (their retries are refused with Aborted), so a
@@ -168,6 +171,13 @@ class KvStateMachine final : public StateMachine {
 
   // The latest revision (0 before the first change).
   uint64_t Revision() const;
+
+  // The store clock: the latest time_unix_micros of any applied command,
+  // in microseconds since the Unix epoch; INT64_MIN before the first. A
+  // proposer stamps new commands with max(its clock, this), so that a
+  // member whose clock runs behind a proposer's that ran ahead does not
+  // stamp writes the session checks would find too old.
+  int64_t ClockMicros() const;
 
   // Bytes of the live LMDB environment's data file (0 in memory).
   uint64_t StorageBytes() const;

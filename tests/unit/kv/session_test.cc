@@ -252,7 +252,9 @@ TEMPLATE_TEST_CASE("session_ttl forgets idle clients on the store clock",
   const raft::Entry a = CommandEntry(1, Session(Put("app", "a", "1"), 1, 1), "c", kT0);
   const raft::Entry b =
       CommandEntry(2, Session(Put("app", "b", "1"), 2, 1), "c", kT0 + 5 * kSecond);
+  CHECK(sm->ClockMicros() == INT64_MIN);
   MustApply(*sm, {a, b});
+  CHECK(sm->ClockMicros() == kT0 + 5 * kSecond);
   // Ten seconds of store clock: client 1 is exactly at the edge, kept.
   ApplyOne(*sm, CommandEntry(3, Put("app", "tick", "1"), "c", kT0 + 10 * kSecond));
   CHECK(ApplyOne(*sm, Again(a, 4)).revision == 1);
@@ -373,6 +375,7 @@ TEMPLATE_TEST_CASE("deduplication holds across a snapshot restore",
   auto sink = sm->BeginRestore(source->meta()).value();
   REQUIRE(Transfer(*source, *sink).ok());
   CHECK(SnapshotBytes(*sm) == SnapshotBytes(*donor));
+  CHECK(sm->ClockMicros() == kT0 + 50 * kSecond);
 
   const ApplyResult retry = ApplyOne(*sm, Again(put, 7));
   INFO(retry.outcome.ToString());
@@ -399,6 +402,7 @@ TEST_CASE("deduplication holds across a restart of the LMDB store",
     CHECK(absl::IsNotFound(deleted.outcome));
   }
   auto sm = factory.Open();
+  CHECK(sm->ClockMicros() == kT0);
   CHECK(absl::IsAborted(ApplyOne(*sm, Again(w1, 4)).outcome));
   CheckSame(ApplyOne(*sm, Again(w2, 5)), deleted);
   CHECK(ApplyOne(*sm, Again(w3, 6)).revision == 2);
