@@ -122,6 +122,23 @@ struct NodeOptions {
   // Default 100,000.
   uint64_t history_retention = 100000;
 
+  // --- Exactly-once sessions (node.h, "Exactly once") ------------------------
+  // These decide which writes apply, so they MUST be the same on every
+  // member and across restarts (members that disagree diverge).
+
+  // Clients (session ids) remembered at once; the least recently active
+  // is forgotten first. 1..1,000,000. Default 10,000.
+  uint64_t session_max_clients = 10000;
+  // A client with no write for this long, by the entries' own time stamps,
+  // is forgotten. At least 1 s, and longer than any client retries a
+  // write plus the clock skew between members. Default 10 minutes.
+  std::chrono::seconds session_ttl{600};
+  // Results remembered per client, 2..65,536. The Node keeps its own
+  // session within half of it: when its oldest unanswered write falls that
+  // far behind, new writes start a fresh session. Default 65,536 (about
+  // 2.5 MiB of records per client at most).
+  uint64_t session_max_results = 65536;
+
   // --- Log compaction -------------------------------------------------------
 
   // Entries kept in the log behind the applied index, so a briefly lagging

@@ -65,7 +65,10 @@ MakeCompletion() {
 }  // namespace
 
 NodeImpl::NodeImpl(NodeOptions options)
-    : options_(std::move(options)), id_(options_.id), session_id_(NewSessionId()) {}
+    : options_(std::move(options)), id_(options_.id) {
+  absl::MutexLock lock(&session_mu_);
+  session_id_ = NewSessionId();
+}
 
 absl::StatusOr<std::unique_ptr<NodeImpl>> NodeImpl::Open(NodeOptions options) {
   CONFMAN_RETURN_IF_ERROR(options.Validate());
@@ -82,6 +85,9 @@ absl::Status NodeImpl::OpenStorage() {
   sm_options.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
   sm_options.max_value_bytes = options_.max_value_bytes;
   sm_options.history_retention = options_.history_retention;
+  sm_options.max_sessions = options_.session_max_clients;
+  sm_options.session_ttl = options_.session_ttl;
+  sm_options.max_results_per_client = options_.session_max_results;
   sm_options.value_archive = nullptr;  // Set once the log is open.
   if (options_.data_dir.empty()) {
     CONFMAN_RETURN_IF_ERROR(OpenLogStore(""));
@@ -402,10 +408,9 @@ void NodeImpl::WriteAsync(kv::Command command, const WriteOptions& options,
   const bool own_session = command.client_id == 0;
   StampSession(command);
   // Once answered, the state machine may forget this sequence's result.
-  auto answered = [this, own_session, sequence = command.sequence] {
-    if (!own_session) return;
-    absl::MutexLock lock(&session_mu_);
-    unanswered_sequences_.erase(sequence);
+  auto answered = [this, own_session, client_id = command.client_id,
+                   sequence = command.sequence] {
+    if (own_session) SessionAnswered(client_id, sequence);
   };
   absl::StatusOr<std::string> bytes = kv::EncodeCommandNow(command, actor, encode);
   if (!bytes.ok()) {

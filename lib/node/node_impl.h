@@ -222,6 +222,8 @@ class NodeImpl final : public Node, public TransportHandler {
   // Stamps this member's session on `command` unless the host set its own
   // (any thread).
   void StampSession(kv::Command& command);
+  // The host has the answer to a write of this member's session.
+  void SessionAnswered(uint64_t client_id, uint64_t sequence);
   void StartWrite(std::string command, std::shared_ptr<WriteAnswer> answer,
                   Clock::time_point deadline);
   // Sends the write's next attempt to the leader (proposes it here when this
@@ -354,12 +356,16 @@ class NodeImpl final : public Node, public TransportHandler {
   uint64_t testing_predicted_revision_ = 0;
 
   // This member's exactly-once session: the client id stamped on its
-  // hosts' writes, their sequence numbers, and those not yet answered
-  // (the lowest tells the state machine which results it may forget).
-  const uint64_t session_id_;
+  // hosts' writes and their sequence numbers; per session (the current one
+  // and older ones with writes still out), the sequences not yet answered.
+  // The lowest tells the state machine which results it may forget; when
+  // it falls half of session_max_results behind, a new session starts, so
+  // the state machine never forgets a result this member may still ask for.
   absl::Mutex session_mu_;
+  uint64_t session_id_ ABSL_GUARDED_BY(session_mu_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(session_mu_) = 1;
-  std::set<uint64_t> unanswered_sequences_ ABSL_GUARDED_BY(session_mu_);
+  std::map<uint64_t, std::set<uint64_t>> unanswered_sequences_
+      ABSL_GUARDED_BY(session_mu_);
   // Request ids of writes answered off the loop, for the loop to forget.
   absl::Mutex answered_mu_;
   std::vector<uint64_t> answered_writes_ ABSL_GUARDED_BY(answered_mu_);

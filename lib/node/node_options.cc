@@ -1,4 +1,5 @@
 #include "absl/strings/str_cat.h"
+#include "confman/kv/kv_state_machine.h"
 #include "confman/kv/model.h"
 #include "confman/metrics.h"
 #include "confman/node_options.h"
@@ -91,6 +92,16 @@ constexpr uint64_t kCommandOverheadBytes = 4096;
   if (o.log_compact_every == 0) return Invalid("log_compact_every", "must be at least 1");
   if (o.history_retention == 0)
     return Invalid("history_retention", "must be at least 1");
+  if (o.session_max_clients == 0 || o.session_max_clients > kv::kMaxSessionsLimit) {
+    return Invalid("session_max_clients", "must be within [1, 1,000,000]");
+  }
+  if (o.session_ttl < std::chrono::seconds(1)) {
+    return Invalid("session_ttl", "must be at least 1 s (default 10 minutes)");
+  }
+  if (o.session_max_results < 2 ||
+      o.session_max_results > kv::kMaxResultsPerClientLimit) {
+    return Invalid("session_max_results", "must be within [2, 65,536]");
+  }
   return absl::OkStatus();
 }
 

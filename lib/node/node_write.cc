@@ -52,10 +52,27 @@ uint64_t NewSessionId() { return RandomSessionId(); }
 void NodeImpl::StampSession(kv::Command& command) {
   if (command.client_id != 0) return;  // The host numbers its own writes.
   absl::MutexLock lock(&session_mu_);
+  const std::set<uint64_t>& current = unanswered_sequences_[session_id_];
+  if (!current.empty() &&
+      next_sequence_ - *current.begin() >= options_.session_max_results / 2) {
+    session_id_ = NewSessionId();
+    next_sequence_ = 1;
+  }
+  std::set<uint64_t>& unanswered = unanswered_sequences_[session_id_];
   command.client_id = session_id_;
   command.sequence = next_sequence_++;
-  unanswered_sequences_.insert(command.sequence);
-  command.lowest_unanswered = *unanswered_sequences_.begin();
+  unanswered.insert(command.sequence);
+  command.lowest_unanswered = *unanswered.begin();
+}
+
+void NodeImpl::SessionAnswered(uint64_t client_id, uint64_t sequence) {
+  absl::MutexLock lock(&session_mu_);
+  auto it = unanswered_sequences_.find(client_id);
+  if (it == unanswered_sequences_.end()) return;
+  it->second.erase(sequence);
+  if (it->second.empty() && client_id != session_id_) {
+    unanswered_sequences_.erase(it);
+  }
 }
 
 absl::Status NodeImpl::StorageFailedError() const {
