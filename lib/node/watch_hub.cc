@@ -9,6 +9,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace confman::node_internal {
 namespace {
 
@@ -18,8 +22,9 @@ constexpr uint32_t kReaderPage = 1000;
 // Events one watch delivers before its worker moves on to the next ready
 // watch, so a watch with a deep queue cannot starve the rest.
 constexpr int kEventsPerTurn = 64;
-// The reader also wakes this often without a notification: a safety net,
-// as a missed wakeup would otherwise stall every watch.
+// The reader also wakes this often without a notification: it then drops
+// cancelled watches from the index even while nothing is written, and a
+// missed wakeup could never stall the watches for longer.
 constexpr auto kReaderSafetyWake = std::chrono::seconds(1);
 
 bool Matches(const WatchRequest& request, const kv::Change& change) {
@@ -37,7 +42,37 @@ std::string Describe(const WatchRequest& request) {
 
 void NameThread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
+#if defined(__SANITIZE_THREAD__)
+void TsanAcquired(absl::Mutex* mu) { __tsan_acquire(mu); }
+void TsanReleasing(absl::Mutex* mu) { __tsan_release(mu); }
+#else
+void TsanAcquired(absl::Mutex*) {}
+void TsanReleasing(absl::Mutex*) {}
+#endif
+
 }  // namespace
+
+HubLock::HubLock(absl::Mutex* mu) : mu_(mu) {
+  mu_->Lock();
+  TsanAcquired(mu_);
+}
+
+HubLock::~HubLock() {
+  TsanReleasing(mu_);
+  mu_->Unlock();
+}
+
+void HubLock::Wait(absl::CondVar& cv) {
+  TsanReleasing(mu_);
+  cv.Wait(mu_);
+  TsanAcquired(mu_);
+}
+
+void HubLock::WaitFor(absl::CondVar& cv, std::chrono::steady_clock::duration timeout) {
+  TsanReleasing(mu_);
+  cv.WaitWithTimeout(mu_, absl::FromChrono(timeout));
+  TsanAcquired(mu_);
+}
 
 class WatchHub::Handle final : public WatchHandle {
  public:
@@ -58,7 +93,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
     const kv::KvStateMachine& sm, const WatchHubOptions& options,
     const WatchRequest& request, WatchCallback callback) {
   std::shared_ptr<WatchHub> self = shared_from_this();
-  absl::MutexLock lock(&mu_);
+  HubLock lock(&mu_);
   if (stopped_) {
     return absl::UnavailableError("the node is closing; watch another member");
   }
@@ -83,7 +118,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
   const Clock::time_point now = Clock::now();
   bool catch_up = false;
   {
-    absl::MutexLock watch_lock(&watch->mu);
+    HubLock watch_lock(&watch->mu);
     watch->enqueued_through = request.after_revision;
     watch->delivered_through = request.after_revision;
     watch->last_event = now;
@@ -98,7 +133,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
   all_.emplace(watch->id, watch);
   if (request.progress_interval.count() > 0) {
     progress_.push(ProgressDue{now + request.progress_interval, watch});
-    absl::MutexLock wake_lock(&wake_mu_);
+    HubLock wake_lock(&wake_mu_);
     woken_ = true;
     wake_cv_.Signal();
   }
@@ -108,7 +143,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
 
 void WatchHub::NotifyRevision() {
   if (!running_threads_.load(std::memory_order_acquire)) return;
-  absl::MutexLock lock(&wake_mu_);
+  HubLock lock(&wake_mu_);
   if (woken_) return;
   woken_ = true;
   wake_cv_.Signal();
@@ -116,46 +151,40 @@ void WatchHub::NotifyRevision() {
 
 void WatchHub::Cancel(const WatchPtr& watch) {
   {
-    absl::MutexLock lock(&watch->mu);
+    HubLock lock(&watch->mu);
     const bool first = !watch->cancelled;
     watch->cancelled = true;
-    std::deque<Event>().swap(watch->queue);
+    watch->queue.Release();
     // From inside this watch's own callback, waiting would deadlock; the
     // worker checks `cancelled` before every later callback instead.
     if (watch->running && watch->running_thread != std::this_thread::get_id()) {
-      watch->mu.Await(absl::Condition(
-          +[](Watch* w) { return !w->running; },
-          watch.get()));
+      ++watch->cancels_waiting;
+      while (watch->running) lock.Wait(watch->idle);
+      --watch->cancels_waiting;
     }
     if (!first) return;
   }
   if (!running_threads_.load(std::memory_order_acquire)) return;
-  bool wake = false;
-  {
-    absl::MutexLock lock(&removal_mu_);
-    wake = removals_.empty();
-    removals_.push_back(watch->id);
-  }
-  if (wake) {
-    absl::MutexLock lock(&wake_mu_);
-    woken_ = true;
-    wake_cv_.Signal();
-  }
+  // The reader drops it from the index on its next pass (at the latest
+  // kReaderSafetyWake later). Not waking it here keeps a burst of cancels
+  // from trading the CPU with the reader once per cancel.
+  HubLock lock(&removal_mu_);
+  removals_.push_back(watch->id);
 }
 
 void WatchHub::Stop() {
-  absl::MutexLock stop_lock(&stop_mu_);
+  HubLock stop_lock(&stop_mu_);
   std::thread reader;
   std::vector<std::thread> workers;
   {
-    absl::MutexLock lock(&mu_);
+    HubLock lock(&mu_);
     stopped_ = true;
     reader = std::move(reader_);
     workers = std::move(workers_);
   }
   if (!reader.joinable() && workers.empty()) return;
   {
-    absl::MutexLock lock(&wake_mu_);
+    HubLock lock(&wake_mu_);
     reader_stop_ = true;
     wake_cv_.Signal();
   }
@@ -164,10 +193,10 @@ void WatchHub::Stop() {
     // The reader is gone, so nothing queues changes any more: every open
     // watch gets its final Unavailable, delivered by the workers after
     // whatever callback they are running.
-    absl::MutexLock lock(&mu_);
+    HubLock lock(&mu_);
     std::vector<WatchPtr> to_schedule;
     for (auto& [id, watch] : all_) {
-      absl::MutexLock watch_lock(&watch->mu);
+      HubLock watch_lock(&watch->mu);
       if (EndWatch(*watch, End::kClosing, absl::OkStatus())) {
         to_schedule.push_back(watch);
       }
@@ -178,7 +207,7 @@ void WatchHub::Stop() {
     Schedule(std::move(to_schedule));
   }
   {
-    absl::MutexLock lock(&sched_mu_);
+    HubLock lock(&sched_mu_);
     workers_stop_ = true;
     sched_cv_.SignalAll();
   }
@@ -192,17 +221,17 @@ void WatchHub::ReaderLoop() {
     ReadAndFanOut();
     Clock::time_point wake_at;
     {
-      absl::MutexLock lock(&mu_);
+      HubLock lock(&mu_);
       const Clock::time_point now = Clock::now();
       SendProgress(now);
       wake_at = now + kReaderSafetyWake;
       if (!progress_.empty()) wake_at = std::min(wake_at, progress_.top().due);
     }
-    absl::MutexLock lock(&wake_mu_);
+    HubLock lock(&wake_mu_);
     while (!woken_ && !reader_stop_) {
       const Clock::duration left = wake_at - Clock::now();
       if (left <= Clock::duration::zero()) break;
-      wake_cv_.WaitWithTimeout(&wake_mu_, absl::FromChrono(left));
+      lock.WaitFor(wake_cv_, left);
     }
     if (reader_stop_) return;
     woken_ = false;
@@ -212,7 +241,7 @@ void WatchHub::ReaderLoop() {
 void WatchHub::ReadAndFanOut() {
   uint64_t from;
   {
-    absl::MutexLock lock(&mu_);
+    HubLock lock(&mu_);
     from = read_revision_;
   }
   while (sm_->Revision() > from) {
@@ -220,14 +249,14 @@ void WatchHub::ReadAndFanOut() {
     std::vector<WatchPtr> to_schedule;
     std::vector<WatchPtr> ended;
     const Clock::time_point now = Clock::now();
-    absl::MutexLock lock(&mu_);
+    HubLock lock(&mu_);
     if (!page.ok()) {
       // The history the indexed watches need is gone (a snapshot carried
       // the member past it) or unreadable: each ends with the error and
       // resumes or re-lists as its status says. Watches catching up read
       // for themselves and find out on their own.
       for (auto& [id, watch] : all_) {
-        absl::MutexLock watch_lock(&watch->mu);
+        HubLock watch_lock(&watch->mu);
         if (watch->catching_up || watch->cancelled) continue;
         if (EndWatch(*watch, End::kError, page.status())) {
           to_schedule.push_back(watch);
@@ -280,7 +309,7 @@ void WatchHub::Enqueue(const WatchPtr& watch,
                        const std::shared_ptr<const kv::Change>& change,
                        Clock::time_point now, std::vector<WatchPtr>& to_schedule,
                        std::vector<WatchPtr>& ended) {
-  absl::MutexLock lock(&watch->mu);
+  HubLock lock(&watch->mu);
   if (watch->cancelled || watch->end != End::kNone ||
       change->revision <= watch->enqueued_through) {
     return;
@@ -308,7 +337,7 @@ void WatchHub::SendProgress(Clock::time_point now) {
     progress_.pop();
     WatchPtr watch = due.watch.lock();
     if (watch == nullptr) continue;
-    absl::MutexLock lock(&watch->mu);
+    HubLock lock(&watch->mu);
     if (watch->cancelled || watch->end != End::kNone) continue;
     const Clock::duration interval = watch->request.progress_interval;
     if (watch->last_event + interval > now) {
@@ -336,11 +365,11 @@ void WatchHub::SendProgress(Clock::time_point now) {
 void WatchHub::ProcessRemovals() {
   std::vector<uint64_t> ids;
   {
-    absl::MutexLock lock(&removal_mu_);
+    HubLock lock(&removal_mu_);
     ids.swap(removals_);
   }
   if (ids.empty()) return;
-  absl::MutexLock lock(&mu_);
+  HubLock lock(&mu_);
   for (uint64_t id : ids) {
     auto it = all_.find(id);
     if (it == all_.end()) continue;
@@ -389,7 +418,7 @@ bool WatchHub::EndWatch(Watch& watch, End end, absl::Status error) {
   watch.end = end;
   watch.error = std::move(error);
   watch.catching_up = false;
-  std::deque<Event>().swap(watch.queue);
+  watch.queue.Release();
   if (watch.scheduled) return false;  // Its worker delivers the end next.
   watch.scheduled = true;
   return true;
@@ -425,7 +454,7 @@ uint32_t WatchHub::PageLimit() const {
 
 void WatchHub::Schedule(std::vector<WatchPtr> watches) {
   if (watches.empty()) return;
-  absl::MutexLock lock(&sched_mu_);
+  HubLock lock(&sched_mu_);
   for (WatchPtr& watch : watches) ready_.push_back(std::move(watch));
   if (watches.size() == 1) {
     sched_cv_.Signal();
@@ -435,8 +464,8 @@ void WatchHub::Schedule(std::vector<WatchPtr> watches) {
 }
 
 WatchHub::WatchPtr WatchHub::NextReady() {
-  absl::MutexLock lock(&sched_mu_);
-  while (ready_.empty() && !workers_stop_) sched_cv_.Wait(&sched_mu_);
+  HubLock lock(&sched_mu_);
+  while (ready_.empty() && !workers_stop_) lock.Wait(sched_cv_);
   if (ready_.empty()) return nullptr;
   WatchPtr watch = std::move(ready_.front());
   ready_.pop_front();
@@ -454,7 +483,7 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
     Event event;
     absl::Status final_status;
     {
-      absl::MutexLock lock(&watch->mu);
+      HubLock lock(&watch->mu);
       if (watch->cancelled || watch->finished) {
         watch->scheduled = false;
         return;
@@ -463,8 +492,7 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
         step = Step::kEnd;
         final_status = FinalStatus(*watch);
       } else if (!watch->queue.empty()) {
-        event = std::move(watch->queue.front());
-        watch->queue.pop_front();
+        event = watch->queue.pop_front();
       } else if (watch->catching_up) {
         step = Step::kCatchUp;
       } else {
@@ -487,8 +515,9 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
     } else {
       watch->request.on_progress(event.revision);
     }
-    absl::MutexLock lock(&watch->mu);
+    HubLock lock(&watch->mu);
     watch->running = false;
+    if (watch->cancels_waiting > 0) watch->idle.SignalAll();
     if (step == Step::kEnd) {
       watch->finished = true;
       watch->scheduled = false;
@@ -502,7 +531,7 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
 void WatchHub::CatchUp(const WatchPtr& watch) {
   uint64_t cursor;
   {
-    absl::MutexLock lock(&watch->mu);
+    HubLock lock(&watch->mu);
     cursor = watch->enqueued_through;
   }
   const uint32_t limit = PageLimit();
@@ -523,8 +552,8 @@ void WatchHub::CatchUp(const WatchPtr& watch) {
   // Under mu_, so the reader cannot move between the check below and the
   // watch joining the index: every change after `through` then reaches it
   // from the reader, and the ones at or below are filtered out there.
-  absl::MutexLock lock(&mu_);
-  absl::MutexLock watch_lock(&watch->mu);
+  HubLock lock(&mu_);
+  HubLock watch_lock(&watch->mu);
   if (watch->cancelled || watch->end != End::kNone) return;
   if (!page.ok()) {
     EndWatch(*watch, End::kError, page.status());

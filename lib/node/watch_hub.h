@@ -45,6 +45,24 @@
 
 namespace confman::node_internal {
 
+// absl::MutexLock for the hub's locks. Debian's Abseil is built without
+// ThreadSanitizer, so under TSan its locks order nothing TSan can see; this
+// tells TSan what each lock and unlock orders (a no-op otherwise).
+class ABSL_SCOPED_LOCKABLE HubLock {
+ public:
+  explicit HubLock(absl::Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu);
+  ~HubLock() ABSL_UNLOCK_FUNCTION();
+  HubLock(const HubLock&) = delete;
+  HubLock& operator=(const HubLock&) = delete;
+
+  // cv.Wait / cv.WaitWithTimeout on the held lock.
+  void Wait(absl::CondVar& cv);
+  void WaitFor(absl::CondVar& cv, std::chrono::steady_clock::duration timeout);
+
+ private:
+  absl::Mutex* const mu_;
+};
+
 struct WatchHubOptions {
   uint32_t threads = 2;            // Delivery workers.
   uint64_t queue_events = 10000;  // Per watch, before it is ended.
@@ -81,6 +99,35 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     std::shared_ptr<const kv::Change> change;  // Null: a progress notice.
     uint64_t revision = 0;
   };
+  // FIFO of events. An idle watch holds no allocation (a std::deque holds
+  // one even when empty, which 10,000 idle watches would pay for).
+  class EventQueue {
+   public:
+    bool empty() const { return head_ == events_.size(); }
+    size_t size() const { return events_.size() - head_; }
+    void push_back(Event event) {
+      // Drop the consumed front once it is at least half the buffer, so
+      // the buffer stays within twice the queue's length.
+      if (head_ > 0 && head_ * 2 >= events_.size()) {
+        events_.erase(events_.begin(), events_.begin() + static_cast<ptrdiff_t>(head_));
+        head_ = 0;
+      }
+      events_.push_back(std::move(event));
+    }
+    Event pop_front() {
+      Event event = std::move(events_[head_++]);
+      if (empty()) Release();
+      return event;
+    }
+    void Release() {
+      std::vector<Event>().swap(events_);
+      head_ = 0;
+    }
+
+   private:
+    std::vector<Event> events_;
+    size_t head_ = 0;
+  };
   enum class End : uint8_t { kNone, kOverflow, kError, kClosing };
   struct Watch {
     Watch(uint64_t id_in, WatchRequest request_in, WatchCallback callback_in)
@@ -93,7 +140,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     const WatchCallback callback;
 
     absl::Mutex mu;
-    std::deque<Event> queue ABSL_GUARDED_BY(mu);
+    EventQueue queue ABSL_GUARDED_BY(mu);
     // Every matching change at or below it is queued or delivered.
     uint64_t enqueued_through ABSL_GUARDED_BY(mu) = 0;
     // The revision a resumed watch would continue from: the highest change
@@ -104,6 +151,9 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     // In the run queue or on a worker; at most one worker runs a watch.
     bool scheduled ABSL_GUARDED_BY(mu) = false;
     bool running ABSL_GUARDED_BY(mu) = false;  // A callback is running.
+    // Signalled when a callback returns while a Cancel waits for it.
+    absl::CondVar idle;
+    int cancels_waiting ABSL_GUARDED_BY(mu) = 0;
     std::thread::id running_thread ABSL_GUARDED_BY(mu);
     bool cancelled ABSL_GUARDED_BY(mu) = false;
     // Set when the watch must end; the final callback then reports it.
