@@ -100,9 +100,10 @@ constexpr size_t kProbeGainDenominator = 16;
   if (command.kind == Command::Kind::kCompactHistory) return absl::OkStatus();
   CONFMAN_RETURN_IF_ERROR(CheckAddress(command.ns, command.key));
   if (command.client_id != 0 && command.sequence == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "client ", command.client_id, " sent sequence 0; number a client's "
-        "writes from 1 (or set client_id 0 for no session)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("client ", command.client_id,
+                     " sent sequence 0; number a client's "
+                     "writes from 1 (or set client_id 0 for no session)"));
   }
   if (command.content_type.size() > kMaxContentTypeBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -161,7 +162,8 @@ absl::Status EncodeOptions::Validate() const {
   cb.add_actor(actor_offset);
   cb.add_time_unix_micros(time_unix_micros);
   // A compaction is not a client's write: it carries no session.
-  if (command.kind != Command::Kind::kCompactHistory && command.client_id != 0) {
+  if (command.kind != Command::Kind::kCompactHistory &&
+      command.client_id != 0) {
     cb.add_client_id(command.client_id);
     cb.add_sequence(command.sequence);
     cb.add_lowest_unanswered(command.lowest_unanswered);

@@ -53,9 +53,10 @@ struct Batch {
 };
 
 SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
-  return SessionLimits{.max_sessions = options.max_sessions,
-                       .ttl_micros = options.session_ttl.count(),
-                       .max_results_per_client = options.max_results_per_client};
+  return SessionLimits{
+      .max_sessions = options.max_sessions,
+      .ttl_micros = options.session_ttl.count(),
+      .max_results_per_client = options.max_results_per_client};
 }
 
 [[nodiscard]] absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
@@ -198,10 +199,9 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   CONFMAN_RETURN_IF_ERROR(AdvanceSessionClock(
       batch.writer, batch.meta, command->time_unix_micros, batch.sessions));
   if (command->client_id != 0) {
-    CONFMAN_ASSIGN_OR_RETURN(
-        std::optional<ApplyResult> answered,
-        CheckSession(batch.writer, batch.meta, entry.index, *command,
-                     batch.sessions));
+    CONFMAN_ASSIGN_OR_RETURN(std::optional<ApplyResult> answered,
+                             CheckSession(batch.writer, batch.meta, entry.index,
+                                          *command, batch.sessions));
     if (answered) return *std::move(answered);
   }
   absl::StatusOr<ApplyResult> result;
@@ -218,11 +218,12 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
       result = ApplyCompact(batch, entry.index, *command);
       break;
     default:
-      result = Outcome(entry.index, absl::InvalidArgumentError("unknown command kind"));
+      result = Outcome(entry.index,
+                       absl::InvalidArgumentError("unknown command kind"));
   }
   if (result.ok() && command->client_id != 0) {
-    CONFMAN_RETURN_IF_ERROR(
-        RecordSession(batch.writer, batch.meta, *command, *result, batch.sessions));
+    CONFMAN_RETURN_IF_ERROR(RecordSession(batch.writer, batch.meta, *command,
+                                          *result, batch.sessions));
   }
   return result;
 }
@@ -376,9 +377,9 @@ absl::Status KvStateMachineOptions::Validate() const {
   }
   if (max_results_per_client < 1 ||
       max_results_per_client > kMaxResultsPerClientLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KvStateMachineOptions.max_results_per_client must be 1..",
-        kMaxResultsPerClientLimit));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KvStateMachineOptions.max_results_per_client must be 1..",
+                     kMaxResultsPerClientLimit));
   }
   return absl::OkStatus();
 }

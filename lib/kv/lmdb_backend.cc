@@ -344,13 +344,13 @@ class LmdbBackend : public KvBackend {
     auto generation = std::make_shared<Generation>();
     generation->number = number;
     generation->dir = GenerationDir(options_.dir, number);
+    // Databases in Table order; a store from before a table existed gains
+    // it empty.
     CONFMAN_ASSIGN_OR_RETURN(
         generation->env,
         LmdbEnv::Open({.dir = generation->dir,
                        .map_bytes = options_.initial_map_bytes,
                        .max_map_bytes = options_.max_map_bytes,
-                       // In Table order; a store from before a table existed
-                       // gains it empty.
                        .databases = {"meta", "keys", "changes", "value_refs",
                                      "sessions"},
                        .sync_commits = sync,

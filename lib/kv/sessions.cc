@@ -23,7 +23,9 @@ constexpr uint64_t kSignBit = uint64_t{1} << 63;
 
 // Flipping the sign bit makes big-endian bytes order like signed times.
 uint64_t OrderedTime(int64_t t) { return static_cast<uint64_t>(t) ^ kSignBit; }
-int64_t TimeFromOrdered(uint64_t v) { return static_cast<int64_t>(v ^ kSignBit); }
+int64_t TimeFromOrdered(uint64_t v) {
+  return static_cast<int64_t>(v ^ kSignBit);
+}
 
 std::string Tagged(char tag, uint64_t a) {
   std::string key(1, tag);
@@ -94,19 +96,20 @@ std::string EncodeResult(const ApplyResult& result) {
   return out;
 }
 
-[[nodiscard]] absl::StatusOr<ApplyResult> DecodeResult(raft::Index index,
-                                                       std::string_view stored) {
+[[nodiscard]] absl::StatusOr<ApplyResult> DecodeResult(
+    raft::Index index, std::string_view stored) {
   RecordReader in(stored);
   const uint8_t code = in.U8();
   const uint64_t revision = in.U64();
   const std::string_view message = in.Rest();
-  if (!in.ok() || code > static_cast<uint8_t>(absl::StatusCode::kUnauthenticated)) {
+  if (!in.ok() ||
+      code > static_cast<uint8_t>(absl::StatusCode::kUnauthenticated)) {
     return Corrupt("result");
   }
-  return ApplyResult{
-      .index = index,
-      .outcome = absl::Status(static_cast<absl::StatusCode>(code), ToAbsl(message)),
-      .revision = revision};
+  return ApplyResult{.index = index,
+                     .outcome = absl::Status(
+                         static_cast<absl::StatusCode>(code), ToAbsl(message)),
+                     .revision = revision};
 }
 
 int64_t SaturatingSub(int64_t a, int64_t b) {
@@ -119,7 +122,8 @@ int64_t SaturatingSub(int64_t a, int64_t b) {
 // anything older may have been applied under a record that is gone.
 int64_t Horizon(const MetaState& meta, const SessionLimits& limits) {
   int64_t horizon = SaturatingSub(meta.clock, limits.ttl_micros);
-  if (meta.session_watermark != kNoTime && meta.session_watermark != INT64_MAX) {
+  if (meta.session_watermark != kNoTime &&
+      meta.session_watermark != INT64_MAX) {
     horizon = std::max(horizon, meta.session_watermark + 1);
   }
   return horizon;
@@ -130,25 +134,25 @@ int64_t Horizon(const MetaState& meta, const SessionLimits& limits) {
 template <typename Take>
 [[nodiscard]] absl::Status ScanActivity(const TableReader& reader, Take take) {
   absl::Status status;
-  CONFMAN_RETURN_IF_ERROR(reader.Scan(
-      Table::kSessions, std::string(1, kActivityTag),
-      [&](std::string_view key, std::string_view) {
-        if (key.empty() || key[0] != kActivityTag) return false;
-        if (key.size() != kPairKeyBytes) {
-          status = Corrupt("activity index");
-          return false;
-        }
-        return take(TimeFromOrdered(GetBigEndian64(key.data() + 1)),
-                    GetBigEndian64(key.data() + 9));
-      }));
+  CONFMAN_RETURN_IF_ERROR(
+      reader.Scan(Table::kSessions, std::string(1, kActivityTag),
+                  [&](std::string_view key, std::string_view) {
+                    if (key.empty() || key[0] != kActivityTag) return false;
+                    if (key.size() != kPairKeyBytes) {
+                      status = Corrupt("activity index");
+                      return false;
+                    }
+                    return take(TimeFromOrdered(GetBigEndian64(key.data() + 1)),
+                                GetBigEndian64(key.data() + 9));
+                  }));
   return status;
 }
 
 // The client's result sequences in ascending order while `take` accepts
 // them (bounded by max_results_per_client plus one).
 template <typename Take>
-[[nodiscard]] absl::Status ScanResults(const TableReader& reader, uint64_t client,
-                                       Take take) {
+[[nodiscard]] absl::Status ScanResults(const TableReader& reader,
+                                       uint64_t client, Take take) {
   const std::string prefix = ResultPrefix(client);
   absl::Status status;
   CONFMAN_RETURN_IF_ERROR(reader.Scan(
@@ -184,12 +188,14 @@ template <typename Take>
 }
 
 // Evicts the least recently active client (ties: the smallest id).
-[[nodiscard]] absl::Status EvictLeastActive(TableWriter& writer, MetaState& meta) {
+[[nodiscard]] absl::Status EvictLeastActive(TableWriter& writer,
+                                            MetaState& meta) {
   std::optional<std::pair<int64_t, uint64_t>> front;
-  CONFMAN_RETURN_IF_ERROR(ScanActivity(writer, [&](int64_t time, uint64_t client) {
-    front.emplace(time, client);
-    return false;
-  }));
+  CONFMAN_RETURN_IF_ERROR(
+      ScanActivity(writer, [&](int64_t time, uint64_t client) {
+        front.emplace(time, client);
+        return false;
+      }));
   if (!front) return Corrupt("session count");
   meta.session_watermark = std::max(meta.session_watermark, front->first);
   return DropClient(writer, meta, front->first, front->second);
@@ -218,11 +224,12 @@ absl::Status AdvanceSessionClock(TableWriter& writer, MetaState& meta,
   if (meta.session_count == 0) return absl::OkStatus();
   const int64_t expire_below = SaturatingSub(meta.clock, limits.ttl_micros);
   std::vector<std::pair<int64_t, uint64_t>> expired;
-  CONFMAN_RETURN_IF_ERROR(ScanActivity(writer, [&](int64_t last, uint64_t client) {
-    if (last >= expire_below) return false;
-    expired.emplace_back(last, client);
-    return true;
-  }));
+  CONFMAN_RETURN_IF_ERROR(
+      ScanActivity(writer, [&](int64_t last, uint64_t client) {
+        if (last >= expire_below) return false;
+        expired.emplace_back(last, client);
+        return true;
+      }));
   for (const auto& [last, client] : expired) {
     CONFMAN_RETURN_IF_ERROR(DropClient(writer, meta, last, client));
   }
@@ -248,32 +255,38 @@ absl::StatusOr<std::optional<ApplyResult>> CheckSession(
   }
   CONFMAN_ASSIGN_OR_RETURN(
       std::optional<std::string_view> recorded,
-      reader.Get(Table::kSessions, ResultKey(command.client_id, command.sequence)));
+      reader.Get(Table::kSessions,
+                 ResultKey(command.client_id, command.sequence)));
   if (recorded) {
-    CONFMAN_ASSIGN_OR_RETURN(ApplyResult result, DecodeResult(index, *recorded));
+    CONFMAN_ASSIGN_OR_RETURN(ApplyResult result,
+                             DecodeResult(index, *recorded));
     return std::optional<ApplyResult>(std::move(result));
   }
   if (command.sequence < client->floor) {
-    return std::optional<ApplyResult>(Refused(
-        index, command,
-        absl::StrCat("results below sequence ", client->floor, " of client ",
-                     command.client_id, " were forgotten: the client declared "
-                     "them answered, or held more than ",
-                     limits.max_results_per_client, " unanswered")));
+    return std::optional<ApplyResult>(
+        Refused(index, command,
+                absl::StrCat("results below sequence ", client->floor,
+                             " of client ", command.client_id,
+                             " were forgotten: the client declared "
+                             "them answered, or held more than ",
+                             limits.max_results_per_client, " unanswered")));
   }
   if (stamp < client->horizon) {
     return std::optional<ApplyResult>(Refused(
         index, command,
-        absl::StrCat("client ", command.client_id, "'s session was renewed "
+        absl::StrCat("client ", command.client_id,
+                     "'s session was renewed "
                      "after an earlier one was dropped, and the write is "
-                     "stamped ", stamp, " us, before the renewal's horizon ",
+                     "stamped ",
+                     stamp, " us, before the renewal's horizon ",
                      client->horizon, " us")));
   }
   return std::optional<ApplyResult>();
 }
 
 absl::Status RecordSession(TableWriter& writer, MetaState& meta,
-                           const CommandView& command, const ApplyResult& result,
+                           const CommandView& command,
+                           const ApplyResult& result,
                            const SessionLimits& limits) {
   const uint64_t id = command.client_id;
   const int64_t stamp = command.time_unix_micros;
@@ -324,7 +337,8 @@ absl::Status RecordSession(TableWriter& writer, MetaState& meta,
     return false;
   }));
   for (uint64_t sequence : forget) {
-    CONFMAN_RETURN_IF_ERROR(writer.Delete(Table::kSessions, ResultKey(id, sequence)));
+    CONFMAN_RETURN_IF_ERROR(
+        writer.Delete(Table::kSessions, ResultKey(id, sequence)));
   }
   if (forget.size() > client.results) return Corrupt("client");
   client.results -= forget.size();

@@ -92,15 +92,15 @@ class KvSnapshotSource : public SnapshotSource {
     while (table_ < kStreamedTableCount) {
       bool found = false;
       absl::Status framed;
-      CONFMAN_RETURN_IF_ERROR(reader_->Scan(
-          kStreamedTables[table_], last_key_,
-          [&](std::string_view key, std::string_view value) {
-            if (table_started_ && key == last_key_) return true;
-            last_key_.assign(key);
-            framed = FrameRecord(key, value);
-            found = true;
-            return false;
-          }));
+      CONFMAN_RETURN_IF_ERROR(
+          reader_->Scan(kStreamedTables[table_], last_key_,
+                        [&](std::string_view key, std::string_view value) {
+                          if (table_started_ && key == last_key_) return true;
+                          last_key_.assign(key);
+                          framed = FrameRecord(key, value);
+                          found = true;
+                          return false;
+                        }));
       CONFMAN_RETURN_IF_ERROR(framed);
       if (found) {
         table_started_ = true;
@@ -252,7 +252,8 @@ class KvSnapshotSink : public SnapshotSink {
     if (!header_done_) {
       const size_t fixed = kMagic.size() + 8 + 8 + 4;
       if (buffer_.size() < fixed) return absl::OkStatus();
-      const std::string_view magic = std::string_view(buffer_).substr(0, kMagic.size());
+      const std::string_view magic =
+          std::string_view(buffer_).substr(0, kMagic.size());
       if (magic == kMagicV1) {
         version_ = 1;
       } else if (magic != kMagic) {

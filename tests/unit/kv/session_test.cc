@@ -64,7 +64,8 @@ TEMPLATE_TEST_CASE("a retried put returns its first result and changes nothing",
                    "[kv][session]", MemoryMachine, LmdbMachine) {
   TestType factory;
   auto sm = factory.Open();
-  const raft::Entry put = CommandEntry(1, Session(Put("app", "k", "v1"), 7, 1), "c", kT0);
+  const raft::Entry put =
+      CommandEntry(1, Session(Put("app", "k", "v1"), 7, 1), "c", kT0);
   const ApplyResult first = ApplyOne(*sm, put);
   REQUIRE(first.outcome.ok());
   CHECK(first.revision == 1);
@@ -80,7 +81,8 @@ TEMPLATE_TEST_CASE("a retried put returns its first result and changes nothing",
   CHECK(sm->Get("app", "k").value().value == "other");
 
   // A retry in the same batch as the first attempt is caught too.
-  const raft::Entry put2 = CommandEntry(4, Session(Put("app", "j", "x"), 7, 2), "c", kT0 + 2);
+  const raft::Entry put2 =
+      CommandEntry(4, Session(Put("app", "j", "x"), 7, 2), "c", kT0 + 2);
   auto results = MustApply(*sm, {put2, Again(put2, 5), Again(put, 6)});
   CHECK(results[0].revision == 3);
   CheckSame(results[1], results[0]);
@@ -89,14 +91,17 @@ TEMPLATE_TEST_CASE("a retried put returns its first result and changes nothing",
   CHECK(sm->Get("app", "j").value().version == 1);
 }
 
-TEMPLATE_TEST_CASE("retried deletes and compare-and-sets return their first outcome",
-                   "[kv][session]", MemoryMachine, LmdbMachine) {
+TEMPLATE_TEST_CASE(
+    "retried deletes and compare-and-sets return their first outcome",
+    "[kv][session]", MemoryMachine, LmdbMachine) {
   TestType factory;
   auto sm = factory.Open();
-  ApplyOne(*sm, CommandEntry(1, Put("app", "k", "v"), "c", kT0));  // Revision 1.
+  ApplyOne(*sm,
+           CommandEntry(1, Put("app", "k", "v"), "c", kT0));  // Revision 1.
 
   // A delete that took effect, retried after the key was written again.
-  const raft::Entry del = CommandEntry(2, Session(Delete("app", "k"), 9, 1), "c", kT0 + 1);
+  const raft::Entry del =
+      CommandEntry(2, Session(Delete("app", "k"), 9, 1), "c", kT0 + 1);
   const ApplyResult deleted = ApplyOne(*sm, del);
   REQUIRE(deleted.outcome.ok());
   CHECK(deleted.revision == 2);
@@ -110,24 +115,26 @@ TEMPLATE_TEST_CASE("retried deletes and compare-and-sets return their first outc
       CommandEntry(5, Session(Delete("app", "none"), 9, 2), "c", kT0 + 3);
   const ApplyResult not_found = ApplyOne(*sm, missing);
   CHECK(absl::IsNotFound(not_found.outcome));
-  ApplyOne(*sm, CommandEntry(6, Put("app", "none", "now"), "c", kT0 + 4));  // 4.
+  ApplyOne(*sm,
+           CommandEntry(6, Put("app", "none", "now"), "c", kT0 + 4));  // 4.
   CheckSame(ApplyOne(*sm, Again(missing, 7)), not_found);
   CHECK(sm->Get("app", "none").ok());
 
   // A compare-and-set that lost stays lost although it would now win...
-  const raft::Entry lost =
-      CommandEntry(8, Session(Put("app", "k", "cas", uint64_t{4}), 9, 3), "c", kT0 + 5);
+  const raft::Entry lost = CommandEntry(
+      8, Session(Put("app", "k", "cas", uint64_t{4}), 9, 3), "c", kT0 + 5);
   const ApplyResult conflict = ApplyOne(*sm, lost);
   CHECK(absl::IsFailedPrecondition(conflict.outcome));
   ApplyOne(*sm, CommandEntry(9, Put("app", "pad", "x"), "c", kT0 + 6));  // 5.
   ApplyOne(*sm, CommandEntry(10, Put("app", "k", "r4"), "c", kT0 + 7));  // 6.
   // ...and one that won is not applied again after the key moved on.
-  const raft::Entry won =
-      CommandEntry(11, Session(Put("app", "k", "won", uint64_t{6}), 9, 4), "c", kT0 + 8);
+  const raft::Entry won = CommandEntry(
+      11, Session(Put("app", "k", "won", uint64_t{6}), 9, 4), "c", kT0 + 8);
   const ApplyResult success = ApplyOne(*sm, won);
   REQUIRE(success.outcome.ok());
   CHECK(success.revision == 7);
-  ApplyOne(*sm, CommandEntry(12, Put("app", "k", "after"), "c", kT0 + 9));  // 8.
+  ApplyOne(*sm,
+           CommandEntry(12, Put("app", "k", "after"), "c", kT0 + 9));  // 8.
 
   const uint64_t changes = ChangeCount(*sm);
   CheckSame(ApplyOne(*sm, Again(lost, 13)), conflict);
@@ -137,8 +144,8 @@ TEMPLATE_TEST_CASE("retried deletes and compare-and-sets return their first outc
   CHECK(sm->Get("app", "k").value().value == "after");
 }
 
-TEMPLATE_TEST_CASE("writes without a client id apply every time", "[kv][session]",
-                   MemoryMachine, LmdbMachine) {
+TEMPLATE_TEST_CASE("writes without a client id apply every time",
+                   "[kv][session]", MemoryMachine, LmdbMachine) {
   TestType factory;
   auto sm = factory.Open();
   const raft::Entry put = CommandEntry(1, Put("app", "k", "v"), "c", kT0);
@@ -152,8 +159,10 @@ TEMPLATE_TEST_CASE("lowest_unanswered lets the store forget results",
                    "[kv][session]", MemoryMachine, LmdbMachine) {
   TestType factory;
   auto sm = factory.Open();
-  const raft::Entry w1 = CommandEntry(1, Session(Put("app", "a", "1"), 5, 1), "c", kT0);
-  const raft::Entry w2 = CommandEntry(2, Session(Put("app", "b", "2"), 5, 2), "c", kT0);
+  const raft::Entry w1 =
+      CommandEntry(1, Session(Put("app", "a", "1"), 5, 1), "c", kT0);
+  const raft::Entry w2 =
+      CommandEntry(2, Session(Put("app", "b", "2"), 5, 2), "c", kT0);
   // The client holds the answers to 1 and 2 when it sends 3.
   const raft::Entry w3 =
       CommandEntry(3, Session(Put("app", "c", "3"), 5, 3, 3), "c", kT0 + 1);
@@ -163,8 +172,9 @@ TEMPLATE_TEST_CASE("lowest_unanswered lets the store forget results",
   const ApplyResult retry1 = ApplyOne(*sm, Again(w1, 4));
   CHECK(absl::IsAborted(retry1.outcome));
   CHECK(retry1.revision == 0);
-  CHECK(retry1.outcome.message().find("write 5/1 on app/a was retried after its "
-                                      "session record expired") == 0);
+  CHECK(
+      retry1.outcome.message().find("write 5/1 on app/a was retried after its "
+                                    "session record expired") == 0);
   CHECK(retry1.outcome.message().find("read the key and decide") !=
         std::string::npos);
   CHECK(absl::IsAborted(ApplyOne(*sm, Again(w2, 5)).outcome));
@@ -172,7 +182,8 @@ TEMPLATE_TEST_CASE("lowest_unanswered lets the store forget results",
   CHECK(sm->Revision() == 3);
   // New sequences still apply.
   CHECK(ApplyOne(*sm, CommandEntry(7, Session(Put("app", "d", "4"), 5, 4), "c",
-                                   kT0 + 2)).revision == 4);
+                                   kT0 + 2))
+            .revision == 4);
 }
 
 TEMPLATE_TEST_CASE("each client keeps at most max_results_per_client results",
@@ -182,8 +193,8 @@ TEMPLATE_TEST_CASE("each client keeps at most max_results_per_client results",
   auto sm = factory.Open();
   std::vector<raft::Entry> writes;
   for (uint64_t seq = 1; seq <= 6; ++seq) {
-    writes.push_back(CommandEntry(seq, Session(Put("app", "k", "v"), 3, seq), "c",
-                                  kT0 + static_cast<int64_t>(seq)));
+    writes.push_back(CommandEntry(seq, Session(Put("app", "k", "v"), 3, seq),
+                                  "c", kT0 + static_cast<int64_t>(seq)));
   }
   MustApply(*sm, writes);
   CHECK(sm->Revision() == 6);
@@ -201,11 +212,15 @@ TEMPLATE_TEST_CASE("max_sessions evicts the least recently active client",
   TestType factory;
   factory.options.max_sessions = 2;
   auto sm = factory.Open();
-  const raft::Entry a = CommandEntry(1, Session(Put("app", "a", "1"), 1, 1), "c", kT0);
-  const raft::Entry b = CommandEntry(2, Session(Put("app", "b", "1"), 2, 1), "c", kT0 + 1);
+  const raft::Entry a =
+      CommandEntry(1, Session(Put("app", "a", "1"), 1, 1), "c", kT0);
+  const raft::Entry b =
+      CommandEntry(2, Session(Put("app", "b", "1"), 2, 1), "c", kT0 + 1);
   // Client 1 writes again, so client 2 is now the least recently active.
-  const raft::Entry a2 = CommandEntry(3, Session(Put("app", "a", "2"), 1, 2), "c", kT0 + 2);
-  const raft::Entry c = CommandEntry(4, Session(Put("app", "c", "1"), 3, 1), "c", kT0 + 3);
+  const raft::Entry a2 =
+      CommandEntry(3, Session(Put("app", "a", "2"), 1, 2), "c", kT0 + 2);
+  const raft::Entry c =
+      CommandEntry(4, Session(Put("app", "c", "1"), 3, 1), "c", kT0 + 3);
   MustApply(*sm, {a, b, a2, c});
   CHECK(sm->Revision() == 4);
 
@@ -218,7 +233,8 @@ TEMPLATE_TEST_CASE("max_sessions evicts the least recently active client",
 
   // A new first attempt of the evicted client applies (evicting client 1,
   // now the least recently active)...
-  const raft::Entry b2 = CommandEntry(8, Session(Put("app", "b", "2"), 2, 2), "c", kT0 + 4);
+  const raft::Entry b2 =
+      CommandEntry(8, Session(Put("app", "b", "2"), 2, 2), "c", kT0 + 4);
   CHECK(ApplyOne(*sm, b2).revision == 5);
   CHECK(ApplyOne(*sm, Again(b2, 9)).revision == 5);
   // ...but its record vouches for nothing older than the eviction.
@@ -233,9 +249,12 @@ TEMPLATE_TEST_CASE("ties in last activity evict the smallest client id first",
   TestType factory;
   factory.options.max_sessions = 2;
   auto sm = factory.Open();
-  const raft::Entry x = CommandEntry(1, Session(Put("app", "x", "1"), 20, 1), "c", kT0);
-  const raft::Entry y = CommandEntry(2, Session(Put("app", "y", "1"), 10, 1), "c", kT0);
-  const raft::Entry z = CommandEntry(3, Session(Put("app", "z", "1"), 30, 1), "c", kT0 + 1);
+  const raft::Entry x =
+      CommandEntry(1, Session(Put("app", "x", "1"), 20, 1), "c", kT0);
+  const raft::Entry y =
+      CommandEntry(2, Session(Put("app", "y", "1"), 10, 1), "c", kT0);
+  const raft::Entry z =
+      CommandEntry(3, Session(Put("app", "z", "1"), 30, 1), "c", kT0 + 1);
   MustApply(*sm, {x, y, z});
   CHECK(absl::IsAborted(ApplyOne(*sm, Again(y, 4)).outcome));
   // Client 20 survived, but the watermark covers its time stamp: it was
@@ -249,43 +268,50 @@ TEMPLATE_TEST_CASE("session_ttl forgets idle clients on the store clock",
   TestType factory;
   factory.options.session_ttl = std::chrono::seconds(10);
   auto sm = factory.Open();
-  const raft::Entry a = CommandEntry(1, Session(Put("app", "a", "1"), 1, 1), "c", kT0);
-  const raft::Entry b =
-      CommandEntry(2, Session(Put("app", "b", "1"), 2, 1), "c", kT0 + 5 * kSecond);
+  const raft::Entry a =
+      CommandEntry(1, Session(Put("app", "a", "1"), 1, 1), "c", kT0);
+  const raft::Entry b = CommandEntry(2, Session(Put("app", "b", "1"), 2, 1),
+                                     "c", kT0 + 5 * kSecond);
   CHECK(sm->ClockMicros() == INT64_MIN);
   MustApply(*sm, {a, b});
   CHECK(sm->ClockMicros() == kT0 + 5 * kSecond);
   // Ten seconds of store clock: client 1 is exactly at the edge, kept.
-  ApplyOne(*sm, CommandEntry(3, Put("app", "tick", "1"), "c", kT0 + 10 * kSecond));
+  ApplyOne(*sm,
+           CommandEntry(3, Put("app", "tick", "1"), "c", kT0 + 10 * kSecond));
   CHECK(ApplyOne(*sm, Again(a, 4)).revision == 1);
   // A write without a session moves the clock past it: client 1 expires,
   // client 2 does not.
-  ApplyOne(*sm, CommandEntry(5, Put("app", "tick", "2"), "c", kT0 + 11 * kSecond));
+  ApplyOne(*sm,
+           CommandEntry(5, Put("app", "tick", "2"), "c", kT0 + 11 * kSecond));
   const uint64_t revision = sm->Revision();
   const ApplyResult expired = ApplyOne(*sm, Again(a, 6));
   CHECK(absl::IsAborted(expired.outcome));
-  CHECK(expired.outcome.message().find("no record of client 1") != std::string::npos);
+  CHECK(expired.outcome.message().find("no record of client 1") !=
+        std::string::npos);
   CHECK(ApplyOne(*sm, Again(b, 7)).revision == 2);
   CHECK(sm->Revision() == revision);
 
   // A new first attempt of client 1 applies; the retry of its old write
   // still does not.
-  const raft::Entry a2 =
-      CommandEntry(8, Session(Put("app", "a", "2"), 1, 2), "c", kT0 + 12 * kSecond);
+  const raft::Entry a2 = CommandEntry(8, Session(Put("app", "a", "2"), 1, 2),
+                                      "c", kT0 + 12 * kSecond);
   CHECK(ApplyOne(*sm, a2).revision == revision + 1);
   CHECK(absl::IsAborted(ApplyOne(*sm, Again(a, 9)).outcome));
   CHECK(ApplyOne(*sm, Again(a2, 10)).revision == revision + 1);
   CHECK(sm->Get("app", "a").value().value == "2");
 }
 
-TEST_CASE("a delayed first attempt older than the session TTL is refused, "
-          "not applied", "[kv][session]") {
+TEST_CASE(
+    "a delayed first attempt older than the session TTL is refused, "
+    "not applied",
+    "[kv][session]") {
   MemoryMachine factory;
   factory.options.session_ttl = std::chrono::seconds(10);
   auto sm = factory.Open();
-  ApplyOne(*sm, CommandEntry(1, Put("app", "tick", "1"), "c", kT0 + 60 * kSecond));
-  const ApplyResult late =
-      ApplyOne(*sm, CommandEntry(2, Session(Put("app", "k", "v"), 4, 1), "c", kT0));
+  ApplyOne(*sm,
+           CommandEntry(1, Put("app", "tick", "1"), "c", kT0 + 60 * kSecond));
+  const ApplyResult late = ApplyOne(
+      *sm, CommandEntry(2, Session(Put("app", "k", "v"), 4, 1), "c", kT0));
   CHECK(absl::IsAborted(late.outcome));
   CHECK(absl::IsNotFound(sm->Get("app", "k").status()));
   CHECK(sm->AppliedIndex() == 2);
@@ -307,8 +333,8 @@ std::vector<raft::Entry> RandomHistory(uint64_t seed, int count) {
     }
     const uint64_t client = rng() % next_seq.size();
     const std::string key = std::to_string(rng() % 5);
-    Command c = roll < 70 ? Put("ns", key, std::to_string(i))
-                          : Delete("ns", key);
+    Command c =
+        roll < 70 ? Put("ns", key, std::to_string(i)) : Delete("ns", key);
     if (roll % 7 == 0) c.expected_revision = rng() % 8;
     if (client != 0) {
       const uint64_t seq = next_seq[client]++;
@@ -356,10 +382,12 @@ TEMPLATE_TEST_CASE("deduplication holds across a snapshot restore",
   MemoryMachine donor_factory;
   donor_factory.options.session_ttl = std::chrono::seconds(30);
   auto donor = donor_factory.Open();
-  const raft::Entry put = CommandEntry(1, Session(Put("app", "k", "v"), 7, 1), "c", kT0);
-  const raft::Entry cas =
-      CommandEntry(2, Session(Put("app", "k", "w", uint64_t{99}), 7, 2), "c", kT0 + 1);
-  const raft::Entry old = CommandEntry(3, Session(Put("app", "o", "v"), 8, 1), "c", kT0);
+  const raft::Entry put =
+      CommandEntry(1, Session(Put("app", "k", "v"), 7, 1), "c", kT0);
+  const raft::Entry cas = CommandEntry(
+      2, Session(Put("app", "k", "w", uint64_t{99}), 7, 2), "c", kT0 + 1);
+  const raft::Entry old =
+      CommandEntry(3, Session(Put("app", "o", "v"), 8, 1), "c", kT0);
   MustApply(*donor, {put, cas, old});
   // Client 7 keeps writing within the TTL; client 8, idle, expires.
   MustApply(*donor, {CommandEntry(4, Session(Put("app", "n", "1"), 7, 3), "c",
@@ -383,7 +411,8 @@ TEMPLATE_TEST_CASE("deduplication holds across a snapshot restore",
   CHECK(retry.revision == 1);
   const ApplyResult conflict = ApplyOne(*sm, Again(cas, 8));
   CHECK(absl::IsFailedPrecondition(conflict.outcome));
-  CHECK(ApplyOne(*sm, Again(old, 9)).outcome.code() == absl::StatusCode::kAborted);
+  CHECK(ApplyOne(*sm, Again(old, 9)).outcome.code() ==
+        absl::StatusCode::kAborted);
   CHECK(sm->Revision() == donor->Revision());
 }
 
@@ -391,9 +420,12 @@ TEST_CASE("deduplication holds across a restart of the LMDB store",
           "[kv][session][lmdb]") {
   LmdbMachine factory;
   factory.options.max_results_per_client = 2;
-  const raft::Entry w1 = CommandEntry(1, Session(Put("app", "a", "1"), 3, 1), "c", kT0);
-  const raft::Entry w2 = CommandEntry(2, Session(Delete("app", "x"), 3, 2), "c", kT0);
-  const raft::Entry w3 = CommandEntry(3, Session(Put("app", "b", "1"), 3, 3), "c", kT0);
+  const raft::Entry w1 =
+      CommandEntry(1, Session(Put("app", "a", "1"), 3, 1), "c", kT0);
+  const raft::Entry w2 =
+      CommandEntry(2, Session(Delete("app", "x"), 3, 2), "c", kT0);
+  const raft::Entry w3 =
+      CommandEntry(3, Session(Put("app", "b", "1"), 3, 3), "c", kT0);
   ApplyResult deleted;
   {
     auto sm = factory.Open();
@@ -430,7 +462,8 @@ TEST_CASE("a version 1 snapshot stream still restores", "[kv][session]") {
   CHECK(sm->Get("app", "k").value().value == "v");
 
   // A version 1 stream cannot carry session records.
-  MustApply(*donor, {CommandEntry(2, Session(Put("app", "k", "w"), 1, 1), "c", kT0)});
+  MustApply(*donor,
+            {CommandEntry(2, Session(Put("app", "k", "w"), 1, 1), "c", kT0)});
   auto with_sessions = donor->OpenSnapshot().value();
   chunks.clear();
   while (chunks.empty() || !chunks.back().last) {
