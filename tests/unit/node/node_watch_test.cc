@@ -127,6 +127,35 @@ uint64_t CurrentRevision(Node* node) {
   return page->revision;
 }
 
+TEST_CASE("watch: the watch options are checked and named") {
+  const NodeOptions valid{.id = 1,
+                          .cluster_id = "c",
+                          .shared_secret = "0123456789abcdef",
+                          .listen_address = "127.0.0.1:0",
+                          .initial_members = {{1, "127.0.0.1:0"}}};
+  REQUIRE(valid.Validate().ok());
+  CHECK(valid.watch_threads == 2);
+  CHECK(valid.watch_queue_events == 10000);
+  for (uint32_t threads : {0u, 65u}) {
+    NodeOptions o = valid;
+    o.watch_threads = threads;
+    absl::Status s = o.Validate();
+    CHECK(absl::IsInvalidArgument(s));
+    CHECK(absl::StrContains(s.message(), "watch_threads"));
+  }
+  for (uint64_t events : {uint64_t{0}, uint64_t{10000001}}) {
+    NodeOptions o = valid;
+    o.watch_queue_events = events;
+    absl::Status s = o.Validate();
+    CHECK(absl::IsInvalidArgument(s));
+    CHECK(absl::StrContains(s.message(), "watch_queue_events"));
+  }
+  NodeOptions edge = valid;
+  edge.watch_threads = 64;
+  edge.watch_queue_events = 1;
+  CHECK(edge.Validate().ok());
+}
+
 TEST_CASE("watch: a blocked callback does not delay the other watches") {
   auto cluster = StartCluster();
   Node* leader = *cluster->WaitForLeader();
