@@ -350,6 +350,8 @@ class NodeImpl final : public Node, public TransportHandler {
   uint64_t next_request_id_ = 1;
   std::unique_ptr<SnapshotSink> staged_sink_;  // Awaiting snapshot_to_install.
   raft::MemberId last_leader_ = raft::kNoMember;
+  raft::Role last_role_ = raft::Role::kFollower;
+  raft::Term last_term_ = 0;
   raft::Membership last_membership_;
   uint64_t ticks_ = 0;
   // The last revision NodeTestingFault::kAckBeforeCommit handed out.

@@ -49,6 +49,18 @@ void NodeImpl::ProcessReady() {
     last_membership_ = core_->membership();
     RefreshStatusCache();
   }
+  const raft::Role role = core_->role();
+  if (last_role_ == raft::Role::kLeader && role != raft::Role::kLeader) {
+    // Worth a warning: each one costs writes an election.
+    Log(LogLevel::kWarning,
+        core_->term() == last_term_
+            ? absl::StrCat("stepped down as leader in term ", last_term_,
+                           ": heard from no quorum for an election timeout")
+            : absl::StrCat("stepped down as leader: term ", core_->term(),
+                           " began (was ", last_term_, ")"));
+  }
+  last_role_ = role;
+  last_term_ = core_->term();
   const raft::MemberId leader = core_->LeaderId();
   if (leader != raft::kNoMember && leader != last_leader_) {
     if (last_leader_ != raft::kNoMember) {

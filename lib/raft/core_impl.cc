@@ -1195,9 +1195,14 @@ void CoreImpl::Send(Message m) {
   // A leader's traffic never promises anything about its own disk, so it
   // leaves at once; answers and campaign messages promise durable votes,
   // terms and log entries, so they wait for the writes before them.
+  // A heartbeat's answer carries no vote and no entry: the term it names
+  // needs no durability for safety (votes, which are durable, decide who
+  // leads). So it never waits behind a log write, and a follower whose
+  // fsync is slow is not taken for a dead one by check-quorum.
   if (role_ == Role::kLeader && !IsResponse(m.type)) {
     messages_.push_back(std::move(m));
-  } else if (m.type == MessageType::kReadIndexResponse) {
+  } else if (m.type == MessageType::kReadIndexResponse ||
+             m.type == MessageType::kHeartbeatResponse) {
     messages_.push_back(std::move(m));
   } else {
     messages_after_persist_.push_back(std::move(m));

@@ -216,6 +216,30 @@ TEST_CASE("check-quorum: an isolated leader steps down within an election "
   }
 }
 
+// Followers whose disks are slow (a log write takes longer than an
+// election timeout) are alive: their heartbeat answers promise nothing
+// durable, so they do not wait for the write and the leader keeps leading.
+TEST_CASE("check-quorum: followers with slow log writes still count as heard",
+          "[election]") {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  const Term term = cluster.core(1).term();
+  cluster.HoldDurability(2);
+  cluster.HoldDurability(3);
+  (void)cluster.Replicate(1, {"waits-for-slow-disks"}, 0);
+
+  const int timeout =
+      static_cast<int>(cluster.member(1).options.election_timeout_ticks);
+  cluster.Run(3 * timeout);
+  CHECK(cluster.core(1).role() == Role::kLeader);
+  CHECK(cluster.core(1).term() == term);
+
+  cluster.ReleaseDurability(2);
+  cluster.ReleaseDurability(3);
+  cluster.Run(2);
+  CHECK(cluster.core(1).CommitIndex() == cluster.member(1).log.LastIndex());
+}
+
 TEST_CASE("check-quorum: followers that hear from a leader ignore vote "
           "requests",
           "[election]") {
