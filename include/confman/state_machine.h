@@ -30,7 +30,10 @@ struct ApplyResult {
   //   FailedPrecondition  a precondition did not hold (e.g. a
   //                       compare-and-set saw another revision);
   //   NotFound            the entry addressed something absent;
-  //   InvalidArgument     the entry's bytes are not a valid command.
+  //   InvalidArgument     the entry's bytes are not a valid command;
+  //   Aborted             a retried write whose first attempt may or may
+  //                       not have applied (its session record expired),
+  //                       refused so that it never applies twice.
   absl::Status outcome = {};
   // Application-defined; for the config store, the revision the change was
   // stored at (0 when nothing changed).

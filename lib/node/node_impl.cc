@@ -412,7 +412,18 @@ void NodeImpl::WriteAsync(kv::Command command, const WriteOptions& options,
                    sequence = command.sequence] {
     if (own_session) SessionAnswered(client_id, sequence);
   };
-  absl::StatusOr<std::string> bytes = kv::EncodeCommandNow(command, actor, encode);
+  // Never stamped before the store clock: a member whose clock runs behind
+  // would otherwise see its writes taken for stale retries. A retry reuses
+  // these bytes, stamp included.
+  int64_t stamp = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  if (EnterCallerRead()) {
+    stamp = std::max(stamp, sm_->ClockMicros());
+    LeaveCallerRead();
+  }
+  absl::StatusOr<std::string> bytes =
+      kv::EncodeCommand(command, actor, stamp, encode);
   if (!bytes.ok()) {
     answered();
     return done(bytes.status());
