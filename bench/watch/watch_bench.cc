@@ -113,8 +113,8 @@ class Histogram {
         std::min<size_t>(static_cast<size_t>(micros / kBucketMicros), kBuckets);
     buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
     int64_t max = max_.load(std::memory_order_relaxed);
-    while (micros > max &&
-           !max_.compare_exchange_weak(max, micros, std::memory_order_relaxed)) {
+    while (micros > max && !max_.compare_exchange_weak(
+                               max, micros, std::memory_order_relaxed)) {
     }
   }
   uint64_t count() const {
@@ -129,7 +129,8 @@ class Histogram {
     uint64_t seen = 0;
     for (size_t i = 0; i < buckets_.size(); ++i) {
       seen += buckets_[i].load(std::memory_order_relaxed);
-      if (seen > rank) return static_cast<double>((i + 1) * kBucketMicros) / 1000.0;
+      if (seen > rank)
+        return static_cast<double>((i + 1) * kBucketMicros) / 1000.0;
     }
     return MaxMs();
   }
@@ -182,7 +183,8 @@ confman::WatchCallback CallbackFor(WatchStat* stat, Shared* shared) {
     const uint64_t slot = change->revision - shared->base_revision;
     if (change->revision > shared->base_revision &&
         slot < shared->ack_micros.size()) {
-      const int64_t ack = shared->ack_micros[slot].load(std::memory_order_acquire);
+      const int64_t ack =
+          shared->ack_micros[slot].load(std::memory_order_acquire);
       // Delivered before the writer heard of the commit: no delay at all.
       shared->from_commit.Add(ack == 0 ? 0 : now - ack);
     }
@@ -210,13 +212,16 @@ class Writer {
   void Stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
-    while (outstanding_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (outstanding_ > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 
   // Matching counts, read once the writer has stopped.
   uint64_t namespace_writes() const { return namespace_writes_; }
   uint64_t prefix_writes(int p) const { return prefix_writes_[p]; }
-  uint64_t key_writes(int p, int k) const { return key_writes_[p * kKeysPerPrefix + k]; }
+  uint64_t key_writes(int p, int k) const {
+    return key_writes_[p * kKeysPerPrefix + k];
+  }
   uint64_t submitted() const { return submitted_; }
   uint64_t failed() const { return failed_; }
   std::string first_error() {
@@ -252,7 +257,8 @@ class Writer {
                 const uint64_t slot = *revision - shared_.base_revision;
                 if (*revision > shared_.base_revision &&
                     slot < shared_.ack_micros.size()) {
-                  shared_.ack_micros[slot].store(NowMicros(), std::memory_order_release);
+                  shared_.ack_micros[slot].store(NowMicros(),
+                                                 std::memory_order_release);
                 }
                 if (!elsewhere) {
                   ++namespace_writes_;
@@ -289,9 +295,12 @@ class Writer {
 
 uint64_t Expected(const WatchStat& stat, const Writer& writer) {
   switch (stat.kind) {
-    case WatchStat::Kind::kNamespace: return writer.namespace_writes();
-    case WatchStat::Kind::kPrefix: return writer.prefix_writes(stat.prefix);
-    case WatchStat::Kind::kKey: return writer.key_writes(stat.prefix, stat.key);
+    case WatchStat::Kind::kNamespace:
+      return writer.namespace_writes();
+    case WatchStat::Kind::kPrefix:
+      return writer.prefix_writes(stat.prefix);
+    case WatchStat::Kind::kKey:
+      return writer.key_writes(stat.prefix, stat.key);
   }
   return 0;
 }
@@ -306,7 +315,8 @@ int Usage() {
 double Mib(uint64_t kib) { return static_cast<double>(kib) / 1024.0; }
 
 double MsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return std::chrono::duration<double, std::milli>(Clock::now() - start)
+      .count();
 }
 
 }  // namespace
@@ -337,7 +347,9 @@ int main(int argc, char** argv) {
   if (watches < 1 || seconds < 1 || rate < 100) return Usage();
 
   auto started = confman::testing::LocalCluster::Start(
-      {.members = 3, .temp_root = parent, .customize = [&](confman::NodeOptions& o) {
+      {.members = 3,
+       .temp_root = parent,
+       .customize = [&](confman::NodeOptions& o) {
          if (watch_threads != 0) o.watch_threads = watch_threads;
        }});
   if (!started.ok()) {
@@ -361,11 +373,13 @@ int main(int argc, char** argv) {
 
   auto page = leader->List({.ns = kNamespace, .limit = 1, .keys_only = true});
   if (!page.ok()) {
-    std::fprintf(stderr, "cannot read the revision: %s\n", page.status().ToString().c_str());
+    std::fprintf(stderr, "cannot read the revision: %s\n",
+                 page.status().ToString().c_str());
     return 1;
   }
   // Room for every write's revision (twice the writes, for the cancel phase).
-  auto shared = std::make_unique<Shared>(static_cast<size_t>(rate) * seconds * 3 + 100000);
+  auto shared = std::make_unique<Shared>(
+      static_cast<size_t>(rate) * seconds * 3 + 100000);
   shared->base_revision = page->revision;
   if (!cluster.WaitForApplied(leader->GetStatus().applied_index).ok()) {
     std::fprintf(stderr, "members did not catch up\n");
@@ -391,7 +405,8 @@ int main(int argc, char** argv) {
     auto handle = follower->Watch(RequestFor(*stats[i], after),
                                   CallbackFor(stats[i].get(), shared.get()));
     if (!handle.ok()) {
-      std::fprintf(stderr, "watch %d: %s\n", i, handle.status().ToString().c_str());
+      std::fprintf(stderr, "watch %d: %s\n", i,
+                   handle.status().ToString().c_str());
       return false;
     }
     handles.push_back(std::move(*handle));
@@ -472,8 +487,9 @@ int main(int argc, char** argv) {
 
   // Close the member while it holds every watch (from its latest revision:
   // replaying the history for each would only measure catch-up).
-  auto now_page = follower->List({.ns = kNamespace, .limit = 1, .keys_only = true},
-                                 {confman::ReadConsistency::kLocal});
+  auto now_page =
+      follower->List({.ns = kNamespace, .limit = 1, .keys_only = true},
+                     {confman::ReadConsistency::kLocal});
   if (!now_page.ok()) return 1;
   for (int i = 0; i < watches; ++i) {
     if (!open_watch(i, now_page->revision)) return 1;
@@ -491,42 +507,51 @@ int main(int argc, char** argv) {
   const double submit_max = shared->from_submit.MaxMs();
   const uint64_t writes_ok = writes_submitted - writes_failed;
 
-  std::printf("watches: %d on member %llu (1%% namespace, 10%% single key, 89%% "
-              "one of %d prefixes), created in %.0f ms\n",
-              watches, static_cast<unsigned long long>(follower_id), kPrefixes,
-              create_ms);
-  std::printf("threads: %d before any watch, %d with one, %d with all, %d during "
-              "writes\n",
-              threads_before, threads_one_watch, threads_all, threads_during);
-  std::printf("RssAnon added: %.1f MiB by creating the watches, peak %.1f MiB "
-              "during writes\n",
-              Mib(rss_created - rss_before),
-              Mib(rss_peak > rss_before ? rss_peak - rss_before : 0));
-  std::printf("writes: %llu submitted over %.1f s (%.0f/s; %llu failed%s%s), %llu "
-              "events delivered (%.0f/s)\n",
-              static_cast<unsigned long long>(writes_submitted), write_seconds,
-              static_cast<double>(writes_submitted) / write_seconds,
-              static_cast<unsigned long long>(writes_failed),
-              writes_failed ? "; first: " : "", first_error.c_str(),
-              static_cast<unsigned long long>(deliveries),
-              static_cast<double>(deliveries) / write_seconds);
-  std::printf("delivery latency from commit: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-              commit_p50, commit_p99, commit_max);
-  std::printf("delivery latency from submission: p50 %.2f ms, p99 %.2f ms, max "
-              "%.2f ms\n",
-              submit_p50, submit_p99, submit_max);
-  std::printf("lost %llu, duplicated %llu, unexpected %llu, watches ended %llu\n",
-              static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(duplicated),
-              static_cast<unsigned long long>(extra),
-              static_cast<unsigned long long>(ended));
-  std::printf("cancel all under writes: %.1f ms (slowest one %.0f us); close with "
-              "all open: %.1f ms\n",
-              cancel_ms, slowest_cancel_us, close_ms);
+  std::printf(
+      "watches: %d on member %llu (1%% namespace, 10%% single key, 89%% "
+      "one of %d prefixes), created in %.0f ms\n",
+      watches, static_cast<unsigned long long>(follower_id), kPrefixes,
+      create_ms);
+  std::printf(
+      "threads: %d before any watch, %d with one, %d with all, %d during "
+      "writes\n",
+      threads_before, threads_one_watch, threads_all, threads_during);
+  std::printf(
+      "RssAnon added: %.1f MiB by creating the watches, peak %.1f MiB "
+      "during writes\n",
+      Mib(rss_created - rss_before),
+      Mib(rss_peak > rss_before ? rss_peak - rss_before : 0));
+  std::printf(
+      "writes: %llu submitted over %.1f s (%.0f/s; %llu failed%s%s), %llu "
+      "events delivered (%.0f/s)\n",
+      static_cast<unsigned long long>(writes_submitted), write_seconds,
+      static_cast<double>(writes_submitted) / write_seconds,
+      static_cast<unsigned long long>(writes_failed),
+      writes_failed ? "; first: " : "", first_error.c_str(),
+      static_cast<unsigned long long>(deliveries),
+      static_cast<double>(deliveries) / write_seconds);
+  std::printf(
+      "delivery latency from commit: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+      commit_p50, commit_p99, commit_max);
+  std::printf(
+      "delivery latency from submission: p50 %.2f ms, p99 %.2f ms, max "
+      "%.2f ms\n",
+      submit_p50, submit_p99, submit_max);
+  std::printf(
+      "lost %llu, duplicated %llu, unexpected %llu, watches ended %llu\n",
+      static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(duplicated),
+      static_cast<unsigned long long>(extra),
+      static_cast<unsigned long long>(ended));
+  std::printf(
+      "cancel all under writes: %.1f ms (slowest one %.0f us); close with "
+      "all open: %.1f ms\n",
+      cancel_ms, slowest_cancel_us, close_ms);
   std::printf(
       "{\"bench\":\"watch\",\"watches\":%d,\"seconds\":%d,\"rate\":%d,"
       "\"writes_ok\":%llu,\"writes_failed\":%llu,\"deliveries\":%llu,"
-      "\"threads_before\":%d,\"threads_one_watch\":%d,\"threads_all_watches\":%d,"
+      "\"threads_before\":%d,\"threads_one_watch\":%d,\"threads_all_watches\":%"
+      "d,"
       "\"threads_during_writes\":%d,\"rss_anon_added_mib\":%.1f,"
       "\"rss_anon_peak_added_mib\":%.1f,\"latency_commit_p50_ms\":%.2f,"
       "\"latency_commit_p99_ms\":%.2f,\"latency_commit_max_ms\":%.2f,"
@@ -537,12 +562,14 @@ int main(int argc, char** argv) {
       watches, seconds, rate, static_cast<unsigned long long>(writes_ok),
       static_cast<unsigned long long>(writes_failed),
       static_cast<unsigned long long>(deliveries), threads_before,
-      threads_one_watch, threads_all, threads_during, Mib(rss_created - rss_before),
-      Mib(rss_peak > rss_before ? rss_peak - rss_before : 0), commit_p50, commit_p99,
-      commit_max, submit_p50, submit_p99, submit_max,
+      threads_one_watch, threads_all, threads_during,
+      Mib(rss_created - rss_before),
+      Mib(rss_peak > rss_before ? rss_peak - rss_before : 0), commit_p50,
+      commit_p99, commit_max, submit_p50, submit_p99, submit_max,
       static_cast<unsigned long long>(lost),
       static_cast<unsigned long long>(duplicated),
-      static_cast<unsigned long long>(extra), static_cast<unsigned long long>(ended),
-      cancel_ms, slowest_cancel_us, close_ms);
+      static_cast<unsigned long long>(extra),
+      static_cast<unsigned long long>(ended), cancel_ms, slowest_cancel_us,
+      close_ms);
   return lost == 0 && duplicated == 0 && extra == 0 ? 0 : 1;
 }

@@ -14,7 +14,8 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
   }
   if (absl::Status halted = HaltedError(); !halted.ok()) return halted;
   if (request.ns.empty()) {
-    return absl::InvalidArgumentError("a watch needs a namespace (WatchRequest::ns)");
+    return absl::InvalidArgumentError(
+        "a watch needs a namespace (WatchRequest::ns)");
   }
   if (!request.key.empty() && !request.prefix.empty()) {
     return absl::InvalidArgumentError(
@@ -29,7 +30,8 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
         "WatchRequest::progress_interval must not be negative (0: no progress "
         "notifications)");
   }
-  if ((request.progress_interval.count() > 0) != static_cast<bool>(request.on_progress)) {
+  if ((request.progress_interval.count() > 0) !=
+      static_cast<bool>(request.on_progress)) {
     return absl::InvalidArgumentError(
         "progress notifications need both WatchRequest::progress_interval "
         "(above 0) and WatchRequest::on_progress; set both or neither");

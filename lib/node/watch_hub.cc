@@ -68,7 +68,8 @@ void HubLock::Wait(absl::CondVar& cv) {
   TsanAcquired(mu_);
 }
 
-void HubLock::WaitFor(absl::CondVar& cv, std::chrono::steady_clock::duration timeout) {
+void HubLock::WaitFor(absl::CondVar& cv,
+                      std::chrono::steady_clock::duration timeout) {
   TsanReleasing(mu_);
   cv.WaitWithTimeout(mu_, absl::FromChrono(timeout));
   TsanAcquired(mu_);
@@ -114,7 +115,8 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
     }
     running_threads_.store(true, std::memory_order_release);
   }
-  auto watch = std::make_shared<Watch>(next_id_++, request, std::move(callback));
+  auto watch =
+      std::make_shared<Watch>(next_id_++, request, std::move(callback));
   const Clock::time_point now = Clock::now();
   bool catch_up = false;
   {
@@ -138,7 +140,8 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
     wake_cv_.Signal();
   }
   if (catch_up) Schedule({watch});
-  return std::unique_ptr<WatchHandle>(new Handle(std::move(self), std::move(watch)));
+  return std::unique_ptr<WatchHandle>(
+      new Handle(std::move(self), std::move(watch)));
 }
 
 void WatchHub::NotifyRevision() {
@@ -281,8 +284,8 @@ void WatchHub::ReadAndFanOut() {
           }
           for (const auto& [length, count] : index.prefix_lengths) {
             if (length > shared->key.size()) break;
-            auto bucket =
-                index.prefixes.find(absl::string_view(shared->key.data(), length));
+            auto bucket = index.prefixes.find(
+                absl::string_view(shared->key.data(), length));
             if (bucket == index.prefixes.end()) continue;
             for (auto& [id, watch] : bucket->second) {
               Enqueue(watch, shared, now, to_schedule, ended);
@@ -307,7 +310,8 @@ void WatchHub::ReadAndFanOut() {
 
 void WatchHub::Enqueue(const WatchPtr& watch,
                        const std::shared_ptr<const kv::Change>& change,
-                       Clock::time_point now, std::vector<WatchPtr>& to_schedule,
+                       Clock::time_point now,
+                       std::vector<WatchPtr>& to_schedule,
                        std::vector<WatchPtr>& ended) {
   HubLock lock(&watch->mu);
   if (watch->cancelled || watch->end != End::kNone ||
@@ -348,8 +352,9 @@ void WatchHub::SendProgress(Clock::time_point now) {
     // once it has drained and stayed idle for an interval.
     if (watch->queue.empty()) {
       const uint64_t revision =
-          watch->catching_up ? watch->enqueued_through
-                             : std::max(read_revision_, watch->enqueued_through);
+          watch->catching_up
+              ? watch->enqueued_through
+              : std::max(read_revision_, watch->enqueued_through);
       watch->queue.push_back(Event{nullptr, revision});
       watch->last_event = now;
       if (!watch->scheduled) {
@@ -435,12 +440,12 @@ absl::Status WatchHub::FinalStatus(const Watch& watch) const {
           options_.queue_events,
           " events behind (NodeOptions::watch_queue_events); ", resume));
     case End::kError:
-      return absl::Status(watch.error.code(),
-                          absl::StrCat(Describe(watch.request), ": ",
-                                       watch.error.message()));
+      return absl::Status(
+          watch.error.code(),
+          absl::StrCat(Describe(watch.request), ": ", watch.error.message()));
     case End::kClosing:
-      return absl::UnavailableError(absl::StrCat(
-          "the node is closing; ", resume, " on another member"));
+      return absl::UnavailableError(
+          absl::StrCat("the node is closing; ", resume, " on another member"));
     case End::kNone:
       break;
   }
@@ -523,7 +528,8 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
       watch->scheduled = false;
       return;
     }
-    watch->delivered_through = std::max(watch->delivered_through, event.revision);
+    watch->delivered_through =
+        std::max(watch->delivered_through, event.revision);
   }
   Schedule({watch});
 }
@@ -542,12 +548,13 @@ void WatchHub::CatchUp(const WatchPtr& watch) {
     for (kv::Change& change : page->changes) {
       through = change.revision;
       if (Matches(watch->request, change)) {
-        events.push_back(
-            Event{std::make_shared<const kv::Change>(std::move(change)), through});
+        events.push_back(Event{
+            std::make_shared<const kv::Change>(std::move(change)), through});
       }
     }
     // A short page read everything up to the revision it was read at.
-    if (page->changes.size() < limit) through = std::max(through, page->revision);
+    if (page->changes.size() < limit)
+      through = std::max(through, page->revision);
   }
   // Under mu_, so the reader cannot move between the check below and the
   // watch joining the index: every change after `through` then reaches it

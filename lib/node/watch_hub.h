@@ -64,7 +64,7 @@ class ABSL_SCOPED_LOCKABLE HubLock {
 };
 
 struct WatchHubOptions {
-  uint32_t threads = 2;            // Delivery workers.
+  uint32_t threads = 2;           // Delivery workers.
   uint64_t queue_events = 10000;  // Per watch, before it is ended.
 };
 
@@ -109,7 +109,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
       // Drop the consumed front once it is at least half the buffer, so
       // the buffer stays within twice the queue's length.
       if (head_ > 0 && head_ * 2 >= events_.size()) {
-        events_.erase(events_.begin(), events_.begin() + static_cast<ptrdiff_t>(head_));
+        events_.erase(events_.begin(),
+                      events_.begin() + static_cast<ptrdiff_t>(head_));
         head_ = 0;
       }
       events_.push_back(std::move(event));
@@ -158,7 +159,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     bool cancelled ABSL_GUARDED_BY(mu) = false;
     // Set when the watch must end; the final callback then reports it.
     End end ABSL_GUARDED_BY(mu) = End::kNone;
-    absl::Status error ABSL_GUARDED_BY(mu);  // For End::kError.
+    absl::Status error ABSL_GUARDED_BY(mu);     // For End::kError.
     bool finished ABSL_GUARDED_BY(mu) = false;  // Final callback returned.
     Clock::time_point last_event ABSL_GUARDED_BY(mu);
   };
@@ -188,7 +189,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void ProcessRemovals();
   void SendProgress(Clock::time_point now);
   // Queues `event` for `watch` unless it is filtered, ended or full.
-  void Enqueue(const WatchPtr& watch, const std::shared_ptr<const kv::Change>& change,
+  void Enqueue(const WatchPtr& watch,
+               const std::shared_ptr<const kv::Change>& change,
                Clock::time_point now, std::vector<WatchPtr>& to_schedule,
                std::vector<WatchPtr>& ended) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddToIndex(const WatchPtr& watch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -65,8 +65,9 @@ struct Stream {
   std::atomic<int> other_errors{0};
 };
 
-TEST_CASE("10,000 watches on a follower: every change in order, a fixed set "
-          "of threads, closed within a second") {
+TEST_CASE(
+    "10,000 watches on a follower: every change in order, a fixed set "
+    "of threads, closed within a second") {
   auto cluster = StartCluster();
   Node* leader = *cluster->WaitForLeader();
   const raft::MemberId leader_id = cluster->leader_id();
@@ -87,7 +88,9 @@ TEST_CASE("10,000 watches on a follower: every change in order, a fixed set "
     streams.push_back(std::make_unique<Stream>());
     Stream* stream = streams.back().get();
     auto watch = follower->Watch(
-        {.ns = "w", .prefix = absl::StrCat("p", i % kPrefixes, "/"), .after_revision = start},
+        {.ns = "w",
+         .prefix = absl::StrCat("p", i % kPrefixes, "/"),
+         .after_revision = start},
         [stream](absl::StatusOr<kv::Change> change) {
           if (!change.ok()) {
             ++(absl::IsUnavailable(change.status()) ? stream->unavailable
@@ -106,14 +109,16 @@ TEST_CASE("10,000 watches on a follower: every change in order, a fixed set "
 
   constexpr int kWrites = 300;  // Three per prefix.
   for (int i = 0; i < kWrites; ++i) {
-    REQUIRE(leader->Put("w", absl::StrCat("p", i % kPrefixes, "/k", i), "v").ok());
+    REQUIRE(
+        leader->Put("w", absl::StrCat("p", i % kPrefixes, "/k", i), "v").ok());
   }
   auto received = [&] {
     int n = 0;
     for (const auto& stream : streams) n += stream->received;
     return n;
   };
-  CHECK(WaitUntil([&] { return received() == kWatches * 3; }, milliseconds(30000)));
+  CHECK(WaitUntil([&] { return received() == kWatches * 3; },
+                  milliseconds(30000)));
   for (const auto& stream : streams) {
     CHECK(stream->received == 3);
     CHECK(stream->out_of_order == 0);
@@ -137,8 +142,9 @@ TEST_CASE("10,000 watches on a follower: every change in order, a fixed set "
   CHECK(Clock::now() - cancel_start < std::chrono::seconds(1));
 }
 
-TEST_CASE("a watch on a follower stays complete and in order across a leader "
-          "crash") {
+TEST_CASE(
+    "a watch on a follower stays complete and in order across a leader "
+    "crash") {
   auto cluster = StartCluster();
   Node* leader = *cluster->WaitForLeader();
   const raft::MemberId leader_id = cluster->leader_id();
@@ -169,7 +175,8 @@ TEST_CASE("a watch on a follower stays complete and in order across a leader "
     // Through the watched follower, which sends each write to whoever
     // leads; an unknown outcome may or may not show up in the stream.
     for (int attempt = 0; attempt < 100; ++attempt) {
-      auto rev = follower->Put("f", absl::StrCat("k", i % 10), std::to_string(i));
+      auto rev =
+          follower->Put("f", absl::StrCat("k", i % 10), std::to_string(i));
       if (rev.ok()) {
         acknowledged.insert(*rev);
         break;

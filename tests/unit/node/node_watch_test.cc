@@ -29,14 +29,14 @@ using Clock = std::chrono::steady_clock;
 
 std::unique_ptr<LocalCluster> StartCluster(
     std::function<void(NodeOptions&)> customize = {}) {
-  auto cluster = LocalCluster::Start(LocalClusterOptions{
-      .members = 3,
-      .in_memory_storage = true,
-      .customize = [customize](NodeOptions& o) {
-        o.election_timeout = milliseconds(300);
-        o.heartbeat_interval = milliseconds(30);
-        if (customize) customize(o);
-      }});
+  auto cluster = LocalCluster::Start(
+      LocalClusterOptions{.members = 3,
+                          .in_memory_storage = true,
+                          .customize = [customize](NodeOptions& o) {
+                            o.election_timeout = milliseconds(300);
+                            o.heartbeat_interval = milliseconds(30);
+                            if (customize) customize(o);
+                          }});
   REQUIRE(cluster.ok());
   REQUIRE((*cluster)->WaitForLeader().ok());
   return std::move(*cluster);
@@ -45,13 +45,15 @@ std::unique_ptr<LocalCluster> StartCluster(
 Node* AFollower(LocalCluster& cluster) {
   const raft::MemberId leader = cluster.leader_id();
   for (raft::MemberId id : cluster.ids()) {
-    if (id != leader && cluster.member(id) != nullptr) return cluster.member(id);
+    if (id != leader && cluster.member(id) != nullptr)
+      return cluster.member(id);
   }
   return nullptr;
 }
 
 // Polls `done` every millisecond for up to `limit`.
-bool WaitUntil(const std::function<bool()>& done, milliseconds limit = milliseconds(5000)) {
+bool WaitUntil(const std::function<bool()>& done,
+               milliseconds limit = milliseconds(5000)) {
   const auto deadline = Clock::now() + limit;
   while (!done()) {
     if (Clock::now() > deadline) return false;
@@ -175,8 +177,8 @@ TEST_CASE("watch: a blocked callback does not delay the other watches") {
   REQUIRE(blocked.ok());
   handles.push_back(std::move(*blocked));
   for (int i = 0; i < 10; ++i) {
-    auto watch = follower->Watch({.ns = "s", .after_revision = start},
-                                 fast.Callback());
+    auto watch =
+        follower->Watch({.ns = "s", .after_revision = start}, fast.Callback());
     REQUIRE(watch.ok());
     handles.push_back(std::move(*watch));
   }
@@ -199,8 +201,9 @@ TEST_CASE("watch: a blocked callback does not delay the other watches") {
   CHECK(fast.errors.empty());
 }
 
-TEST_CASE("watch: an overflowing watch ends with ResourceExhausted and resumes "
-          "without loss or duplicates") {
+TEST_CASE(
+    "watch: an overflowing watch ends with ResourceExhausted and resumes "
+    "without loss or duplicates") {
   auto cluster = StartCluster([](NodeOptions& o) { o.watch_queue_events = 5; });
   Node* leader = *cluster->WaitForLeader();
   Node* follower = AFollower(*cluster);
@@ -360,8 +363,9 @@ TEST_CASE("watch: cancelling many watches on other threads while they run") {
   auto calls = std::make_shared<std::atomic<int>>(0);
   std::vector<std::unique_ptr<WatchHandle>> handles;
   for (int i = 0; i < 200; ++i) {
-    auto watch = follower->Watch({.ns = "m", .after_revision = start},
-                                 [calls](absl::StatusOr<kv::Change>) { ++*calls; });
+    auto watch =
+        follower->Watch({.ns = "m", .after_revision = start},
+                        [calls](absl::StatusOr<kv::Change>) { ++*calls; });
     REQUIRE(watch.ok());
     handles.push_back(std::move(*watch));
   }
@@ -387,12 +391,13 @@ TEST_CASE("watch: a single key") {
   const uint64_t start = CurrentRevision(leader);
 
   CHECK(absl::IsInvalidArgument(
-      follower->Watch({.ns = "k", .prefix = "a", .key = "a"}, [](auto) {}).status()));
+      follower->Watch({.ns = "k", .prefix = "a", .key = "a"}, [](auto) {})
+          .status()));
 
   Recorder key;
   Recorder prefix;
-  auto by_key = follower->Watch({.ns = "k", .after_revision = start, .key = "a"},
-                                key.Callback());
+  auto by_key = follower->Watch(
+      {.ns = "k", .after_revision = start, .key = "a"}, key.Callback());
   auto by_prefix = follower->Watch(
       {.ns = "k", .prefix = "a", .after_revision = start}, prefix.Callback());
   REQUIRE(by_key.ok());
@@ -410,7 +415,8 @@ TEST_CASE("watch: a single key") {
   auto deleted = leader->Delete("k", "a");
   REQUIRE(deleted.ok());
   on_a.push_back(*deleted);
-  CHECK(WaitUntil([&] { return key.count() == on_a.size() && prefix.count() == 5; }));
+  CHECK(WaitUntil(
+      [&] { return key.count() == on_a.size() && prefix.count() == 5; }));
   std::this_thread::sleep_for(milliseconds(50));
   std::lock_guard lock(key.mu);
   CHECK(key.revisions == on_a);
@@ -425,7 +431,9 @@ TEST_CASE("watch: progress notices while nothing matching changes") {
   Node* follower = AFollower(*cluster);
 
   CHECK(absl::IsInvalidArgument(
-      follower->Watch({.ns = "p", .progress_interval = milliseconds(10)}, [](auto) {})
+      follower
+          ->Watch({.ns = "p", .progress_interval = milliseconds(10)},
+                  [](auto) {})
           .status()));
   CHECK(absl::IsInvalidArgument(
       follower->Watch({.ns = "p", .on_progress = [](uint64_t) {}}, [](auto) {})
@@ -435,16 +443,15 @@ TEST_CASE("watch: progress notices while nothing matching changes") {
   std::vector<uint64_t> notices;
   Recorder changes;
   const uint64_t start = CurrentRevision(leader);
-  auto watch = follower->Watch(
-      {.ns = "p",
-       .after_revision = start,
-       .progress_interval = milliseconds(30),
-       .on_progress =
-           [&](uint64_t revision) {
-             std::lock_guard lock(mu);
-             notices.push_back(revision);
-           }},
-      changes.Callback());
+  auto watch = follower->Watch({.ns = "p",
+                                .after_revision = start,
+                                .progress_interval = milliseconds(30),
+                                .on_progress =
+                                    [&](uint64_t revision) {
+                                      std::lock_guard lock(mu);
+                                      notices.push_back(revision);
+                                    }},
+                               changes.Callback());
   REQUIRE(watch.ok());
   auto notice_count = [&] {
     std::lock_guard lock(mu);
@@ -468,11 +475,13 @@ TEST_CASE("watch: progress notices while nothing matching changes") {
   (*watch)->Cancel();
   std::lock_guard lock(mu);
   CHECK(notices.front() >= start);
-  for (size_t i = 1; i < notices.size(); ++i) CHECK(notices[i] >= notices[i - 1]);
+  for (size_t i = 1; i < notices.size(); ++i)
+    CHECK(notices[i] >= notices[i - 1]);
   CHECK(notices.back() >= *matching);
 }
 
-TEST_CASE("watch: a watch resumed from the past catches up while writes go on") {
+TEST_CASE(
+    "watch: a watch resumed from the past catches up while writes go on") {
   auto cluster = StartCluster();
   Node* leader = *cluster->WaitForLeader();
   Node* follower = AFollower(*cluster);
@@ -543,15 +552,17 @@ TEST_CASE("watch: the oldest retained revision") {
   CHECK(too_old.revisions.empty());
 }
 
-TEST_CASE("watch: thousands of watches share a fixed set of threads and "
-          "close fast") {
+TEST_CASE(
+    "watch: thousands of watches share a fixed set of threads and "
+    "close fast") {
   auto cluster = StartCluster([](NodeOptions& o) { o.watch_threads = 3; });
   Node* leader = *cluster->WaitForLeader();
   Node* follower = AFollower(*cluster);
   const uint64_t start = CurrentRevision(leader);
   REQUIRE(cluster->WaitForApplied(leader->GetStatus().applied_index).ok());
   // The first watch starts the reader and the workers.
-  auto first = follower->Watch({.ns = "t", .after_revision = start}, [](auto) {});
+  auto first =
+      follower->Watch({.ns = "t", .after_revision = start}, [](auto) {});
   REQUIRE(first.ok());
   const int threads_before = ThreadsInProcess();
 
@@ -561,7 +572,9 @@ TEST_CASE("watch: thousands of watches share a fixed set of threads and "
   std::vector<std::unique_ptr<WatchHandle>> handles;
   for (int i = 0; i < kWatches; ++i) {
     auto watch = follower->Watch(
-        {.ns = "t", .prefix = absl::StrCat("p", i % 50, "/"), .after_revision = start},
+        {.ns = "t",
+         .prefix = absl::StrCat("p", i % 50, "/"),
+         .after_revision = start},
         [delivered, unavailable](absl::StatusOr<kv::Change> change) {
           if (change.ok()) {
             ++*delivered;
