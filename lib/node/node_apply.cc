@@ -37,18 +37,18 @@ void NodeImpl::EnqueueApply(ApplyTask task) {
     apply_backlog_bytes_ += DataBytes(batch->entries);
   }
   {
-    std::lock_guard lock(apply_mu_);
+    common::MutexLock lock(&apply_mu_);
     apply_queue_.push_back(std::move(task));
   }
-  apply_cv_.notify_one();
+  apply_cv_.Signal();
 }
 
 void NodeImpl::RunOnApplyThread(std::function<void()> task) {
   {
-    std::lock_guard lock(apply_mu_);
+    common::MutexLock lock(&apply_mu_);
     if (!apply_exited_) {
       apply_queue_.push_back(std::move(task));
-      apply_cv_.notify_one();
+      apply_cv_.Signal();
       return;
     }
   }
@@ -56,9 +56,9 @@ void NodeImpl::RunOnApplyThread(std::function<void()> task) {
 }
 
 void NodeImpl::ApplyLoop() {
-  std::unique_lock lock(apply_mu_);
+  apply_mu_.Lock();
   while (true) {
-    apply_cv_.wait(lock, [this] { return apply_stop_ || !apply_queue_.empty(); });
+    while (!apply_stop_ && apply_queue_.empty()) apply_cv_.Wait(&apply_mu_);
     if (apply_queue_.empty()) break;
     ApplyTask task = std::move(apply_queue_.front());
     apply_queue_.pop_front();
@@ -73,16 +73,17 @@ void NodeImpl::ApplyLoop() {
         apply_queue_.pop_front();
       }
     }
-    lock.unlock();
+    apply_mu_.Unlock();
     const uint64_t bytes =
         std::holds_alternative<CommittedBatch>(task)
             ? DataBytes(std::get<CommittedBatch>(task).entries)
             : 0;
     RunApplyTask(task);
     apply_backlog_bytes_ -= bytes;
-    lock.lock();
+    apply_mu_.Lock();
   }
   apply_exited_ = true;
+  apply_mu_.Unlock();
 }
 
 void NodeImpl::RunApplyTask(ApplyTask& task) {
@@ -137,7 +138,7 @@ void NodeImpl::CompleteWrites(const std::vector<ApplyResult>& results,
   for (const ApplyResult& result : results) {
     PendingWrite write;
     {
-      std::lock_guard lock(writes_mu_);
+      common::MutexLock lock(&writes_mu_);
       auto it = pending_writes_.find(result.index);
       if (it == pending_writes_.end()) continue;
       write = std::move(it->second);
@@ -181,7 +182,7 @@ void NodeImpl::FailPendingWrites(const absl::Status& status, bool only_expired) 
   const auto now = Clock::now();
   std::vector<WriteCallback> failed;
   {
-    std::lock_guard lock(writes_mu_);
+    common::MutexLock lock(&writes_mu_);
     for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
       if (only_expired && it->second.deadline > now) {
         ++it;
@@ -249,22 +250,21 @@ void NodeImpl::MaybeCompactLog(raft::Index applied) {
 
 void NodeImpl::RequestCompaction(raft::Index through) {
   {
-    std::lock_guard lock(compact_mu_);
+    common::MutexLock lock(&compact_mu_);
     compact_through_ = std::max(compact_through_, through);
     sweep_requested_ = true;
   }
-  compact_cv_.notify_one();
+  compact_cv_.Signal();
 }
 
 void NodeImpl::CompactionLoop() {
-  std::unique_lock lock(compact_mu_);
+  compact_mu_.Lock();
   while (true) {
-    compact_cv_.wait(lock,
-                     [this] { return compact_stop_ || sweep_requested_; });
-    if (compact_stop_) return;
+    while (!compact_stop_ && !sweep_requested_) compact_cv_.Wait(&compact_mu_);
+    if (compact_stop_) break;
     const raft::Index through = std::exchange(compact_through_, 0);
     sweep_requested_ = false;
-    lock.unlock();
+    compact_mu_.Unlock();
     if (through > 0) {
       // The state's last commit may not be durable yet; the log must still
       // hold whatever a system crash could undo.
@@ -276,16 +276,17 @@ void NodeImpl::CompactionLoop() {
       }
     }
     DropUnreferencedLogValues();
-    lock.lock();
+    compact_mu_.Lock();
   }
+  compact_mu_.Unlock();
 }
 
 void NodeImpl::StopCompaction() {
   {
-    std::lock_guard lock(compact_mu_);
+    common::MutexLock lock(&compact_mu_);
     compact_stop_ = true;
   }
-  compact_cv_.notify_all();
+  compact_cv_.SignalAll();
   if (compact_thread_.joinable()) compact_thread_.join();
 }
 
@@ -365,7 +366,7 @@ void NodeImpl::RefreshPeers(const raft::Membership* previous) {
                          added.ToString()));
         continue;
       }
-      std::lock_guard lock(peers_mu_);
+      common::MutexLock lock(&peers_mu_);
       addresses_[id] = kv.value;
     }
   }

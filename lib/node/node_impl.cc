@@ -66,7 +66,7 @@ MakeCompletion() {
 
 NodeImpl::NodeImpl(NodeOptions options)
     : options_(std::move(options)), id_(options_.id) {
-  absl::MutexLock lock(&session_mu_);
+  common::MutexLock lock(&session_mu_);
   session_id_ = NewSessionId();
 }
 
@@ -228,11 +228,11 @@ absl::Status NodeImpl::OpenTransport() {
   for (const PeerAddress& peer : options_.initial_members) {
     if (peer.id == id_) continue;
     CONFMAN_RETURN_IF_ERROR(transport_->AddPeer(peer.id, peer.address));
-    std::lock_guard lock(peers_mu_);
+    common::MutexLock lock(&peers_mu_);
     addresses_[peer.id] = peer.address;
   }
   {
-    std::lock_guard lock(peers_mu_);
+    common::MutexLock lock(&peers_mu_);
     addresses_[id_] = listen_address_;
   }
   RefreshPeers(nullptr);
@@ -268,7 +268,7 @@ void NodeImpl::StartThreads() {
 NodeImpl::~NodeImpl() { Close(); }
 
 void NodeImpl::Close() {
-  std::lock_guard close_lock(close_mu_);
+  common::MutexLock close_lock(&close_mu_);
   if (closed_) return;
   closing_ = true;
   const absl::Status closing =
@@ -309,14 +309,14 @@ void NodeImpl::StopLoop(const absl::Status& closing,
 // Applies what is queued, then fails whatever still waits.
 void NodeImpl::DrainApply(const absl::Status& closing_in_flight) {
   {
-    std::lock_guard lock(apply_mu_);
+    common::MutexLock lock(&apply_mu_);
     apply_stop_ = true;
   }
-  apply_cv_.notify_all();
+  apply_cv_.SignalAll();
   if (apply_thread_.joinable()) apply_thread_.join();
   std::deque<ApplyTask> leftovers;  // Only when Open failed before the thread.
   {
-    std::lock_guard lock(apply_mu_);
+    common::MutexLock lock(&apply_mu_);
     apply_exited_ = true;
     leftovers.swap(apply_queue_);
   }
@@ -352,7 +352,7 @@ Clock::time_point NodeImpl::Deadline() const {
 std::string NodeImpl::DefaultActor() const { return absl::StrCat("member-", id_); }
 
 std::string NodeImpl::AddressOf(raft::MemberId id) const {
-  std::lock_guard lock(peers_mu_);
+  common::MutexLock lock(&peers_mu_);
   auto it = addresses_.find(id);
   return it == addresses_.end() ? std::string() : it->second;
 }
@@ -370,7 +370,7 @@ absl::Status NodeImpl::NotLeaderError(raft::MemberId leader,
 }
 
 NodeStatus NodeImpl::GetStatus() const {
-  std::lock_guard lock(status_mu_);
+  common::MutexLock lock(&status_mu_);
   NodeStatus status = status_;
   status.applied_index = applied_;
   status.commit_index = std::max(status.commit_index, commit_index_.load());
@@ -592,7 +592,7 @@ absl::Status NodeImpl::ProposeMembershipOnce(raft::MembershipChange change) {
         core_->ProposeMembershipChange(change);
     if (!pos.ok()) return done(pos.status());
     {
-      std::lock_guard lock(writes_mu_);
+      common::MutexLock lock(&writes_mu_);
       pending_writes_[pos->last] = PendingWrite{pos->term, std::move(done), deadline};
     }
     ProcessReady();
@@ -632,7 +632,7 @@ absl::Status NodeImpl::AddLearner(raft::MemberId id, const std::string& address)
   }
   CONFMAN_RETURN_IF_ERROR(transport_->AddPeer(id, address));
   {
-    std::lock_guard lock(peers_mu_);
+    common::MutexLock lock(&peers_mu_);
     addresses_[id] = address;
   }
   // Recorded before the member joins, so every member (and the new one,

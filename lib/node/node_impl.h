@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "confman/kv/command.h"
 #include "confman/kv/kv_state_machine.h"
 #include "confman/log_store.h"
@@ -297,8 +297,9 @@ class NodeImpl final : public Node, public TransportHandler {
   bool AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq);
   void OnChunkAck(const std::string& payload);
   // Waits until fewer than a window of chunks through `seq` are
-  // unacknowledged. False on timeout or close.
-  bool WaitForWindow(uint64_t snapshot_id, uint64_t seq);
+  // unacknowledged. False on timeout, close, or once this member no longer
+  // leads in `term`.
+  bool WaitForWindow(uint64_t snapshot_id, uint64_t seq, raft::Term term);
   void JoinSnapshotThreads();
   void ReleaseSnapshotFloors(const raft::CoreStatus& core);
   // The lowest index a snapshot being sent (or awaiting its follower's
@@ -310,7 +311,9 @@ class NodeImpl final : public Node, public TransportHandler {
   // thread touches it), a lock (ABSL_GUARDED_BY), or atomic. Threads are
   // listed in node.h.
   //
-  // Lock order: no lock is taken while another is held. (watch_hub_ has
+  // Locks are common::Mutex. Lock order: close_mu_ is held for the whole of
+  // Close and taken before any other; apart from it, no lock is taken while
+  // another is held, and none is held while host code runs. (watch_hub_ has
   // locks of its own, ordered in watch_hub.h; no NodeImpl lock is held
   // while calling into it, and it calls nothing back in NodeImpl.)
   //
@@ -326,7 +329,7 @@ class NodeImpl final : public Node, public TransportHandler {
   // destroys sm_.
   std::atomic<int> caller_reads_{0};
   std::atomic<bool> closed_{false};
-  std::mutex close_mu_;  // Serializes Close().
+  common::Mutex close_mu_;  // Serializes Close().
 
   // Raft loop thread (confman-raft) only, from here to pending_writes_.
 
@@ -363,22 +366,22 @@ class NodeImpl final : public Node, public TransportHandler {
   // The lowest tells the state machine which results it may forget; when
   // it falls half of session_max_results behind, a new session starts, so
   // the state machine never forgets a result this member may still ask for.
-  absl::Mutex session_mu_;
+  common::Mutex session_mu_;
   uint64_t session_id_ ABSL_GUARDED_BY(session_mu_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(session_mu_) = 1;
   std::map<uint64_t, std::set<uint64_t>> unanswered_sequences_
       ABSL_GUARDED_BY(session_mu_);
   // Request ids of writes answered off the loop, for the loop to forget.
-  absl::Mutex answered_mu_;
+  common::Mutex answered_mu_;
   std::vector<uint64_t> answered_writes_ ABSL_GUARDED_BY(answered_mu_);
 
   // Inserted on the loop, completed on the apply thread.
-  std::mutex writes_mu_;
+  common::Mutex writes_mu_;
   std::map<raft::Index, PendingWrite> pending_writes_ ABSL_GUARDED_BY(writes_mu_);
 
   // The apply thread's queue: any thread enqueues.
-  std::mutex apply_mu_;
-  std::condition_variable apply_cv_;
+  common::Mutex apply_mu_;
+  common::CondVar apply_cv_;
   std::deque<ApplyTask> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
   bool apply_stop_ ABSL_GUARDED_BY(apply_mu_) = false;
   // The thread returned; run tasks inline.
@@ -392,8 +395,8 @@ class NodeImpl final : public Node, public TransportHandler {
   uint64_t testing_host_writes_applied_ = 0;
 
   // Requests for the compaction thread (confman-compact).
-  std::mutex compact_mu_;
-  std::condition_variable compact_cv_;
+  common::Mutex compact_mu_;
+  common::CondVar compact_cv_;
   // Requested, not yet started.
   raft::Index compact_through_ ABSL_GUARDED_BY(compact_mu_) = 0;
   bool sweep_requested_ ABSL_GUARDED_BY(compact_mu_) = false;
@@ -413,30 +416,33 @@ class NodeImpl final : public Node, public TransportHandler {
   // Snapshot streams: the loop starts senders, sender threads
   // (confman-snapsnd) stream, the receiver thread (confman-snap) writes
   // what the transport thread queues.
-  mutable std::mutex snapshot_mu_;
+  mutable common::Mutex snapshot_mu_;
   // Per follower being sent a snapshot: its index.
   std::map<raft::MemberId, raft::Index> snapshot_floors_
       ABSL_GUARDED_BY(snapshot_mu_);
   std::map<raft::MemberId, std::thread> senders_ ABSL_GUARDED_BY(snapshot_mu_);
   std::set<raft::MemberId> sending_ ABSL_GUARDED_BY(snapshot_mu_);
-  std::condition_variable receive_cv_;
+  common::CondVar receive_cv_;
   std::deque<std::pair<raft::MemberId, TransportSnapshotChunk>> receive_queue_
       ABSL_GUARDED_BY(snapshot_mu_);
   size_t receive_queue_bytes_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   std::thread receiver_;
   std::optional<IncomingSnapshot> incoming_;  // Receiver thread only.
   std::atomic<uint64_t> next_snapshot_id_{1};
+  // The term this member leads in, 0 while it does not (set by the loop):
+  // senders give up a stream started under another leadership.
+  std::atomic<raft::Term> leading_term_{0};
   // Per outgoing stream: chunks the receiver has written (seq + 1), so a
   // sender keeps a bounded window in flight.
   std::map<uint64_t, uint64_t> snapshot_acked_ ABSL_GUARDED_BY(snapshot_mu_);
-  std::condition_variable snapshot_ack_cv_;
+  common::CondVar snapshot_ack_cv_;
 
   // Peer addresses known to this member (options plus replicated ones).
-  mutable std::mutex peers_mu_;
+  mutable common::Mutex peers_mu_;
   std::map<raft::MemberId, std::string> addresses_ ABSL_GUARDED_BY(peers_mu_);
 
   // GetStatus() cache, refreshed by the loop.
-  mutable std::mutex status_mu_;
+  mutable common::Mutex status_mu_;
   NodeStatus status_ ABSL_GUARDED_BY(status_mu_);
   std::atomic<uint64_t> leader_changes_{0};
   // Fresher than status_: updated after every Ready.

@@ -59,6 +59,12 @@ void NodeImpl::ProcessReady() {
             : absl::StrCat("stepped down as leader: term ", core_->term(),
                            " began (was ", last_term_, ")"));
   }
+  const raft::Term leading = role == raft::Role::kLeader ? core_->term() : 0;
+  if (leading_term_.exchange(leading) != leading) {
+    // Wakes senders waiting for acknowledgements, to notice.
+    { common::MutexLock lock(&snapshot_mu_); }
+    snapshot_ack_cv_.SignalAll();
+  }
   last_role_ = role;
   last_term_ = core_->term();
   const raft::MemberId leader = core_->LeaderId();
@@ -204,7 +210,7 @@ void NodeImpl::Halt(const absl::Status& cause) {
       "member ", id_, " halted on a broken invariant (", cause.message(),
       "); it serves nothing until reopened; please report this"));
   {
-    std::lock_guard lock(status_mu_);
+    common::MutexLock lock(&status_mu_);
     halted_error_ = halted;
   }
   Count("node.halts");
@@ -220,14 +226,14 @@ void NodeImpl::Halt(const absl::Status& cause) {
 
 absl::Status NodeImpl::HaltedError() const {
   if (!halted_) return absl::OkStatus();
-  std::lock_guard lock(status_mu_);
+  common::MutexLock lock(&status_mu_);
   return halted_error_;
 }
 
 void NodeImpl::FailStorage(const absl::Status& status) {
   storage_failed_ = true;
   {
-    std::lock_guard lock(status_mu_);
+    common::MutexLock lock(&status_mu_);
     if (!storage_error_.ok()) return;
     storage_error_ = status;
   }
@@ -238,7 +244,13 @@ void NodeImpl::FailStorage(const absl::Status& status) {
   // Runs on the apply thread too (state machine failures), and inside
   // HandleReady, where a nested ProcessReady would reorder Ready batches.
   asio::post(loop_, [this] {
-    if (!closing_) HandOffLeadership();
+    if (closing_) return;
+    HandOffLeadership();
+    // Reads waiting for a read point would wait for entries this member can
+    // no longer take.
+    const absl::Status refused = StorageFailedError();
+    for (auto& [id, read] : pending_reads_) read.done(refused);
+    pending_reads_.clear();
   });
 }
 
@@ -275,6 +287,12 @@ void NodeImpl::StartRead(raft::ReadMode mode, ReadAt done,
     return done(absl::UnavailableError("the node is closing; retry on another member"));
   }
   if (absl::Status halted = HaltedError(); !halted.ok()) return done(halted);
+  // Its log takes no new entries, so it would never apply up to a fresh
+  // read point: refused now rather than at the deadline.
+  if (absl::Status storage = StorageFailedError(); !storage.ok()) {
+    return done(absl::UnavailableError(absl::StrCat(
+        storage.message(), "; it serves only kLocal reads of what it applied")));
+  }
   const uint64_t request_id = next_request_id_++;
   absl::Status s = core_->ReadIndex(EncodeRequestId(request_id), mode);
   if (!s.ok()) {
@@ -347,7 +365,7 @@ void NodeImpl::RefreshStatusCache() {
   if (!core.storage_error.ok()) FailStorage(core.storage_error);
   ReleaseSnapshotFloors(core);
   const std::string leader_address = AddressOf(core.leader);
-  std::lock_guard lock(status_mu_);
+  common::MutexLock lock(&status_mu_);
   status_.id = core.id;
   status_.role = core.role;
   status_.term = core.term;

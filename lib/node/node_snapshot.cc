@@ -9,6 +9,7 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "node_impl.h"
 
 namespace confman::node_internal {
@@ -47,7 +48,7 @@ std::string EncodeAck(uint64_t snapshot_id, uint64_t seq) {
 }  // namespace
 
 void NodeImpl::StartSnapshotSend(raft::MemberId to) {
-  std::lock_guard lock(snapshot_mu_);
+  common::MutexLock lock(&snapshot_mu_);
   if (closing_ || sending_.count(to) != 0) return;
   auto previous = senders_.find(to);
   if (previous != senders_.end()) {
@@ -71,12 +72,14 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
     index = (*source)->meta().index;
     {
       // The log keeps what follows the snapshot until `to` has it.
-      std::lock_guard lock(snapshot_mu_);
+      common::MutexLock lock(&snapshot_mu_);
       snapshot_floors_[to] = index;
     }
     Log(LogLevel::kInfo, absl::StrCat("sending snapshot at index ", index,
                                       " to member ", to));
-    while (!closing_) {
+    // A stream outlives neither the Node nor the leadership it was started
+    // under: a stale one would hold the follower's next stream back.
+    while (!closing_ && leading_term_ == term) {
       absl::StatusOr<SnapshotChunk> chunk = (*source)->NextChunk();
       if (!chunk.ok()) break;
       TransportSnapshotChunk wire{
@@ -87,7 +90,7 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
           .last = chunk->last,
           .data = std::move(chunk->data),
           .checksum = chunk->checksum};
-      if (!WaitForWindow(snapshot_id, wire.seq)) break;
+      if (!WaitForWindow(snapshot_id, wire.seq, term)) break;
       absl::Status sent = transport_->SendSnapshotChunk(to, wire);
       while (absl::IsResourceExhausted(sent) && !closing_) {
         std::this_thread::sleep_for(kSendRetryDelay);
@@ -111,7 +114,7 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
   {
     // Before the report: the core may ask for the next stream at once, and
     // that request must not find this one still registered.
-    std::lock_guard lock(snapshot_mu_);
+    common::MutexLock lock(&snapshot_mu_);
     sending_.erase(to);
     snapshot_acked_.erase(snapshot_id);
     if (!ok) snapshot_floors_.erase(to);
@@ -126,7 +129,7 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
 // Raft loop: a follower no longer waiting for a snapshot (it acknowledged
 // it, or leadership moved) stops holding the log back.
 void NodeImpl::ReleaseSnapshotFloors(const raft::CoreStatus& core) {
-  std::lock_guard lock(snapshot_mu_);
+  common::MutexLock lock(&snapshot_mu_);
   for (auto it = snapshot_floors_.begin(); it != snapshot_floors_.end();) {
     bool waiting = false;
     if (core.role == raft::Role::kLeader) {
@@ -140,7 +143,7 @@ void NodeImpl::ReleaseSnapshotFloors(const raft::CoreStatus& core) {
 }
 
 raft::Index NodeImpl::SnapshotFloor() const {
-  std::lock_guard lock(snapshot_mu_);
+  common::MutexLock lock(&snapshot_mu_);
   raft::Index floor = ~raft::Index{0};
   for (const auto& [member, index] : snapshot_floors_) {
     floor = std::min(floor, index);
@@ -148,11 +151,18 @@ raft::Index NodeImpl::SnapshotFloor() const {
   return floor;
 }
 
-bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq) {
-  std::unique_lock lock(snapshot_mu_);
-  return snapshot_ack_cv_.wait_for(lock, kAckTimeout, [&] {
-    return closing_ || snapshot_acked_[snapshot_id] + kChunkWindow > seq;
-  }) && !closing_;
+bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq,
+                             raft::Term term) {
+  common::MutexLock lock(&snapshot_mu_);
+  auto abandoned = [&] { return closing_ || leading_term_ != term; };
+  auto ready = [&] {
+    return abandoned() || snapshot_acked_[snapshot_id] + kChunkWindow > seq;
+  };
+  const absl::Time give_up = absl::Now() + absl::FromChrono(kAckTimeout);
+  while (!ready()) {
+    if (snapshot_ack_cv_.WaitWithDeadline(&snapshot_mu_, give_up)) break;
+  }
+  return ready() && !abandoned();
 }
 
 // Acknowledgements are cumulative, so one lost among many costs nothing; a
@@ -184,18 +194,18 @@ void NodeImpl::OnChunkAck(const std::string& payload) {
     seq |= uint64_t{static_cast<uint8_t>(payload[8 + i])} << (8 * i);
   }
   {
-    std::lock_guard lock(snapshot_mu_);
+    common::MutexLock lock(&snapshot_mu_);
     auto it = snapshot_acked_.find(snapshot_id);
     if (it == snapshot_acked_.end()) return;  // Not a stream we are sending.
     it->second = std::max(it->second, seq + 1);
   }
-  snapshot_ack_cv_.notify_all();
+  snapshot_ack_cv_.SignalAll();
 }
 
 void NodeImpl::OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
   if (closing_) return;
   {
-    std::lock_guard lock(snapshot_mu_);
+    common::MutexLock lock(&snapshot_mu_);
     if (receive_queue_bytes_ + chunk.data.size() > kMaxReceiveQueueBytes) {
       Log(LogLevel::kWarning,
           absl::StrCat("dropped snapshot chunk ", chunk.seq, " from member ",
@@ -205,21 +215,22 @@ void NodeImpl::OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk
     receive_queue_bytes_ += chunk.data.size();
     receive_queue_.emplace_back(from, std::move(chunk));
   }
-  receive_cv_.notify_one();
+  receive_cv_.Signal();
 }
 
 void NodeImpl::ReceiveLoop() {
-  std::unique_lock lock(snapshot_mu_);
+  snapshot_mu_.Lock();
   while (true) {
-    receive_cv_.wait(lock, [this] { return closing_ || !receive_queue_.empty(); });
+    while (!closing_ && receive_queue_.empty()) receive_cv_.Wait(&snapshot_mu_);
     if (closing_) break;
     auto [from, chunk] = std::move(receive_queue_.front());
     receive_queue_.pop_front();
     receive_queue_bytes_ -= chunk.data.size();
-    lock.unlock();
+    snapshot_mu_.Unlock();
     ReceiveChunk(from, std::move(chunk));
-    lock.lock();
+    snapshot_mu_.Lock();
   }
+  snapshot_mu_.Unlock();
   incoming_.reset();
 }
 
@@ -294,12 +305,15 @@ void NodeImpl::FinishIncoming() {
 }
 
 void NodeImpl::JoinSnapshotThreads() {
-  receive_cv_.notify_all();
-  snapshot_ack_cv_.notify_all();
+  // closing_ is set: passing through the lock orders it before any waiter's
+  // next check, so the signals below cannot be missed.
+  { common::MutexLock lock(&snapshot_mu_); }
+  receive_cv_.SignalAll();
+  snapshot_ack_cv_.SignalAll();
   if (receiver_.joinable()) receiver_.join();
   std::map<raft::MemberId, std::thread> senders;
   {
-    std::lock_guard lock(snapshot_mu_);
+    common::MutexLock lock(&snapshot_mu_);
     senders.swap(senders_);
   }
   for (auto& [to, thread] : senders) thread.join();

@@ -51,7 +51,7 @@ uint64_t NewSessionId() { return RandomSessionId(); }
 
 void NodeImpl::StampSession(kv::Command& command) {
   if (command.client_id != 0) return;  // The host numbers its own writes.
-  absl::MutexLock lock(&session_mu_);
+  common::MutexLock lock(&session_mu_);
   const std::set<uint64_t>& current = unanswered_sequences_[session_id_];
   if (!current.empty() &&
       next_sequence_ - *current.begin() >= options_.session_max_results / 2) {
@@ -66,7 +66,7 @@ void NodeImpl::StampSession(kv::Command& command) {
 }
 
 void NodeImpl::SessionAnswered(uint64_t client_id, uint64_t sequence) {
-  absl::MutexLock lock(&session_mu_);
+  common::MutexLock lock(&session_mu_);
   auto it = unanswered_sequences_.find(client_id);
   if (it == unanswered_sequences_.end()) return;
   it->second.erase(sequence);
@@ -78,7 +78,7 @@ void NodeImpl::SessionAnswered(uint64_t client_id, uint64_t sequence) {
 absl::Status NodeImpl::StorageFailedError() const {
   absl::Status storage;
   {
-    std::lock_guard lock(status_mu_);
+    common::MutexLock lock(&status_mu_);
     storage = storage_error_;
   }
   if (storage.ok()) return storage;
@@ -163,7 +163,7 @@ WriteCallback NodeImpl::AttemptDone(uint64_t request_id, uint32_t attempt,
     if (IsAppliedOutcome(result.status()) ||
         (current && !MayRetry(result.status()))) {
       if (answer->Answer(std::move(result))) {
-        absl::MutexLock lock(&answered_mu_);
+        common::MutexLock lock(&answered_mu_);
         answered_writes_.push_back(request_id);
       }
       return;
@@ -247,7 +247,7 @@ void NodeImpl::RetryWaitingWrites() {
 void NodeImpl::ForgetAnsweredWrites() {
   std::vector<uint64_t> answered;
   {
-    absl::MutexLock lock(&answered_mu_);
+    common::MutexLock lock(&answered_mu_);
     answered.swap(answered_writes_);
   }
   for (uint64_t request_id : answered) {
@@ -333,7 +333,7 @@ void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
     return ProcessReady();
   }
   {
-    std::lock_guard lock(writes_mu_);
+    common::MutexLock lock(&writes_mu_);
     pending_writes_[pos->last] = PendingWrite{pos->term, std::move(done), deadline};
   }
   ProcessReady();

@@ -233,8 +233,9 @@ TEST_CASE(
     const absl::Status& ended = first.errors[0];
     CHECK(absl::IsResourceExhausted(ended));
     CHECK(absl::StrContains(ended.message(), "watch_queue_events"));
-    REQUIRE(!first.revisions.empty());
-    resume_from = first.revisions.back();
+    // Under load the queue may overflow before the first change is
+    // handed over: the resume point is then the watch's own start.
+    resume_from = first.revisions.empty() ? start : first.revisions.back();
     CHECK(absl::StrContains(ended.message(),
                             absl::StrCat("after_revision = ", resume_from)));
     CHECK(first.revisions.size() < written.size());
