@@ -50,10 +50,27 @@ constexpr char kSecret[] = "local-cluster-shared-secret";
 
 }  // namespace
 
+namespace {
+
+// `configured`, or CONFMAN_TIME_SCALE (1..100) when it is 0, else 1.
+uint32_t TimeScale(uint32_t configured) {
+  if (configured != 0) return configured;
+  const char* env = std::getenv("CONFMAN_TIME_SCALE");
+  if (env == nullptr) return 1;
+  const long scale = std::strtol(env, nullptr, 10);
+  return scale >= 1 && scale <= 100 ? static_cast<uint32_t>(scale) : 1;
+}
+
+}  // namespace
+
 absl::Status LocalClusterOptions::Validate() const {
   if (members < 1 || members > 9) {
     return absl::InvalidArgumentError(
         "LocalClusterOptions.members must be within [1, 9]");
+  }
+  if (time_scale > 100) {
+    return absl::InvalidArgumentError(
+        "LocalClusterOptions.time_scale must be within [0, 100]");
   }
   return absl::OkStatus();
 }
@@ -132,6 +149,10 @@ NodeOptions LocalCluster::MemberOptions(raft::MemberId id) const {
       return std::unique_ptr<Transport>(std::move(transport));
     };
   }
+  const uint32_t scale = TimeScale(options_.time_scale);
+  options.election_timeout *= scale;
+  options.heartbeat_interval *= scale;
+  options.request_timeout *= scale;
   if (options_.customize) options_.customize(options);
   return options;
 }

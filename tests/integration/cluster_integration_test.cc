@@ -246,18 +246,26 @@ TEST_CASE(
   constexpr int kWriters = 8;
   std::vector<std::thread> writers;
   std::atomic<int> failed{0};
+  std::mutex error_mu;
+  std::string last_error;
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       std::mt19937_64 rng(w);
       std::string value(1 << 20, '\0');
       for (int i = w; i < kValues; i += kWriters) {
         for (auto& c : value) c = static_cast<char>(rng());
-        if (!PutRetrying(leader, "big", "v" + std::to_string(i), value).ok())
+        absl::StatusOr<uint64_t> put =
+            PutRetrying(leader, "big", "v" + std::to_string(i), value);
+        if (!put.ok()) {
           ++failed;
+          std::lock_guard lock(error_mu);
+          last_error = put.status().ToString();
+        }
       }
     });
   }
   for (auto& t : writers) t.join();
+  INFO("last error: " << last_error);
   REQUIRE(failed == 0);
   const uint64_t changes_before = leader->GetStatus().leader_changes;
 

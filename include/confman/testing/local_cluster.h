@@ -49,6 +49,13 @@ struct LocalClusterOptions {
   // Applied to every member's options before it opens, e.g. to shorten
   // timeouts or attach a MetricsSink.
   std::function<void(NodeOptions&)> customize{};
+  // Multiplies the default election timeout, heartbeat interval and request
+  // timeout (before `customize` runs), for builds whose threads run many
+  // times slower than a release build, e.g. under ThreadSanitizer, where
+  // the 150 ms default election timeout would see leaders come and go.
+  // 0..100; 0 (default) reads the CONFMAN_TIME_SCALE environment variable,
+  // or uses 1 if it is unset.
+  uint32_t time_scale = 0;
 
   // InvalidArgument naming the field out of range.
   [[nodiscard]] absl::Status Validate() const;
