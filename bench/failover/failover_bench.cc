@@ -179,8 +179,20 @@ int main(int argc, char** argv) {
       }
       if (!elected) std::this_thread::sleep_for(milliseconds(1));
     }
+    // What every survivor believes 400 ms in, printed for a slow trial.
+    std::this_thread::sleep_until(crash + milliseconds(400));
+    std::string at_400ms;
+    for (MemberId id : cluster.ids()) {
+      Node* node = cluster.member(id);
+      if (node == nullptr) continue;
+      const confman::NodeStatus status = node->GetStatus();
+      absl::StrAppend(&at_400ms, " [member ", id, " role ",
+                      static_cast<int>(status.role), " term ", status.term,
+                      " leader ", status.leader, " commit ",
+                      status.commit_index, "]");
+    }
     // Give every member's writers time to get a write through.
-    std::this_thread::sleep_for(milliseconds(1500));
+    std::this_thread::sleep_until(crash + milliseconds(1900));
     for (auto& [id, list] : writers) {
       for (auto& writer : list) writer->Stop();
     }
@@ -199,6 +211,11 @@ int main(int argc, char** argv) {
       }
       to_write_ms.push_back(Ms(*first - crash));
       slowest = std::max(slowest, Ms(*first - crash));
+      if (Ms(*first - crash) > 400) {
+        std::printf("  slow: member %llu's first write after %.0f ms; at 400 ms:%s\n",
+                    static_cast<unsigned long long>(id), Ms(*first - crash),
+                    at_400ms.c_str());
+      }
     }
     all_members_ms.push_back(slowest);
     std::printf("trial %3d: crashed member %llu, new leader after %.0f ms, "

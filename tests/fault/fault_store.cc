@@ -45,9 +45,14 @@ void HarnessLogStore::Write(LogWrite write, WriteDone done) {
     return faults_.Write(std::move(write), std::move(done));
   // Read at submission: the callback may run while the wrapped store's
   // destructor drains its queue, after this object's other members are gone.
+  // A slow disk makes each write take `delay` from its submission; the
+  // writes of one group commit share that wait, as they share an fsync.
+  // (Sleeping `delay` per write would turn the store into one that takes
+  // 1/delay writes a second, and a backlog of thousands of writes.)
+  const auto ready = std::chrono::steady_clock::now() + delay;
   faults_.Write(std::move(write),
-                [delay, done = std::move(done)](absl::Status status) {
-                  std::this_thread::sleep_for(delay);
+                [ready, done = std::move(done)](absl::Status status) {
+                  std::this_thread::sleep_until(ready);
                   done(std::move(status));
                 });
 }

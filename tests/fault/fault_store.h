@@ -27,9 +27,11 @@ class HarnessLogStore final : public LogStore {
 
   // The next `count` writes fail with `status` (FaultInjectingLogStore).
   void FailNextWrites(int count, absl::Status status);
-  // Every write from now on is reported durable `delay` after it is (0: no
-  // delay). The delay runs on the store's writer thread, so it holds back
-  // the writes queued behind it too, as a slow disk would.
+  // Every write from now on is reported durable no sooner than `delay`
+  // after it was submitted (0: no delay). The wait runs on the store's
+  // writer thread, so it holds back the writes queued behind it too, and
+  // the writes of one group commit share it, as they would share a slow
+  // fsync.
   void SetWriteDelay(std::chrono::milliseconds delay);
 
   raft::Index FirstIndex() const override;
