@@ -215,6 +215,15 @@ absl::Status NodeImpl::OpenTransport() {
   tcp.max_bulk_queue_bytes =
       static_cast<size_t>(std::max<uint64_t>(frame, uint64_t{64} << 20));
   tcp.log = [this](const std::string& line) { Log(LogLevel::kInfo, line); };
+  // A member that comes back (a restart, a healed link) is reached again
+  // within about an election timeout. With the transport's 2 s backoff, a
+  // member that had been trying to reach it while it was down, and then
+  // won an election, left it ignorant of the new leader, and its writes
+  // waiting, for up to 2 s.
+  tcp.reconnect_max = std::clamp(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          options_.election_timeout),
+      tcp.reconnect_initial, tcp.reconnect_max);
   if (options_.transport_factory) {
     CONFMAN_ASSIGN_OR_RETURN(transport_, options_.transport_factory(id_));
     listen_address_ = options_.listen_address;
