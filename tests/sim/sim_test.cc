@@ -77,13 +77,14 @@ TEST_CASE("a run is a pure function of its options", "[sim]") {
 
 TEST_CASE("the liveness bound is enforced", "[sim]") {
   // Draining a backlog after the faults stop takes longer than five
-  // election timeouts in some seeds: with that bound they must fail, and
-  // pass with the default one.
+  // election timeouts in some seeds (seed 113 is the first since heartbeat
+  // answers stopped waiting for log writes): with that bound they must
+  // fail, and pass with the default one.
   SimOptions tight;
   tight.steps = 5000;
   tight.liveness_ticks = 50;
   std::optional<RunReport> slow;
-  for (const RunReport& report : RunSeeds(1, 100, tight, std::nullopt, kJobs)) {
+  for (const RunReport& report : RunSeeds(1, 200, tight, std::nullopt, kJobs)) {
     if (report.violation) {
       slow = report;
       break;
