@@ -9,10 +9,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
-#if defined(__SANITIZE_THREAD__)
-#include <sanitizer/tsan_interface.h>
-#endif
-
 namespace confman::node_internal {
 namespace {
 
@@ -42,38 +38,7 @@ std::string Describe(const WatchRequest& request) {
 
 void NameThread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
-#if defined(__SANITIZE_THREAD__)
-void TsanAcquired(absl::Mutex* mu) { __tsan_acquire(mu); }
-void TsanReleasing(absl::Mutex* mu) { __tsan_release(mu); }
-#else
-void TsanAcquired(absl::Mutex*) {}
-void TsanReleasing(absl::Mutex*) {}
-#endif
-
 }  // namespace
-
-HubLock::HubLock(absl::Mutex* mu) : mu_(mu) {
-  mu_->Lock();
-  TsanAcquired(mu_);
-}
-
-HubLock::~HubLock() {
-  TsanReleasing(mu_);
-  mu_->Unlock();
-}
-
-void HubLock::Wait(absl::CondVar& cv) {
-  TsanReleasing(mu_);
-  cv.Wait(mu_);
-  TsanAcquired(mu_);
-}
-
-void HubLock::WaitFor(absl::CondVar& cv,
-                      std::chrono::steady_clock::duration timeout) {
-  TsanReleasing(mu_);
-  cv.WaitWithTimeout(mu_, absl::FromChrono(timeout));
-  TsanAcquired(mu_);
-}
 
 class WatchHub::Handle final : public WatchHandle {
  public:
@@ -94,7 +59,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
     const kv::KvStateMachine& sm, const WatchHubOptions& options,
     const WatchRequest& request, WatchCallback callback) {
   std::shared_ptr<WatchHub> self = shared_from_this();
-  HubLock lock(&mu_);
+  common::MutexLock lock(&mu_);
   if (stopped_) {
     return absl::UnavailableError("the node is closing; watch another member");
   }
@@ -120,7 +85,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
   const Clock::time_point now = Clock::now();
   bool catch_up = false;
   {
-    HubLock watch_lock(&watch->mu);
+    common::MutexLock watch_lock(&watch->mu);
     watch->enqueued_through = request.after_revision;
     watch->delivered_through = request.after_revision;
     watch->last_event = now;
@@ -135,7 +100,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
   all_.emplace(watch->id, watch);
   if (request.progress_interval.count() > 0) {
     progress_.push(ProgressDue{now + request.progress_interval, watch});
-    HubLock wake_lock(&wake_mu_);
+    common::MutexLock wake_lock(&wake_mu_);
     woken_ = true;
     wake_cv_.Signal();
   }
@@ -146,7 +111,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
 
 void WatchHub::NotifyRevision() {
   if (!running_threads_.load(std::memory_order_acquire)) return;
-  HubLock lock(&wake_mu_);
+  common::MutexLock lock(&wake_mu_);
   if (woken_) return;
   woken_ = true;
   wake_cv_.Signal();
@@ -154,7 +119,7 @@ void WatchHub::NotifyRevision() {
 
 void WatchHub::Cancel(const WatchPtr& watch) {
   {
-    HubLock lock(&watch->mu);
+    common::MutexLock lock(&watch->mu);
     const bool first = !watch->cancelled;
     watch->cancelled = true;
     watch->queue.Release();
@@ -162,7 +127,7 @@ void WatchHub::Cancel(const WatchPtr& watch) {
     // worker checks `cancelled` before every later callback instead.
     if (watch->running && watch->running_thread != std::this_thread::get_id()) {
       ++watch->cancels_waiting;
-      while (watch->running) lock.Wait(watch->idle);
+      while (watch->running) watch->idle.Wait(&watch->mu);
       --watch->cancels_waiting;
     }
     if (!first) return;
@@ -171,23 +136,23 @@ void WatchHub::Cancel(const WatchPtr& watch) {
   // The reader drops it from the index on its next pass (at the latest
   // kReaderSafetyWake later). Not waking it here keeps a burst of cancels
   // from trading the CPU with the reader once per cancel.
-  HubLock lock(&removal_mu_);
+  common::MutexLock lock(&removal_mu_);
   removals_.push_back(watch->id);
 }
 
 void WatchHub::Stop() {
-  HubLock stop_lock(&stop_mu_);
+  common::MutexLock stop_lock(&stop_mu_);
   std::thread reader;
   std::vector<std::thread> workers;
   {
-    HubLock lock(&mu_);
+    common::MutexLock lock(&mu_);
     stopped_ = true;
     reader = std::move(reader_);
     workers = std::move(workers_);
   }
   if (!reader.joinable() && workers.empty()) return;
   {
-    HubLock lock(&wake_mu_);
+    common::MutexLock lock(&wake_mu_);
     reader_stop_ = true;
     wake_cv_.Signal();
   }
@@ -196,10 +161,10 @@ void WatchHub::Stop() {
     // The reader is gone, so nothing queues changes any more: every open
     // watch gets its final Unavailable, delivered by the workers after
     // whatever callback they are running.
-    HubLock lock(&mu_);
+    common::MutexLock lock(&mu_);
     std::vector<WatchPtr> to_schedule;
     for (auto& [id, watch] : all_) {
-      HubLock watch_lock(&watch->mu);
+      common::MutexLock watch_lock(&watch->mu);
       if (EndWatch(*watch, End::kClosing, absl::OkStatus())) {
         to_schedule.push_back(watch);
       }
@@ -210,7 +175,7 @@ void WatchHub::Stop() {
     Schedule(std::move(to_schedule));
   }
   {
-    HubLock lock(&sched_mu_);
+    common::MutexLock lock(&sched_mu_);
     workers_stop_ = true;
     sched_cv_.SignalAll();
   }
@@ -224,17 +189,18 @@ void WatchHub::ReaderLoop() {
     ReadAndFanOut();
     Clock::time_point wake_at;
     {
-      HubLock lock(&mu_);
+      common::MutexLock lock(&mu_);
       const Clock::time_point now = Clock::now();
       SendProgress(now);
       wake_at = now + kReaderSafetyWake;
       if (!progress_.empty()) wake_at = std::min(wake_at, progress_.top().due);
     }
-    HubLock lock(&wake_mu_);
+    common::MutexLock lock(&wake_mu_);
     while (!woken_ && !reader_stop_) {
       const Clock::duration left = wake_at - Clock::now();
       if (left <= Clock::duration::zero()) break;
-      lock.WaitFor(wake_cv_, left);
+      wake_cv_.WaitWithDeadline(&wake_mu_,
+                                absl::Now() + absl::FromChrono(left));
     }
     if (reader_stop_) return;
     woken_ = false;
@@ -244,7 +210,7 @@ void WatchHub::ReaderLoop() {
 void WatchHub::ReadAndFanOut() {
   uint64_t from;
   {
-    HubLock lock(&mu_);
+    common::MutexLock lock(&mu_);
     from = read_revision_;
   }
   while (sm_->Revision() > from) {
@@ -252,14 +218,14 @@ void WatchHub::ReadAndFanOut() {
     std::vector<WatchPtr> to_schedule;
     std::vector<WatchPtr> ended;
     const Clock::time_point now = Clock::now();
-    HubLock lock(&mu_);
+    common::MutexLock lock(&mu_);
     if (!page.ok()) {
       // The history the indexed watches need is gone (a snapshot carried
       // the member past it) or unreadable: each ends with the error and
       // resumes or re-lists as its status says. Watches catching up read
       // for themselves and find out on their own.
       for (auto& [id, watch] : all_) {
-        HubLock watch_lock(&watch->mu);
+        common::MutexLock watch_lock(&watch->mu);
         if (watch->catching_up || watch->cancelled) continue;
         if (EndWatch(*watch, End::kError, page.status())) {
           to_schedule.push_back(watch);
@@ -313,7 +279,7 @@ void WatchHub::Enqueue(const WatchPtr& watch,
                        Clock::time_point now,
                        std::vector<WatchPtr>& to_schedule,
                        std::vector<WatchPtr>& ended) {
-  HubLock lock(&watch->mu);
+  common::MutexLock lock(&watch->mu);
   if (watch->cancelled || watch->end != End::kNone ||
       change->revision <= watch->enqueued_through) {
     return;
@@ -341,7 +307,7 @@ void WatchHub::SendProgress(Clock::time_point now) {
     progress_.pop();
     WatchPtr watch = due.watch.lock();
     if (watch == nullptr) continue;
-    HubLock lock(&watch->mu);
+    common::MutexLock lock(&watch->mu);
     if (watch->cancelled || watch->end != End::kNone) continue;
     const Clock::duration interval = watch->request.progress_interval;
     if (watch->last_event + interval > now) {
@@ -370,11 +336,11 @@ void WatchHub::SendProgress(Clock::time_point now) {
 void WatchHub::ProcessRemovals() {
   std::vector<uint64_t> ids;
   {
-    HubLock lock(&removal_mu_);
+    common::MutexLock lock(&removal_mu_);
     ids.swap(removals_);
   }
   if (ids.empty()) return;
-  HubLock lock(&mu_);
+  common::MutexLock lock(&mu_);
   for (uint64_t id : ids) {
     auto it = all_.find(id);
     if (it == all_.end()) continue;
@@ -459,7 +425,7 @@ uint32_t WatchHub::PageLimit() const {
 
 void WatchHub::Schedule(std::vector<WatchPtr> watches) {
   if (watches.empty()) return;
-  HubLock lock(&sched_mu_);
+  common::MutexLock lock(&sched_mu_);
   for (WatchPtr& watch : watches) ready_.push_back(std::move(watch));
   if (watches.size() == 1) {
     sched_cv_.Signal();
@@ -469,8 +435,8 @@ void WatchHub::Schedule(std::vector<WatchPtr> watches) {
 }
 
 WatchHub::WatchPtr WatchHub::NextReady() {
-  HubLock lock(&sched_mu_);
-  while (ready_.empty() && !workers_stop_) lock.Wait(sched_cv_);
+  common::MutexLock lock(&sched_mu_);
+  while (ready_.empty() && !workers_stop_) sched_cv_.Wait(&sched_mu_);
   if (ready_.empty()) return nullptr;
   WatchPtr watch = std::move(ready_.front());
   ready_.pop_front();
@@ -488,7 +454,7 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
     Event event;
     absl::Status final_status;
     {
-      HubLock lock(&watch->mu);
+      common::MutexLock lock(&watch->mu);
       if (watch->cancelled || watch->finished) {
         watch->scheduled = false;
         return;
@@ -520,7 +486,7 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
     } else {
       watch->request.on_progress(event.revision);
     }
-    HubLock lock(&watch->mu);
+    common::MutexLock lock(&watch->mu);
     watch->running = false;
     if (watch->cancels_waiting > 0) watch->idle.SignalAll();
     if (step == Step::kEnd) {
@@ -537,7 +503,7 @@ void WatchHub::RunWatch(const WatchPtr& watch) {
 void WatchHub::CatchUp(const WatchPtr& watch) {
   uint64_t cursor;
   {
-    HubLock lock(&watch->mu);
+    common::MutexLock lock(&watch->mu);
     cursor = watch->enqueued_through;
   }
   const uint32_t limit = PageLimit();
@@ -559,8 +525,8 @@ void WatchHub::CatchUp(const WatchPtr& watch) {
   // Under mu_, so the reader cannot move between the check below and the
   // watch joining the index: every change after `through` then reaches it
   // from the reader, and the ones at or below are filtered out there.
-  HubLock lock(&mu_);
-  HubLock watch_lock(&watch->mu);
+  common::MutexLock lock(&mu_);
+  common::MutexLock watch_lock(&watch->mu);
   if (watch->cancelled || watch->end != End::kNone) return;
   if (!page.ok()) {
     EndWatch(*watch, End::kError, page.status());

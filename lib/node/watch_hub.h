@@ -39,29 +39,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "confman/kv/kv_state_machine.h"
 #include "confman/node.h"
 
 namespace confman::node_internal {
-
-// absl::MutexLock for the hub's locks. Debian's Abseil is built without
-// ThreadSanitizer, so under TSan its locks order nothing TSan can see; this
-// tells TSan what each lock and unlock orders (a no-op otherwise).
-class ABSL_SCOPED_LOCKABLE HubLock {
- public:
-  explicit HubLock(absl::Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu);
-  ~HubLock() ABSL_UNLOCK_FUNCTION();
-  HubLock(const HubLock&) = delete;
-  HubLock& operator=(const HubLock&) = delete;
-
-  // cv.Wait / cv.WaitWithTimeout on the held lock.
-  void Wait(absl::CondVar& cv);
-  void WaitFor(absl::CondVar& cv, std::chrono::steady_clock::duration timeout);
-
- private:
-  absl::Mutex* const mu_;
-};
 
 struct WatchHubOptions {
   uint32_t threads = 2;           // Delivery workers.
@@ -140,7 +122,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     const WatchRequest request;
     const WatchCallback callback;
 
-    absl::Mutex mu;
+    common::Mutex mu;
     EventQueue queue ABSL_GUARDED_BY(mu);
     // Every matching change at or below it is queued or delivered.
     uint64_t enqueued_through ABSL_GUARDED_BY(mu) = 0;
@@ -153,7 +135,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
     bool scheduled ABSL_GUARDED_BY(mu) = false;
     bool running ABSL_GUARDED_BY(mu) = false;  // A callback is running.
     // Signalled when a callback returns while a Cancel waits for it.
-    absl::CondVar idle;
+    common::CondVar idle;
     int cancels_waiting ABSL_GUARDED_BY(mu) = 0;
     std::thread::id running_thread ABSL_GUARDED_BY(mu);
     bool cancelled ABSL_GUARDED_BY(mu) = false;
@@ -205,7 +187,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
 
   // Lock order: mu_, then one watch's mu, then sched_mu_; removal_mu_ and
   // wake_mu_ are leaves. A watch's mu is never held while calling back.
-  mutable absl::Mutex mu_;
+  mutable common::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   // Set once by the first Add (under mu_), then read-only until Stop.
@@ -221,25 +203,25 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
       progress_ ABSL_GUARDED_BY(mu_);
 
   // Watches ready to run, in order; workers take from the front.
-  absl::Mutex sched_mu_;
+  common::Mutex sched_mu_;
   std::deque<WatchPtr> ready_ ABSL_GUARDED_BY(sched_mu_);
-  absl::CondVar sched_cv_;
+  common::CondVar sched_cv_;
   bool workers_stop_ ABSL_GUARDED_BY(sched_mu_) = false;
 
   // Cancelled or ended watches for the reader to drop from the index: a
   // cancel then never waits for a fan-out in progress.
-  absl::Mutex removal_mu_;
+  common::Mutex removal_mu_;
   std::vector<uint64_t> removals_ ABSL_GUARDED_BY(removal_mu_);
 
   // Wakes the reader.
-  absl::Mutex wake_mu_;
-  absl::CondVar wake_cv_;
+  common::Mutex wake_mu_;
+  common::CondVar wake_cv_;
   bool woken_ ABSL_GUARDED_BY(wake_mu_) = false;
   bool reader_stop_ ABSL_GUARDED_BY(wake_mu_) = false;
 
   // Started under mu_ by the first Add; joined by Stop (serialized by
   // stop_mu_, as Close and the destructor may race).
-  absl::Mutex stop_mu_;
+  common::Mutex stop_mu_;
   std::thread reader_;
   std::vector<std::thread> workers_;
   // The threads run: wakeups and removals are worth recording.
