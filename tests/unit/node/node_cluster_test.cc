@@ -466,6 +466,16 @@ TEST_CASE(
   CHECK(refused.status().message().find("no space left on device") !=
         std::string::npos);
 
+  // Its log takes no new entries, so it can never reach a fresh read point:
+  // a linearizable read is refused at once, not at the request timeout.
+  const auto read_start = std::chrono::steady_clock::now();
+  auto read = broken->Get("s", "before", {ReadConsistency::kLinearizable});
+  INFO(read.status().ToString());
+  CHECK(absl::IsUnavailable(read.status()));
+  CHECK(std::chrono::steady_clock::now() - read_start <
+        std::chrono::milliseconds(500));
+  CHECK(broken->Get("s", "before", {ReadConsistency::kLocal}).ok());
+
   // The broken member hands leadership over; the others carry on.
   bool served = false;
   const auto deadline =
