@@ -157,6 +157,13 @@ struct NodeStatus {
   raft::Membership membership{};
   std::vector<raft::MemberProgress> progress{};  // On the leader only.
   uint64_t leader_changes = 0;  // Leader changes seen since Open.
+  // This member's store revision: the revision of the latest change it has
+  // applied (0 before the first).
+  uint64_t revision = 0;
+  // Highest index in this member's log (durable or not yet).
+  raft::Index last_index = 0;
+  // Bytes of the config state's live LMDB data file (0 in memory).
+  uint64_t state_bytes = 0;
   // The first storage failure; while set, writes are refused.
   absl::Status storage_error{};
   // Set (Internal, naming the invariant) when this member found its Raft
@@ -303,6 +310,17 @@ class Node {
   // is CompactedRevision() + 1. A Watch with after_revision >= it misses
   // nothing; an older one gets OutOfRange. 0 while nothing was dropped.
   [[nodiscard]] virtual absl::StatusOr<uint64_t> CompactedRevision() = 0;
+
+  // The change history, which is also the audit trail: up to `limit`
+  // (1..10000) changes with revision > after_revision, oldest first, each
+  // naming its actor and time. Reads at options.consistency, like List.
+  // OutOfRange when changes after after_revision were already dropped
+  // (NodeOptions::history_retention): start again from
+  // CompactedRevision(). Resume with the last change's revision, or with
+  // ChangePage::revision when the page is empty.
+  [[nodiscard]] virtual absl::StatusOr<kv::ChangePage> History(
+      uint64_t after_revision, uint32_t limit,
+      const ReadOptions& options = {}) = 0;
 
   // --- Membership (leader only; FailedPrecondition naming the leader) -----------
 

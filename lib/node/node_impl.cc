@@ -379,13 +379,23 @@ absl::Status NodeImpl::NotLeaderError(raft::MemberId leader,
 }
 
 NodeStatus NodeImpl::GetStatus() const {
-  common::MutexLock lock(&status_mu_);
-  NodeStatus status = status_;
-  status.applied_index = applied_;
-  status.commit_index = std::max(status.commit_index, commit_index_.load());
-  status.leader_changes = leader_changes_;
-  status.storage_error = storage_error_;
-  status.halted = halted_error_;
+  NodeStatus status;
+  {
+    common::MutexLock lock(&status_mu_);
+    status = status_;
+    status.applied_index = applied_;
+    status.commit_index = std::max(status.commit_index, commit_index_.load());
+    status.leader_changes = leader_changes_;
+    status.storage_error = storage_error_;
+    status.halted = halted_error_;
+  }
+  // The state machine is gone once Close has finished; a closed member
+  // reports zeros here.
+  if (EnterCallerRead()) {
+    status.revision = sm_->Revision();
+    status.state_bytes = sm_->StorageBytes();
+    LeaveCallerRead();
+  }
   return status;
 }
 
@@ -497,14 +507,14 @@ absl::StatusOr<uint64_t> NodeImpl::CompareAndSet(const std::string& ns,
 
 // Counted before closing_ is read, so either Close sees the read and waits
 // for it before destroying the state machine, or the read sees closing_.
-bool NodeImpl::EnterCallerRead() {
+bool NodeImpl::EnterCallerRead() const {
   ++caller_reads_;
   if (!closing_) return true;
   LeaveCallerRead();
   return false;
 }
 
-void NodeImpl::LeaveCallerRead() { --caller_reads_; }
+void NodeImpl::LeaveCallerRead() const { --caller_reads_; }
 
 void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> read,
                            std::function<void(absl::Status)> fail) {
@@ -581,6 +591,26 @@ absl::StatusOr<kv::ListPage> NodeImpl::List(const kv::ListRequest& request,
   auto shared_done = std::make_shared<decltype(done)>(std::move(done));
   AtReadPoint(
       options, [this, request, shared_done] { (*shared_done)(sm_->List(request)); },
+      [shared_done](absl::Status s) { (*shared_done)(std::move(s)); });
+  return Await(std::move(future), options_.request_timeout);
+}
+
+absl::StatusOr<kv::ChangePage> NodeImpl::History(uint64_t after_revision,
+                                                uint32_t limit,
+                                                const ReadOptions& options) {
+  if (options.consistency == ReadConsistency::kLocal && !halted_ &&
+      EnterCallerRead()) {
+    absl::StatusOr<kv::ChangePage> page = sm_->Changes(after_revision, limit);
+    LeaveCallerRead();
+    return page;
+  }
+  auto [done, future] = MakeCompletion<kv::ChangePage>();
+  auto shared_done = std::make_shared<decltype(done)>(std::move(done));
+  AtReadPoint(
+      options,
+      [this, after_revision, limit, shared_done] {
+        (*shared_done)(sm_->Changes(after_revision, limit));
+      },
       [shared_done](absl::Status s) { (*shared_done)(std::move(s)); });
   return Await(std::move(future), options_.request_timeout);
 }

@@ -71,6 +71,9 @@ class NodeImpl final : public Node, public TransportHandler {
                                    const ReadOptions& options) override;
   void GetAsync(const std::string& ns, const std::string& key,
                 const ReadOptions& options, GetCallback done) override;
+  [[nodiscard]] absl::StatusOr<kv::ChangePage> History(
+      uint64_t after_revision, uint32_t limit,
+      const ReadOptions& options) override;
   [[nodiscard]] absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
                                     const ReadOptions& options) override;
   [[nodiscard]] absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
@@ -200,8 +203,8 @@ class NodeImpl final : public Node, public TransportHandler {
                    std::function<void(absl::Status)> fail);
   // A read served from sm_ on the caller's thread: false (not entered) once
   // the node is closing; otherwise pair with LeaveCallerRead.
-  bool EnterCallerRead();
-  void LeaveCallerRead();
+  bool EnterCallerRead() const;
+  void LeaveCallerRead() const;
 
   // Raft loop (node_loop.cc).
   void ScheduleTick();
@@ -327,7 +330,7 @@ class NodeImpl final : public Node, public TransportHandler {
   std::atomic<bool> closing_{false};
   // Reads inside sm_ on callers' threads; Close waits for none before it
   // destroys sm_.
-  std::atomic<int> caller_reads_{0};
+  mutable std::atomic<int> caller_reads_{0};
   std::atomic<bool> closed_{false};
   common::Mutex close_mu_;  // Serializes Close().
 

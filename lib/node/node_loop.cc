@@ -373,6 +373,7 @@ void NodeImpl::RefreshStatusCache() {
   status_.leader_address =
       core.leader == raft::kNoMember ? std::string() : leader_address;
   status_.commit_index = core.commit;
+  status_.last_index = core.last_index;
   status_.membership = std::move(core.membership);
   status_.progress = std::move(core.progress);
 }

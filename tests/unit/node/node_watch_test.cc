@@ -553,6 +553,47 @@ TEST_CASE("watch: the oldest retained revision") {
   CHECK(too_old.revisions.empty());
 }
 
+TEST_CASE("history: the audit trail names actor and time, pages and ends at compaction") {
+  auto cluster = StartCluster([](NodeOptions& o) { o.history_retention = 10; });
+  Node* leader = *cluster->WaitForLeader();
+  Node* follower = AFollower(*cluster);
+  const int64_t before = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  std::vector<uint64_t> revisions;
+  for (int i = 0; i < 6; ++i) {
+    auto r = follower->Put("h", absl::StrCat("k", i % 2), "v",
+                           {.actor = absl::StrCat("alice-", i)});
+    REQUIRE(r.ok());
+    revisions.push_back(*r);
+  }
+  auto del = leader->Delete("h", "k0", {.actor = "bob"});
+  REQUIRE(del.ok());
+  revisions.push_back(*del);
+  const uint64_t start = revisions.front() - 1;
+
+  // A linearizable read on a follower sees every acknowledged change.
+  auto page = follower->History(start, 4);
+  REQUIRE(page.ok());
+  REQUIRE(page->changes.size() == 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(page->changes[i].revision == revisions[i]);
+    CHECK(page->changes[i].actor == absl::StrCat("alice-", i));
+    CHECK(page->changes[i].time_unix_micros >= before);
+  }
+  auto rest = follower->History(page->changes.back().revision, 100);
+  REQUIRE(rest.ok());
+  REQUIRE(rest->changes.size() == 3);
+  CHECK(rest->changes.back().op == kv::ChangeOp::kDelete);
+  CHECK(rest->changes.back().actor == "bob");
+  CHECK(rest->revision == revisions.back());
+  CHECK(follower->GetStatus().revision == revisions.back());
+
+  for (int i = 0; i < 20; ++i) REQUIRE(leader->Put("h", "k", "v").ok());
+  auto gone = follower->History(start, 10);
+  CHECK(absl::IsOutOfRange(gone.status()));
+}
+
 TEST_CASE(
     "watch: thousands of watches share a fixed set of threads and "
     "close fast") {
