@@ -1,0 +1,713 @@
+// Process-cluster harness: spawning confman-node members, a minimal HTTP/1.1
+// client over blocking sockets, and a command runner (see the header).
+#include "process_cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+
+extern char** environ;
+
+namespace confman::process_test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+// "http://127.0.0.1:7480" -> port 7480. Only loopback IPv4 URLs are used.
+absl::StatusOr<std::pair<std::string, int>> HostPort(const std::string& url) {
+  absl::string_view rest = url;
+  if (!absl::ConsumePrefix(&rest, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat("not an http URL: ", url));
+  }
+  const size_t colon = rest.rfind(':');
+  int port = 0;
+  if (colon == absl::string_view::npos ||
+      !absl::SimpleAtoi(rest.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("no port in URL: ", url));
+  }
+  return std::make_pair(std::string(rest.substr(0, colon)), port);
+}
+
+absl::StatusOr<int> Connect(const std::string& url, milliseconds timeout) {
+  auto hp = HostPort(url);
+  if (!hp.ok()) return hp.status();
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return absl::InternalError("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(hp->second));
+  inet_pton(AF_INET, hp->first.c_str(), &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 &&
+      errno != EINPROGRESS) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("connect to ", url, ": ", strerror(errno)));
+  }
+  pollfd p{fd, POLLOUT, 0};
+  if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
+    close(fd);
+    return absl::DeadlineExceededError(absl::StrCat("connect to ", url, " timed out"));
+  }
+  int err = 0;
+  socklen_t len = sizeof(err);
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("connect to ", url, ": ", strerror(err)));
+  }
+  return fd;
+}
+
+absl::Status SendAll(int fd, absl::string_view bytes, Clock::time_point deadline) {
+  while (!bytes.empty()) {
+    const ssize_t n = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      // The server may answer and close before taking the whole body (413).
+      return absl::AbortedError(absl::StrCat("send: ", strerror(errno)));
+    }
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return absl::DeadlineExceededError("send timed out");
+    pollfd p{fd, POLLOUT, 0};
+    poll(&p, 1, static_cast<int>(left.count()));
+  }
+  return absl::OkStatus();
+}
+
+// Reads what is available (waiting until `deadline`); false at EOF.
+absl::StatusOr<bool> ReadSome(int fd, std::string& into, Clock::time_point deadline) {
+  for (;;) {
+    char buf[65536];
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n > 0) {
+      into.append(buf, static_cast<size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;
+    if (errno == ECONNRESET) return false;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      return absl::UnavailableError(absl::StrCat("recv: ", strerror(errno)));
+    }
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return absl::DeadlineExceededError("no data before the deadline");
+    pollfd p{fd, POLLIN, 0};
+    poll(&p, 1, static_cast<int>(left.count()));
+  }
+}
+
+// Parses "HTTP/1.1 200 OK\r\nName: v\r\n...\r\n" (without the blank line).
+absl::Status ParseHead(absl::string_view head, int& status,
+                       std::map<std::string, std::string>& headers) {
+  std::vector<absl::string_view> lines = absl::StrSplit(head, "\r\n");
+  if (lines.empty()) return absl::DataLossError("empty response head");
+  std::vector<absl::string_view> first = absl::StrSplit(lines[0], absl::MaxSplits(' ', 2));
+  if (first.size() < 2 || !absl::SimpleAtoi(first[1], &status)) {
+    return absl::DataLossError(absl::StrCat("bad status line: ", lines[0]));
+  }
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const size_t colon = lines[i].find(':');
+    if (colon == absl::string_view::npos) continue;
+    headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
+        std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
+  }
+  return absl::OkStatus();
+}
+
+// Decodes a complete chunked body; false if it is not complete yet.
+bool DecodeChunked(absl::string_view raw, std::string& out) {
+  out.clear();
+  for (;;) {
+    const size_t eol = raw.find("\r\n");
+    if (eol == absl::string_view::npos) return false;
+    size_t size = 0;
+    absl::string_view hex = raw.substr(0, eol);
+    if (const size_t semi = hex.find(';'); semi != absl::string_view::npos) {
+      hex = hex.substr(0, semi);
+    }
+    if (!absl::SimpleHexAtoi(hex, &size)) return false;
+    raw.remove_prefix(eol + 2);
+    if (size == 0) return true;
+    if (raw.size() < size + 2) return false;
+    out.append(raw.data(), size);
+    raw.remove_prefix(size + 2);
+  }
+}
+
+absl::StatusOr<HttpResponse> ReadResponse(int fd, Clock::time_point deadline,
+                                          bool head_only_method) {
+  std::string raw;
+  size_t head_end = std::string::npos;
+  bool open = true;
+  while ((head_end = raw.find("\r\n\r\n")) == std::string::npos) {
+    if (!open) return absl::DataLossError("the server closed before a full response head");
+    auto more = ReadSome(fd, raw, deadline);
+    if (!more.ok()) return more.status();
+    open = *more;
+  }
+  HttpResponse response;
+  if (absl::Status s = ParseHead(absl::string_view(raw).substr(0, head_end),
+                                 response.status, response.headers);
+      !s.ok()) {
+    return s;
+  }
+  std::string rest = raw.substr(head_end + 4);
+  if (head_only_method || response.status == 304 || response.status == 204) {
+    return response;
+  }
+  const std::string te = absl::AsciiStrToLower(response.header("transfer-encoding"));
+  size_t length = 0;
+  const bool has_length = absl::SimpleAtoi(response.header("content-length"), &length);
+  for (;;) {
+    if (te == "chunked" && DecodeChunked(rest, response.body)) return response;
+    if (te != "chunked" && has_length && rest.size() >= length) {
+      response.body = rest.substr(0, length);
+      return response;
+    }
+    if (!open) {
+      if (te == "chunked" || has_length) {
+        return absl::DataLossError("the server closed in the middle of the body");
+      }
+      response.body = rest;
+      return response;
+    }
+    auto more = ReadSome(fd, rest, deadline);
+    if (!more.ok()) return more.status();
+    open = *more;
+  }
+}
+
+}  // namespace
+
+std::string NodeBinary() { return CONFMAN_NODE_BINARY; }
+std::string CtlBinary() { return CONFMANCTL_BINARY; }
+
+std::string HttpResponse::header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+absl::StatusOr<HttpResponse> RawHttp(const std::string& base_url,
+                                     const std::string& bytes, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  absl::StatusOr<int> fd = Connect(base_url, timeout);
+  if (!fd.ok()) return fd.status();
+  // A send that fails because the server answered early is not an error:
+  // the answer is what the test wants.
+  (void)SendAll(*fd, bytes, deadline);
+  absl::StatusOr<HttpResponse> response = ReadResponse(*fd, deadline, false);
+  close(*fd);
+  return response;
+}
+
+absl::StatusOr<HttpResponse> Http(const std::string& base_url, const std::string& method,
+                                  const std::string& target, const std::string& body,
+                                  const std::map<std::string, std::string>& headers,
+                                  milliseconds timeout) {
+  auto hp = HostPort(base_url);
+  if (!hp.ok()) return hp.status();
+  std::string request = absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: ",
+                                     hp->first, ":", hp->second,
+                                     "\r\nConnection: close\r\n");
+  bool has_length = false;
+  for (const auto& [name, value] : headers) {
+    const std::string lower = absl::AsciiStrToLower(name);
+    if (lower == "content-length" || lower == "transfer-encoding") has_length = true;
+    absl::StrAppend(&request, name, ": ", value, "\r\n");
+  }
+  if (!has_length && (!body.empty() || method == "PUT" || method == "POST")) {
+    absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
+  }
+  absl::StrAppend(&request, "\r\n", body);
+  const auto deadline = Clock::now() + timeout;
+  absl::StatusOr<int> fd = Connect(base_url, timeout);
+  if (!fd.ok()) return fd.status();
+  (void)SendAll(*fd, request, deadline);
+  absl::StatusOr<HttpResponse> response = ReadResponse(*fd, deadline, method == "HEAD");
+  close(*fd);
+  return response;
+}
+
+// ---------------------------------------------------------------------------
+// HttpStream
+
+absl::StatusOr<std::unique_ptr<HttpStream>> HttpStream::Open(
+    const std::string& base_url, const std::string& target,
+    const std::map<std::string, std::string>& headers, milliseconds timeout) {
+  auto hp = HostPort(base_url);
+  if (!hp.ok()) return hp.status();
+  std::string request = absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", hp->first,
+                                     ":", hp->second, "\r\n");
+  for (const auto& [name, value] : headers) absl::StrAppend(&request, name, ": ", value, "\r\n");
+  absl::StrAppend(&request, "\r\n");
+  const auto deadline = Clock::now() + timeout;
+  absl::StatusOr<int> fd = Connect(base_url, timeout);
+  if (!fd.ok()) return fd.status();
+  std::unique_ptr<HttpStream> stream(new HttpStream());
+  stream->fd_ = *fd;
+  if (absl::Status s = SendAll(*fd, request, deadline); !s.ok()) return s;
+  size_t head_end = std::string::npos;
+  while ((head_end = stream->raw_.find("\r\n\r\n")) == std::string::npos) {
+    auto more = ReadSome(*fd, stream->raw_, deadline);
+    if (!more.ok()) return more.status();
+    if (!*more) return absl::DataLossError("the server closed before the response head");
+  }
+  if (absl::Status s = ParseHead(absl::string_view(stream->raw_).substr(0, head_end),
+                                 stream->status_, stream->headers_);
+      !s.ok()) {
+    return s;
+  }
+  stream->raw_.erase(0, head_end + 4);
+  auto te = stream->headers_.find("transfer-encoding");
+  stream->chunked_ = te != stream->headers_.end() &&
+                     absl::AsciiStrToLower(te->second) == "chunked";
+  if (!stream->chunked_) {
+    stream->body_ = std::move(stream->raw_);
+    stream->raw_.clear();
+  } else if (absl::Status s = stream->Dechunk(); !s.ok()) {
+    return s;
+  }
+  return stream;
+}
+
+HttpStream::~HttpStream() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status HttpStream::Dechunk() {
+  for (;;) {
+    const size_t eol = raw_.find("\r\n");
+    if (eol == std::string::npos) return absl::OkStatus();
+    size_t size = 0;
+    absl::string_view hex = absl::string_view(raw_).substr(0, eol);
+    if (const size_t semi = hex.find(';'); semi != absl::string_view::npos) {
+      hex = hex.substr(0, semi);
+    }
+    if (!absl::SimpleHexAtoi(hex, &size)) {
+      return absl::DataLossError(absl::StrCat("bad chunk size line: ", hex));
+    }
+    if (size == 0) {
+      ended_ = true;
+      raw_.clear();
+      return absl::OkStatus();
+    }
+    if (raw_.size() < eol + 2 + size + 2) return absl::OkStatus();
+    body_.append(raw_, eol + 2, size);
+    raw_.erase(0, eol + 2 + size + 2);
+  }
+}
+
+absl::Status HttpStream::Fill(Clock::time_point deadline) {
+  std::string& target = chunked_ ? raw_ : body_;
+  auto more = ReadSome(fd_, target, deadline);
+  if (!more.ok()) return more.status();
+  if (!*more) ended_ = true;
+  return chunked_ ? Dechunk() : absl::OkStatus();
+}
+
+absl::StatusOr<std::string> HttpStream::NextLine(milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    size_t eol;
+    while ((eol = body_.find('\n')) != std::string::npos) {
+      std::string line = body_.substr(0, eol);
+      body_.erase(0, eol + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) return line;
+    }
+    if (ended_) return absl::NotFoundError("the server ended the stream");
+    if (absl::Status s = Fill(deadline); !s.ok()) return s;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Commands
+
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env,
+                         const std::string& input, milliseconds timeout) {
+  CommandResult result;
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0 ||
+      pipe2(err_pipe, O_CLOEXEC) != 0) {
+    result.err = "pipe() failed";
+    return result;
+  }
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(in_pipe[0], 0);
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  // Feed stdin from a thread so a child that writes before it reads cannot
+  // deadlock against us.
+  std::thread feeder([fd = in_pipe[1], &input] {
+    size_t off = 0;
+    while (off < input.size()) {
+      const ssize_t n = write(fd, input.data() + off, input.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    close(fd);
+  });
+  const auto deadline = Clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open = 2;
+  bool timed_out = false;
+  while (open > 0) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    if (poll(fds, 2, static_cast<int>(left.count())) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      char buf[65536];
+      const ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n > 0) {
+        (i == 0 ? result.out : result.err).append(buf, static_cast<size_t>(n));
+      } else {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      }
+    }
+  }
+  if (timed_out) kill(pid, SIGKILL);
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  feeder.join();
+  result.exit_code = !timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// ProcessCluster
+
+absl::StatusOr<int> FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return absl::UnavailableError("could not bind a free port on 127.0.0.1");
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool Eventually(const std::function<bool()>& done, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!done()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
+absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Start(
+    ProcessClusterOptions options) {
+  std::unique_ptr<ProcessCluster> cluster(new ProcessCluster());
+  cluster->options_ = options;
+  char tmpl[] = "/tmp/confman-process-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
+  cluster->dir_ = tmpl;
+  cluster->secret_path_ = cluster->dir_ + "/secret";
+  WriteFile(cluster->secret_path_, "process-cluster-shared-secret-0123456789");
+  if (!options.client_token.empty()) {
+    cluster->token_path_ = cluster->dir_ + "/token";
+    WriteFile(cluster->token_path_, options.client_token + "\n");
+  }
+  std::vector<std::string> initial;
+  for (int i = 1; i <= options.members; ++i) {
+    absl::StatusOr<int> port = FreePort();
+    if (!port.ok()) return port.status();
+    Member m;
+    m.id = static_cast<uint64_t>(i);
+    m.peer_address = absl::StrCat("127.0.0.1:", *port);
+    initial.push_back(absl::StrCat(m.id, "=", m.peer_address));
+    cluster->members_.push_back(m);
+  }
+  cluster->initial_members_ = absl::StrJoin(initial, ",");
+  for (Member& m : cluster->members_) {
+    if (absl::Status s = cluster->Launch(m); !s.ok()) return s;
+  }
+  if (auto leader = cluster->WaitForLeader(options.start_timeout); !leader.ok()) {
+    return leader.status();
+  }
+  return cluster;
+}
+
+ProcessCluster::~ProcessCluster() {
+  for (Member& m : members_) {
+    if (m.pid != 0) {
+      kill(m.pid, SIGKILL);
+      waitpid(m.pid, nullptr, 0);
+      m.pid = 0;
+    }
+  }
+  std::error_code ignored;
+  if (!dir_.empty() && getenv("CONFMAN_KEEP_PROCESS_DIRS") == nullptr) {
+    std::filesystem::remove_all(dir_, ignored);
+  }
+}
+
+std::vector<std::string> ProcessCluster::CommandLine(const Member& m) const {
+  const std::string data = data_dir(m.id);
+  std::vector<std::string> argv = {
+      NodeBinary(),
+      "--id", absl::StrCat(m.id),
+      "--cluster-id", "process-test",
+      "--peer-listen", m.peer_address,
+      "--client-listen", "127.0.0.1:0",
+      "--initial-members", initial_members_,
+      "--data-dir", data,
+      "--secret-file", secret_path_,
+      "--announce-file", data + ".announce",
+  };
+  if (m.joiner) argv.push_back("--join");
+  if (!token_path_.empty()) {
+    argv.push_back("--client-token-file");
+    argv.push_back(token_path_);
+  }
+  for (const std::string& f : options_.extra_flags) argv.push_back(f);
+  return argv;
+}
+
+absl::Status ProcessCluster::Launch(Member& m) {
+  const std::string announce = data_dir(m.id) + ".announce";
+  std::filesystem::remove(announce);
+  const std::vector<std::string> argv = CommandLine(m);
+  const std::string log_path = data_dir(m.id) + ".log";
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int null_fd = open("/dev/null", O_RDWR);
+    dup2(null_fd, 0);
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  m.pid = pid;
+  // The announce file appears once both listeners are up.
+  const bool announced = Eventually(
+      [&] {
+        const std::string text = ReadFile(announce);
+        const size_t at = text.find("\"client_url\"");
+        if (at == std::string::npos) return false;
+        const size_t open_quote = text.find('"', text.find(':', at) + 1);
+        const size_t close_quote = text.find('"', open_quote + 1);
+        if (open_quote == std::string::npos || close_quote == std::string::npos) return false;
+        m.client_url = text.substr(open_quote + 1, close_quote - open_quote - 1);
+        return true;
+      },
+      milliseconds(15000));
+  if (!announced) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "member ", m.id, " did not announce its client URL within 15 s; its log:\n",
+        log_text(m.id)));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<uint64_t> ProcessCluster::ids() const {
+  std::vector<uint64_t> out;
+  for (const Member& m : members_) out.push_back(m.id);
+  return out;
+}
+
+const ProcessCluster::Member* ProcessCluster::Find(uint64_t id) const {
+  for (const Member& m : members_) {
+    if (m.id == id) return &m;
+  }
+  return nullptr;
+}
+
+ProcessCluster::Member* ProcessCluster::Find(uint64_t id) {
+  for (Member& m : members_) {
+    if (m.id == id) return &m;
+  }
+  return nullptr;
+}
+
+std::string ProcessCluster::client_url(uint64_t id) const {
+  const Member* m = Find(id);
+  return m == nullptr ? std::string() : m->client_url;
+}
+
+std::string ProcessCluster::peer_address(uint64_t id) const {
+  const Member* m = Find(id);
+  return m == nullptr ? std::string() : m->peer_address;
+}
+
+std::string ProcessCluster::endpoints() const {
+  std::vector<std::string> urls;
+  for (const Member& m : members_) {
+    if (m.pid != 0) urls.push_back(m.client_url);
+  }
+  return absl::StrJoin(urls, ",");
+}
+
+std::string ProcessCluster::data_dir(uint64_t id) const {
+  return absl::StrCat(dir_, "/member-", id);
+}
+
+std::string ProcessCluster::log_text(uint64_t id) const {
+  return ReadFile(data_dir(id) + ".log");
+}
+
+pid_t ProcessCluster::pid(uint64_t id) const {
+  const Member* m = Find(id);
+  return m == nullptr ? 0 : m->pid;
+}
+
+absl::Status ProcessCluster::Signal(uint64_t id, int signal) {
+  Member* m = Find(id);
+  if (m == nullptr || m->pid == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("member ", id, " is not running"));
+  }
+  if (kill(m->pid, signal) != 0) {
+    return absl::InternalError(absl::StrCat("kill(", m->pid, "): ", strerror(errno)));
+  }
+  if (signal == SIGKILL) {
+    waitpid(m->pid, nullptr, 0);
+    m->pid = 0;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> ProcessCluster::WaitExit(uint64_t id, milliseconds timeout) {
+  Member* m = Find(id);
+  if (m == nullptr || m->pid == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("member ", id, " is not running"));
+  }
+  int status = 0;
+  const bool exited = Eventually(
+      [&] { return waitpid(m->pid, &status, WNOHANG) == m->pid; }, timeout);
+  if (!exited) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("member ", id, " did not exit within ", timeout.count(), " ms"));
+  }
+  m->pid = 0;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+absl::Status ProcessCluster::Restart(uint64_t id) {
+  Member* m = Find(id);
+  if (m == nullptr) return absl::NotFoundError(absl::StrCat("no member ", id));
+  if (m->pid != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("member ", id, " is running"));
+  }
+  return Launch(*m);
+}
+
+absl::Status ProcessCluster::StartJoiner(uint64_t id) {
+  if (Find(id) != nullptr) {
+    return absl::AlreadyExistsError(absl::StrCat("member ", id, " exists"));
+  }
+  absl::StatusOr<int> port = FreePort();
+  if (!port.ok()) return port.status();
+  Member m;
+  m.id = id;
+  m.peer_address = absl::StrCat("127.0.0.1:", *port);
+  m.joiner = true;
+  members_.push_back(m);
+  return Launch(members_.back());
+}
+
+absl::StatusOr<uint64_t> ProcessCluster::WaitForLeader(milliseconds timeout) const {
+  uint64_t leader = 0;
+  const bool agreed = Eventually(
+      [&] {
+        uint64_t seen = 0;
+        for (const Member& m : members_) {
+          if (m.pid == 0 || m.joiner) continue;
+          auto r = Http(m.client_url, "GET", "/v1/status", {}, auth(), milliseconds(1000));
+          if (!r.ok() || r->status != 200) return false;
+          uint64_t named = 0;
+          if (!absl::SimpleAtoi(r->header("x-confman-leader"), &named) || named == 0) {
+            return false;
+          }
+          if (seen != 0 && named != seen) return false;
+          seen = named;
+        }
+        leader = seen;
+        const Member* lm = Find(leader);
+        return lm != nullptr && lm->pid != 0;
+      },
+      timeout);
+  if (!agreed) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("the running members did not agree on a leader within ",
+                     timeout.count(), " ms"));
+  }
+  return leader;
+}
+
+std::map<std::string, std::string> ProcessCluster::auth() const {
+  if (options_.client_token.empty()) return {};
+  return {{"Authorization", absl::StrCat("Bearer ", options_.client_token)}};
+}
+
+}  // namespace confman::process_test

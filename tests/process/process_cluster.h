@@ -1,0 +1,178 @@
+// A cluster of real confman-node processes on 127.0.0.1 for tests, and the
+// small HTTP client and command runner those tests speak through.
+//
+// Each member is a child process with its own data directory under one
+// temporary directory; its stderr goes to a log file there. Children die
+// with the test process (PR_SET_PDEATHSIG), so a crashed test leaves no
+// member running, and the destructor kills every child and removes the
+// directory. The HTTP client is hand-rolled over blocking sockets on
+// purpose: tests must be able to send malformed and partial requests that a
+// real client library would refuse to produce.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace confman::process_test {
+
+using std::chrono::milliseconds;
+
+// Paths of the programs under test, as CMake built them.
+std::string NodeBinary();
+std::string CtlBinary();
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // Names lower-cased.
+  std::string body;
+
+  std::string header(const std::string& lower_name) const;
+};
+
+// One request on a fresh connection ("Connection: close"). `base_url` is
+// "http://host:port"; `target` the path and query. Content-Length is added
+// for a non-empty body unless `headers` sets it (or Transfer-Encoding).
+absl::StatusOr<HttpResponse> Http(
+    const std::string& base_url, const std::string& method,
+    const std::string& target, const std::string& body = {},
+    const std::map<std::string, std::string>& headers = {},
+    milliseconds timeout = milliseconds(10000));
+
+// Sends `bytes` as they are and reads the answer until the server closes
+// (or `timeout`): for malformed and partial requests.
+absl::StatusOr<HttpResponse> RawHttp(const std::string& base_url,
+                                     const std::string& bytes,
+                                     milliseconds timeout = milliseconds(10000));
+
+// A streaming response (a watch): the headers, then the body line by line.
+class HttpStream {
+ public:
+  static absl::StatusOr<std::unique_ptr<HttpStream>> Open(
+      const std::string& base_url, const std::string& target,
+      const std::map<std::string, std::string>& headers = {},
+      milliseconds timeout = milliseconds(10000));
+  ~HttpStream();
+
+  int status() const { return status_; }
+  const std::map<std::string, std::string>& headers() const { return headers_; }
+  // The next non-empty line of the (de-chunked) body. NotFound when the
+  // server ended the stream, DeadlineExceeded after `timeout` without one.
+  absl::StatusOr<std::string> NextLine(milliseconds timeout);
+
+ private:
+  HttpStream() = default;
+  absl::Status Fill(std::chrono::steady_clock::time_point deadline);
+  absl::Status Dechunk();
+
+  int fd_ = -1;
+  int status_ = 0;
+  bool chunked_ = false;
+  bool ended_ = false;
+  std::map<std::string, std::string> headers_;
+  std::string raw_;   // Bytes read, not yet de-chunked.
+  std::string body_;  // De-chunked bytes not yet returned.
+};
+
+struct CommandResult {
+  int exit_code = -1;  // -1 when killed by a signal or timed out.
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] with `env` added to this process's environment, feeding
+// `input` on stdin; kills it after `timeout`.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env = {},
+                         const std::string& input = {},
+                         milliseconds timeout = milliseconds(60000));
+
+struct ProcessClusterOptions {
+  int members = 3;
+  // Added to every member's command line (e.g. {"--election-timeout-ms",
+  // "300"}).
+  std::vector<std::string> extra_flags{};
+  // When set, written to a file passed as --client-token-file.
+  std::string client_token{};
+  // How long Start waits for a leader.
+  milliseconds start_timeout{20000};
+};
+
+class ProcessCluster {
+ public:
+  // Picks free ports, writes the secret, starts members 1..members and
+  // waits until every one announced its client URL and one leads.
+  static absl::StatusOr<std::unique_ptr<ProcessCluster>> Start(
+      ProcessClusterOptions options);
+  // SIGKILLs every member still running and removes the directory.
+  ~ProcessCluster();
+
+  std::vector<uint64_t> ids() const;
+  std::string client_url(uint64_t id) const;
+  std::string peer_address(uint64_t id) const;
+  // Every running member's client URL, comma-separated, in id order.
+  std::string endpoints() const;
+  std::string data_dir(uint64_t id) const;
+  std::string log_text(uint64_t id) const;  // Its stderr so far.
+  std::string dir() const { return dir_; }
+  pid_t pid(uint64_t id) const;  // 0 when not running.
+  bool running(uint64_t id) const { return pid(id) != 0; }
+
+  // Sends `signal` to the member. For SIGKILL it also reaps the process.
+  absl::Status Signal(uint64_t id, int signal);
+  // Waits for the member to exit and returns its exit code (or 128 + the
+  // signal that ended it).
+  absl::StatusOr<int> WaitExit(uint64_t id, milliseconds timeout);
+  // Starts a stopped member again on the same ports and data directory.
+  absl::Status Restart(uint64_t id);
+  // Starts a new member with --join (a learner-to-be), on fresh ports.
+  absl::Status StartJoiner(uint64_t id);
+
+  // The member every running member's /v1/status names as leader (they
+  // agree), once one does.
+  absl::StatusOr<uint64_t> WaitForLeader(
+      milliseconds timeout = milliseconds(10000)) const;
+
+  // Extra headers every test request should carry (the bearer token).
+  std::map<std::string, std::string> auth() const;
+
+ private:
+  struct Member {
+    uint64_t id = 0;
+    std::string peer_address;
+    std::string client_url;
+    pid_t pid = 0;
+    bool joiner = false;
+  };
+  ProcessCluster() = default;
+  absl::Status Launch(Member& member);
+  std::vector<std::string> CommandLine(const Member& member) const;
+  const Member* Find(uint64_t id) const;
+  Member* Find(uint64_t id);
+
+  ProcessClusterOptions options_;
+  std::string dir_;
+  std::string secret_path_;
+  std::string token_path_;
+  std::vector<Member> members_;
+  std::string initial_members_;
+};
+
+// Free TCP port on 127.0.0.1 (bound and released: another process could
+// take it in between, which tests accept).
+absl::StatusOr<int> FreePort();
+
+// Polls `done` every 20 ms until it holds or `timeout` passes.
+bool Eventually(const std::function<bool()>& done, milliseconds timeout);
+
+}  // namespace confman::process_test
