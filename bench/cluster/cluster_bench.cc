@@ -3,7 +3,8 @@
 // options, through the embedded API.
 //
 //   confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] [--via-followers]
-//                         [--log-keep N] [--compact-every N]
+//                         [--storage lmdb|memory] [--log-keep N]
+//                         [--compact-every N]
 //
 //   a  256 B values,   20,000 writes, 32 writers
 //   b  10 KB values,    1,000 writes, 10 writers
@@ -12,7 +13,13 @@
 //   e  1 MiB values,      200 writes,  1 writer
 //
 // Values are random (incompressible). Writers put to the leader unless
-// --via-followers. Ends with one JSON line.
+// --via-followers. `--storage memory` keeps the log and state in memory
+// (no disk), for comparison with in-memory Raft libraries. Ends with one
+// JSON line; cpu_ms_per_write (the whole process's CPU time, all three
+// members and the writers, divided by the writes) and
+// context_switches_per_write are steadier than writes/s on a shared machine.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -94,6 +101,23 @@ class RssSampler {
   std::thread thread_;
 };
 
+// CPU time (user + system) and context switches (voluntary + involuntary)
+// of the whole process so far.
+struct CpuUsage {
+  double cpu_ms = 0;
+  uint64_t context_switches = 0;
+};
+
+CpuUsage ProcessCpu() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto ms = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) / 1e3;
+  };
+  return {ms(ru.ru_utime) + ms(ru.ru_stime),
+          static_cast<uint64_t>(ru.ru_nvcsw + ru.ru_nivcsw)};
+}
+
 double Percentile(std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
   const size_t i = std::min(sorted.size() - 1,
@@ -144,7 +168,8 @@ int Usage() {
   std::fprintf(
       stderr,
       "usage: confman_bench_cluster --workload a|b|c|d|e [--dir PARENT] "
-      "[--via-followers] [--log-keep N] [--compact-every N]\n");
+      "[--via-followers] [--storage lmdb|memory] [--log-keep N] "
+      "[--compact-every N]\n");
   return 2;
 }
 
@@ -154,6 +179,7 @@ int main(int argc, char** argv) {
   const Workload* workload = nullptr;
   std::string parent;
   bool via_followers = false;
+  bool in_memory = false;
   // Non-default log compaction, for experiments (0: keep the default).
   uint64_t log_keep = 0;
   uint64_t compact_every = 0;
@@ -170,6 +196,10 @@ int main(int argc, char** argv) {
       log_keep = std::strtoull(argv[++i], nullptr, 10);
     } else if (arg == "--compact-every" && i + 1 < argc) {
       compact_every = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--storage" && i + 1 < argc) {
+      const std::string storage = argv[++i];
+      if (storage != "lmdb" && storage != "memory") return Usage();
+      in_memory = storage == "memory";
     } else if (arg == "--via-followers") {
       via_followers = true;
     } else {
@@ -182,6 +212,7 @@ int main(int argc, char** argv) {
 
   auto cluster = confman::testing::LocalCluster::Start(
       {.members = kMembers,
+       .in_memory_storage = in_memory,
        .temp_root = parent,
        .customize = [&](confman::NodeOptions& o) {
          if (log_keep != 0) o.log_keep_entries = log_keep;
@@ -203,6 +234,7 @@ int main(int argc, char** argv) {
   const uint64_t written_before = ProcField("/proc/self/io", "write_bytes:");
   Results results;
   RssSampler rss;
+  const CpuUsage cpu_before = ProcessCpu();
   const auto start = Clock::now();
   {
     std::vector<std::thread> writers;
@@ -213,6 +245,11 @@ int main(int argc, char** argv) {
     for (auto& t : writers) t.join();
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const CpuUsage cpu_after = ProcessCpu();
+  const double writes = static_cast<double>(w.writes);
+  const double cpu_ms_per_write = (cpu_after.cpu_ms - cpu_before.cpu_ms) / writes;
+  const double switches_per_write =
+      static_cast<double>(cpu_after.context_switches - cpu_before.context_switches) / writes;
   const uint64_t written = ProcField("/proc/self/io", "write_bytes:") - written_before;
   uint64_t leader_changes = 0;
   for (auto id : (*cluster)->ids()) {
@@ -224,13 +261,15 @@ int main(int argc, char** argv) {
   const uint64_t ok = w.writes - results.failed;
   const double ops = static_cast<double>(ok) / seconds;
   std::printf("workload %c: %llu x %llu B, %d writers: %.1f writes/s, %.2f MB/s, "
-              "p50 %.2f ms, p99 %.2f ms, max %.2f ms, %llu failed%s%s\n",
+              "p50 %.2f ms, p99 %.2f ms, max %.2f ms, %.3f CPU ms and %.1f "
+              "context switches per write, %llu failed%s%s\n",
               w.name, static_cast<unsigned long long>(w.writes),
               static_cast<unsigned long long>(w.value_bytes), w.writers, ops,
               ops * static_cast<double>(w.value_bytes) / 1e6,
               Percentile(results.latencies_ms, 0.50),
               Percentile(results.latencies_ms, 0.99),
               results.latencies_ms.empty() ? 0.0 : results.latencies_ms.back(),
+              cpu_ms_per_write, switches_per_write,
               static_cast<unsigned long long>(results.failed.load()),
               results.first_error.empty() ? "" : "; first error: ",
               results.first_error.c_str());
@@ -239,7 +278,8 @@ int main(int argc, char** argv) {
       "\"failed\":%llu,\"ops_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_ms\":%.2f,"
       "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"leader_changes\":%llu,"
       "\"peak_rss_anon_mib\":%.1f,\"disk_bytes_written_per_member\":%llu,"
-      "\"seconds\":%.2f}\n",
+      "\"cpu_ms_per_write\":%.4f,\"context_switches_per_write\":%.2f,"
+      "\"storage\":\"%s\",\"seconds\":%.2f}\n",
       w.name, static_cast<unsigned long long>(w.writes),
       static_cast<unsigned long long>(w.value_bytes), w.writers,
       static_cast<unsigned long long>(results.failed.load()), ops,
@@ -248,6 +288,7 @@ int main(int argc, char** argv) {
       results.latencies_ms.empty() ? 0.0 : results.latencies_ms.back(),
       static_cast<unsigned long long>(leader_changes),
       static_cast<double>(rss.peak_kib()) / 1024.0 / kMembers,
-      static_cast<unsigned long long>(written / kMembers), seconds);
+      static_cast<unsigned long long>(written / kMembers), cpu_ms_per_write,
+      switches_per_write, in_memory ? "memory" : "lmdb", seconds);
   return results.failed == 0 ? 0 : 1;
 }
