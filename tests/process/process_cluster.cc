@@ -43,6 +43,12 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  return "ended";
+}
+
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
@@ -513,7 +519,10 @@ std::vector<std::string> ProcessCluster::CommandLine(const Member& m) const {
       "--id", absl::StrCat(m.id),
       "--cluster-id", "process-test",
       "--peer-listen", m.peer_address,
-      "--client-listen", "127.0.0.1:0",
+      // A restarted member keeps the client port it was first given, so
+      // clients' URLs stay valid.
+      "--client-listen",
+      m.client_url.empty() ? "127.0.0.1:0" : m.client_url.substr(strlen("http://")),
       "--initial-members", initial_members_,
       "--data-dir", data,
       "--secret-file", secret_path_,
@@ -539,6 +548,9 @@ absl::Status ProcessCluster::Launch(Member& m) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     const int null_fd = open("/dev/null", O_RDWR);
+    for (const auto& [name, value] : options_.environment) {
+      setenv(name.c_str(), value.c_str(), 1);
+    }
     dup2(null_fd, 0);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
@@ -631,6 +643,7 @@ absl::Status ProcessCluster::Signal(uint64_t id, int signal) {
   }
   if (signal == SIGKILL) {
     waitpid(m->pid, nullptr, 0);
+    m->exit_description = "killed by the test (SIGKILL)";
     m->pid = 0;
   }
   return absl::OkStatus();
@@ -649,8 +662,24 @@ absl::StatusOr<int> ProcessCluster::WaitExit(uint64_t id, milliseconds timeout) 
         absl::StrCat("member ", id, " did not exit within ", timeout.count(), " ms"));
   }
   m->pid = 0;
+  m->exit_description = DescribeExit(status);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
+}
+
+bool ProcessCluster::Alive(uint64_t id) {
+  Member* m = Find(id);
+  if (m == nullptr || m->pid == 0) return false;
+  int status = 0;
+  if (waitpid(m->pid, &status, WNOHANG) != m->pid) return true;
+  m->exit_description = DescribeExit(status);
+  m->pid = 0;
+  return false;
+}
+
+std::string ProcessCluster::exit_description(uint64_t id) const {
+  const Member* m = Find(id);
+  return m == nullptr ? std::string() : m->exit_description;
 }
 
 absl::Status ProcessCluster::Restart(uint64_t id) {

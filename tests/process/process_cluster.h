@@ -106,6 +106,8 @@ struct ProcessClusterOptions {
   std::string client_token{};
   // How long Start waits for a leader.
   milliseconds start_timeout{20000};
+  // Set in every member's environment (e.g. CONFMAN_TESTING_FAULT).
+  std::map<std::string, std::string> environment{};
 };
 
 class ProcessCluster {
@@ -133,8 +135,13 @@ class ProcessCluster {
   // Waits for the member to exit and returns its exit code (or 128 + the
   // signal that ended it).
   absl::StatusOr<int> WaitExit(uint64_t id, milliseconds timeout);
-  // Starts a stopped member again on the same ports and data directory.
+  // Starts a stopped member again on the same ports (peer and client) and
+  // data directory.
   absl::Status Restart(uint64_t id);
+  // False once the member's process has ended (it is then reaped, and its
+  // exit recorded in exit_description).
+  bool Alive(uint64_t id);
+  std::string exit_description(uint64_t id) const;
   // Starts a new member with --join (a learner-to-be), on fresh ports.
   absl::Status StartJoiner(uint64_t id);
 
@@ -153,6 +160,7 @@ class ProcessCluster {
     std::string client_url;
     pid_t pid = 0;
     bool joiner = false;
+    std::string exit_description;  // How it last ended, if it did.
   };
   ProcessCluster() = default;
   absl::Status Launch(Member& member);
