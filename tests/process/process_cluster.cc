@@ -7,7 +7,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -465,6 +468,162 @@ bool Eventually(const std::function<bool()>& done, milliseconds timeout) {
   return true;
 }
 
+namespace {
+
+constexpr char kIp[] = "/usr/sbin/ip";
+constexpr char kNft[] = "/usr/sbin/nft";
+bool in_private_network = false;
+
+absl::Status Run(const std::vector<std::string>& argv) {
+  CommandResult r = RunCommand(argv, {}, {}, milliseconds(10000));
+  if (r.exit_code != 0) {
+    return absl::InternalError(absl::StrCat("`", absl::StrJoin(argv, " "), "` failed (",
+                                            r.exit_code, "): ", r.err));
+  }
+  return absl::OkStatus();
+}
+
+std::string Namespace(uint64_t id) { return absl::StrCat("cm", id); }
+
+}  // namespace
+
+absl::Status EnterPrivateNetwork() {
+  if (in_private_network) return absl::OkStatus();
+  if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "unshare(CLONE_NEWNET | CLONE_NEWNS) failed: ", strerror(errno),
+        "; network fault runs need root and no other thread"));
+  }
+  // Nothing mounted from here on reaches the host's mount table.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return absl::InternalError(absl::StrCat("making mounts private: ", strerror(errno)));
+  }
+  mkdir("/run/netns", 0755);
+  if (mount("tmpfs", "/run/netns", "tmpfs", 0, "size=1m") != 0) {
+    return absl::InternalError(absl::StrCat("mounting /run/netns: ", strerror(errno)));
+  }
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {kIp, "link", "set", "lo", "up"},
+           {kIp, "link", "add", "cmbr0", "type", "bridge"},
+           {kIp, "addr", "add", "10.77.0.254/24", "dev", "cmbr0"},
+           {kIp, "link", "set", "cmbr0", "up"}}) {
+    if (absl::Status s = Run(argv); !s.ok()) return s;
+  }
+  in_private_network = true;
+  return absl::OkStatus();
+}
+
+absl::Status ProcessCluster::Prepare(Member& m) {
+  if (!options_.network_namespaces) {
+    if (m.peer_address.empty()) {
+      absl::StatusOr<int> port = FreePort();
+      if (!port.ok()) return port.status();
+      m.peer_address = absl::StrCat("127.0.0.1:", *port);
+    }
+  } else {
+    if (!in_private_network) {
+      return absl::FailedPreconditionError(
+          "network_namespaces needs EnterPrivateNetwork() at the start of main");
+    }
+    const std::string ns = Namespace(m.id);
+    const std::string inner = absl::StrCat(ns, "a"), outer = absl::StrCat(ns, "b");
+    const std::string ip = absl::StrCat("10.77.0.", m.id);
+    for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+             {kIp, "netns", "add", ns},
+             {kIp, "link", "add", inner, "type", "veth", "peer", "name", outer},
+             {kIp, "link", "set", inner, "netns", ns},
+             {kIp, "link", "set", outer, "master", "cmbr0"},
+             {kIp, "link", "set", outer, "up"},
+             {kIp, "-n", ns, "addr", "add", ip + "/24", "dev", inner},
+             {kIp, "-n", ns, "link", "set", inner, "up"},
+             {kIp, "-n", ns, "link", "set", "lo", "up"}}) {
+      if (absl::Status s = Run(argv); !s.ok()) return s;
+    }
+    if (absl::Status s = Nft(m.id, {"add", "table", "inet", "cm"}); !s.ok()) return s;
+    if (absl::Status s = Nft(m.id, {"add", "chain", "inet", "cm", "input",
+                                    "{ type filter hook input priority 0 ; }"});
+        !s.ok()) {
+      return s;
+    }
+    m.peer_address = ip + ":7400";
+    m.client_url = absl::StrCat("http://", ip, ":7480");
+  }
+  if (std::find(options_.small_disk_members.begin(), options_.small_disk_members.end(),
+                m.id) != options_.small_disk_members.end()) {
+    const std::string dir = data_dir(m.id);
+    std::filesystem::create_directories(dir);
+    const std::string size = absl::StrCat("size=", options_.small_disk_bytes);
+    if (mount("tmpfs", dir.c_str(), "tmpfs", 0, size.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat(
+          "mounting a ", options_.small_disk_bytes, "-byte tmpfs on ", dir, ": ",
+          strerror(errno), " (small disks need root and EnterPrivateNetwork)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProcessCluster::Nft(uint64_t id, const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {kIp, "netns", "exec", Namespace(id), kNft};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Run(argv);
+}
+
+absl::Status ProcessCluster::Block(uint64_t from, uint64_t to) {
+  if (!options_.network_namespaces) {
+    return absl::FailedPreconditionError("Block needs network_namespaces");
+  }
+  return Nft(to, {"add", "rule", "inet", "cm", "input", "ip", "saddr",
+                  absl::StrCat("10.77.0.", from), "drop"});
+}
+
+absl::Status ProcessCluster::Isolate(uint64_t id) {
+  for (const Member& m : members_) {
+    if (m.id == id) continue;
+    if (absl::Status s = Block(id, m.id); !s.ok()) return s;
+    if (absl::Status s = Block(m.id, id); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProcessCluster::SetLoss(uint64_t id, int percent) {
+  if (!options_.network_namespaces) {
+    return absl::FailedPreconditionError("SetLoss needs network_namespaces");
+  }
+  return Nft(id, {"add", "rule", "inet", "cm", "input", "ip", "saddr", "10.77.0.0/24",
+                  "numgen", "random", "mod", "100", "lt", absl::StrCat(percent), "drop"});
+}
+
+absl::Status ProcessCluster::HealNetwork() {
+  if (!options_.network_namespaces) return absl::OkStatus();
+  for (const Member& m : members_) {
+    if (absl::Status s = Nft(m.id, {"flush", "chain", "inet", "cm", "input"}); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProcessCluster::FillDisk(uint64_t id) {
+  const std::string path = data_dir(id) + "/filler";
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", strerror(errno)));
+  std::string block(1 << 20, 'f');
+  // Whole megabytes, then single pages, until the disk refuses.
+  for (size_t chunk : {size_t{1} << 20, size_t{4096}}) {
+    while (write(fd, block.data(), chunk) == static_cast<ssize_t>(chunk)) {
+    }
+  }
+  close(fd);
+  return absl::OkStatus();
+}
+
+absl::Status ProcessCluster::FreeDisk(uint64_t id) {
+  std::error_code error;
+  std::filesystem::remove(data_dir(id) + "/filler", error);
+  if (error) return absl::InternalError(error.message());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Start(
     ProcessClusterOptions options) {
   std::unique_ptr<ProcessCluster> cluster(new ProcessCluster());
@@ -480,11 +639,9 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Start(
   }
   std::vector<std::string> initial;
   for (int i = 1; i <= options.members; ++i) {
-    absl::StatusOr<int> port = FreePort();
-    if (!port.ok()) return port.status();
     Member m;
     m.id = static_cast<uint64_t>(i);
-    m.peer_address = absl::StrCat("127.0.0.1:", *port);
+    if (absl::Status s = cluster->Prepare(m); !s.ok()) return s;
     initial.push_back(absl::StrCat(m.id, "=", m.peer_address));
     cluster->members_.push_back(m);
   }
@@ -506,6 +663,9 @@ ProcessCluster::~ProcessCluster() {
       m.pid = 0;
     }
   }
+  for (uint64_t id : options_.small_disk_members) {
+    umount2(data_dir(id).c_str(), MNT_DETACH);
+  }
   std::error_code ignored;
   if (!dir_.empty() && getenv("CONFMAN_KEEP_PROCESS_DIRS") == nullptr) {
     std::filesystem::remove_all(dir_, ignored);
@@ -514,7 +674,9 @@ ProcessCluster::~ProcessCluster() {
 
 std::vector<std::string> ProcessCluster::CommandLine(const Member& m) const {
   const std::string data = data_dir(m.id);
-  std::vector<std::string> argv = {
+  std::vector<std::string> argv;
+  if (options_.network_namespaces) argv = {kIp, "netns", "exec", Namespace(m.id)};
+  std::vector<std::string> node = {
       NodeBinary(),
       "--id", absl::StrCat(m.id),
       "--cluster-id", "process-test",
@@ -528,6 +690,7 @@ std::vector<std::string> ProcessCluster::CommandLine(const Member& m) const {
       "--secret-file", secret_path_,
       "--announce-file", data + ".announce",
   };
+  argv.insert(argv.end(), node.begin(), node.end());
   if (m.joiner) argv.push_back("--join");
   if (!token_path_.empty()) {
     argv.push_back("--client-token-file");
@@ -695,12 +858,10 @@ absl::Status ProcessCluster::StartJoiner(uint64_t id) {
   if (Find(id) != nullptr) {
     return absl::AlreadyExistsError(absl::StrCat("member ", id, " exists"));
   }
-  absl::StatusOr<int> port = FreePort();
-  if (!port.ok()) return port.status();
   Member m;
   m.id = id;
-  m.peer_address = absl::StrCat("127.0.0.1:", *port);
   m.joiner = true;
+  if (absl::Status s = Prepare(m); !s.ok()) return s;
   members_.push_back(m);
   return Launch(members_.back());
 }

@@ -108,7 +108,25 @@ struct ProcessClusterOptions {
   milliseconds start_timeout{20000};
   // Set in every member's environment (e.g. CONFMAN_TESTING_FAULT).
   std::map<std::string, std::string> environment{};
+  // Each member in a network namespace of its own (cm<id>, address
+  // 10.77.0.<id>, peers on port 7400, clients on 7480), joined by veth
+  // pairs to a bridge, so the network can be cut (Block, Isolate, SetLoss).
+  // Needs EnterPrivateNetwork() first: everything lives inside that
+  // private namespace and vanishes with the process.
+  bool network_namespaces = false;
+  // Members whose data directory is a tmpfs of small_disk_bytes, so that
+  // FillDisk can run them out of space.
+  std::vector<uint64_t> small_disk_members{};
+  uint64_t small_disk_bytes = uint64_t{64} << 20;
 };
+
+// Moves this process into a private network and mount namespace with its
+// own loopback and a bridge (cmbr0, 10.77.0.254/24), so the namespaces a
+// ProcessCluster creates are invisible to the host and no packet leaves.
+// Needs root. Call first thing in main, before any thread starts (the
+// kernel refuses a mount namespace to a process that shares its
+// filesystem state with other threads).
+absl::Status EnterPrivateNetwork();
 
 class ProcessCluster {
  public:
@@ -145,6 +163,22 @@ class ProcessCluster {
   // Starts a new member with --join (a learner-to-be), on fresh ports.
   absl::Status StartJoiner(uint64_t id);
 
+  // --- Network faults (network_namespaces only) ---------------------------
+  // Drops every packet from `from` arriving at `to` (one way).
+  absl::Status Block(uint64_t from, uint64_t to);
+  // Blocks both ways between `id` and every other member.
+  absl::Status Isolate(uint64_t id);
+  // Drops `percent` of the packets arriving at `id`, at random.
+  absl::Status SetLoss(uint64_t id, int percent);
+  // Removes every block and loss rule.
+  absl::Status HealNetwork();
+
+  // --- Disk faults (small_disk_members only) ---------------------------------
+  // Fills the member's small disk to the last byte with a filler file.
+  absl::Status FillDisk(uint64_t id);
+  // Removes the filler file.
+  absl::Status FreeDisk(uint64_t id);
+
   // The member every running member's /v1/status names as leader (they
   // agree), once one does.
   absl::StatusOr<uint64_t> WaitForLeader(
@@ -164,6 +198,8 @@ class ProcessCluster {
   };
   ProcessCluster() = default;
   absl::Status Launch(Member& member);
+  absl::Status Prepare(Member& member);  // Namespace, disk, addresses.
+  absl::Status Nft(uint64_t id, const std::vector<std::string>& args) const;
   std::vector<std::string> CommandLine(const Member& member) const;
   const Member* Find(uint64_t id) const;
   Member* Find(uint64_t id);
