@@ -27,6 +27,10 @@
 //   disk-full     fill the last member's small (64 MiB tmpfs) disk, free
 //                 it, and restart the member (a member whose log store
 //                 failed refuses writes until it is reopened);
+//   membership    start a new member from empty, add it as a learner, wait
+//                 until it caught up, promote it, then remove the leader
+//                 (once per run; later strikes of this kind kill a random
+//                 member instead);
 //   mixed         each strike picks one of the above.
 // Members run in network namespaces of their own (so the run needs root);
 // this kernel has no netem, so there is no link delay, only loss. Clocks
@@ -113,7 +117,8 @@ struct Args {
 const char* const kScenarios[] = {
     "kill-leader",       "kill-random",      "pause-leader",      "restart-all",
     "snapshot-kill",     "partition-leader", "partition-split",   "partition-one-way",
-    "partition-bridge",  "packet-loss",      "disk-full",         "mixed"};
+    "partition-bridge",  "packet-loss",      "disk-full",         "membership",
+    "mixed"};
 constexpr size_t kStrikeKinds = std::size(kScenarios) - 1;  // All but mixed.
 
 std::optional<Args> ParseArgs(int argc, char** argv) {
@@ -149,8 +154,10 @@ std::optional<Args> ParseArgs(int argc, char** argv) {
   return a;
 }
 
-// Everything the threads share. Member URLs never change (a restarted
-// member keeps its client port), so they are copied once at the start.
+// Everything the threads share. A restarted member keeps its client port,
+// so each client and watcher gets its member's URL once, at its start;
+// `urls` (the current members) is used by the main thread only, where the
+// nemesis runs.
 struct Run {
   Args args;
   Clock::time_point start = Clock::now();
@@ -219,9 +226,8 @@ void WriteOutcome(const absl::StatusOr<HttpResponse>& r, Operation& op) {
   }
 }
 
-void Client(Run& run, int index, uint64_t member) {
+void Client(Run& run, int index, uint64_t member, const std::string url) {
   std::mt19937_64 rng(run.args.seed * 7919 + static_cast<uint64_t>(index));
-  const std::string url = run.urls.at(member);
   const uint64_t session = (run.args.seed << 20) + static_cast<uint64_t>(index) + 1;
   std::map<std::string, uint64_t> last_seen;  // Key -> latest revision read.
   uint64_t sequence = 0;
@@ -288,8 +294,7 @@ void Client(Run& run, int index, uint64_t member) {
 
 // One member's watch of the whole namespace, reconnecting from the last
 // delivered revision whenever the stream ends.
-void Watcher(Run& run, int index, uint64_t member) {
-  const std::string url = run.urls.at(member);
+void Watcher(Run& run, int index, uint64_t member, const std::string url) {
   uint64_t last = 0;
   while (!run.stop_watches) {
     auto stream = HttpStream::Open(url, absl::StrCat("/v1/ns/f/watch?from_revision=", last + 1,
@@ -355,6 +360,8 @@ uint64_t RssMib(pid_t pid) {
 }
 
 struct Nemesis {
+  Nemesis(Run& r, ProcessCluster& c, uint64_t seed) : run(r), cluster(c), rng(seed) {}
+
   Run& run;
   ProcessCluster& cluster;
   std::mt19937_64 rng;
@@ -402,10 +409,17 @@ struct Nemesis {
     Restart(id);
   }
 
+  // The current members (a removed one is left out).
+  std::vector<uint64_t> Active() const {
+    std::vector<uint64_t> ids;
+    for (const auto& [id, url] : run.urls) ids.push_back(id);
+    return ids;
+  }
+
   void Strike(const std::string& scenario) {
     ++strikes;
     auto leader = LeaderOf(run, cluster);
-    const std::vector<uint64_t> ids = cluster.ids();
+    const std::vector<uint64_t> ids = Active();
     if (scenario == "kill-leader") {
       if (leader.ok()) KillAndRestart(*leader);
     } else if (scenario == "kill-random") {
@@ -489,8 +503,11 @@ struct Nemesis {
       for (uint64_t id : ids) Net(cluster.SetLoss(id, percent));
       Sleep(Between(2000, 4000));
       Heal();
+    } else if (scenario == "membership") {
+      ChangeMembership(leader);
     } else if (scenario == "disk-full") {
-      const uint64_t id = ids.back();
+      const uint64_t id = static_cast<uint64_t>(run.args.members);
+      if (!run.urls.count(id)) return Strike("kill-random");
       run.Log(absl::StrCat("fill member ", id, "'s disk"));
       Net(cluster.FillDisk(id));
       Sleep(Between(1500, 3000));
@@ -500,6 +517,62 @@ struct Nemesis {
       Restart(id);
     }
   }
+
+  // Adds a new member, promotes it and removes the leader.
+  bool membership_done = false;
+  void ChangeMembership(absl::StatusOr<uint64_t> leader) {
+    if (membership_done || !leader.ok()) return Strike("kill-random");
+    membership_done = true;
+    const std::vector<uint64_t> ids = cluster.ids();
+    const uint64_t joiner = *std::max_element(ids.begin(), ids.end()) + 1;
+    run.Log(absl::StrCat("start member ", joiner, " from empty and add it as a learner"));
+    if (absl::Status s = cluster.StartJoiner(joiner); !s.ok()) return Net(s);
+    const std::string via = run.urls.at(*leader);
+    auto added = Http(via, "POST", "/v1/cluster/members",
+                      json{{"id", joiner}, {"peer_address", cluster.peer_address(joiner)}}.dump(),
+                      {{"Content-Type", "application/json"}}, std::chrono::milliseconds(10000));
+    if (!added.ok() || added->status != 201) {
+      return Net(absl::InternalError(absl::StrCat(
+          "adding member ", joiner, ": ", added.ok() ? added->body : added.status().ToString())));
+    }
+    run.urls[joiner] = cluster.client_url(joiner);
+    const bool caught_up = Eventually(
+        [&] {
+          auto r = Http(cluster.client_url(joiner), "GET", "/readyz", {}, {},
+                        std::chrono::milliseconds(500));
+          return r.ok() && r->status == 200;
+        },
+        std::chrono::milliseconds(15000));
+    if (!caught_up) {
+      return Net(absl::DeadlineExceededError(
+          absl::StrCat("learner ", joiner, " did not catch up within 15 s")));
+    }
+    run.Log(absl::StrCat("promote member ", joiner));
+    auto promoted = Http(via, "POST", absl::StrCat("/v1/cluster/members/", joiner, "/promote"),
+                         "", {}, std::chrono::milliseconds(10000));
+    if (!promoted.ok() || promoted->status != 200) {
+      return Net(absl::InternalError(
+          absl::StrCat("promoting member ", joiner, ": ",
+                       promoted.ok() ? promoted->body : promoted.status().ToString())));
+    }
+    auto current = LeaderOf(run, cluster);
+    if (!current.ok()) return Net(current.status());
+    run.Log(absl::StrCat("remove the leader, member ", *current));
+    auto removed = Http(run.urls.at(joiner), "DELETE",
+                        absl::StrCat("/v1/cluster/members/", *current), "", {},
+                        std::chrono::milliseconds(10000));
+    if (!removed.ok() || removed->status != 200) {
+      return Net(absl::InternalError(
+          absl::StrCat("removing member ", *current, ": ",
+                       removed.ok() ? removed->body : removed.status().ToString())));
+    }
+    // A removed member serves nobody: stop it and leave it out of the
+    // final checks.
+    (void)cluster.Signal(*current, SIGKILL);
+    run.urls.erase(*current);
+    removed_members.push_back(*current);
+  }
+  std::vector<uint64_t> removed_members;
 
   void Net(absl::Status s) {
     if (!s.ok()) failures.push_back(absl::StrCat("nemesis: ", s.ToString()));
@@ -517,13 +590,13 @@ struct Nemesis {
       if (scenario == "mixed") {
         do {
           scenario = kScenarios[rng() % kStrikeKinds];
-        } while (scenario == "partition-bridge" && cluster.ids().size() < 5);
+        } while (scenario == "partition-bridge" && Active().size() < 5);
       }
       Strike(scenario);
     }
     // Heal: the network whole, every member running and none paused.
     Net(cluster.HealNetwork());
-    for (uint64_t id : cluster.ids()) {
+    for (uint64_t id : Active()) {
       if (cluster.running(id)) {
         (void)cluster.Signal(id, SIGCONT);
       } else {
@@ -582,14 +655,16 @@ int Main(const Args& args) {
   std::vector<std::thread> threads;
   for (int c = 0; c < args.clients; ++c) {
     const uint64_t member = cluster.ids()[static_cast<size_t>(c) % cluster.ids().size()];
-    threads.emplace_back(Client, std::ref(run), c, member);
+    threads.emplace_back(Client, std::ref(run), c, member, run.urls.at(member));
   }
   std::vector<std::thread> watchers;
   for (size_t w = 0; w < cluster.ids().size(); ++w) {
-    watchers.emplace_back(Watcher, std::ref(run), static_cast<int>(w), cluster.ids()[w]);
+    const uint64_t member = cluster.ids()[w];
+    watchers.emplace_back(Watcher, std::ref(run), static_cast<int>(w), member,
+                          run.urls.at(member));
   }
 
-  Nemesis nemesis{run, cluster, std::mt19937_64(args.seed), {}, {}, 0};
+  Nemesis nemesis(run, cluster, args.seed);
   const auto end = run.start + std::chrono::seconds(args.seconds);
   nemesis.Loop(end - std::chrono::seconds(std::min(8, args.seconds / 3)));
 
