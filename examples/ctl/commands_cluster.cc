@@ -115,7 +115,7 @@ void WaitForCatchUp(Context& ctx, uint64_t id, const AddState& st) {
     if (Clock::now() >= deadline) {
       throw CtlError(kExitError, "timeout",
                      "member " + std::to_string(id) + " did not catch up within --wait-timeout " +
-                         std::to_string(st.wait_timeout_s) + "s" +
+                         FormatSeconds(st.wait_timeout_s) +
                          (lag ? " (" + std::to_string(*lag) + " entries behind)" : std::string()) +
                          "; check that it runs and that its peer address is reachable");
     }

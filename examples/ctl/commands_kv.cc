@@ -160,6 +160,7 @@ struct ListState {
   std::string prefix;
   bool keys_only = false;
   uint64_t limit = 0;  // 0: everything
+  uint64_t page_size = 1000;
 };
 
 int RunList(Context& ctx, ListState& st) {
@@ -169,7 +170,7 @@ int RunList(Context& ctx, ListState& st) {
   uint64_t revision = 0;
   std::string token;
   for (;;) {
-    uint64_t page = 1000;
+    uint64_t page = st.page_size;
     if (st.limit > 0) page = std::min<uint64_t>(page, st.limit - items.size());
     std::string target = "/v1/ns/" + EncodeSegment(ns) + "/kv?limit=" + std::to_string(page);
     if (!st.prefix.empty()) target += "&prefix=" + EncodeQuery(st.prefix);
@@ -325,6 +326,9 @@ void AddKvCommands(CLI::App& app, Context& ctx) {
     cmd->add_option("--prefix", st->prefix, "Only keys starting with this");
     cmd->add_flag("--keys-only", st->keys_only, "Leave the values out");
     cmd->add_option("--limit", st->limit, "At most this many keys (default: all)");
+    cmd->add_option("--page-size", st->page_size, "Keys asked for per request")
+        ->check(CLI::Range(1, 10000))
+        ->capture_default_str();
     cmd->callback([&ctx, st] { ctx.action = [&ctx, st] { return RunList(ctx, *st); }; });
   }
   {

@@ -181,8 +181,8 @@ int RunWatch(Context& ctx, WatchState& st) {
     }
     if (Clock::now() - unreachable_since > reconnect_limit) {
       throw CtlError(kExitUnavailable, "unavailable",
-                     "no endpoint served the watch for " + std::to_string(st.reconnect_timeout_s) +
-                         "s; last problem: " + problem);
+                     "no endpoint served the watch for " + FormatSeconds(st.reconnect_timeout_s) +
+                         "; last problem: " + problem);
     }
     // A whole round without success: wait a little before the next one.
     if (index == 0) {

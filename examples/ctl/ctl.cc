@@ -91,6 +91,12 @@ std::string ReadStdin() {
   return data;
 }
 
+std::string FormatSeconds(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%gs", seconds);
+  return buf;
+}
+
 std::string FormatTimeMicros(int64_t micros) {
   std::time_t secs = static_cast<std::time_t>(micros / 1000000);
   std::tm tm{};

@@ -99,6 +99,9 @@ std::string ReadStdin();
 // Microseconds since the epoch as "2025-01-02T03:04:05.678Z".
 std::string FormatTimeMicros(int64_t micros);
 
+// Seconds for messages: "1.5s", not std::to_string's "1.500000".
+std::string FormatSeconds(double seconds);
+
 std::string Base64Encode(const std::string& in);
 std::string Base64Decode(const std::string& in);
 

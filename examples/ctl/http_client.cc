@@ -423,7 +423,7 @@ HttpResponse Client::Call(HttpRequest request, CallKind kind) {
   if (unknown) {
     throw CtlError(kExitOutcomeUnknown, "outcome_unknown",
                    "the write's outcome is still unknown after retrying within --timeout " +
-                       std::to_string(timeout_s_) + "s; read the key to see whether it applied" + detail);
+                       FormatSeconds(timeout_s_) + "; read the key to see whether it applied" + detail);
   }
   throw CtlError(kExitUnavailable, "unavailable",
                  "no endpoint could serve the request (tried " + std::to_string(n) +
