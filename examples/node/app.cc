@@ -345,7 +345,8 @@ std::map<raft::MemberId, std::string> App::ClientUrls() const {
 
 std::map<raft::MemberId, std::string> App::PeerAddresses() const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto out = peer_addresses_;
+  auto out = config_.initial_peers;
+  for (const auto& [id, address] : peer_addresses_) out[id] = address;
   out[config_.id] = config_.peer_address;
   return out;
 }

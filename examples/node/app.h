@@ -37,6 +37,9 @@ struct AppConfig {
   uint64_t watch_queue_lines = 1024;
   std::chrono::milliseconds request_timeout{5000};
   std::string token;  // Sent on calls to other members.
+  // Transport addresses from --initial-members; members added later are
+  // found in the replicated "confman.members" records.
+  std::map<raft::MemberId, std::string> initial_peers;
 };
 
 // A parsed request, handed to one route.

@@ -355,6 +355,7 @@ int Run(int argc, char** argv) {
                    .max_watchers = f.max_watchers,
                    .request_timeout = f.node.request_timeout,
                    .token = token};
+  for (const PeerAddress& peer : f.node.initial_members) config.initial_peers[peer.id] = peer.address;
   App app(config, node.get(), &log, &metrics, &workers);
   HttpServerOptions http_options{
       .listen_address = f.client_listen,

@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 
 namespace confman::server {
@@ -21,10 +22,13 @@ std::string Sanitize(std::string_view name) {
   return out;
 }
 
+// Shortest text that reads back as the same double ("0.0005", not
+// "0.00050000000000000001").
 std::string FormatNumber(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  if (ec != std::errc()) return "NaN";
+  return std::string(buf, end);
 }
 
 // Label values are quoted; backslash, quote and newline are escaped.
