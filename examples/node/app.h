@@ -84,6 +84,9 @@ class App {
 
   // GET /v1/status's body. Worker threads only (it walks the data dir).
   Json StatusJson() const;
+  // Every member's status ({"members": [...]}), asking the others over
+  // HTTP with a short timeout. Worker threads only.
+  Json CollectClusterStatus() const;
 
  private:
   // Routes (one file per concern).

@@ -210,52 +210,54 @@ void App::LeaderTransfer(Call call) {
   });
 }
 
+Json App::CollectClusterStatus() const {
+  const NodeStatus status = node_->GetStatus();
+  std::set<raft::MemberId> ids(status.membership.voters.begin(), status.membership.voters.end());
+  ids.insert(status.membership.voters_outgoing.begin(), status.membership.voters_outgoing.end());
+  ids.insert(status.membership.learners.begin(), status.membership.learners.end());
+  ids.insert(config_.id);
+  const auto urls = ClientUrls();
+  std::vector<std::pair<raft::MemberId, std::future<Json>>> pending;
+  for (raft::MemberId id : ids) {
+    if (id == config_.id) continue;
+    auto url = urls.find(id);
+    if (url == urls.end()) continue;
+    // Each member is asked on its own thread so one slow member costs
+    // the page at most one timeout.
+    pending.push_back({id, std::async(std::launch::async, [this, id, base = url->second] {
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (!config_.token.empty()) headers.push_back({"Authorization", "Bearer " + config_.token});
+      auto answer = HttpCall(base, "GET", "/v1/status", "", headers, kPeerStatusTimeout);
+      if (!answer.ok()) return Json{{"id", id}, {"error", std::string(answer.status().message())}};
+      if (answer->status != 200) {
+        return Json{{"id", id}, {"error", "HTTP " + std::to_string(answer->status)}};
+      }
+      std::string error;
+      auto parsed = ParseJson(answer->body, &error);
+      if (!parsed || !parsed->is_object()) return Json{{"id", id}, {"error", "not a status: " + error}};
+      return *parsed;
+    })});
+  }
+  Json members = Json::array();
+  for (raft::MemberId id : ids) {
+    if (id == config_.id) {
+      members.push_back(StatusJson());
+      continue;
+    }
+    auto it = std::find_if(pending.begin(), pending.end(),
+                           [id](const auto& p) { return p.first == id; });
+    if (it == pending.end()) {
+      members.push_back({{"id", id}, {"error", "its client URL is not known yet"}});
+    } else {
+      members.push_back(it->second.get());
+    }
+  }
+  return Json{{"members", members}};
+}
+
 void App::ClusterStatus(Call call) {
   auto ex = call.ex;
-  OnWorker(ex, [this, ex] {
-    const NodeStatus status = node_->GetStatus();
-    std::set<raft::MemberId> ids(status.membership.voters.begin(), status.membership.voters.end());
-    ids.insert(status.membership.voters_outgoing.begin(), status.membership.voters_outgoing.end());
-    ids.insert(status.membership.learners.begin(), status.membership.learners.end());
-    ids.insert(config_.id);
-    const auto urls = ClientUrls();
-    std::vector<std::pair<raft::MemberId, std::future<Json>>> pending;
-    for (raft::MemberId id : ids) {
-      if (id == config_.id) continue;
-      auto url = urls.find(id);
-      if (url == urls.end()) continue;
-      // Each member is asked on its own thread so one slow member costs
-      // the page at most one timeout.
-      pending.push_back({id, std::async(std::launch::async, [this, id, base = url->second] {
-        std::vector<std::pair<std::string, std::string>> headers;
-        if (!config_.token.empty()) headers.push_back({"Authorization", "Bearer " + config_.token});
-        auto answer = HttpCall(base, "GET", "/v1/status", "", headers, kPeerStatusTimeout);
-        if (!answer.ok()) return Json{{"id", id}, {"error", std::string(answer.status().message())}};
-        if (answer->status != 200) {
-          return Json{{"id", id}, {"error", "HTTP " + std::to_string(answer->status)}};
-        }
-        std::string error;
-        auto parsed = ParseJson(answer->body, &error);
-        if (!parsed) return Json{{"id", id}, {"error", error}};
-        return *parsed;
-      })});
-    }
-    Json members = Json::array();
-    for (raft::MemberId id : ids) {
-      if (id == config_.id) {
-        members.push_back(StatusJson());
-        continue;
-      }
-      auto it = std::find_if(pending.begin(), pending.end(),
-                             [id](const auto& p) { return p.first == id; });
-      if (it == pending.end()) {
-        members.push_back({{"id", id}, {"error", "its client URL is not known yet"}});
-      } else {
-        members.push_back(it->second.get());
-      }
-    }
-    ex->Reply(JsonResponse(http::status::ok, Json{{"members", members}}));
-  });
+  OnWorker(ex, [this, ex] { ex->Reply(JsonResponse(http::status::ok, CollectClusterStatus())); });
 }
 
 }  // namespace confman::server

@@ -354,7 +354,8 @@ int Run(int argc, char** argv) {
                    .ready_max_lag = f.ready_max_lag,
                    .max_watchers = f.max_watchers,
                    .request_timeout = f.node.request_timeout,
-                   .token = token};
+                   .token = token,
+                   .initial_peers = {}};
   for (const PeerAddress& peer : f.node.initial_members) config.initial_peers[peer.id] = peer.address;
   App app(config, node.get(), &log, &metrics, &workers);
   HttpServerOptions http_options{
