@@ -174,6 +174,28 @@ absl::StatusOr<std::vector<PeerAddress>> ParseMembers(const std::string& text) {
   return out;
 }
 
+// Validate() names NodeOptions fields ("NodeOptions.election_timeout: ...");
+// an operator needs the flag that sets the field.
+std::string FlagForOptionMessage(std::string_view message) {
+  constexpr std::string_view kPrefix = "NodeOptions.";
+  const size_t at = message.find(kPrefix);
+  if (at == std::string_view::npos) return "the matching flag";
+  std::string field;
+  for (size_t i = at + kPrefix.size(); i < message.size(); ++i) {
+    const char c = message[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) break;
+    field.push_back(c == '_' ? '-' : c);
+  }
+  if (field == "listen-address") return "--peer-listen";
+  if (field == "shared-secret") return "--secret-file or CONFMAN_SECRET";
+  if (field == "election-timeout" || field == "heartbeat-interval" || field == "tick-interval" ||
+      field == "request-timeout") {
+    return "--" + field + "-ms";
+  }
+  if (field == "session-ttl") return "--session-ttl-seconds";
+  return "--" + field;
+}
+
 absl::Status Check(bool ok, const std::string& message) {
   return ok ? absl::OkStatus() : absl::InvalidArgumentError(message);
 }
@@ -213,8 +235,8 @@ absl::Status BuildOptions(Flags& f) {
                                 "the HTTP timeouts must be positive"));
   absl::Status valid = n.Validate();
   if (!valid.ok()) {
-    return absl::InvalidArgumentError(std::string(valid.message()) +
-                                      " (set the matching --flag; see --help)");
+    return absl::InvalidArgumentError(std::string(valid.message()) + " (set " +
+                                      FlagForOptionMessage(std::string(valid.message())) + "; see --help)");
   }
   return absl::OkStatus();
 }
