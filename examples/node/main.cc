@@ -61,6 +61,7 @@ struct Flags {
   uint64_t header_timeout_ms = 10000;
   uint64_t body_timeout_ms = 60000;
   uint64_t idle_timeout_ms = 120000;
+  uint64_t watch_buffer_lines = 1024;
   int http_threads = 2;
   int worker_threads = 4;
   uint64_t ready_max_lag = 1000;
@@ -123,6 +124,8 @@ void DefineFlags(CLI::App& app, Flags& f) {
   add("--header-timeout-ms", f.header_timeout_ms, "A request's headers must arrive within this");
   add("--body-timeout-ms", f.body_timeout_ms, "A request's body must arrive within this");
   add("--idle-timeout-ms", f.idle_timeout_ms, "An idle keep-alive connection is closed after this");
+  add("--watch-buffer-lines", f.watch_buffer_lines,
+      "Lines a watch stream queues for a slow client before ending it");
   add("--http-threads", f.http_threads, "HTTP I/O threads");
   add("--worker-threads", f.worker_threads, "Threads for blocking requests (lists, audit, membership)");
   add("--ready-max-lag", f.ready_max_lag, "/readyz fails when applied lags commit by more entries");
@@ -226,6 +229,7 @@ absl::Status BuildOptions(Flags& f) {
   const int peer_tls = int(!f.peer_cert.empty()) + int(!f.peer_key.empty()) + int(!f.peer_ca.empty());
   CONFMAN_RETURN_IF_ERROR(Check(peer_tls == 0 || peer_tls == 3,
                                 "--peer-cert, --peer-key and --peer-ca go together; give all three or none"));
+  CONFMAN_RETURN_IF_ERROR(Check(f.watch_buffer_lines >= 1, "--watch-buffer-lines must be at least 1"));
   CONFMAN_RETURN_IF_ERROR(Check(f.max_connections >= 1, "--max-connections must be at least 1"));
   CONFMAN_RETURN_IF_ERROR(Check(f.http_threads >= 1 && f.http_threads <= 64,
                                 "--http-threads must be within 1..64"));
@@ -375,6 +379,7 @@ int Run(int argc, char** argv) {
                    .data_dir = f.data_dir,
                    .ready_max_lag = f.ready_max_lag,
                    .max_watchers = f.max_watchers,
+                   .watch_queue_lines = f.watch_buffer_lines,
                    .request_timeout = f.node.request_timeout,
                    .token = token,
                    .initial_peers = {}};
