@@ -184,7 +184,8 @@ int RunBench(Context& ctx, BenchState& st) {
   std::sort(shared.latencies_ms.begin(), shared.latencies_ms.end());
   const uint64_t ok = shared.latencies_ms.size();
   const uint64_t errors = shared.errors.load();
-  json result{{"workload", wl->name},
+  // Ordered as documented, so the line reads the same in every run.
+  nlohmann::ordered_json result{{"workload", wl->name},
               {"writes", writes},
               {"ops_per_s", Round2(seconds > 0 ? static_cast<double>(ok) / seconds : 0)},
               {"p50_ms", Round2(Percentile(shared.latencies_ms, 0.50))},

@@ -223,6 +223,10 @@ int RunHealth(Context& ctx) {
         }
       } catch (const TransportError& e) {
         problem += std::string(problem.empty() ? "" : "; ") + e.what();
+        r["live"] = false;
+        r["ready"] = false;
+        all_ok = false;
+        break;  // unreachable: the second probe would only say it again
       }
       r[probe == std::string("livez") ? "live" : "ready"] = ok;
       all_ok = all_ok && ok;

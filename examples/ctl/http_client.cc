@@ -383,8 +383,15 @@ HttpResponse Client::Call(HttpRequest request, CallKind kind) {
     for (size_t i = 0; i < n; ++i) {
       if (Clock::now() >= deadline) break;
       size_t index = (preferred_ + i) % n;
+      // A member that accepts the connection but never answers (stopped,
+      // partitioned from the leader) must not use up the whole --timeout:
+      // an attempt gets half of what is left, so the same request can
+      // still go to another member.
+      auto left = deadline - Clock::now();
+      Deadline attempt_deadline =
+          left > std::chrono::seconds(1) ? Clock::now() + left / 2 : deadline;
       try {
-        HttpResponse res = connections_[index]->RoundTrip(request, deadline);
+        HttpResponse res = connections_[index]->RoundTrip(request, attempt_deadline);
         if (res.status == 503 || res.status == 429) {
           some_answered = true;
           problems.push_back(endpoints_[index].url + ": " + std::to_string(res.status) + " " +

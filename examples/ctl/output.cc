@@ -2,6 +2,7 @@
 #include "output.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 
 namespace confmanctl {
@@ -16,14 +17,33 @@ Format ParseFormat(const std::string& name) {
 void Table::Print(std::ostream& out) const {
   std::vector<size_t> width(header.size(), 0);
   for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
-  }
   auto rule = [&] {
     out << '+';
     for (size_t w : width) out << std::string(w + 2, '-') << '+';
     out << '\n';
   };
+  // A control character in a value would break the row apart.
+  auto visible = [](const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+      if (c < 0x20 || c == 0x7f) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\x%02x", c);
+        out += buf;
+      } else {
+        out.push_back(static_cast<char>(c));
+      }
+    }
+    return out;
+  };
+  std::vector<std::vector<std::string>> shown;
+  for (const auto& row : rows) {
+    shown.emplace_back();
+    for (const auto& cell : row) shown.back().push_back(visible(cell));
+  }
+  for (const auto& row : shown) {
+    for (size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
   auto line = [&](const std::vector<std::string>& cells) {
     out << '|';
     for (size_t c = 0; c < width.size(); ++c) {
@@ -35,7 +55,7 @@ void Table::Print(std::ostream& out) const {
   rule();
   line(header);
   rule();
-  for (const auto& row : rows) line(row);
+  for (const auto& row : shown) line(row);
   rule();
 }
 
@@ -47,6 +67,10 @@ std::string Cell(const nlohmann::json& value) {
 
 void PrintJsonLine(const nlohmann::json& value) {
   // Replacing invalid UTF-8 keeps a binary value from aborting the output.
+  std::cout << value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+void PrintJsonLine(const nlohmann::ordered_json& value) {
   std::cout << value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 

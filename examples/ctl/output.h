@@ -25,6 +25,7 @@ struct Table {
 std::string Cell(const nlohmann::json& value);
 
 void PrintJsonLine(const nlohmann::json& value);
+void PrintJsonLine(const nlohmann::ordered_json& value);
 
 // Writes the error to stderr: "Error: ..." always, and in json mode also
 // {"error": {"code", "message", "exit_code"}} on its own line.
