@@ -323,6 +323,7 @@ class Session final : public Exchange,
     response.prepare_payload();
     shared_->metrics->AddLabeledCounter("http.requests", "code",
                                         std::to_string(response.result_int()), 1);
+    LogRequest(response);
     response_ = std::make_shared<Response>(std::move(response));
     Lowest().expires_after(opt().idle_timeout);
     auto self = this->shared_from_this();
@@ -331,6 +332,25 @@ class Session final : public Exchange,
       self->response_.reset();
       self->ReadRequest(false);
     });
+  }
+
+  // Every request at debug; server-side failures at warning, since they
+  // are what an operator has to look at.
+  void LogRequest(const Response& response) {
+    const unsigned code = response.result_int();
+    const LogLevel level = code >= 500 ? LogLevel::kWarning : LogLevel::kDebug;
+    if (!shared_->log->Enabled(level)) return;
+    std::string message = "request answered";
+    if (code >= 500) {
+      const std::string& body = response.body();
+      message = "request failed: " + body.substr(0, std::min<size_t>(body.size(), 400));
+      while (!message.empty() && message.back() == '\n') message.pop_back();
+    }
+    shared_->log->Event(level, "http", message,
+                        {{"method", std::string(request_.method_string())},
+                         {"target", std::string(request_.target())},
+                         {"status", std::to_string(code)},
+                         {"peer", peer_ip_}});
   }
 
   // --- Streaming (strand) ---------------------------------------------------
