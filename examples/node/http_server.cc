@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <cstdio>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -247,7 +248,7 @@ class Session final : public Exchange,
         constexpr std::string_view kBearer = "Bearer ";
         if (value.size() <= kBearer.size() || value.substr(0, kBearer.size()) != kBearer ||
             !TokenMatches(value.substr(kBearer.size()), opt().token)) {
-          keep_alive_ = keep_alive_ && parser_->is_done();
+          // An unread body would be taken for the next request.
           if (!parser_->is_done()) keep_alive_ = false;
           return SendError(http::status::unauthorized, "unauthorized",
                            "send 'Authorization: Bearer <token>' with the token from the "

@@ -95,7 +95,7 @@ void App::StatusPage(Call call) {
 
     html += "<h2>Members</h2><table id=\"members\"><tr><th>id</th><th>role</th><th>term</th>"
             "<th>commit</th><th>applied</th><th>lag</th><th>revision</th><th>client URL</th>"
-            "<th>peer address</th><th>data dir</th><th>state</th></tr>";
+            "<th>peer address</th><th>data dir size</th><th>state size</th></tr>";
     for (const Json& m : cluster["members"]) {
       const uint64_t id = Number(m, "id");
       if (m.contains("error")) {

@@ -25,7 +25,9 @@ constexpr uint32_t kAuditPage = 1000;
 // What one stream has delivered, shared by the Node's callbacks.
 struct WatchState {
   std::mutex mu;
-  std::shared_ptr<StreamWriter> stream;
+  // Weak: the connection's pending I/O owns it, so the Node's callback
+  // never keeps a connection (and its socket) alive past the server.
+  std::weak_ptr<StreamWriter> stream;
   bool sse = false;
   uint64_t delivered = 0;  // Every matching change through this was queued.
   bool ended = false;
@@ -58,13 +60,20 @@ std::string ErrorFrame(bool sse, const std::string& code, const std::string& mes
 void EndLocked(WatchState& state, const std::string& code, const std::string& message) {
   if (state.ended) return;
   state.ended = true;
-  state.stream->Finish(ErrorFrame(state.sse, code, message, state.delivered + 1));
+  if (auto stream = state.stream.lock()) {
+    stream->Finish(ErrorFrame(state.sse, code, message, state.delivered + 1));
+  }
 }
 
 void Deliver(WatchState& state, const char* type, const Json& body, uint64_t revision) {
   std::lock_guard<std::mutex> lock(state.mu);
   if (state.ended) return;
-  if (!state.stream->Push(Frame(state.sse, type, body, revision))) {
+  auto stream = state.stream.lock();
+  if (!stream) {
+    state.ended = true;
+    return;
+  }
+  if (!stream->Push(Frame(state.sse, type, body, revision))) {
     EndLocked(state, "resource_exhausted",
               "the client read this stream too slowly and fell too far behind; "
               "watch again from resume_from_revision");
