@@ -12,10 +12,13 @@
 namespace confman::server {
 
 using Json = nlohmann::json;
+// Keeps keys in insertion order: stream lines read "type" first.
+using OrderedJson = nlohmann::ordered_json;
 
 // Serialises without throwing: keys and values are arbitrary bytes, so
 // invalid UTF-8 is replaced rather than allowed to abort a response.
 std::string DumpJson(const Json& value);
+std::string DumpJson(const OrderedJson& value);
 
 // Parses a request body; nullopt (and `error` set) when it is not JSON.
 std::optional<Json> ParseJson(std::string_view text, std::string* error);

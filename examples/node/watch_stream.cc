@@ -40,7 +40,8 @@ struct WatchHolder {
   bool closed = false;
 };
 
-std::string Frame(bool sse, const char* type, const Json& body, std::optional<uint64_t> id) {
+std::string Frame(bool sse, const char* type, const OrderedJson& body,
+                  std::optional<uint64_t> id) {
   if (!sse) return DumpJson(body) + "\n";
   std::string out = std::string("event: ") + type + "\n";
   if (id) out += "id: " + std::to_string(*id) + "\n";
@@ -50,9 +51,13 @@ std::string Frame(bool sse, const char* type, const Json& body, std::optional<ui
 
 std::string ErrorFrame(bool sse, const std::string& code, const std::string& message,
                        uint64_t resume_from) {
-  Json body = {{"type", "error"},
-               {"error", {{"code", code}, {"message", message},
-                          {"resume_from_revision", resume_from}}}};
+  OrderedJson error = OrderedJson::object();
+  error["code"] = code;
+  error["message"] = message;
+  error["resume_from_revision"] = resume_from;
+  OrderedJson body = OrderedJson::object();
+  body["type"] = "error";
+  body["error"] = std::move(error);
   return Frame(sse, "error", body, std::nullopt);
 }
 
@@ -65,7 +70,7 @@ void EndLocked(WatchState& state, const std::string& code, const std::string& me
   }
 }
 
-void Deliver(WatchState& state, const char* type, const Json& body, uint64_t revision) {
+void Deliver(WatchState& state, const char* type, const OrderedJson& body, uint64_t revision) {
   std::lock_guard<std::mutex> lock(state.mu);
   if (state.ended) return;
   auto stream = state.stream.lock();
@@ -182,7 +187,10 @@ void App::Watch(Call call) {
     WatchRequest request{.ns = ns, .prefix = prefix, .after_revision = after, .key = key};
     request.progress_interval = std::chrono::milliseconds(progress_ms);
     request.on_progress = [state](uint64_t revision) {
-      Deliver(*state, "progress", Json{{"type", "progress"}, {"revision", revision}}, revision);
+      OrderedJson body = OrderedJson::object();
+      body["type"] = "progress";
+      body["revision"] = revision;
+      Deliver(*state, "progress", body, revision);
     };
     auto handle = node_->Watch(request, [state](absl::StatusOr<kv::Change> change) {
       if (!change.ok()) {
@@ -190,8 +198,16 @@ void App::Watch(Call call) {
         EndLocked(*state, WatchEndCode(change.status()), std::string(change.status().message()));
         return;
       }
-      Json body = ChangeJson(*change);
+      OrderedJson body = OrderedJson::object();
       body["type"] = "change";
+      body["revision"] = change->revision;
+      body["op"] = change->op == kv::ChangeOp::kPut ? "put" : "delete";
+      body["ns"] = change->ns;
+      body["key"] = change->key;
+      body["old_revision"] = change->old_revision;
+      body["new_revision"] = change->new_revision;
+      body["actor"] = change->actor;
+      body["time_unix_micros"] = change->time_unix_micros;
       Deliver(*state, "change", body, change->revision);
     });
     if (!handle.ok()) {
