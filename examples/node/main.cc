@@ -7,10 +7,14 @@
 // Exit codes: 0 after a signal-driven shutdown, 2 for usage errors (bad
 // flags, missing secret), 1 when the member cannot run (unusable data
 // directory, a port in use, storage that cannot be opened).
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <thread>
 #include <cstdio>
 #include <cstdlib>
@@ -260,6 +264,21 @@ absl::Status PrepareDataDir(const std::string& dir) {
   if (::access(dir.c_str(), R_OK | W_OK | X_OK) != 0) {
     return absl::FailedPreconditionError("--data-dir '" + dir +
                                          "' is not writable by this user; fix its permissions");
+  }
+  // LMDB lets several processes open one environment, and two members on
+  // one log would corrupt it; an exclusive lock held for the life of the
+  // process refuses the second. The descriptor is left open on purpose.
+  const std::string lock_path = dir + "/confman-node.lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::FailedPreconditionError("cannot create '" + lock_path + "': " +
+                                         std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        "--data-dir '" + dir + "' is in use by another confman-node process; stop it first, "
+        "or give this member its own directory");
   }
   return absl::OkStatus();
 }
