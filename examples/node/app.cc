@@ -364,10 +364,17 @@ void App::RefreshMaps() {
   };
   auto urls = read_map(kUrlNamespace);
   auto peers = read_map(kMembersNamespace);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    client_urls_ = std::move(urls);
+    for (auto& [id, address] : peers) peer_addresses_[id] = address;
+  }
+  NoteLeader();
+}
+
+void App::NoteLeader() {
   const NodeStatus status = node_->GetStatus();
   std::lock_guard<std::mutex> lock(mu_);
-  client_urls_ = std::move(urls);
-  for (auto& [id, address] : peers) peer_addresses_[id] = address;
   if (status.leader != last_seen_leader_) {
     last_seen_leader_ = status.leader;
     const auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -393,9 +400,15 @@ void App::StopBackground() {
 void App::BackgroundLoop() {
   bool published = false;
   int attempts = 0;
-  while (true) {
-    RefreshMaps();
-    if (!published) {
+  for (uint64_t round = 0;; ++round) {
+    // The leader is sampled often (the status page lists its changes);
+    // the URL and address records, which rarely change, less often.
+    if (round % 5 == 0) {
+      RefreshMaps();
+    } else {
+      NoteLeader();
+    }
+    if (!published && round % 3 == 0) {
       const std::string key = std::to_string(config_.id);
       auto current = node_->Get(kUrlNamespace, key);
       if (current.ok() && current->value == client_url_) {
@@ -414,7 +427,7 @@ void App::BackgroundLoop() {
       }
     }
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(published ? 1000 : 300),
+    cv_.wait_for(lock, std::chrono::milliseconds(published ? 200 : 100),
                  [this] { return stop_background_; });
     if (stop_background_) return;
   }

@@ -121,6 +121,8 @@ class App {
 
   void BackgroundLoop();
   void RefreshMaps();
+  // Records a leader change for the status page.
+  void NoteLeader();
 
   const AppConfig config_;
   Node* const node_;

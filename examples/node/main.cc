@@ -87,6 +87,8 @@ struct UsageError {
 
 void DefineFlags(CLI::App& app, Flags& f) {
   app.set_config("--config", "", "Read these settings from an INI or TOML file (flag names without --)");
+  // A misspelt setting in the file must fail loudly, not be ignored.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   auto add = [&](const std::string& name, auto& value, const std::string& help) {
     return app.add_option(name, value, help)->capture_default_str();
   };
