@@ -93,12 +93,36 @@ void WaitForCatchUp(Context& ctx, uint64_t id, const AddState& st) {
   uint64_t worst = 0;
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(st.wait_timeout_s));
-  for (;;) {
-    json body = GetMembers(ctx);
-    std::optional<uint64_t> lag;
+  std::unique_ptr<Connection> leader_conn;
+  auto find_lag = [id](const json& body) -> std::optional<uint64_t> {
     for (const auto& m : body.value("members", json::array())) {
       if (m.value("id", uint64_t{0}) == id && m.contains("lag_entries") && m["lag_entries"].is_number()) {
-        lag = m["lag_entries"].get<uint64_t>();
+        return m["lag_entries"].get<uint64_t>();
+      }
+    }
+    return std::nullopt;
+  };
+  for (;;) {
+    json body = GetMembers(ctx);
+    std::optional<uint64_t> lag = find_lag(body);
+    if (!lag) {
+      // Only the leader knows how far behind a member is; a follower's
+      // list leaves lag out, so ask the leader at the URL it published.
+      uint64_t leader = body.value("leader", uint64_t{0});
+      for (const auto& m : body.value("members", json::array())) {
+        if (leader == 0 || m.value("id", uint64_t{0}) != leader) continue;
+        std::string url = m.value("client_url", "");
+        try {
+          if (!leader_conn || leader_conn->endpoint().url != url) {
+            leader_conn = std::make_unique<Connection>(ParseEndpoint(url), ctx.client().tls());
+          }
+          HttpRequest req{"GET", "/v1/cluster/members", "", {}};
+          ctx.client().Authorize(req);
+          HttpResponse res = leader_conn->RoundTrip(req, Clock::now() + std::chrono::seconds(2));
+          if (res.status == 200) lag = find_lag(json::parse(res.body));
+        } catch (const std::exception&) {
+          // The leader may be changing; the next poll asks again.
+        }
       }
     }
     if (lag) {

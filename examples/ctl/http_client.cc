@@ -375,11 +375,10 @@ HttpResponse Client::Call(HttpRequest request, CallKind kind) {
   const Deadline deadline = Clock::now() + timeout;
   const size_t n = endpoints_.size();
   bool unknown = false;
-  std::vector<std::string> problems;
+  std::vector<std::string> problems(n);  // the latest per endpoint
   auto backoff = std::chrono::milliseconds(50);
   for (;;) {
     bool some_answered = false;  // a member that is up but could not serve
-    problems.clear();
     for (size_t i = 0; i < n; ++i) {
       if (Clock::now() >= deadline) break;
       size_t index = (preferred_ + i) % n;
@@ -394,20 +393,20 @@ HttpResponse Client::Call(HttpRequest request, CallKind kind) {
         HttpResponse res = connections_[index]->RoundTrip(request, attempt_deadline);
         if (res.status == 503 || res.status == 429) {
           some_answered = true;
-          problems.push_back(endpoints_[index].url + ": " + std::to_string(res.status) + " " +
-                             ErrorFromResponse(res).what());
+          problems[index] = endpoints_[index].url + ": " + std::to_string(res.status) + " " +
+                            ErrorFromResponse(res).what();
           continue;
         }
         if (res.status == 504 && kind != CallKind::kOnce) {
           some_answered = true;
           if (kind == CallKind::kWrite) unknown = true;
-          problems.push_back(endpoints_[index].url + ": 504 " + ErrorFromResponse(res).what());
+          problems[index] = endpoints_[index].url + ": 504 " + ErrorFromResponse(res).what();
           continue;
         }
         preferred_ = index;
         return res;
       } catch (const TransportError& e) {
-        problems.push_back(e.what());
+        problems[index] = e.what();
         if (e.failure() == TransportFailure::kConnect) continue;
         if (kind == CallKind::kOnce) {
           throw CtlError(kExitOutcomeUnknown, "outcome_unknown",
@@ -426,7 +425,9 @@ HttpResponse Client::Call(HttpRequest request, CallKind kind) {
     backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
   std::string detail;
-  for (const auto& p : problems) detail += "\n  " + p;
+  for (const auto& p : problems) {
+    if (!p.empty()) detail += "\n  " + p;
+  }
   if (unknown) {
     throw CtlError(kExitOutcomeUnknown, "outcome_unknown",
                    "the write's outcome is still unknown after retrying within --timeout " +
