@@ -331,14 +331,31 @@ void App::Handle(std::shared_ptr<Exchange> ex) {
 
 std::string App::ClientUrlOf(raft::MemberId id) const {
   if (id == config_.id) return client_url_;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = client_urls_.find(id);
-  return it == client_urls_.end() ? std::string() : it->second;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = client_urls_.find(id);
+    if (it != client_urls_.end()) return it->second;
+  }
+  // Published since the last background refresh (a cluster that has just
+  // started): a local read finds it without waiting for the next one.
+  auto got = node_->Get(kUrlNamespace, std::to_string(id),
+                        {.consistency = ReadConsistency::kLocal});
+  return got.ok() ? got->value : std::string();
 }
 
 std::map<raft::MemberId, std::string> App::ClientUrls() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto out = client_urls_;
+  std::map<raft::MemberId, std::string> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out = client_urls_;
+  }
+  kv::ListRequest request{.ns = kUrlNamespace, .limit = 10000};
+  auto page = node_->List(request, {.consistency = ReadConsistency::kLocal});
+  if (page.ok()) {
+    for (const auto& item : page->items) {
+      if (auto id = ParseUint64(item.key)) out[*id] = item.value;
+    }
+  }
   out[config_.id] = client_url_;
   return out;
 }
@@ -410,7 +427,10 @@ void App::BackgroundLoop() {
     }
     if (!published && round % 3 == 0) {
       const std::string key = std::to_string(config_.id);
-      auto current = node_->Get(kUrlNamespace, key);
+      // A local read: a linearizable one made before the first election
+      // would wait for a leader, and a stale answer only costs one
+      // redundant write.
+      auto current = node_->Get(kUrlNamespace, key, {.consistency = ReadConsistency::kLocal});
       if (current.ok() && current->value == client_url_) {
         published = true;
       } else if (current.ok() || absl::IsNotFound(current.status())) {

@@ -581,6 +581,8 @@ void HttpServer::StopAccepting() {
 void HttpServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  // A server that failed to listen never got its shared state.
+  if (shared_ == nullptr) return;
   shared_->stopping.store(true);
   ioc_.stop();
   for (auto& t : threads_) {

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -263,10 +265,12 @@ TEST_CASE("HTTP API: status, cluster status, health, metrics and the audit trail
   CHECK(Must(Http(url, "GET", "/livez")).status == 200);
   CHECK(Must(Http(url, "GET", "/readyz")).status == 200);
 
-  HttpResponse metrics = Must(Http(cluster->client_url(*leader), "GET", "/metrics"));
+  // The member the writes went through counts them.
+  HttpResponse metrics = Must(Http(url, "GET", "/metrics"));
   CHECK(metrics.status == 200);
   CHECK(absl::StartsWith(metrics.header("content-type"), "text/plain; version=0.0.4"));
-  CHECK(absl::StrContains(metrics.body, "confman_node_proposals_total"));
+  CHECK(absl::StrContains(metrics.body, "confman_node_forwarded_total"));
+  CHECK(absl::StrContains(metrics.body, "confman_node_write_seconds_bucket"));
   CHECK(absl::StrContains(metrics.body, "confman_http_requests_total"));
   CHECK(!absl::StrContains(metrics.body, "node.proposals"));
 
@@ -437,6 +441,23 @@ TEST_CASE("confman-node: bad flags and an unusable data dir exit non-zero and sa
       {{"CONFMAN_SECRET", "0123456789abcdef0123"}});
   CHECK(bad_dir.exit_code != 0);
   CHECK(absl::StrContains(bad_dir.err, "/proc/confman-cannot-live-here"));
+
+  // A client port that is taken: a clear error and exit 1, not a crash.
+  auto cluster = StartCluster();
+  const std::string taken = cluster->client_url(cluster->ids()[0]).substr(strlen("http://"));
+  char dir[] = "/tmp/confman-taken-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  absl::StatusOr<int> peer_port = FreePort();
+  REQUIRE(peer_port.ok());
+  const std::string peer = absl::StrCat("127.0.0.1:", *peer_port);
+  CommandResult port_taken = RunCommand(
+      {NodeBinary(), "--id", "1", "--cluster-id", "c", "--peer-listen", peer,
+       "--client-listen", taken, "--initial-members", "1=" + peer, "--data-dir",
+       std::string(dir) + "/data"},
+      {{"CONFMAN_SECRET", "0123456789abcdef0123"}});
+  CHECK(port_taken.exit_code == 1);
+  CHECK(absl::StrContains(port_taken.err, taken));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("status page: Chromium renders every member and names the leader") {
