@@ -158,12 +158,13 @@ void App::MembersAdd(Call call) {
 
 void App::MembersPromote(Call call) {
   OnWorker(call.ex, [this, call] {
+    // The leader decides: a follower's view of the membership may lag.
+    if (ShouldForward(call)) return;
     const NodeStatus status = node_->GetStatus();
     if (!IsMember(status.membership, call.member)) {
       return call.ex->Reply(Error(http::status::not_found, "not_found",
                                   "member " + std::to_string(call.member) + " is not in the cluster"));
     }
-    if (ShouldForward(call)) return;
     absl::Status s = node_->PromoteToVoter(call.member);
     if (!s.ok()) return call.ex->Reply(FromStatus(s, OpKind::kMembership));
     log_->Event(LogLevel::kInfo, "cluster", "promoted a learner", {{"member", std::to_string(call.member)}});
@@ -173,11 +174,11 @@ void App::MembersPromote(Call call) {
 
 void App::MembersRemove(Call call) {
   OnWorker(call.ex, [this, call] {
+    if (ShouldForward(call)) return;
     if (!IsMember(node_->GetStatus().membership, call.member)) {
       return call.ex->Reply(Error(http::status::not_found, "not_found",
                                   "member " + std::to_string(call.member) + " is not in the cluster"));
     }
-    if (ShouldForward(call)) return;
     absl::Status s = node_->RemoveMember(call.member);
     if (!s.ok()) return call.ex->Reply(FromStatus(s, OpKind::kMembership));
     log_->Event(LogLevel::kInfo, "cluster", "removed a member", {{"member", std::to_string(call.member)}});

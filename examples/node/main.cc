@@ -31,6 +31,7 @@
 
 #include "app.h"
 #include "confman/node.h"
+#include "confman/testing/node_faults.h"
 #include "confman/status_macros.h"
 #include "confman/transport/tcp.h"
 #include "http_server.h"
@@ -350,6 +351,22 @@ int Run(int argc, char** argv) {
   PrometheusMetrics metrics;
   f.node.metrics = &metrics;
   f.node.log = &log;
+
+  // Test suites prove their checks catch a broken guarantee by running
+  // members that break one on purpose. An environment variable, not a
+  // flag, so that it never shows in --help as a setting.
+  if (const char* name = std::getenv("CONFMAN_TESTING_FAULT"); name != nullptr && *name) {
+    auto fault = testing::NodeTestingFaultFromName(name);
+    if (!fault) {
+      log.Event(LogLevel::kError, "main",
+                std::string("CONFMAN_TESTING_FAULT names no known fault: ") + name +
+                    "; unset it (it is for test suites only)");
+      return kExitUsage;
+    }
+    f.node.testing_faults |= testing::FaultBit(*fault);
+    log.Event(LogLevel::kWarning, "main",
+              std::string("TEST ONLY: this member breaks a guarantee on purpose: ") + name);
+  }
 
   // Mutual TLS between members needs a TcpTransport built here. It binds
   // now, so a port-0 address is rewritten to the chosen port before the

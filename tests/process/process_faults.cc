@@ -536,11 +536,21 @@ struct Nemesis {
           "adding member ", joiner, ": ", added.ok() ? added->body : added.status().ToString())));
     }
     run.urls[joiner] = cluster.client_url(joiner);
+    // Caught up: it has applied what the leader had committed when the
+    // learner was added.
+    uint64_t target = 0;
+    if (auto st = Http(via, "GET", "/v1/status", {}, {}, std::chrono::milliseconds(1000));
+        st.ok() && st->status == 200) {
+      target = json::parse(st->body, nullptr, false).value("commit_index", uint64_t{0});
+    }
     const bool caught_up = Eventually(
         [&] {
-          auto r = Http(cluster.client_url(joiner), "GET", "/readyz", {}, {},
+          auto r = Http(cluster.client_url(joiner), "GET", "/v1/status", {}, {},
                         std::chrono::milliseconds(500));
-          return r.ok() && r->status == 200;
+          if (!r.ok() || r->status != 200) return false;
+          json j = json::parse(r->body, nullptr, false);
+          return !j.is_discarded() && target > 0 &&
+                 j.value("applied_index", uint64_t{0}) >= target;
         },
         std::chrono::milliseconds(15000));
     if (!caught_up) {
