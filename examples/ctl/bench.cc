@@ -211,7 +211,7 @@ void AddBenchCommand(CLI::App& app, Context& ctx) {
   auto st = std::make_shared<BenchState>();
   auto* cmd = app.add_subcommand(
       "bench",
-      "Write load generator. Workloads: a = 256 B x 20000 by 32 writers; b = 10 KiB x 1000 by 10; c = 100 KiB x "
+      "Write load generator. Workloads: a = 256 B x 20000 by 32 writers; b = 10 KB x 1000 by 10; c = 100 KB x "
       "1000 by 10; d = 1 MiB x 1000 by 10; e = 1 MiB x 200 by 1. Ends with one JSON line of results. Writes go "
       "to the namespace of -n (default 'bench')");
   cmd->add_option("--workload", st->workload, "a, b, c, d or e")->capture_default_str();
