@@ -43,6 +43,11 @@ bool TokenMatches(std::string_view presented, std::string_view expected) {
 
 namespace {
 
+// Largest read of a request body, and the buffer an idle connection keeps.
+constexpr uint64_t kBodyReadBytes = uint64_t{256} << 10;
+constexpr size_t kIdleBufferBytes = size_t{16} << 10;
+
+
 using tcp = net::ip::tcp;
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
@@ -281,9 +286,19 @@ class Session final : public Exchange,
 
   void ReadBody() {
     Lowest().expires_after(opt().body_timeout);
+    // Each read fills at most the buffer's free capacity, which the header
+    // read left small: a 1 MiB body would take a thousand reads (and as many
+    // timer resets). Reads of up to kBodyReadBytes; the buffer shrinks back
+    // once the body is in, so idle and watch connections keep little.
+    if (const auto length = parser_->content_length(); length && *length > buffer_.capacity()) {
+      buffer_.reserve(static_cast<size_t>(std::min<uint64_t>(*length, kBodyReadBytes)));
+    }
     auto self = this->shared_from_this();
     http::async_read(stream_, buffer_, *parser_, [self](beast::error_code ec, size_t) {
-      if (!ec) return self->Dispatch();
+      if (!ec) {
+        if (self->buffer_.capacity() > kIdleBufferBytes) self->buffer_.shrink_to_fit();
+        return self->Dispatch();
+      }
       self->keep_alive_ = false;
       if (ec == http::error::body_limit) {
         return self->SendError(http::status::payload_too_large, "value_too_large",
