@@ -1,3 +1,7 @@
+// The proof half of the connection handshake (see handshake.h): nonces and
+// the HMAC-SHA256 transcript both sides sign. The exchange that carries
+// these over a connection is in connection_handshake.cc; this file stays
+// free of Asio so the fuzz target can compile it.
 #include "handshake.h"
 
 #include <openssl/crypto.h>

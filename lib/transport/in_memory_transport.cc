@@ -1,3 +1,11 @@
+// InMemoryTransport and InMemoryNetwork (confman/transport/in_memory.h):
+// the transport tests use instead of sockets. Every member of a network
+// shares one FIFO queue, so order between two members is kept without
+// per-link machinery. A cut link is checked when a message is sent and
+// again when it is delivered, so a link cut while a message is in flight
+// loses it, as a broken connection would. Bulk bytes are counted with
+// TcpTransport's size estimate so that both transports start dropping at
+// the same point and tests of backpressure carry over.
 #include <pthread.h>
 
 #include <condition_variable>

@@ -1,13 +1,52 @@
+// TcpTransport (confman/transport/tcp.h): the orchestration. This file
+// accepts connections and hands them to the right I/O thread, dials and
+// redials peers, and routes frames between the Transport API, the links
+// and the TransportHandler. The parts it orchestrates live beside it:
+//
+//   tcp_stream.{h,cc}            one connection, plain TCP or TLS, and the
+//                                socket chores (errors, moving a socket to
+//                                another thread, the TLS context)
+//   frame_io.{h,cc}              reading and writing length-prefixed frames
+//                                on a stream (FrameReader, WriteFrame)
+//   link_queue.{h,cc}            the bounded per-peer, per-channel outgoing
+//                                queue and what each channel does when full
+//   connection_handshake.{h,cc}  the Hello/Proof exchange on a new
+//                                connection and its deadline
+//   handshake.{h,cc}             the proof itself (nonces, HMAC), free of
+//                                Asio so the fuzz target can compile it
+//   wire_codec.{h,cc}            the frame format (schema/wire.fbs)
+//
+// Why control and bulk are separate paths. Raft's liveness rests on small
+// messages arriving on time: a heartbeat that waits behind 64 MiB of
+// appends looks like a dead leader and starts an election. So every peer
+// gets two links, each with its own queue (link_queue.h), its own TCP
+// connection (no head-of-line blocking in socket buffers) and its own I/O
+// thread (reading, verifying and writing megabyte frames never delays a
+// heartbeat in user space). Which path a message takes is
+// IsControlTraffic's decision (transport.cc). Within one path, frames go
+// out in the order they were queued, over one connection at a time, so
+// order per sender, receiver and path holds; across paths there is none,
+// which is why a snapshot notice travels on the bulk path behind the
+// chunks it announces.
+//
+// Who talks where. A member only sends on connections it dialled (a Link,
+// one per peer and channel, on that channel's thread) and only receives on
+// connections it accepted. The control thread runs the acceptor and the
+// handshake of every accepted plain connection; an accepted bulk connection
+// moves to the bulk thread once its channel is known, from the Hello for a
+// plain connection, or from the one plain byte a TLS dialler sends before
+// the TLS handshake (which then runs on the bulk thread too). What is
+// authenticated when is set out in connection_handshake.h.
+//
+// Backpressure. Send never blocks: it encodes into the link's queue and
+// returns. A full bulk queue drops the new frame (ResourceExhausted; Raft
+// re-sends); a full control queue means the peer stopped reading, so the
+// connection is reset (Unavailable). Either way the handler hears
+// OnUnreachable once per episode so Raft stops pipelining to that peer.
 #include <pthread.h>
 
-#include <array>
-#include <asio.hpp>
-#include <asio/ssl.hpp>
 #include <atomic>
 #include <cstdio>
-#include <cstring>
-#include <deque>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -22,42 +61,31 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "confman/transport/tcp.h"
-#include "handshake.h"
+#include "connection_handshake.h"
+#include "frame_io.h"
+#include "link_queue.h"
+#include "tcp_stream.h"
 #include "wire_codec.h"
 
 namespace confman {
 namespace {
 
-using asio::awaitable;
-using asio::use_awaitable;
-using asio::ip::tcp;
+using tcp_internal::awaitable;
+using tcp_internal::Describe;
+using tcp_internal::FrameReader;
+using tcp_internal::Handshaker;
+using tcp_internal::HandshakeDeadline;
+using tcp_internal::LinkQueue;
+using tcp_internal::MakeTlsContext;
+using tcp_internal::MoveSocket;
+using tcp_internal::NetworkError;
+using tcp_internal::RedirectTo;
+using tcp_internal::tcp;
+using tcp_internal::TcpStream;
 
-// Hello and Proof frames are tiny; an unauthenticated peer never makes this
-// member allocate more than this.
-constexpr uint32_t kMaxHandshakeFrameBytes = 4096;
 // Unauthenticated connections served at once; more are closed on accept so
 // a connection flood cannot exhaust memory or descriptors.
 constexpr int kMaxPendingHandshakes = 64;
-// Frames are gathered into one write up to this many bytes, so small
-// messages share system calls without delaying a large one.
-constexpr size_t kMaxBatchBytes = 1u << 20;
-// A receive buffer larger than this is released after its frame. Appends
-// of large values arrive back to back in frames up to the default
-// max_append_bytes (8 MiB); keeping a buffer that size saves allocating and
-// faulting in fresh pages for every one, at most 8 MiB per connection.
-constexpr size_t kKeptReceiveBufferBytes = 8u << 20;
-
-auto RedirectTo(asio::error_code& ec) {
-  return asio::redirect_error(use_awaitable, ec);
-}
-
-[[nodiscard]] absl::Status NetworkError(absl::string_view what, const asio::error_code& ec) {
-  if (ec == asio::error::eof) {
-    return absl::UnavailableError(
-        absl::StrCat(what, ": peer closed the connection"));
-  }
-  return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
-}
 
 [[nodiscard]] absl::StatusOr<tcp::endpoint> ParseEndpoint(const std::string& address) {
   const size_t colon = address.rfind(':');
@@ -80,56 +108,6 @@ auto RedirectTo(asio::error_code& ec) {
   }
   return tcp::endpoint(ip, static_cast<uint16_t>(port));
 }
-
-std::string Describe(const tcp::socket& socket) {
-  asio::error_code ec;
-  const tcp::endpoint remote = socket.remote_endpoint(ec);
-  if (ec) return "an unknown address";
-  return absl::StrCat(remote.address().to_string(), ":", remote.port());
-}
-
-// Closes a socket unless disarmed (destroyed) first: bounds how long an
-// unresponsive peer can hold a connection in the handshake. The flag is
-// shared with the timer's handler because that handler may run after the
-// Deadline is gone.
-class Deadline {
- public:
-  Deadline(tcp::socket& socket, std::chrono::milliseconds timeout)
-      : timer_(socket.get_executor()),
-        timeout_(timeout),
-        state_(std::make_shared<State>()) {
-    timer_.expires_after(timeout);
-    timer_.async_wait([&socket, state = state_](const asio::error_code& ec) {
-      if (ec || !state->armed) return;
-      state->fired = true;
-      asio::error_code ignored;
-      socket.close(ignored);
-    });
-  }
-  ~Deadline() {
-    state_->armed = false;
-    timer_.cancel();
-  }
-  Deadline(const Deadline&) = delete;
-  Deadline& operator=(const Deadline&) = delete;
-
-  // Replaces the socket error a timeout caused with the real reason.
-  [[nodiscard]] absl::Status Explain(absl::Status status) const {
-    if (status.ok() || !state_->fired) return status;
-    return absl::DeadlineExceededError(absl::StrCat(
-        "connect and handshake not completed within handshake_timeout (",
-        timeout_.count(), " ms)"));
-  }
-
- private:
-  struct State {
-    bool armed = true;
-    bool fired = false;
-  };
-  asio::steady_timer timer_;
-  const std::chrono::milliseconds timeout_;
-  std::shared_ptr<State> state_;
-};
 
 // Exponential backoff with jitter for reconnect attempts.
 class Backoff {
@@ -157,183 +135,6 @@ class Backoff {
   std::chrono::milliseconds next_;
   std::mt19937 random_;
 };
-
-// One connection: plain TCP, or TLS over TCP. Heap-allocated by its owner
-// so the socket never moves while an operation or timer refers to it.
-class Stream {
- public:
-  explicit Stream(tcp::socket socket) : plain_(std::move(socket)) {}
-  Stream(tcp::socket socket, asio::ssl::context& tls)
-      : tls_(std::in_place, std::move(socket), tls) {}
-
-  // The TCP socket underneath: for options, addresses and closing.
-  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
-  bool is_tls() const { return tls_.has_value(); }
-
-  // The TLS handshake (a no-op on a plain connection).
-  awaitable<asio::error_code> Handshake(
-      asio::ssl::stream_base::handshake_type role) {
-    asio::error_code ec;
-    if (tls_) co_await tls_->async_handshake(role, RedirectTo(ec));
-    co_return ec;
-  }
-
-  awaitable<size_t> ReadSome(asio::mutable_buffer buffer,
-                             asio::error_code& ec) {
-    if (tls_) co_return co_await tls_->async_read_some(buffer, RedirectTo(ec));
-    co_return co_await plain_->async_read_some(buffer, RedirectTo(ec));
-  }
-
-  awaitable<void> Read(asio::mutable_buffer buffer, asio::error_code& ec) {
-    if (tls_) {
-      co_await asio::async_read(*tls_, buffer, RedirectTo(ec));
-    } else {
-      co_await asio::async_read(*plain_, buffer, RedirectTo(ec));
-    }
-  }
-
-  template <typename Buffers>
-  awaitable<void> Write(const Buffers& buffers, asio::error_code& ec) {
-    if (tls_) {
-      co_await asio::async_write(*tls_, buffers, RedirectTo(ec));
-    } else {
-      co_await asio::async_write(*plain_, buffers, RedirectTo(ec));
-    }
-  }
-
-  // Callback form, for the one read that watches for the peer closing.
-  template <typename Handler>
-  void AsyncReadSome(asio::mutable_buffer buffer, Handler&& handler) {
-    if (tls_) {
-      tls_->async_read_some(buffer, std::forward<Handler>(handler));
-    } else {
-      plain_->async_read_some(buffer, std::forward<Handler>(handler));
-    }
-  }
-
- private:
-  std::optional<tcp::socket> plain_;
-  std::optional<asio::ssl::stream<tcp::socket>> tls_;
-};
-
-awaitable<absl::Status> WriteFrame(Stream& stream,
-                                   const wire::EncodedFrame& frame) {
-  const std::array<asio::const_buffer, 2> buffers{
-      asio::buffer(frame.header(), wire::kFrameHeaderBytes),
-      asio::buffer(frame.body(), frame.body_size())};
-  asio::error_code ec;
-  co_await stream.Write(buffers, ec);
-  if (ec) co_return NetworkError("writing a frame", ec);
-  co_return absl::OkStatus();
-}
-
-// Reads the frames of one connection. Small frames are parsed out of a
-// staging buffer filled by large reads, so a stream of small messages costs
-// one system call per fill instead of two per frame; the rest of a large
-// body is read straight into the aligned buffer. Either way the body ends
-// up in the aligned buffer that verification needs.
-class FrameReader {
- public:
-  explicit FrameReader(Stream& stream)
-      : stream_(&stream), staging_(kStagingBytes) {}
-
-  // Continues on `stream` (the connection moved to another I/O thread),
-  // keeping bytes already staged.
-  void Attach(Stream& stream) { stream_ = &stream; }
-
-  // Reads, length-checks, verifies and decodes the next frame.
-  awaitable<absl::StatusOr<wire::Frame>> Next(uint32_t max_frame_bytes);
-  // Frees a large body buffer kept from the last frame.
-  void ReleaseLargeBuffer() { body_.ShrinkIfAbove(kKeptReceiveBufferBytes); }
-
- private:
-  static constexpr size_t kStagingBytes = 64u << 10;
-
-  size_t staged() const { return end_ - begin_; }
-  awaitable<asio::error_code> Fill();
-
-  Stream* stream_;
-  std::vector<uint8_t> staging_;
-  size_t begin_ = 0;  // First unread byte in staging_.
-  size_t end_ = 0;    // One past the last byte read into staging_.
-  wire::AlignedBuffer body_;
-};
-
-awaitable<asio::error_code> FrameReader::Fill() {
-  if (begin_ > 0) {
-    std::memmove(staging_.data(), staging_.data() + begin_, staged());
-    end_ -= begin_;
-    begin_ = 0;
-  }
-  asio::error_code ec;
-  const size_t read = co_await stream_->ReadSome(
-      asio::buffer(staging_.data() + end_, staging_.size() - end_), ec);
-  end_ += read;
-  co_return ec;
-}
-
-awaitable<absl::StatusOr<wire::Frame>> FrameReader::Next(
-    uint32_t max_frame_bytes) {
-  while (staged() < wire::kFrameHeaderBytes) {
-    const asio::error_code ec = co_await Fill();
-    if (ec) co_return NetworkError("reading a frame header", ec);
-  }
-  const absl::StatusOr<uint32_t> length =
-      wire::ParseFrameLength(staging_.data() + begin_, max_frame_bytes);
-  if (!length.ok()) co_return length.status();
-  begin_ += wire::kFrameHeaderBytes;
-  uint8_t* body = body_.Resize(*length);
-  const size_t from_staging = std::min<size_t>(*length, staged());
-  std::memcpy(body, staging_.data() + begin_, from_staging);
-  begin_ += from_staging;
-  if (from_staging < *length) {
-    asio::error_code ec;
-    co_await stream_->Read(
-        asio::buffer(body + from_staging, *length - from_staging), ec);
-    if (ec) co_return NetworkError("reading a frame body", ec);
-  }
-  co_return wire::DecodeFrameBody(body, *length);
-}
-
-// Re-homes an idle socket on another I/O context (thread).
-[[nodiscard]] absl::StatusOr<tcp::socket> MoveSocket(tcp::socket& socket,
-                                       asio::io_context& io) {
-  asio::error_code ec;
-  const tcp::endpoint local = socket.local_endpoint(ec);
-  tcp::socket::native_handle_type handle = tcp::socket::native_handle_type();
-  if (!ec) handle = socket.release(ec);
-  if (ec) return NetworkError("moving a connection to the bulk thread", ec);
-  tcp::socket moved(io);
-  moved.assign(local.protocol(), handle, ec);
-  if (ec) return NetworkError("moving a connection to the bulk thread", ec);
-  return moved;
-}
-
-[[nodiscard]] absl::StatusOr<std::unique_ptr<asio::ssl::context>> MakeTlsContext(
-    const TcpTransportOptions::TlsFiles& files) {
-  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
-  asio::error_code ec;
-  auto failed = [&](absl::string_view what, const std::string& file) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TcpTransportOptions: cannot load tls.", what, " '", file,
-                     "': ", ec.message()));
-  };
-  context->set_options(
-      asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-          asio::ssl::context::no_tlsv1_1,
-      ec);
-  context->load_verify_file(files.ca_file, ec);
-  if (ec) return failed("ca_file", files.ca_file);
-  context->use_certificate_chain_file(files.certificate_file, ec);
-  if (ec) return failed("certificate_file", files.certificate_file);
-  context->use_private_key_file(files.private_key_file, asio::ssl::context::pem,
-                                ec);
-  if (ec) return failed("private_key_file", files.private_key_file);
-  context->set_verify_mode(
-      asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
-  return context;
-}
 
 }  // namespace
 
@@ -393,16 +194,17 @@ class TcpTransport::Impl {
 
   // One outbound connection (control or bulk) to one peer, with its queue.
   // The queue is filled from any thread and drained by Run() on the
-  // channel's I/O thread, which also owns the socket.
+  // channel's I/O thread, which also owns the socket: Run() dials, writes
+  // batches while the connection lasts, and redials with backoff.
   class Link {
    public:
     Link(Impl& impl, Peer& peer, wire::Channel channel, size_t max_queue_bytes)
         : impl_(impl),
           peer_(peer),
           channel_(channel),
-          max_queue_bytes_(max_queue_bytes),
           io_(impl.io(channel)),
-          timer_(io_) {}
+          timer_(io_),
+          queue_(channel, max_queue_bytes) {}
 
     // Whether a frame of `bytes` would be queued now (any thread).
     bool HasRoomFor(size_t bytes);
@@ -414,35 +216,21 @@ class TcpTransport::Impl {
     void Close();
 
    private:
-    awaitable<std::unique_ptr<Stream>> Connect();
-    awaitable<void> Pump(Stream& stream);
-    void WatchForClose(Stream& stream);
+    awaitable<std::unique_ptr<TcpStream>> Connect();
+    awaitable<void> Pump(TcpStream& stream);
+    void WatchForClose(TcpStream& stream);
     void DropConnection();
-    bool TakeBatch(std::vector<wire::EncodedFrame>& batch);
-    void DiscardQueue();
-    bool closed() {
-      std::lock_guard lock(mu_);
-      return closed_;
-    }
 
     Impl& impl_;
     Peer& peer_;
     const wire::Channel channel_;
-    const size_t max_queue_bytes_;
     asio::io_context& io_;
-    // I/O thread only. Wakes the idle writer and times backoff sleeps.
+    // I/O thread only. Wakes the parked writer and times backoff sleeps.
     asio::steady_timer timer_;
-    Stream* stream_ = nullptr;
+    TcpStream* stream_ = nullptr;
     uint64_t connection_generation_ = 0;
     uint8_t watch_byte_ = 0;
-
-    std::mutex mu_;
-    std::deque<wire::EncodedFrame> queue_;  // Guarded by mu_.
-    size_t queued_bytes_ = 0;               // Guarded by mu_.
-    // Run() is parked on `timer_` waiting for frames.
-    bool writer_idle_ = false;        // Guarded by mu_.
-    bool closed_ = false;             // Guarded by mu_.
-    bool overflow_reported_ = false;  // Guarded by mu_.
+    LinkQueue queue_;
   };
 
   struct Peer {
@@ -498,23 +286,20 @@ class TcpTransport::Impl {
     std::shared_lock lock(mu_);
     return peer.endpoint;
   }
-  std::unique_ptr<Stream> MakeStream(tcp::socket socket) {
+  std::unique_ptr<TcpStream> MakeStream(tcp::socket socket) {
     if (tls_context_) {
-      return std::make_unique<Stream>(std::move(socket), *tls_context_);
+      return std::make_unique<TcpStream>(std::move(socket), *tls_context_);
     }
-    return std::make_unique<Stream>(std::move(socket));
+    return std::make_unique<TcpStream>(std::move(socket));
   }
   // Connects `stream` to `endpoint` and runs the dialler's side of the
   // handshakes (TLS when configured, then confman's).
-  awaitable<absl::StatusOr<wire::Hello>> Dial(Stream& stream,
+  awaitable<absl::StatusOr<wire::Hello>> Dial(TcpStream& stream,
                                               tcp::endpoint endpoint,
                                               wire::Channel channel,
                                               raft::MemberId peer);
   // I/O threads.
   void ReportUnreachable(Peer& peer);
-  awaitable<absl::StatusOr<wire::Hello>> Handshake(
-      Stream& stream, FrameReader& reader, wire::Channel channel,
-      raft::MemberId expected_peer);
 
  private:
   enum class State { kCreated, kRunning, kStopped };
@@ -527,18 +312,13 @@ class TcpTransport::Impl {
     std::shared_lock lock(mu_);
     return peers_.contains(id);
   }
-  wire::Hello OwnHello(wire::Channel channel) const;
-  wire::EncodedFrame ProofFrame(const wire::Hello& mine,
-                                const wire::Hello& theirs) const;
-  [[nodiscard]] absl::Status CheckHello(const wire::Hello& theirs,
-                          raft::MemberId expected_peer);
   awaitable<void> Accept();
   awaitable<void> Serve(tcp::socket socket);
   awaitable<absl::StatusOr<wire::Channel>> ReadPreamble(tcp::socket& socket);
   awaitable<void> Authenticate(tcp::socket socket,
                                std::optional<wire::Channel> announced,
                                std::string remote);
-  awaitable<void> ServeAuthenticated(std::unique_ptr<Stream> stream,
+  awaitable<void> ServeAuthenticated(std::unique_ptr<TcpStream> stream,
                                      FrameReader reader, wire::Hello peer,
                                      std::string remote);
   awaitable<absl::Status> Receive(FrameReader& reader, raft::MemberId peer);
@@ -547,6 +327,8 @@ class TcpTransport::Impl {
   using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
 
   const TcpTransportOptions options_;
+  const Handshaker handshaker_{
+      options_, [this](raft::MemberId id) { return IsKnownPeer(id); }};
   const tcp::endpoint listen_;
   // Null without TLS. Outlives the I/O contexts and every stream.
   const std::unique_ptr<asio::ssl::context> tls_context_;
@@ -573,7 +355,7 @@ class TcpTransport::Impl {
   // member hold more than two receive buffers for it. A socket is only
   // closed from its own channel's thread.
   std::mutex inbound_mu_;
-  std::map<InboundKey, Stream*> inbound_;  // Guarded by inbound_mu_.
+  std::map<InboundKey, TcpStream*> inbound_;  // Guarded by inbound_mu_.
 
   mutable std::shared_mutex mu_;
   State state_ = State::kCreated;  // Guarded by mu_.
@@ -588,83 +370,44 @@ class TcpTransport::Impl {
 // ---- Link -----------------------------------------------------------------
 
 bool TcpTransport::Impl::Link::HasRoomFor(size_t bytes) {
-  std::lock_guard lock(mu_);
-  // An empty queue always takes one frame, so a frame of any legal size
-  // can be sent whatever the bound.
-  return queue_.empty() || queued_bytes_ + bytes <= max_queue_bytes_;
+  return queue_.HasRoomFor(bytes);
 }
 
 absl::Status TcpTransport::Impl::Link::Push(wire::EncodedFrame frame) {
-  bool wake = false;
-  bool queued = false;
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) {
+  switch (queue_.Push(std::move(frame))) {
+    case LinkQueue::PushResult::kQueuedWakeWriter:
+      asio::post(io_, [this] { timer_.cancel(); });
+      return absl::OkStatus();
+    case LinkQueue::PushResult::kQueued:
+      return absl::OkStatus();
+    case LinkQueue::PushResult::kClosed:
       return absl::NotFoundError(
           absl::StrCat("member ", peer_.id, " was removed"));
-    }
-    if (!queue_.empty() && queued_bytes_ + frame.size() > max_queue_bytes_) {
-      if (channel_ == wire::Channel::kControl) DiscardQueue();
-    } else {
-      queued_bytes_ += frame.size();
-      queue_.push_back(std::move(frame));
-      wake = std::exchange(writer_idle_, false);
-      queued = true;
-    }
+    case LinkQueue::PushResult::kFull:
+      break;
   }
-  if (wake) asio::post(io_, [this] { timer_.cancel(); });
-  if (queued) return absl::OkStatus();
   return Overflow();
 }
 
 absl::Status TcpTransport::Impl::Link::Overflow() {
-  bool report = false;
-  {
-    std::lock_guard lock(mu_);
-    report = !std::exchange(overflow_reported_, true);
+  if (queue_.MarkOverflow()) {
+    asio::post(io_, [this] { impl_.ReportUnreachable(peer_); });
   }
-  if (report) asio::post(io_, [this] { impl_.ReportUnreachable(peer_); });
   if (channel_ == wire::Channel::kBulk) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "bulk queue to member ", peer_.id, " is full (max_bulk_queue_bytes ",
-        max_queue_bytes_, "); the message was dropped, Raft will resend"));
+        queue_.max_bytes(), "); the message was dropped, Raft will resend"));
   }
+  // The control queue was discarded; resetting the connection tells the
+  // peer, and the reconnect starts from a clean slate.
   asio::post(io_, [this] { DropConnection(); });
   return absl::UnavailableError(absl::StrCat(
       "member ", peer_.id, " stopped reading: control queue passed ",
-      max_queue_bytes_, " bytes, so its connection is being reset"));
-}
-
-void TcpTransport::Impl::Link::DiscardQueue() {
-  queue_.clear();
-  queued_bytes_ = 0;
-}
-
-bool TcpTransport::Impl::Link::TakeBatch(
-    std::vector<wire::EncodedFrame>& batch) {
-  batch.clear();
-  std::lock_guard lock(mu_);
-  size_t bytes = 0;
-  while (!queue_.empty() &&
-         (batch.empty() || bytes + queue_.front().size() <= kMaxBatchBytes)) {
-    bytes += queue_.front().size();
-    batch.push_back(std::move(queue_.front()));
-    queue_.pop_front();
-  }
-  queued_bytes_ -= bytes;
-  if (batch.empty()) {
-    writer_idle_ = true;
-    overflow_reported_ = false;
-  }
-  return !batch.empty();
+      queue_.max_bytes(), " bytes, so its connection is being reset"));
 }
 
 void TcpTransport::Impl::Link::Close() {
-  {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-    DiscardQueue();
-  }
+  queue_.Close();
   DropConnection();
   timer_.cancel();
 }
@@ -678,7 +421,7 @@ void TcpTransport::Impl::Link::DropConnection() {
 // Outbound connections carry no inbound data; a completed read therefore
 // means the peer closed the connection (or broke the protocol), and the
 // writer is woken to reconnect instead of writing into a dead socket.
-void TcpTransport::Impl::Link::WatchForClose(Stream& stream) {
+void TcpTransport::Impl::Link::WatchForClose(TcpStream& stream) {
   stream.AsyncReadSome(asio::buffer(&watch_byte_, 1),
                        [this, generation = connection_generation_](
                            const asio::error_code&, size_t) {
@@ -689,8 +432,8 @@ void TcpTransport::Impl::Link::WatchForClose(Stream& stream) {
 
 awaitable<void> TcpTransport::Impl::Link::Run() {
   Backoff backoff(impl_.options());
-  while (!closed()) {
-    std::unique_ptr<Stream> stream = co_await Connect();
+  while (!queue_.closed()) {
+    std::unique_ptr<TcpStream> stream = co_await Connect();
     if (stream) {
       backoff.Reset();
       peer_.unreachable_reported = false;
@@ -702,12 +445,8 @@ awaitable<void> TcpTransport::Impl::Link::Run() {
       asio::error_code ignored;
       stream->socket().close(ignored);
     }
-    if (closed()) break;
-    {
-      std::lock_guard lock(mu_);
-      DiscardQueue();
-      writer_idle_ = false;
-    }
+    if (queue_.closed()) break;
+    queue_.DiscardForReconnect();
     impl_.ReportUnreachable(peer_);
     asio::error_code ec;
     timer_.expires_after(backoff.Next());
@@ -715,12 +454,13 @@ awaitable<void> TcpTransport::Impl::Link::Run() {
   }
 }
 
-awaitable<std::unique_ptr<Stream>> TcpTransport::Impl::Link::Connect() {
+awaitable<std::unique_ptr<TcpStream>> TcpTransport::Impl::Link::Connect() {
   const tcp::endpoint endpoint = impl_.EndpointOf(peer_);
-  std::unique_ptr<Stream> stream = impl_.MakeStream(tcp::socket(io_));
+  std::unique_ptr<TcpStream> stream = impl_.MakeStream(tcp::socket(io_));
   absl::StatusOr<wire::Hello> theirs;
   {
-    Deadline deadline(stream->socket(), impl_.options().handshake_timeout);
+    HandshakeDeadline deadline(stream->socket(),
+                               impl_.options().handshake_timeout);
     theirs = co_await impl_.Dial(*stream, endpoint, channel_, peer_.id);
     if (!theirs.ok()) theirs = deadline.Explain(theirs.status());
   }
@@ -735,27 +475,24 @@ awaitable<std::unique_ptr<Stream>> TcpTransport::Impl::Link::Connect() {
   co_return nullptr;
 }
 
-awaitable<void> TcpTransport::Impl::Link::Pump(Stream& stream) {
+// Writes batches until the connection breaks, parking on `timer_` while the
+// queue is empty (Push wakes it).
+awaitable<void> TcpTransport::Impl::Link::Pump(TcpStream& stream) {
   std::vector<wire::EncodedFrame> batch;
   std::vector<asio::const_buffer> buffers;
   while (stream.socket().is_open()) {
-    if (!TakeBatch(batch)) {
+    if (!queue_.TakeBatch(batch)) {
       asio::error_code ec;
       timer_.expires_at(asio::steady_timer::time_point::max());
       co_await timer_.async_wait(RedirectTo(ec));
       continue;
     }
-    buffers.clear();
-    for (const wire::EncodedFrame& frame : batch) {
-      buffers.push_back(asio::buffer(frame.header(), wire::kFrameHeaderBytes));
-      buffers.push_back(asio::buffer(frame.body(), frame.body_size()));
-    }
-    asio::error_code ec;
-    co_await stream.Write(buffers, ec);
-    if (ec) {
-      impl_.Log(absl::StrCat(
-          wire::ChannelName(channel_), " connection to member ", peer_.id,
-          " broke: ", NetworkError("writing", ec).message()));
+    const absl::Status written = co_await tcp_internal::WriteFrames(
+        stream, batch, buffers);
+    if (!written.ok()) {
+      impl_.Log(absl::StrCat(wire::ChannelName(channel_),
+                             " connection to member ", peer_.id,
+                             " broke: ", written.message()));
       co_return;
     }
   }
@@ -944,48 +681,8 @@ void TcpTransport::Impl::ReportUnreachable(Peer& peer) {
   handler_->OnUnreachable(peer.id);
 }
 
-wire::Hello TcpTransport::Impl::OwnHello(wire::Channel channel) const {
-  wire::Hello hello;
-  hello.cluster_id = options_.cluster_id;
-  hello.member_id = options_.member_id;
-  hello.nonce = wire::MakeNonce();
-  hello.channel = channel;
-  return hello;
-}
-
-wire::EncodedFrame TcpTransport::Impl::ProofFrame(
-    const wire::Hello& mine, const wire::Hello& theirs) const {
-  wire::Proof proof;
-  proof.mac = wire::ComputeProof(options_.shared_secret, mine, theirs);
-  return wire::EncodeProof(proof);
-}
-
-absl::Status TcpTransport::Impl::CheckHello(const wire::Hello& theirs,
-                                            raft::MemberId expected_peer) {
-  if (theirs.cluster_id != options_.cluster_id) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("peer belongs to cluster '", theirs.cluster_id,
-                     "', this member to '", options_.cluster_id, "'"));
-  }
-  if (theirs.member_id == options_.member_id) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("peer claims this member's own id ", theirs.member_id));
-  }
-  if (expected_peer != raft::kNoMember && theirs.member_id != expected_peer) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("dialled member ", expected_peer, " but member ",
-                     theirs.member_id, " answered; check the address book"));
-  }
-  if (!IsKnownPeer(theirs.member_id)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("member ", theirs.member_id,
-                     " is not a known peer; add it with AddPeer first"));
-  }
-  return absl::OkStatus();
-}
-
 awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Dial(
-    Stream& stream, tcp::endpoint endpoint, wire::Channel channel,
+    TcpStream& stream, tcp::endpoint endpoint, wire::Channel channel,
     raft::MemberId peer) {
   asio::error_code ec;
   co_await stream.socket().async_connect(endpoint, RedirectTo(ec));
@@ -1001,60 +698,8 @@ awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Dial(
   }
   FrameReader reader(stream);
   absl::StatusOr<wire::Hello> theirs =
-      co_await Handshake(stream, reader, channel, peer);
+      co_await handshaker_.Run(stream, reader, channel, peer);
   co_return theirs;
-}
-
-// The dialler (expected_peer != kNoMember) speaks first; the acceptor
-// answers on the channel the dialler chose. Then both send and check proofs.
-awaitable<absl::StatusOr<wire::Hello>> TcpTransport::Impl::Handshake(
-    Stream& stream, FrameReader& reader, wire::Channel channel,
-    raft::MemberId expected_peer) {
-  const bool dialler = expected_peer != raft::kNoMember;
-  wire::Hello mine = OwnHello(channel);
-  // GCC 12 mishandles temporaries inside co_await expressions (double
-  // destruction), so every awaited call here takes named locals only.
-  absl::Status sent;
-  if (dialler) {
-    const wire::EncodedFrame hello = wire::EncodeHello(mine);
-    sent = co_await WriteFrame(stream, hello);
-    if (!sent.ok()) co_return sent;
-  }
-  absl::StatusOr<wire::Frame> frame =
-      co_await reader.Next(kMaxHandshakeFrameBytes);
-  if (!frame.ok()) co_return frame.status();
-  auto* theirs = std::get_if<wire::Hello>(&*frame);
-  if (theirs == nullptr) {
-    co_return absl::InvalidArgumentError("the first frame was not a hello");
-  }
-  if (absl::Status ok = CheckHello(*theirs, expected_peer); !ok.ok()) {
-    co_return ok;
-  }
-  if (!dialler) {
-    mine.channel = theirs->channel;
-    const wire::EncodedFrame hello = wire::EncodeHello(mine);
-    sent = co_await WriteFrame(stream, hello);
-    if (!sent.ok()) co_return sent;
-  }
-  const wire::EncodedFrame proof = ProofFrame(mine, *theirs);
-  sent = co_await WriteFrame(stream, proof);
-  if (!sent.ok()) co_return sent;
-  wire::Hello peer_hello = std::move(*theirs);
-  frame = co_await reader.Next(kMaxHandshakeFrameBytes);
-  if (!frame.ok()) co_return frame.status();
-  auto* their_proof = std::get_if<wire::Proof>(&*frame);
-  if (their_proof == nullptr) {
-    co_return absl::InvalidArgumentError("the second frame was not a proof");
-  }
-  const std::string expected =
-      wire::ComputeProof(options_.shared_secret, peer_hello, mine);
-  if (!wire::ProofMatches(expected, their_proof->mac)) {
-    co_return absl::PermissionDeniedError(absl::StrCat(
-        "member ", peer_hello.member_id,
-        " failed the shared-secret proof; check that every member uses the "
-        "same shared_secret"));
-  }
-  co_return peer_hello;
 }
 
 awaitable<void> TcpTransport::Impl::Accept() {
@@ -1111,7 +756,7 @@ awaitable<absl::StatusOr<wire::Channel>> TcpTransport::Impl::ReadPreamble(
   uint8_t preamble = 0xff;
   asio::error_code ec;
   {
-    Deadline deadline(socket, options_.handshake_timeout);
+    HandshakeDeadline deadline(socket, options_.handshake_timeout);
     co_await asio::async_read(socket, asio::buffer(&preamble, 1),
                               RedirectTo(ec));
     if (ec) {
@@ -1131,19 +776,20 @@ awaitable<absl::StatusOr<wire::Channel>> TcpTransport::Impl::ReadPreamble(
 awaitable<void> TcpTransport::Impl::Authenticate(
     tcp::socket socket, std::optional<wire::Channel> announced,
     std::string remote) {
-  std::unique_ptr<Stream> stream = MakeStream(std::move(socket));
+  std::unique_ptr<TcpStream> stream = MakeStream(std::move(socket));
   FrameReader reader(*stream);
   absl::StatusOr<wire::Hello> theirs;
   ++pending_handshakes_;
   {
-    Deadline deadline(stream->socket(), options_.handshake_timeout);
+    HandshakeDeadline deadline(stream->socket(), options_.handshake_timeout);
     const asio::error_code ec =
         co_await stream->Handshake(asio::ssl::stream_base::server);
     if (ec) {
       theirs = NetworkError("TLS handshake", ec);
     } else {
-      theirs = co_await Handshake(*stream, reader, wire::Channel::kControl,
-                                  raft::kNoMember);
+      theirs = co_await handshaker_.Run(*stream, reader,
+                                        wire::Channel::kControl,
+                                        raft::kNoMember);
     }
     if (!theirs.ok()) theirs = deadline.Explain(theirs.status());
   }
@@ -1166,7 +812,7 @@ awaitable<void> TcpTransport::Impl::Authenticate(
                        moved.status().ToString()));
       co_return;
     }
-    stream = std::make_unique<Stream>(*std::move(moved));
+    stream = std::make_unique<TcpStream>(*std::move(moved));
     reader.Attach(*stream);
     asio::co_spawn(*bulk_io_,
                    ServeAuthenticated(std::move(stream), std::move(reader),
@@ -1179,7 +825,7 @@ awaitable<void> TcpTransport::Impl::Authenticate(
 }
 
 awaitable<void> TcpTransport::Impl::ServeAuthenticated(
-    std::unique_ptr<Stream> stream, FrameReader reader, wire::Hello peer,
+    std::unique_ptr<TcpStream> stream, FrameReader reader, wire::Hello peer,
     std::string remote) {
   reader.Attach(*stream);
   const InboundKey key{peer.member_id, peer.channel};

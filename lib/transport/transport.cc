@@ -1,3 +1,5 @@
+// The part of the Transport contract (confman/transport.h) that every
+// implementation shares: which messages travel on the control path.
 #include "confman/transport.h"
 
 namespace confman {

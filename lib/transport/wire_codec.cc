@@ -1,3 +1,10 @@
+// Encoding and decoding of confman's wire frames (see wire_codec.h and
+// schema/wire.fbs). Decoding is the input boundary between members: a
+// frame is verified structurally by FlatBuffers and then semantically here
+// (enum ranges, one payload matching `kind`, sorted membership lists)
+// before anything is handed to the Raft driver, so the core never sees a
+// value it could not have produced itself. Compiled without Asio so the
+// fuzz target (tests/fuzz) can build it with coverage.
 #include "wire_codec.h"
 
 #include <algorithm>
