@@ -552,10 +552,19 @@ absl::Status ProcessCluster::Prepare(Member& m) {
                 m.id) != options_.small_disk_members.end()) {
     const std::string dir = data_dir(m.id);
     std::filesystem::create_directories(dir);
+    // An ext4 file system on a loop device behaves like a real full disk:
+    // writes fail with ENOSPC. (On tmpfs, a fault on a mapped page that
+    // needs a new page kills the process with SIGBUS instead, which no
+    // real disk does.) tmpfs only where loop devices are missing.
+    const std::string image = absl::StrCat(dir_, "/disk-", m.id, ".img");
+    const bool ext4 =
+        Run({"/usr/bin/truncate", "-s", absl::StrCat(options_.small_disk_bytes), image}).ok() &&
+        Run({"/usr/sbin/mkfs.ext4", "-q", "-F", image}).ok() &&
+        Run({"/usr/bin/mount", "-o", "loop", image, dir}).ok();
     const std::string size = absl::StrCat("size=", options_.small_disk_bytes);
-    if (mount("tmpfs", dir.c_str(), "tmpfs", 0, size.c_str()) != 0) {
+    if (!ext4 && mount("tmpfs", dir.c_str(), "tmpfs", 0, size.c_str()) != 0) {
       return absl::InternalError(absl::StrCat(
-          "mounting a ", options_.small_disk_bytes, "-byte tmpfs on ", dir, ": ",
+          "mounting a ", options_.small_disk_bytes, "-byte disk on ", dir, ": ",
           strerror(errno), " (small disks need root and EnterPrivateNetwork)"));
     }
   }

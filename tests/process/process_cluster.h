@@ -114,8 +114,9 @@ struct ProcessClusterOptions {
   // Needs EnterPrivateNetwork() first: everything lives inside that
   // private namespace and vanishes with the process.
   bool network_namespaces = false;
-  // Members whose data directory is a tmpfs of small_disk_bytes, so that
-  // FillDisk can run them out of space.
+  // Members whose data directory is a small file system of its own (ext4
+  // on a loop device, or tmpfs where there is none) of small_disk_bytes,
+  // so that FillDisk can run them out of space.
   std::vector<uint64_t> small_disk_members{};
   uint64_t small_disk_bytes = uint64_t{64} << 20;
 };

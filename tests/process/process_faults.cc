@@ -24,7 +24,7 @@
 //   partition-bridge   (5 members) two sides that cannot see each other,
 //                      and one member that sees both;
 //   packet-loss   drop 5-20 % of the packets arriving at every member;
-//   disk-full     fill the last member's small (64 MiB tmpfs) disk, free
+//   disk-full     fill the last member's small (64 MiB ext4) disk, free
 //                 it, and restart the member (a member whose log store
 //                 failed refuses writes until it is reopened);
 //   membership    start a new member from empty, add it as a learner, wait
@@ -416,8 +416,11 @@ struct Nemesis {
     return ids;
   }
 
+  std::map<std::string, int> struck;  // Strikes by kind.
+
   void Strike(const std::string& scenario) {
     ++strikes;
+    ++struck[scenario];
     auto leader = LeaderOf(run, cluster);
     const std::vector<uint64_t> ids = Active();
     if (scenario == "kill-leader") {
@@ -792,6 +795,7 @@ int Main(const Args& args) {
       {"scenario", args.scenario},
       {"seconds", args.seconds},
       {"strikes", nemesis.strikes},
+      {"faults", nemesis.struck},
       {"operations", run.history.operations.size()},
       {"ok", ok},
       {"failed", failed},
