@@ -37,7 +37,7 @@ CoreImpl::CoreImpl(const CoreOptions& options, const LogReader* log)
     : options_(options), log_(log), rng_state_(options.random_seed) {}
 
 bool CoreImpl::Faulty(TestingFault fault) const {
-  return (options_.testing_faults & static_cast<uint32_t>(fault)) != 0;
+  return HasTestingFault(options_.testing_faults, fault);
 }
 
 uint32_t CoreImpl::NextRandom(uint32_t bound) {

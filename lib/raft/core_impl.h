@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "confman/raft/core.h"
+#include "confman/raft/testing_faults.h"
 #include "progress.h"
 #include "raft_log.h"
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <deque>
 
-#include "confman/raft/core.h"
+#include "confman/raft/member_progress.h"
 #include "confman/raft/types.h"
 
 namespace confman::raft {

@@ -1,5 +1,6 @@
-#include "confman/raft/core.h"
 #include "confman/raft/types.h"
+
+#include "confman/raft/member_progress.h"
 
 namespace confman::raft {
 

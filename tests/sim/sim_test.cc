@@ -6,6 +6,7 @@
 
 #include "checker.h"
 #include "confman/raft/core.h"
+#include "confman/raft/testing_faults.h"
 #include "simulator.h"
 
 namespace confman::sim {
@@ -34,7 +35,7 @@ std::optional<RunReport> FirstViolation(uint32_t faults, uint64_t max_seeds,
 }
 
 void RequireCaught(raft::TestingFault fault, uint64_t max_seeds, uint64_t steps) {
-  const uint32_t bits = static_cast<uint32_t>(fault);
+  const uint32_t bits = raft::FaultBit(fault);
   std::optional<RunReport> report = FirstViolation(bits, max_seeds, steps);
   INFO("fault " << TestingFaultNames(bits));
   REQUIRE(report.has_value());

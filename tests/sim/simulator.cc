@@ -9,6 +9,7 @@
 #include "checker.h"
 #include "cluster.h"
 #include "confman/raft/core.h"
+#include "confman/raft/testing_faults.h"
 #include "rng.h"
 #include "scenario.h"
 
@@ -534,7 +535,7 @@ std::optional<uint32_t> TestingFaultByName(std::string_view names) {
       if (name == f.name) found = &f;
     }
     if (found == nullptr) return std::nullopt;
-    faults |= static_cast<uint32_t>(found->fault);
+    faults |= raft::FaultBit(found->fault);
   }
   return faults;
 }
@@ -542,7 +543,7 @@ std::optional<uint32_t> TestingFaultByName(std::string_view names) {
 std::string TestingFaultNames(uint32_t faults) {
   std::vector<std::string> names;
   for (const FaultName& f : kFaultNames) {
-    if (faults & static_cast<uint32_t>(f.fault)) names.push_back(f.name);
+    if (raft::HasTestingFault(faults, f.fault)) names.push_back(f.name);
   }
   return absl::StrJoin(names, ",");
 }

@@ -35,20 +35,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "confman/raft/log_reader.h"
+#include "confman/raft/member_progress.h"
 #include "confman/raft/types.h"
 
 namespace confman::raft {
-
-// Deliberately broken behaviours, for proving the simulator's checks are
-// not vacuous. Test-only: never set these outside tests.
-enum class TestingFault : uint32_t {
-  kNone = 0,
-  kCommitOldTermEntries = 1u << 0,  // Count earlier terms' entries (Fig. 8).
-  kGrantTwoVotesPerTerm = 1u << 1,  // Ignore the vote already cast.
-  kSkipConsistencyCheck = 1u << 2,  // Accept appends whatever prev term.
-  kReadBeforeNoopCommit = 1u << 3,  // Serve ReadIndex before the no-op.
-  kLeaseWithoutQuorum = 1u << 4,    // Serve lease reads with no quorum ack.
-};
 
 struct CoreOptions {
   // This member's id. Required; must not be kNoMember.
@@ -113,7 +103,8 @@ struct CoreOptions {
   // seed; the simulator derives them from its run seed.
   uint64_t random_seed = 1;
 
-  // Test-only; a bitwise OR of TestingFault values.
+  // Test-only; a bitwise OR of raft::TestingFault values, declared in
+  // confman/raft/testing_faults.h. Leave at 0 outside tests.
   uint32_t testing_faults = 0;
 
   [[nodiscard]] absl::Status Validate() const;
@@ -229,22 +220,6 @@ struct Ready {
            committed_entries.empty() && read_states.empty() &&
            failed_reads.empty() && snapshots_to_send.empty();
   }
-};
-
-enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };
-const char* RoleName(Role role);
-
-// Replication progress of one member, as the leader sees it.
-struct MemberProgress {
-  enum class State : uint8_t { kProbe, kReplicate, kSnapshot };
-  MemberId id = kNoMember;
-  bool voter = false;
-  State state = State::kProbe;
-  Index match = 0;  // Highest index known to be replicated there.
-  Index next = 0;   // Next index to send.
-  uint32_t inflight_messages = 0;
-  uint64_t inflight_bytes = 0;
-  bool recently_active = false;  // Heard from within an election timeout.
 };
 
 struct CoreStatus {
