@@ -63,9 +63,9 @@ absl::Status CoreImpl::Boot(const BootState& boot) {
         "snapshot or remove and re-add it"));
   }
   commit_ = std::min(std::max(boot.hard_state.commit, boot.applied), last);
-  applied_ = boot.applied;
-  handed_out_ = boot.applied;
-  reported_applied_ = boot.applied;
+  queued_index_ = boot.applied;
+  handed_out_index_ = boot.applied;
+  reported_applied_index_ = boot.applied;
   emitted_hard_state_ = HardState{term_, vote_, commit_};
   // Membership entries between the state machine's view and the commit
   // point are replayed so elections use the right configuration.
@@ -535,7 +535,7 @@ void CoreImpl::HandleSnapshot(const Message& m) {
     snapshot_to_install_ = meta;
     pending_install_ = meta;
     commit_ = meta.index;
-    applied_ = meta.index;
+    queued_index_ = meta.index;
     committed_to_emit_.clear();
     committed_to_emit_bytes_ = 0;
     // A snapshot of a cluster whose membership never changed carries none:
@@ -850,7 +850,7 @@ absl::StatusOr<ProposalPosition> CoreImpl::ProposeMembershipChange(
   if (transfer_target_ != kNoMember) {
     return absl::UnavailableError("a leadership transfer is in progress; retry");
   }
-  if (pending_membership_index_ > applied_ || membership_.joint()) {
+  if (pending_membership_index_ > queued_index_ || membership_.joint()) {
     return absl::UnavailableError(
         "another membership change is still in progress; retry once it is "
         "applied");
@@ -869,7 +869,7 @@ absl::StatusOr<ProposalPosition> CoreImpl::ProposeMembershipChange(
 
 void CoreImpl::MaybeLeaveJoint() {
   if (role_ != Role::kLeader || !membership_.joint() ||
-      pending_membership_index_ > applied_) {
+      pending_membership_index_ > queued_index_) {
     return;
   }
   // §4.3: once the joint configuration is committed the leader moves on to
@@ -1053,11 +1053,11 @@ void CoreImpl::ReportSnapshotInstalled(const SnapshotMeta& meta) {
 }
 
 void CoreImpl::ReportApplied(Index index) {
-  if (index <= reported_applied_ || index > handed_out_) return;
-  reported_applied_ = index;
-  while (!unapplied_.empty() && unapplied_.front().first <= index) {
-    unapplied_bytes_ -= unapplied_.front().second;
-    unapplied_.pop_front();
+  if (index <= reported_applied_index_ || index > handed_out_index_) return;
+  reported_applied_index_ = index;
+  while (!unapplied_entries_.empty() && unapplied_entries_.front().first <= index) {
+    unapplied_bytes_ -= unapplied_entries_.front().second;
+    unapplied_entries_.pop_front();
   }
   AfterInput();
 }
@@ -1115,14 +1115,14 @@ void CoreImpl::AdvanceApply() {
   if (pending_install_ || !storage_error_.ok()) return;
   const Index limit = std::min(commit_, log_.durable_index());
   // ApplyRoomFor(1): both budgets have at least a byte left.
-  while (applied_ < limit && ApplyRoomFor(1)) {
-    auto entries = log_.Entries(applied_ + 1, limit + 1, ApplyFetchBudget(),
-                                options_.max_append_entries);
+  while (queued_index_ < limit && ApplyRoomFor(1)) {
+    auto entries = log_.Entries(queued_index_ + 1, limit + 1,
+                                ApplyFetchBudget(), options_.max_append_entries);
     if (!entries.ok()) return FailStorage(entries.status());
     if (entries->empty()) return;
     for (Entry& e : *entries) {
       if (!ApplyRoomFor(e.data.size())) return MaybeLeaveJoint();
-      applied_ = e.index;
+      queued_index_ = e.index;
       if (e.type == EntryType::kMembership) ApplyMembershipEntry(e);
       ChargeApplyWindow(e);
       committed_to_emit_bytes_ += e.data.size();
@@ -1155,16 +1155,16 @@ uint64_t CoreImpl::ApplyFetchBudget() const {
 
 void CoreImpl::ChargeApplyWindow(const Entry& entry) {
   if (options_.max_unapplied_bytes == 0 || entry.data.empty()) return;
-  unapplied_.emplace_back(entry.index, entry.data.size());
+  unapplied_entries_.emplace_back(entry.index, entry.data.size());
   unapplied_bytes_ += entry.data.size();
 }
 
 // The state machine's state now reflects everything through `index`.
 void CoreImpl::ResetApplyWindow(Index index) {
-  unapplied_.clear();
+  unapplied_entries_.clear();
   unapplied_bytes_ = 0;
-  handed_out_ = index;
-  reported_applied_ = index;
+  handed_out_index_ = index;
+  reported_applied_index_ = index;
 }
 
 void CoreImpl::ApplyMembershipEntry(const Entry& entry) {
@@ -1235,7 +1235,7 @@ Ready CoreImpl::TakeReady() {
   ready.committed_entries = std::move(committed_to_emit_);
   committed_to_emit_.clear();
   if (!ready.committed_entries.empty()) {
-    handed_out_ = ready.committed_entries.back().index;
+    handed_out_index_ = ready.committed_entries.back().index;
   }
   committed_to_emit_bytes_ = 0;
   ready.read_states = std::move(read_states_);
@@ -1256,8 +1256,8 @@ CoreStatus CoreImpl::Status() const {
   s.term = term_;
   s.leader = leader_;
   s.commit = commit_;
-  s.applied = applied_;
-  s.reported_applied = reported_applied_;
+  s.queued_index = queued_index_;
+  s.reported_applied_index = reported_applied_index_;
   s.unapplied_bytes = unapplied_bytes_;
   s.last_index = log_.LastIndex();
   s.durable_index = log_.durable_index();
@@ -1281,17 +1281,19 @@ CoreStatus CoreImpl::Status() const {
 
 // Empty when the apply window's bookkeeping is consistent.
 std::string CoreImpl::CheckApplyWindow() const {
-  if (reported_applied_ > handed_out_ || handed_out_ > applied_) {
-    return absl::StrCat("reported applied ", reported_applied_, ", handed out ",
-                        handed_out_, ", applied ", applied_, " out of order");
+  if (reported_applied_index_ > handed_out_index_ ||
+      handed_out_index_ > queued_index_) {
+    return absl::StrCat("reported applied ", reported_applied_index_,
+                        ", handed out ", handed_out_index_, ", queued ",
+                        queued_index_, " out of order");
   }
   const uint64_t window = options_.max_unapplied_bytes;
-  if (window != 0 && unapplied_.size() > 1 && unapplied_bytes_ > window) {
+  if (window != 0 && unapplied_entries_.size() > 1 && unapplied_bytes_ > window) {
     return absl::StrCat(unapplied_bytes_,
                         " unapplied bytes exceed the window of ", window);
   }
-  if (!unapplied_.empty() && unapplied_.front().first <= reported_applied_) {
-    return absl::StrCat("entry ", unapplied_.front().first,
+  if (!unapplied_entries_.empty() && unapplied_entries_.front().first <= reported_applied_index_) {
+    return absl::StrCat("entry ", unapplied_entries_.front().first,
                         " still charged to the apply window after being "
                         "reported applied");
   }
@@ -1305,8 +1307,8 @@ absl::Status CoreImpl::CheckInvariants() const {
   };
   if (!broken_invariant_.empty()) return fail(broken_invariant_);
   const Index last = log_.LastIndex();
-  if (applied_ > commit_) {
-    return fail(absl::StrCat("applied ", applied_, " > commit ", commit_));
+  if (queued_index_ > commit_) {
+    return fail(absl::StrCat("queued ", queued_index_, " > commit ", commit_));
   }
   if (commit_ > last) {
     return fail(absl::StrCat("commit ", commit_, " > last index ", last));
@@ -1326,9 +1328,9 @@ absl::Status CoreImpl::CheckInvariants() const {
                              " not durable, yet unstable entries start at ",
                              log_.unstable_offset()));
   }
-  if (pending_install_ && applied_ < pending_install_->index) {
+  if (pending_install_ && queued_index_ < pending_install_->index) {
     return fail(absl::StrCat("snapshot at ", pending_install_->index,
-                             " pending while applied is ", applied_));
+                             " pending while queued is ", queued_index_));
   }
   Term previous = 0;
   Index expected = log_.unstable_offset();

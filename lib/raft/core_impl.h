@@ -130,35 +130,40 @@ class CoreImpl {
   // Persistent state (thesis Figure 3.1), emitted through Ready::hard_state.
   Term term_ = 0;
   MemberId vote_ = kNoMember;
-  // Invariant: applied_ <= commit_ <= log_.LastIndex().
+  // Invariant: queued_index_ <= commit_ <= log_.LastIndex().
   Index commit_ = 0;
   HardState emitted_hard_state_;
 
   Role role_ = Role::kFollower;
   MemberId leader_ = kNoMember;
 
-  // The configuration in force: the last kMembership entry handed out for
+  // The configuration in force: the last kMembership entry queued for
   // applying (thesis §4.1 lets it take effect on append; applying it on
   // commit is also safe while only one change is pending at a time).
   Membership membership_;
   Index membership_index_ = 0;
   // Leader: index of the newest membership entry in its log; a new change
-  // is refused until it is applied.
+  // is refused until queued_index_ reaches it.
   Index pending_membership_index_ = 0;
 
-  // Highest index moved to committed_to_emit_ (what CoreStatus calls
-  // applied: handed out for applying).
-  Index applied_ = 0;
-  // Highest index actually returned by TakeReady, and the highest the
-  // driver has reported applied. Invariant: reported_applied_ <=
-  // handed_out_ <= applied_.
-  Index handed_out_ = 0;
-  Index reported_applied_ = 0;
+  // The apply pipeline. A committed, locally durable entry moves through
+  // three stages, each tracked by the highest index that reached it:
+  //   queued_index_            moved into committed_to_emit_ for the next
+  //                            Ready; a membership entry takes effect here.
+  //   handed_out_index_        returned by TakeReady in
+  //                            Ready::committed_entries.
+  //   reported_applied_index_  confirmed by the driver through
+  //                            ReportApplied (or a snapshot install).
+  // Invariant: reported_applied_index_ <= handed_out_index_ <=
+  // queued_index_ <= commit_.
+  Index queued_index_ = 0;
+  Index handed_out_index_ = 0;
+  Index reported_applied_index_ = 0;
   // Apply window (only with max_unapplied_bytes): (index, data bytes) of
-  // each non-empty entry past reported_applied_ that was moved to
-  // committed_to_emit_, oldest first. Empty entries need no record, so the
-  // deque never outgrows the window.
-  std::deque<std::pair<Index, uint64_t>> unapplied_;
+  // each non-empty entry past reported_applied_index_ that was queued,
+  // oldest first. Empty entries need no record, so the deque never
+  // outgrows the window. unapplied_bytes_ is the sum of their bytes.
+  std::deque<std::pair<Index, uint64_t>> unapplied_entries_;
   uint64_t unapplied_bytes_ = 0;
 
   // Logical clock.

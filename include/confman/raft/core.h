@@ -228,8 +228,13 @@ struct CoreStatus {
   Term term = 0;
   MemberId leader = kNoMember;
   Index commit = 0;
-  Index applied = 0;         // Highest index handed out for applying.
-  Index reported_applied = 0;  // Highest index confirmed by ReportApplied.
+  // Highest committed index queued for the state machine: returned in
+  // Ready::committed_entries, or to be in the next Ready. Membership
+  // entries through it have taken effect.
+  Index queued_index = 0;
+  // Highest index the driver confirmed with Core::ReportApplied (or a
+  // snapshot install brought the state machine to).
+  Index reported_applied_index = 0;
   // Data bytes counted against CoreOptions::max_unapplied_bytes (0 when the
   // window is disabled).
   uint64_t unapplied_bytes = 0;

@@ -62,7 +62,7 @@ TEST_CASE(
       // Two 40-byte entries fit a 100-byte window, a third does not.
       CHECK(BytesAppliedAfter(m, reported) == 80);
       CHECK(cluster.core(id).Status().unapplied_bytes == 80);
-      CHECK(cluster.core(id).Status().reported_applied == reported);
+      CHECK(cluster.core(id).Status().reported_applied_index == reported);
       REQUIRE(++reports <= 4);
     }
     CHECK(reports == 4);
@@ -159,7 +159,7 @@ TEST_CASE("installing a snapshot empties the apply window", "[apply_window]") {
   const Index snapshot = cluster.member(3).installed_snapshots[0].index;
   const CoreStatus status = cluster.core(3).Status();
   CHECK(status.unapplied_bytes == 0);
-  CHECK(status.reported_applied == snapshot);
+  CHECK(status.reported_applied_index == snapshot);
   // New entries reach the state machine without any further report.
   cluster.Replicate(1, Payloads(3, 40), 2);
   CHECK(cluster.member(3).applied_index == snapshot + 2);
