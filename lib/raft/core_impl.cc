@@ -318,19 +318,11 @@ bool CoreImpl::HandleTerm(const Message& m) {
       // Tell a deposed leader about the newer term; otherwise a leader
       // isolated by check-quorum on the other side could keep its old term
       // forever (a pre-vote never raises the term it would need to see).
-      Message reply;
-      reply.type = MessageType::kAppendResponse;
-      reply.to = m.from;
-      reply.term = term_;
-      reply.log_index = 0;
+      Message reply = Reply(m, MessageType::kAppendResponse);
       reply.reject = true;
-      reply.hint_index = 0;
       Send(std::move(reply));
     } else if (m.type == MessageType::kPreVote) {
-      Message reply;
-      reply.type = MessageType::kPreVoteResponse;
-      reply.to = m.from;
-      reply.term = term_;
+      Message reply = Reply(m, MessageType::kPreVoteResponse);
       reply.reject = true;
       Send(std::move(reply));
     }
@@ -350,9 +342,8 @@ void CoreImpl::HandleVoteRequest(const Message& m) {
   const bool up_to_date =
       m.log_term > last_term ||
       (m.log_term == last_term && m.log_index >= log_.LastIndex());
-  Message reply;
-  reply.type = pre ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
-  reply.to = m.from;
+  Message reply = Reply(
+      m, pre ? MessageType::kPreVoteResponse : MessageType::kVoteResponse);
   if (can_vote && up_to_date) {
     // A pre-vote answer carries the candidate's prospective term so the
     // candidate counts it; our own term does not move.
@@ -362,7 +353,6 @@ void CoreImpl::HandleVoteRequest(const Message& m) {
       election_elapsed_ = 0;
     }
   } else {
-    reply.term = term_;
     reply.reject = true;
   }
   Send(std::move(reply));
@@ -432,10 +422,7 @@ Index CoreImpl::FindConflictByTerm(Index index, Term term) const {
 }
 
 void CoreImpl::RejectAppend(const Message& m) {
-  Message reply;
-  reply.type = MessageType::kAppendResponse;
-  reply.to = m.from;
-  reply.term = term_;
+  Message reply = Reply(m, MessageType::kAppendResponse);
   reply.reject = true;
   reply.log_index = m.log_index;
   reply.hint_index = FindConflictByTerm(m.log_index, m.log_term);
@@ -449,10 +436,7 @@ void CoreImpl::HandleAppend(Message& m) {
   leader_ = m.from;
   election_elapsed_ = 0;
   if (!ValidAppendEntries(m)) return;
-  Message reply;
-  reply.type = MessageType::kAppendResponse;
-  reply.to = m.from;
-  reply.term = term_;
+  Message reply = Reply(m, MessageType::kAppendResponse);
   if (m.log_index < commit_) {
     // Everything through our commit index already matches the leader's
     // (leader completeness, §3.6.3): keep only what lies beyond it.
@@ -505,10 +489,7 @@ void CoreImpl::HandleHeartbeat(const Message& m) {
   election_elapsed_ = 0;
   // The leader never sends a commit index beyond what it knows we hold.
   commit_ = std::max(commit_, std::min(m.commit, log_.LastIndex()));
-  Message reply;
-  reply.type = MessageType::kHeartbeatResponse;
-  reply.to = m.from;
-  reply.term = term_;
+  Message reply = Reply(m, MessageType::kHeartbeatResponse);
   reply.round = m.round;
   Send(std::move(reply));
 }
@@ -519,10 +500,7 @@ void CoreImpl::HandleSnapshot(const Message& m) {
   election_elapsed_ = 0;
   if (!m.snapshot) return;
   const SnapshotMeta& meta = *m.snapshot;
-  Message reply;
-  reply.type = MessageType::kAppendResponse;
-  reply.to = m.from;
-  reply.term = term_;
+  Message reply = Reply(m, MessageType::kAppendResponse);
   if (meta.index <= commit_) {
     // Stale: our state is already at least this new.
     reply.log_index = commit_;
@@ -998,10 +976,7 @@ void CoreImpl::FailRead(const PendingRead& read) {
 }
 
 void CoreImpl::ReplyToRead(const PendingRead& read, Index index, bool reject) {
-  Message reply;
-  reply.type = MessageType::kReadIndexResponse;
-  reply.to = read.requester;
-  reply.term = term_;
+  Message reply = ReplyTo(read.requester, MessageType::kReadIndexResponse);
   reply.log_index = index;
   reply.reject = reject;
   reply.context = read.context;
@@ -1188,6 +1163,18 @@ void CoreImpl::ApplyMembershipEntry(const Entry& entry) {
   if (transfer_target_ != kNoMember && !IsVoter(membership_, transfer_target_)) {
     transfer_target_ = kNoMember;
   }
+}
+
+Message CoreImpl::ReplyTo(MemberId to, MessageType type) const {
+  Message reply;
+  reply.type = type;
+  reply.to = to;
+  reply.term = term_;
+  return reply;
+}
+
+Message CoreImpl::Reply(const Message& m, MessageType type) const {
+  return ReplyTo(m.from, type);
 }
 
 void CoreImpl::Send(Message m) {

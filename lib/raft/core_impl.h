@@ -120,6 +120,10 @@ class CoreImpl {
   void ApplyMembershipEntry(const Entry& entry);
   void MaybeLeaveJoint();
 
+  // The skeleton of an answer: `type`, addressed to `to` (or to the sender
+  // of `m`), in this member's current term. Callers set the rest.
+  Message ReplyTo(MemberId to, MessageType type) const;
+  Message Reply(const Message& m, MessageType type) const;
   void Send(Message m);
   void FailStorage(const absl::Status& status);
   uint32_t NextRandom(uint32_t bound);
