@@ -860,155 +860,6 @@ void CoreImpl::MaybeLeaveJoint() {
 }
 
 // ---------------------------------------------------------------------------
-// Reads (§6.4).
-
-bool CoreImpl::NoopCommitted() const {
-  return commit_ >= term_start_index_ ||
-         Faulty(TestingFault::kReadBeforeNoopCommit);
-}
-
-bool CoreImpl::LeaseValid() const {
-  if (Faulty(TestingFault::kLeaseWithoutQuorum)) return true;
-  if (!options_.check_quorum || lease_revoked_) return false;
-  auto round_of = [&](MemberId id) -> Index {
-    if (id == options_.id) return round_;
-    auto it = progress_.find(id);
-    return it == progress_.end() ? 0 : it->second.acked_round;
-  };
-  const uint64_t acked = quorum::JointValue(membership_, round_of);
-  // Rounds are recorded consecutively, so the acknowledged one is found by
-  // its distance from the oldest still kept.
-  if (round_sent_at_.empty() || acked < round_sent_at_.front().first ||
-      acked > round_sent_at_.back().first) {
-    return false;
-  }
-  const uint64_t sent_tick =
-      round_sent_at_[acked - round_sent_at_.front().first].second;
-  // No other member can have elected a new leader before its election
-  // timer, started no earlier than this round's send, expires; the drift
-  // allowance covers clocks running faster than ours (§6.4.1).
-  return now_ < sent_tick + options_.election_timeout_ticks -
-                    options_.lease_clock_drift_ticks;
-}
-
-absl::Status CoreImpl::ReadIndex(std::string context, ReadMode mode) {
-  if (role_ != Role::kLeader) {
-    if (leader_ == kNoMember) {
-      return absl::UnavailableError(
-          "no leader is known to confirm the read; retry after an election");
-    }
-    Message m;
-    m.type = MessageType::kReadIndex;
-    m.to = leader_;
-    m.term = term_;
-    m.context = std::move(context);
-    Send(std::move(m));
-    AfterInput();
-    return absl::OkStatus();
-  }
-  const size_t pending = reads_waiting_noop_.size() + reads_waiting_round_.size();
-  if (pending >= options_.max_pending_reads) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        pending, " reads are waiting for confirmation; retry shortly"));
-  }
-  StartRead(PendingRead{std::move(context), 0, 0, kNoMember}, mode);
-  AfterInput();
-  return absl::OkStatus();
-}
-
-void CoreImpl::StartRead(PendingRead read, ReadMode mode) {
-  if (!NoopCommitted()) {
-    // Until this term's no-op commits the leader does not know the true
-    // commit index; the read waits for it.
-    reads_waiting_noop_.push_back(std::move(read));
-    return;
-  }
-  read.index = commit_;
-  if (mode == ReadMode::kLease && LeaseValid()) {
-    DeliverRead(read, read.index);
-    return;
-  }
-  read.round = round_ + 1;
-  round_requested_ = true;
-  reads_waiting_round_.push_back(std::move(read));
-}
-
-void CoreImpl::ReleaseReads() {
-  if (role_ != Role::kLeader) return;
-  if (NoopCommitted()) {
-    while (!reads_waiting_noop_.empty()) {
-      PendingRead read = std::move(reads_waiting_noop_.front());
-      reads_waiting_noop_.pop_front();
-      StartRead(std::move(read), ReadMode::kReadIndex);
-    }
-  }
-  auto round_of = [&](MemberId id) -> Index {
-    if (id == options_.id) return round_;
-    auto it = progress_.find(id);
-    return it == progress_.end() ? 0 : it->second.acked_round;
-  };
-  const uint64_t acked = quorum::JointValue(membership_, round_of);
-  while (!reads_waiting_round_.empty() &&
-         reads_waiting_round_.front().round <= acked) {
-    DeliverRead(reads_waiting_round_.front(), reads_waiting_round_.front().index);
-    reads_waiting_round_.pop_front();
-  }
-  // Lease checks only need the newest acknowledged round.
-  while (round_sent_at_.size() > 1 && round_sent_at_.front().first < acked) {
-    round_sent_at_.pop_front();
-  }
-}
-
-void CoreImpl::DeliverRead(const PendingRead& read, Index index) {
-  if (read.requester == kNoMember) {
-    read_states_.push_back(ReadState{index, read.context});
-    return;
-  }
-  ReplyToRead(read, index, /*reject=*/false);
-}
-
-void CoreImpl::FailRead(const PendingRead& read) {
-  if (read.requester == kNoMember) {
-    failed_reads_.push_back(read.context);
-    return;
-  }
-  ReplyToRead(read, 0, /*reject=*/true);
-}
-
-void CoreImpl::ReplyToRead(const PendingRead& read, Index index, bool reject) {
-  Message reply = ReplyTo(read.requester, MessageType::kReadIndexResponse);
-  reply.log_index = index;
-  reply.reject = reject;
-  reply.context = read.context;
-  Send(std::move(reply));
-}
-
-void CoreImpl::FailPendingReads() {
-  for (const PendingRead& read : reads_waiting_noop_) FailRead(read);
-  for (const PendingRead& read : reads_waiting_round_) FailRead(read);
-  reads_waiting_noop_.clear();
-  reads_waiting_round_.clear();
-}
-
-void CoreImpl::HandleReadIndexRequest(const Message& m) {
-  PendingRead read{m.context, 0, 0, m.from};
-  if (role_ != Role::kLeader ||
-      reads_waiting_noop_.size() + reads_waiting_round_.size() >=
-          options_.max_pending_reads) {
-    return FailRead(read);
-  }
-  StartRead(std::move(read), ReadMode::kReadIndex);
-}
-
-void CoreImpl::HandleReadIndexResponse(const Message& m) {
-  if (m.reject) {
-    failed_reads_.push_back(m.context);
-    return;
-  }
-  read_states_.push_back(ReadState{m.log_index, m.context});
-}
-
-// ---------------------------------------------------------------------------
 // Storage reports.
 
 void CoreImpl::ReportDurable(Index index, Term term) {
@@ -1023,16 +874,6 @@ void CoreImpl::ReportSnapshotInstalled(const SnapshotMeta& meta) {
   if (pending_install_ && pending_install_->index == meta.index) {
     pending_install_.reset();
     ResetApplyWindow(meta.index);
-  }
-  AfterInput();
-}
-
-void CoreImpl::ReportApplied(Index index) {
-  if (index <= reported_applied_index_ || index > handed_out_index_) return;
-  reported_applied_index_ = index;
-  while (!unapplied_entries_.empty() && unapplied_entries_.front().first <= index) {
-    unapplied_bytes_ -= unapplied_entries_.front().second;
-    unapplied_entries_.pop_front();
   }
   AfterInput();
 }
@@ -1084,62 +925,6 @@ void CoreImpl::AfterInput() {
       BroadcastHeartbeat();
     }
   }
-}
-
-void CoreImpl::AdvanceApply() {
-  if (pending_install_ || !storage_error_.ok()) return;
-  const Index limit = std::min(commit_, log_.durable_index());
-  // ApplyRoomFor(1): both budgets have at least a byte left.
-  while (queued_index_ < limit && ApplyRoomFor(1)) {
-    auto entries = log_.Entries(queued_index_ + 1, limit + 1,
-                                ApplyFetchBudget(), options_.max_append_entries);
-    if (!entries.ok()) return FailStorage(entries.status());
-    if (entries->empty()) return;
-    for (Entry& e : *entries) {
-      if (!ApplyRoomFor(e.data.size())) return MaybeLeaveJoint();
-      queued_index_ = e.index;
-      if (e.type == EntryType::kMembership) ApplyMembershipEntry(e);
-      ChargeApplyWindow(e);
-      committed_to_emit_bytes_ += e.data.size();
-      committed_to_emit_.push_back(std::move(e));
-    }
-  }
-  MaybeLeaveJoint();
-}
-
-// Both the per-Ready batch and the apply window admit any entry while they
-// are empty, so an entry larger than either still goes out alone.
-bool CoreImpl::ApplyRoomFor(uint64_t bytes) const {
-  const bool batch_fits =
-      committed_to_emit_.empty() ||
-      committed_to_emit_bytes_ + bytes <= options_.max_apply_bytes;
-  const uint64_t window = options_.max_unapplied_bytes;
-  const bool window_fits = window == 0 || unapplied_bytes_ == 0 ||
-                           unapplied_bytes_ + bytes <= window;
-  return batch_fits && window_fits;
-}
-
-// Only called while ApplyRoomFor(1) holds, so neither difference wraps.
-uint64_t CoreImpl::ApplyFetchBudget() const {
-  uint64_t budget = options_.max_apply_bytes - committed_to_emit_bytes_;
-  if (options_.max_unapplied_bytes != 0) {
-    budget = std::min(budget, options_.max_unapplied_bytes - unapplied_bytes_);
-  }
-  return budget;
-}
-
-void CoreImpl::ChargeApplyWindow(const Entry& entry) {
-  if (options_.max_unapplied_bytes == 0 || entry.data.empty()) return;
-  unapplied_entries_.emplace_back(entry.index, entry.data.size());
-  unapplied_bytes_ += entry.data.size();
-}
-
-// The state machine's state now reflects everything through `index`.
-void CoreImpl::ResetApplyWindow(Index index) {
-  unapplied_entries_.clear();
-  unapplied_bytes_ = 0;
-  handed_out_index_ = index;
-  reported_applied_index_ = index;
 }
 
 void CoreImpl::ApplyMembershipEntry(const Entry& entry) {
@@ -1264,27 +1049,6 @@ CoreStatus CoreImpl::Status() const {
     s.progress.push_back(mp);
   }
   return s;
-}
-
-// Empty when the apply window's bookkeeping is consistent.
-std::string CoreImpl::CheckApplyWindow() const {
-  if (reported_applied_index_ > handed_out_index_ ||
-      handed_out_index_ > queued_index_) {
-    return absl::StrCat("reported applied ", reported_applied_index_,
-                        ", handed out ", handed_out_index_, ", queued ",
-                        queued_index_, " out of order");
-  }
-  const uint64_t window = options_.max_unapplied_bytes;
-  if (window != 0 && unapplied_entries_.size() > 1 && unapplied_bytes_ > window) {
-    return absl::StrCat(unapplied_bytes_,
-                        " unapplied bytes exceed the window of ", window);
-  }
-  if (!unapplied_entries_.empty() && unapplied_entries_.front().first <= reported_applied_index_) {
-    return absl::StrCat("entry ", unapplied_entries_.front().first,
-                        " still charged to the apply window after being "
-                        "reported applied");
-  }
-  return {};
 }
 
 absl::Status CoreImpl::CheckInvariants() const {

@@ -98,8 +98,10 @@ class CoreImpl {
   bool RecentlyHeard(const Progress& pr) const;
   bool QuorumRecentlyHeard() const;
 
-  // Reads.
+  // Reads (reads.cc).
   void StartRead(PendingRead read, ReadMode mode);
+  size_t PendingReadCount() const;
+  uint64_t QuorumAckedRound() const;
   bool LeaseValid() const;
   void ReleaseReads();
   void DeliverRead(const PendingRead& read, Index index);
@@ -109,14 +111,16 @@ class CoreImpl {
   void FailPendingReads();
   bool NoopCommitted() const;
 
-  // Applying.
-  void AfterInput();
+  // The apply window (apply_window.cc).
   void AdvanceApply();
   bool ApplyRoomFor(uint64_t bytes) const;
   uint64_t ApplyFetchBudget() const;
   void ChargeApplyWindow(const Entry& entry);
   void ResetApplyWindow(Index index);
   std::string CheckApplyWindow() const;
+
+  // Work every input ends with, and membership taking effect.
+  void AfterInput();
   void ApplyMembershipEntry(const Entry& entry);
   void MaybeLeaveJoint();
 
