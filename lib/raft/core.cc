@@ -1,3 +1,6 @@
+// confman::raft::Core, the public face of the Raft core: option
+// validation, construction and boot, and one-line forwarding of every call
+// to CoreImpl (core_impl.h), which holds the protocol state.
 #include "confman/raft/core.h"
 
 #include "absl/strings/str_cat.h"

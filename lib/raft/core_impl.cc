@@ -1,5 +1,50 @@
-// The Raft protocol. Section numbers refer to Diego Ongaro's thesis,
+// The Raft protocol behind confman::raft::Core: elections, log
+// replication, membership changes, leadership transfer and snapshots, as a
+// deterministic state machine over logical time. Linearizable reads are in
+// reads.cc and the bounded hand-out of committed entries in
+// apply_window.cc. Section numbers refer to Diego Ongaro's thesis,
 // "Consensus: Bridging Theory and Practice" (2014).
+//
+// Map of this file:
+//   Roles and elections   §3.4, with pre-vote (§9.6) so that a member
+//                         returning from a partition cannot depose a
+//                         healthy leader, and check-quorum (§6.2) so that a
+//                         leader cut off from a quorum steps down.
+//   Message dispatch      the term rules every message obeys (§3.3).
+//   Followers             the AppendEntries consistency check and fast
+//                         backtracking (§3.5), snapshots (§5).
+//   Leader                proposals, flow-controlled replication (§3.5,
+//                         §10.2), commitment (§3.6.2), leadership transfer
+//                         (§3.10), membership changes by joint consensus
+//                         (§4.3) with one change pending at a time.
+//   Storage reports, Ready, Status and CheckInvariants.
+//
+// Invariants (CheckInvariants reports a break; the simulator calls it
+// after every step):
+//   - reported_applied_index_ <= handed_out_index_ <= queued_index_ <=
+//     commit_ <= log_.LastIndex(): nothing is handed out uncommitted, and
+//     commit_ never moves back.
+//   - A committed index is never rewritten: a follower refuses an append
+//     that conflicts at or below its commit index.
+//   - A leader counts an entry towards commitment only if it is of the
+//     leader's own term (Figure 3.7); earlier entries commit with it.
+//   - progress_ holds an entry for each other member exactly while this
+//     member leads.
+//
+// Ordering that matters:
+//   - Every input ends in AfterInput: commit what a quorum holds, queue
+//     newly committed entries, release reads, and only then send a
+//     requested heartbeat round, so one Ready reflects the whole input.
+//   - The leader counts itself only through its durable index
+//     (SelfMatch): it replicates an entry while still writing it, but an
+//     entry it could lose in a crash never completes a quorum.
+//   - Committed entries are handed out only once durable locally, and not
+//     while a snapshot install is outstanding: the state machine must
+//     never run ahead of the log or behind a snapshot it was given.
+//   - Messages that promise durable state (votes, append acknowledgements)
+//     leave only after the Ready's writes are durable (Send decides).
+//   - After a log store failure Step drops every message and nothing more
+//     is applied: the member must not act on a log it cannot read.
 #include "core_impl.h"
 
 #include <algorithm>
@@ -86,6 +131,11 @@ absl::Status CoreImpl::Boot(const BootState& boot) {
 
 // ---------------------------------------------------------------------------
 // Roles and elections (§3.4, §9.6 pre-vote, §6.2 check-quorum).
+//
+// The randomized timeout spreads candidates out so that one usually wins
+// before another starts. A pre-candidate asks for votes in the term it
+// would use without adopting it; only a pre-vote majority lets it become a
+// candidate and bump the durable term.
 
 void CoreImpl::ResetElectionTimer() {
   election_elapsed_ = 0;
@@ -247,7 +297,9 @@ bool CoreImpl::QuorumRecentlyHeard() const {
 }
 
 // ---------------------------------------------------------------------------
-// Message dispatch.
+// Message dispatch. Messages not addressed to this member, without a
+// sender or from itself, or arriving after a storage failure, are dropped;
+// the rest first pass the term rules.
 
 void CoreImpl::Step(Message m) {
   if (m.to != options_.id || m.from == kNoMember || m.from == options_.id) {
@@ -395,6 +447,11 @@ void CoreImpl::HandleTimeoutNow(const Message& m) {
 
 // ---------------------------------------------------------------------------
 // Followers: AppendEntries, heartbeats, snapshots (§3.5, §5).
+//
+// Any of the three from the current term's leader resets the election
+// timer and makes this member a follower of the sender. A follower never
+// rewrites an entry at or below its commit index, and answers with the
+// highest index it knows matches the leader's log.
 
 bool CoreImpl::ValidAppendEntries(const Message& m) const {
   Term previous_term = m.log_term;
@@ -529,6 +586,12 @@ void CoreImpl::HandleSnapshot(const Message& m) {
 
 // ---------------------------------------------------------------------------
 // Leader: proposals and replication (§3.5, §10.2).
+//
+// Each follower's Progress (progress.h) paces what is sent: one probe at a
+// time until the follower's match is found, then pipelined batches within
+// the in-flight window, or a snapshot once the entries it needs have been
+// compacted away. Proposals count against the uncommitted-bytes budget
+// until they commit.
 
 ProposalPosition CoreImpl::AppendLocal(std::vector<Entry> entries) {
   ProposalPosition pos;
@@ -860,7 +923,8 @@ void CoreImpl::MaybeLeaveJoint() {
 }
 
 // ---------------------------------------------------------------------------
-// Storage reports.
+// Storage reports. A durable write can complete a quorum on the leader;
+// the others adjust a follower's progress or the apply window.
 
 void CoreImpl::ReportDurable(Index index, Term term) {
   if (log_.MarkDurable(index, term) && role_ == Role::kLeader &&
@@ -913,7 +977,8 @@ void CoreImpl::FailStorage(const absl::Status& status) {
 }
 
 // ---------------------------------------------------------------------------
-// Applying and Ready.
+// Applying and Ready: the end of every input, membership taking effect as
+// its entry is queued for applying, and collecting the Ready batch.
 
 void CoreImpl::AfterInput() {
   if (role_ == Role::kLeader && MaybeCommit()) BroadcastAppend();

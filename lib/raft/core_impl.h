@@ -1,4 +1,7 @@
-// The Raft protocol state behind confman::raft::Core. Internal.
+// The Raft protocol state behind confman::raft::Core. Internal. Its member
+// functions are defined in core_impl.cc (elections, replication,
+// membership, transfer, snapshots, Ready), reads.cc (§6.4 reads) and
+// apply_window.cc (handing committed entries to the state machine).
 #pragma once
 
 #include <cstdint>

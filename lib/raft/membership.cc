@@ -1,3 +1,6 @@
+// Membership entries: their stable byte encoding (a version byte, then
+// varint-length-prefixed varint id lists) and the arithmetic that turns a
+// requested change into the joint and final configurations (thesis §4.3).
 #include "confman/raft/membership.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// MemoryLog: a LogReader kept entirely in memory, with the writes a
+// driver performs (append, compact, reset to a snapshot). Used by tests,
+// the simulator and hosts that need no durability.
 #include "confman/raft/memory_log.h"
 
 #include "absl/strings/str_cat.h"

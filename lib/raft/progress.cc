@@ -1,3 +1,6 @@
+// The leader's per-follower bookkeeping (progress.h): the probe,
+// replicate and snapshot states and the in-flight window that paces
+// AppendEntries to each follower (thesis §3.5, §10.2.1).
 #include "progress.h"
 
 #include <algorithm>

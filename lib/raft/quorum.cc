@@ -1,3 +1,6 @@
+// Quorum arithmetic (quorum.h): the value a majority has reached and the
+// outcome of a vote, for one voter set and for both halves of a joint
+// configuration (thesis §4.3).
 #include "quorum.h"
 
 #include <algorithm>

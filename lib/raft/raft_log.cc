@@ -1,3 +1,6 @@
+// RaftLog (raft_log.h): the durable log the driver stores, overlaid with
+// the entries appended since that the driver has not yet reported
+// durable, and the bookkeeping of what Ready has handed out for writing.
 #include "raft_log.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Display names for the core's enumerations (message types and roles).
 #include "confman/raft/types.h"
 
 #include "confman/raft/member_progress.h"

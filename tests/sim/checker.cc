@@ -1,3 +1,7 @@
+// The simulator's safety checks (checker.h): election safety, one vote
+// per term, log matching, leader completeness, state-machine safety and
+// linearizable reads, judged against what members made durable, applied
+// and answered.
 #include "checker.h"
 
 #include "absl/strings/str_cat.h"

@@ -1,3 +1,6 @@
+// The simulated cluster (cluster.h): runs each member's core against its
+// in-memory log and state machine, and carries messages, disk writes,
+// crashes, snapshots and apply reports under seeded faults.
 #include "cluster.h"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// Draws a seed's scenario (scenario.h): the cores' options, network and
+// disk behaviour, apply window and fault rates, all from the seed's Rng.
 #include "scenario.h"
 
 #include <algorithm>

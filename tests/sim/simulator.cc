@@ -1,3 +1,6 @@
+// One simulator run (simulator.h): a fault phase over a drawn scenario,
+// then a liveness phase with faults healed, checking safety after every
+// step; and running many seeds over threads.
 #include "simulator.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// The deterministic test cluster of harness.h: boots cores over in-memory
+// logs, carries out each Ready in the documented order and delivers
+// messages under the test's control.
 #include "harness.h"
 
 #include <algorithm>
