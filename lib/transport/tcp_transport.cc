@@ -663,6 +663,9 @@ absl::Status TcpTransport::Impl::Enqueue(
         "member ", to, " is not a known peer; add it with AddPeer"));
   }
   Link& link = it->second->link(channel);
+  // A bulk frame that would be dropped is not worth encoding (an append can
+  // be megabytes). Control frames are never dropped for space, so Push
+  // alone decides for them.
   if (channel == wire::Channel::kBulk && !link.HasRoomFor(estimated_bytes)) {
     return link.Overflow();
   }
@@ -731,7 +734,10 @@ awaitable<void> TcpTransport::Impl::Serve(tcp::socket socket) {
     co_return;
   }
   // TLS hides the hello, so a TLS dialler names the channel in one plain
-  // byte first; both handshakes then run on that channel's thread.
+  // byte first; both handshakes then run on that channel's thread. The byte
+  // only picks a thread: it is not authenticated, so Authenticate refuses
+  // the connection if the hello (covered by the proof) names another
+  // channel.
   absl::StatusOr<wire::Channel> channel = co_await ReadPreamble(socket);
   if (channel.ok() && *channel == wire::Channel::kBulk) {
     absl::StatusOr<tcp::socket> moved = MoveSocket(socket, *bulk_io_);
@@ -858,6 +864,8 @@ awaitable<absl::Status> TcpTransport::Impl::Receive(FrameReader& reader,
     absl::Status addressed =
         wire::CheckAddressing(*frame, peer, options_.member_id);
     if (!addressed.ok()) co_return addressed;
+    // Checked per frame, not only at the handshake, so that a removed
+    // member's open connections stop delivering at their next frame.
     if (!IsKnownPeer(peer)) {
       co_return absl::PermissionDeniedError(
           absl::StrCat("member ", peer, " was removed"));
