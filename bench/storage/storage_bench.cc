@@ -38,7 +38,7 @@
 
 #include "confman/kv/command.h"
 #include "confman/kv/kv_state_machine.h"
-#include "confman/log_store.h"
+#include "confman/storage/lmdb.h"
 
 namespace confman::bench {
 namespace {

@@ -1,14 +1,18 @@
 // confman::LogStore — the durable Raft log: entries plus the hard state.
 //
 // A LogStore is the raft::LogReader the core reads, plus the writes a driver
-// performs on a Ready batch (core.h, step 3). Two implementations:
+// performs on a Ready batch (core.h, step 3). This header holds the
+// interface and the types every implementation shares. Implementations:
 //
-//   MemoryLogStore  raft::MemoryLog behind a mutex. "Durable" means "in this
-//                   process's memory"; for tests and the simulator.
-//   LmdbLogStore    its own LMDB environment; a writer thread group-commits
-//                   everything queued since its last commit in one
-//                   transaction (one durable commit per group, no flush
-//                   interval to tune).
+//   MemoryLogStore  (storage/memory.h) raft::MemoryLog behind a mutex.
+//                   "Durable" means "in this process's memory"; for tests
+//                   and the simulator.
+//   LmdbLogStore    (storage/lmdb.h) its own LMDB environment; a writer
+//                   thread group-commits everything queued since its last
+//                   commit in one transaction (one durable commit per
+//                   group, no flush interval to tune).
+//   FaultInjectingLogStore  (testing/fault_injecting_log_store.h) wraps
+//                   another store and fails operations on demand.
 //
 // Status codes returned by every implementation:
 //   InvalidArgument     the write itself is malformed: entries not
@@ -26,9 +30,9 @@
 //                       message carries LMDB's text).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -124,162 +128,6 @@ class LogStore : public raft::LogReader, public EntryArchive {
     (void)indexes;
     return absl::OkStatus();
   }
-};
-
-// An in-memory LogStore over raft::MemoryLog. Write applies the write and
-// runs `done` synchronously, on the caller's thread, before returning.
-class MemoryLogStore final : public LogStore {
- public:
-  // `retain_entries_from_bytes` as in LmdbLogStoreOptions (0: none).
-  explicit MemoryLogStore(uint64_t retain_entries_from_bytes = 0);
-  ~MemoryLogStore() override;
-
-  raft::Index FirstIndex() const override;
-  raft::Index LastIndex() const override;
-  [[nodiscard]] absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
-  [[nodiscard]] absl::StatusOr<std::vector<raft::Entry>> Entries(
-      raft::Index lo, raft::Index hi, uint64_t max_bytes) const override;
-
-  void Write(LogWrite write, WriteDone done) override;
-  [[nodiscard]] absl::StatusOr<raft::HardState> LoadHardState() const override;
-  [[nodiscard]] absl::Status CompactPrefix(raft::Index through) override;
-  [[nodiscard]] absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
-
-  bool RetainsEntry(const raft::Entry& entry) const override;
-  [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
-      raft::Index after, size_t limit) const override;
-  [[nodiscard]] absl::Status DropRetained(std::vector<raft::Index> indexes) override;
-
- private:
-  struct State;
-  // ResetToSnapshot's effect; requires state_->mu.
-  void ResetLocked(raft::Index index, raft::Term term);
-  std::unique_ptr<State> state_;
-};
-
-struct LmdbLogStoreOptions {
-  // Directory holding the environment (data.mdb, lock.mdb). Required;
-  // created if missing. One process may open it at a time.
-  std::string dir = {};
-  // Initial LMDB map size in bytes. The map is address space, not disk:
-  // the file grows only as pages are used. On MDB_MAP_FULL the store
-  // doubles the map, up to max_map_bytes.
-  uint64_t initial_map_bytes = uint64_t{1} << 30;  // 1 GiB
-  // Hard ceiling; a write that needs more fails with ResourceExhausted.
-  uint64_t max_map_bytes = uint64_t{1} << 40;  // 1 TiB
-  // The writer thread puts queued writes into one transaction until their
-  // entry bytes reach this (a single larger write still goes alone). It
-  // bounds the memory a group's dirty pages take.
-  uint64_t max_group_bytes = uint64_t{64} << 20;  // 64 MiB
-
-  // Normal entries whose data is at least this many bytes are retained
-  // (entry_archive.h) when they leave the log. 0 retains nothing. Default 0;
-  // the Node sets it from NodeOptions::value_in_log_min_bytes.
-  uint64_t retain_entries_from_bytes = 0;
-
-  // InvalidArgument naming the first bad field.
-  [[nodiscard]] absl::Status Validate() const;
-};
-
-// Counters for benchmarks and monitoring. Monotonic since Open.
-struct LogStoreStats {
-  uint64_t commits = 0;          // Durable LMDB commits (one per group).
-  uint64_t writes = 0;           // LogWrites made durable.
-  uint64_t entries_written = 0;  // Entries in those writes.
-  uint64_t map_bytes = 0;        // Current LMDB map size.
-  uint64_t file_bytes = 0;       // Size of data.mdb on disk.
-};
-
-// The LMDB LogStore. `done` callbacks run on the store's writer thread.
-//
-// Durability: a write is durable when LMDB's commit (data fdatasync, then a
-// synchronous meta-page write) returns. Entries are stored with a CRC32C
-// over index, term, type and data; hard state and compaction point carry
-// one too.
-//
-// Not fork-safe: never use a store in a child forked after Open (it reports
-// FailedPrecondition); open a new one there instead.
-class LmdbLogStore final : public LogStore {
- public:
-  // Opens or creates the log in options.dir, clearing stale reader slots
-  // left by crashed processes. InvalidArgument for bad options; Internal
-  // (with LMDB's message) if the environment cannot be opened; DataLoss if
-  // its metadata is corrupt.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LmdbLogStore>> Open(
-      const LmdbLogStoreOptions& options);
-
-  // Waits for every queued write to finish (callbacks included), then
-  // closes the environment.
-  ~LmdbLogStore() override;
-
-  raft::Index FirstIndex() const override;
-  raft::Index LastIndex() const override;
-  [[nodiscard]] absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
-  [[nodiscard]] absl::StatusOr<std::vector<raft::Entry>> Entries(
-      raft::Index lo, raft::Index hi, uint64_t max_bytes) const override;
-
-  void Write(LogWrite write, WriteDone done) override;
-  [[nodiscard]] absl::StatusOr<raft::HardState> LoadHardState() const override;
-  [[nodiscard]] absl::Status CompactPrefix(raft::Index through) override;
-  [[nodiscard]] absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
-
-  bool RetainsEntry(const raft::Entry& entry) const override;
-  [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
-      raft::Index after, size_t limit) const override;
-  [[nodiscard]] absl::Status DropRetained(std::vector<raft::Index> indexes) override;
-
-  LogStoreStats Stats() const;
-
- private:
-  class Impl;
-  explicit LmdbLogStore(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-};
-
-// Wraps a LogStore and fails operations on demand, for testing how a
-// driver copes with a failing disk. Thread-safe; the wrapped store must
-// outlive the wrapper. By default it passes everything through.
-class FaultInjectingLogStore final : public LogStore {
- public:
-  explicit FaultInjectingLogStore(LogStore* wrapped);
-  ~FaultInjectingLogStore() override;
-
-  // The next `count` writes (Write, WriteSync, CompactPrefix,
-  // ResetToSnapshot, DropRetained) fail with `status` without reaching the
-  // wrapped store.
-  void FailNextWrites(int count, absl::Status status);
-  // While set, TermAt, Entries and ReadEntryData fail with `status` (e.g.
-  // DataLoss).
-  void FailReads(std::optional<absl::Status> status);
-
-  raft::Index FirstIndex() const override;
-  raft::Index LastIndex() const override;
-  [[nodiscard]] absl::StatusOr<raft::Term> TermAt(raft::Index index) const override;
-  [[nodiscard]] absl::StatusOr<std::vector<raft::Entry>> Entries(
-      raft::Index lo, raft::Index hi, uint64_t max_bytes) const override;
-
-  void Write(LogWrite write, WriteDone done) override;
-  [[nodiscard]] absl::StatusOr<raft::HardState> LoadHardState() const override;
-  [[nodiscard]] absl::Status CompactPrefix(raft::Index through) override;
-  [[nodiscard]] absl::Status ResetToSnapshot(raft::Index index, raft::Term term) override;
-
-  bool RetainsEntry(const raft::Entry& entry) const override;
-  [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(raft::Index index) const override;
-  [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> RetainedIndexes(
-      raft::Index after, size_t limit) const override;
-  [[nodiscard]] absl::Status DropRetained(std::vector<raft::Index> indexes) override;
-
- private:
-  struct Faults;
-  // The injected failure for the next write, if one is armed.
-  std::optional<absl::Status> TakeWriteFault();
-  // The armed read failure, if any.
-  std::optional<absl::Status> ReadFault() const;
-
-  LogStore* wrapped_;
-  std::unique_ptr<Faults> faults_;
 };
 
 }  // namespace confman

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "confman/status_macros.h"
+#include "confman/storage/lmdb.h"
+#include "confman/storage/memory.h"
 #include "confman/testing/node_faults.h"
 #include "confman/transport/tcp.h"
 

@@ -1,6 +1,6 @@
 #include <mutex>
 
-#include "confman/log_store.h"
+#include "confman/testing/fault_injecting_log_store.h"
 
 namespace confman {
 

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bytes.h"
-#include "confman/log_store.h"
+#include "confman/storage/lmdb.h"
 #include "confman/status_macros.h"
 #include "crc32c.h"
 #include "lmdb_env.h"

@@ -2,7 +2,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
-#include "confman/log_store.h"
+#include "confman/storage/memory.h"
 #include "confman/raft/memory_log.h"
 
 namespace confman {

@@ -18,7 +18,7 @@
 #include <mutex>
 #include <random>
 
-#include "confman/log_store.h"
+#include "confman/storage/lmdb.h"
 #include "kill_child.h"
 #include "test_dir.h"
 

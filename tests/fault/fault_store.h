@@ -13,7 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "confman/log_store.h"
+#include "confman/storage/lmdb.h"
+#include "confman/testing/fault_injecting_log_store.h"
 
 namespace confman::fault {
 

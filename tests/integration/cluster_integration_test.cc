@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "confman/log_store.h"
 #include "confman/node.h"
 #include "confman/raft/membership.h"
+#include "confman/storage/lmdb.h"
 #include "confman/testing/local_cluster.h"
 
 namespace confman {

@@ -11,8 +11,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "confman/log_store.h"
 #include "confman/node.h"
+#include "confman/storage/memory.h"
+#include "confman/testing/fault_injecting_log_store.h"
 #include "confman/testing/local_cluster.h"
 #include "confman/testing/node_faults.h"
 

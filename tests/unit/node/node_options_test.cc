@@ -8,8 +8,8 @@
 #include <string>
 #include <thread>
 
-#include "confman/log_store.h"
 #include "confman/node.h"
+#include "confman/storage/memory.h"
 
 namespace confman {
 namespace {

@@ -1,6 +1,9 @@
 // One conformance suite for every LogStore, plus LMDB-only behaviour:
 // persistence, corruption detection, group commit and map growth.
 #include "confman/log_store.h"
+#include "confman/storage/lmdb.h"
+#include "confman/storage/memory.h"
+#include "confman/testing/fault_injecting_log_store.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
