@@ -11,7 +11,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace confman::storage {
+namespace confman::common {
 
 template <typename T>
 void PutBigEndian(char* out, T v) {
@@ -110,13 +110,13 @@ class RecordReader {
   bool ok_ = true;
 };
 
-}  // namespace confman::storage
+}  // namespace confman::common
 
-namespace confman::storage {
+namespace confman::common {
 
 // Debian's Abseil has its own string_view type; StrCat needs it.
 inline absl::string_view ToAbsl(std::string_view s) {
   return absl::string_view(s.data(), s.size());
 }
 
-}  // namespace confman::storage
+}  // namespace confman::common

@@ -1,4 +1,4 @@
-#include "lmdb_env.h"
+#include "common/lmdb_env.h"
 
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -10,9 +10,9 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include "bytes.h"
+#include "common/bytes.h"
 
-namespace confman::storage {
+namespace confman::common {
 namespace {
 
 constexpr char kMapFullPayload[] = "confman.lmdb/map_full";
@@ -240,4 +240,4 @@ uint64_t LmdbEnv::FileBytes() const {
   return static_cast<uint64_t>(st.st_size);
 }
 
-}  // namespace confman::storage
+}  // namespace confman::common

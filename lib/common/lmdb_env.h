@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace confman::storage {
+namespace confman::common {
 
 // Maps an LMDB return code to a status whose message says what failed
 // (`what`) and what to do about it. MDB_MAP_FULL becomes ResourceExhausted.
@@ -142,4 +142,4 @@ class LmdbEnv {
   std::atomic<uint64_t> map_bytes_{0};
 };
 
-}  // namespace confman::storage
+}  // namespace confman::common

@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "command_generated.h"
+#include "common/recycling_buffer_pool.h"
 #include "confman/kv/model.h"
 #include "confman/status_macros.h"
-#include "recycling_buffer_pool.h"
 
 namespace confman::kv {
 namespace {

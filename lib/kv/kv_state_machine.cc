@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
-#include "bytes.h"
+#include "common/bytes.h"
 #include "confman/kv/command.h"
 #include "confman/raft/membership.h"
 #include "confman/status_macros.h"
@@ -16,7 +16,7 @@
 namespace confman::kv {
 namespace {
 
-using storage::ToAbsl;
+using common::ToAbsl;
 
 constexpr uint32_t kMaxPageLimit = 10000;
 // Room for a key record's metadata and content type next to its value.
@@ -74,7 +74,7 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   while (meta.revision - meta.compacted_through > batch.options.history_retention) {
     ++meta.compacted_through;
     CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
-        Table::kChanges, storage::BigEndianKey(meta.compacted_through)));
+        Table::kChanges, common::BigEndianKey(meta.compacted_through)));
   }
   return absl::OkStatus();
 }
@@ -91,7 +91,7 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
                       .actor = std::string(command.actor),
                       .time_unix_micros = command.time_unix_micros};
   CONFMAN_RETURN_IF_ERROR(batch.writer.Put(
-      Table::kChanges, storage::BigEndianKey(change.revision),
+      Table::kChanges, common::BigEndianKey(change.revision),
       {EncodeChange(change)}));
   return TrimHistory(batch);
 }
@@ -115,11 +115,11 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
                              std::string_view address) {
   if (old && old->value_log_index != 0) {
     CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
-        Table::kValueRefs, storage::BigEndianKey(old->value_log_index)));
+        Table::kValueRefs, common::BigEndianKey(old->value_log_index)));
   }
   if (new_log_index == 0) return absl::OkStatus();
   return batch.writer.Put(Table::kValueRefs,
-                          storage::BigEndianKey(new_log_index), {address});
+                          common::BigEndianKey(new_log_index), {address});
 }
 
 // `in_log`: the log retains this entry, so the value stays there.
@@ -187,7 +187,7 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   while (meta.compacted_through < through) {
     ++meta.compacted_through;
     CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
-        Table::kChanges, storage::BigEndianKey(meta.compacted_through)));
+        Table::kChanges, common::BigEndianKey(meta.compacted_through)));
   }
   return Outcome(index, absl::OkStatus());
 }
@@ -467,10 +467,10 @@ class KvStateMachine::Impl {
                              backend_->BeginRead());
     std::vector<raft::Index> out;
     CONFMAN_RETURN_IF_ERROR(reader->Scan(
-        Table::kValueRefs, storage::BigEndianKey(lo),
+        Table::kValueRefs, common::BigEndianKey(lo),
         [&](std::string_view key, std::string_view) {
           if (key.size() != 8) return true;
-          const raft::Index index = storage::GetBigEndian64(key.data());
+          const raft::Index index = common::GetBigEndian64(key.data());
           if (index > hi) return false;
           out.push_back(index);
           return true;
@@ -560,11 +560,11 @@ class KvStateMachine::Impl {
                     .compacted_through = meta.compacted_through};
     absl::Status status;
     CONFMAN_RETURN_IF_ERROR(reader->Scan(
-        Table::kChanges, storage::BigEndianKey(after_revision + 1),
+        Table::kChanges, common::BigEndianKey(after_revision + 1),
         [&](std::string_view key, std::string_view stored) {
           if (page.changes.size() >= limit) return false;
           absl::StatusOr<Change> change = DecodeChange(
-              key.size() == 8 ? storage::GetBigEndian64(key.data()) : 0, stored);
+              key.size() == 8 ? common::GetBigEndian64(key.data()) : 0, stored);
           if (!change.ok()) {
             status = change.status();
             return false;

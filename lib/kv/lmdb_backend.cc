@@ -14,20 +14,20 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "bytes.h"
+#include "common/bytes.h"
+#include "common/lmdb_env.h"
 #include "confman/status_macros.h"
 #include "kv_backend.h"
-#include "lmdb_env.h"
 
 namespace confman::kv {
 namespace {
 
 namespace fs = std::filesystem;
-using storage::LmdbEnv;
-using storage::LmdbError;
-using storage::ReadTxn;
-using storage::ToVal;
-using storage::ToView;
+using common::LmdbEnv;
+using common::LmdbError;
+using common::ReadTxn;
+using common::ToVal;
+using common::ToView;
 
 constexpr char kCurrentFile[] = "CURRENT";
 constexpr char kGenerationPrefix[] = "state-";

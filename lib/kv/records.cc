@@ -1,16 +1,16 @@
 #include "records.h"
 
 #include "absl/strings/str_cat.h"
-#include "bytes.h"
+#include "common/bytes.h"
 #include "confman/status_macros.h"
 #include "kv_backend.h"
 
 namespace confman::kv {
 namespace {
 
-using storage::AppendBytes;
-using storage::AppendU64;
-using storage::RecordReader;
+using common::AppendBytes;
+using common::AppendU64;
+using common::RecordReader;
 
 constexpr std::string_view kRevisionKey = "revision";
 constexpr std::string_view kCompactedKey = "compacted";
@@ -20,7 +20,7 @@ constexpr std::string_view kSessionsKey = "sessions";
 
 [[nodiscard]] absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(absl::StrCat(
-      "the config store's ", storage::ToAbsl(what),
+      "the config store's ", common::ToAbsl(what),
       " record is corrupt; restore this member from a peer snapshot"));
 }
 
@@ -82,7 +82,7 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
                                             std::string_view address) {
   if (archive == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the value of ", storage::ToAbsl(address), " is kept in log entry ",
+        "the value of ", common::ToAbsl(address), " is kept in log entry ",
         record.value_log_index,
         " but the config store was opened without "
         "its log; open it with KvStateMachineOptions.value_archive"));
@@ -96,7 +96,7 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
       command->stored_value.size() != record.stored_bytes) {
     return absl::DataLossError(absl::StrCat(
         "log entry ", record.value_log_index, " is not the put of ",
-        storage::ToAbsl(address),
+        common::ToAbsl(address),
         " that the config store refers to; the "
         "store is damaged: restore this member from a peer snapshot"));
   }

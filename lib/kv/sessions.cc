@@ -5,16 +5,16 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "bytes.h"
+#include "common/bytes.h"
 #include "confman/status_macros.h"
 
 namespace confman::kv {
 namespace {
 
-using storage::AppendU64;
-using storage::GetBigEndian64;
-using storage::RecordReader;
-using storage::ToAbsl;
+using common::AppendU64;
+using common::GetBigEndian64;
+using common::RecordReader;
+using common::ToAbsl;
 
 constexpr char kClientTag = 'c';
 constexpr char kResultTag = 'r';

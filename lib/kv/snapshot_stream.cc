@@ -4,7 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "bytes.h"
+#include "common/bytes.h"
 #include "confman/raft/membership.h"
 #include "confman/status_macros.h"
 #include "records.h"
@@ -13,7 +13,7 @@ namespace confman {
 namespace kv {
 namespace {
 
-using storage::ToAbsl;
+using common::ToAbsl;
 
 // Version 2 added Table::kSessions. Version 1 streams (no sessions) are
 // still read: they restore with an empty session table.
@@ -29,9 +29,9 @@ constexpr uint32_t kMaxKeyBytes = 511;
 
 std::string EncodeStreamHeader(const raft::SnapshotMeta& meta) {
   std::string out(kMagic);
-  storage::AppendU64(out, meta.index);
-  storage::AppendU64(out, meta.term);
-  storage::AppendBytes(out, raft::EncodeMembership(meta.membership));
+  common::AppendU64(out, meta.index);
+  common::AppendU64(out, meta.term);
+  common::AppendBytes(out, raft::EncodeMembership(meta.membership));
   return out;
 }
 
@@ -129,8 +129,8 @@ class KvSnapshotSource : public SnapshotSource {
       }
     }
     head_.push_back(static_cast<char>(table));
-    storage::AppendU32(head_, static_cast<uint32_t>(key.size()));
-    storage::AppendU32(head_, static_cast<uint32_t>(value.size()));
+    common::AppendU32(head_, static_cast<uint32_t>(key.size()));
+    common::AppendU32(head_, static_cast<uint32_t>(value.size()));
     head_.append(key);
     value_ = value;
     reader_->WillRead(value);
@@ -235,7 +235,7 @@ class KvSnapshotSink : public SnapshotSink {
 
   [[nodiscard]] absl::Status Corrupt(std::string_view what) const {
     return absl::DataLossError(absl::StrCat(
-        "the snapshot stream is malformed (", storage::ToAbsl(what),
+        "the snapshot stream is malformed (", common::ToAbsl(what),
         ") near chunk ", next_seq_ - 1,
         "; the state is unchanged, restart the transfer"));
   }
@@ -263,11 +263,11 @@ class KvSnapshotSink : public SnapshotSink {
             "than the sender: upgrade it"));
       }
       const uint32_t membership_bytes =
-          storage::GetBigEndian32(buffer_.data() + kMagic.size() + 16);
+          common::GetBigEndian32(buffer_.data() + kMagic.size() + 16);
       if (membership_bytes > max_record_bytes_) return Corrupt("huge header");
       if (buffer_.size() < fixed + membership_bytes) return absl::OkStatus();
-      streamed_index_ = storage::GetBigEndian64(buffer_.data() + kMagic.size());
-      streamed_term_ = storage::GetBigEndian64(buffer_.data() + kMagic.size() + 8);
+      streamed_index_ = common::GetBigEndian64(buffer_.data() + kMagic.size());
+      streamed_term_ = common::GetBigEndian64(buffer_.data() + kMagic.size() + 8);
       auto membership = raft::DecodeMembership(
           std::string_view(buffer_).substr(fixed, membership_bytes));
       if (!membership.ok()) return Corrupt("bad membership");
@@ -283,8 +283,8 @@ class KvSnapshotSink : public SnapshotSink {
       }
       if (buffer_.size() - pos < kRecordHeadBytes) break;
       const auto table = static_cast<uint8_t>(buffer_[pos]);
-      const uint32_t key_size = storage::GetBigEndian32(buffer_.data() + pos + 1);
-      const uint32_t value_size = storage::GetBigEndian32(buffer_.data() + pos + 5);
+      const uint32_t key_size = common::GetBigEndian32(buffer_.data() + pos + 1);
+      const uint32_t value_size = common::GetBigEndian32(buffer_.data() + pos + 5);
       if (!Streamed(table)) return Corrupt("unknown table");
       if (key_size == 0 || key_size > kMaxKeyBytes) return Corrupt("bad key size");
       if (value_size > max_record_bytes_) return Corrupt("record above the size limit");

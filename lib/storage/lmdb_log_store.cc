@@ -7,11 +7,11 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "bytes.h"
-#include "confman/storage/lmdb.h"
+#include "common/bytes.h"
+#include "common/lmdb_env.h"
 #include "confman/status_macros.h"
+#include "confman/storage/lmdb.h"
 #include "crc32c.h"
-#include "lmdb_env.h"
 
 namespace confman {
 namespace {
@@ -22,8 +22,8 @@ using raft::HardState;
 using raft::Index;
 using raft::Term;
 using storage::Crc32c;
-using storage::LmdbEnv;
-using storage::ReadTxn;
+using common::LmdbEnv;
+using common::ReadTxn;
 
 enum Database : size_t { kEntriesDb = 0, kMetaDb = 1 };
 constexpr std::string_view kHardStateKey = "hard_state";
@@ -38,22 +38,22 @@ constexpr size_t kEntryHeaderBytes = 4 + 8 + 1 + 4;
 uint32_t EntryHeaderCrc(Index index, Term term, uint8_t type, uint32_t data_crc,
                         uint64_t data_size) {
   std::string covered;
-  storage::AppendU64(covered, index);
-  storage::AppendU64(covered, term);
+  common::AppendU64(covered, index);
+  common::AppendU64(covered, term);
   covered.push_back(static_cast<char>(type));
-  storage::AppendU32(covered, data_crc);
-  storage::AppendU64(covered, data_size);
+  common::AppendU32(covered, data_crc);
+  common::AppendU64(covered, data_size);
   return Crc32c(covered);
 }
 
 void EncodeEntryInto(const Entry& entry, char* out) {
   const uint32_t data_crc = Crc32c(entry.data);
   const auto type = static_cast<uint8_t>(entry.type);
-  storage::PutBigEndian32(out, EntryHeaderCrc(entry.index, entry.term, type,
+  common::PutBigEndian32(out, EntryHeaderCrc(entry.index, entry.term, type,
                                                data_crc, entry.data.size()));
-  storage::PutBigEndian64(out + 4, entry.term);
+  common::PutBigEndian64(out + 4, entry.term);
   out[12] = static_cast<char>(type);
-  storage::PutBigEndian32(out + 13, data_crc);
+  common::PutBigEndian32(out + 13, data_crc);
   if (!entry.data.empty()) {
     std::memcpy(out + kEntryHeaderBytes, entry.data.data(), entry.data.size());
   }
@@ -61,7 +61,7 @@ void EncodeEntryInto(const Entry& entry, char* out) {
 
 [[nodiscard]] absl::Status CorruptEntry(Index index, std::string_view what) {
   return absl::DataLossError(absl::StrCat(
-      "log entry ", index, " is corrupt (", storage::ToAbsl(what),
+      "log entry ", index, " is corrupt (", common::ToAbsl(what),
       "); this member's log is damaged: restore it from a peer"));
 }
 
@@ -70,10 +70,10 @@ void EncodeEntryInto(const Entry& entry, char* out) {
   if (stored.size() < kEntryHeaderBytes) return CorruptEntry(index, "truncated");
   Entry entry;
   entry.index = index;
-  entry.term = storage::GetBigEndian64(stored.data() + 4);
+  entry.term = common::GetBigEndian64(stored.data() + 4);
   const auto type = static_cast<uint8_t>(stored[12]);
-  const uint32_t data_crc = storage::GetBigEndian32(stored.data() + 13);
-  if (storage::GetBigEndian32(stored.data()) !=
+  const uint32_t data_crc = common::GetBigEndian32(stored.data() + 13);
+  if (common::GetBigEndian32(stored.data()) !=
       EntryHeaderCrc(index, entry.term, type, data_crc,
                      stored.size() - kEntryHeaderBytes)) {
     return CorruptEntry(index, "header checksum mismatch");
@@ -88,7 +88,7 @@ void EncodeEntryInto(const Entry& entry, char* out) {
 [[nodiscard]] absl::StatusOr<Entry> DecodeEntry(Index index, std::string_view stored) {
   CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntryHeader(index, stored));
   std::string_view data = stored.substr(kEntryHeaderBytes);
-  if (Crc32c(data) != storage::GetBigEndian32(stored.data() + 13)) {
+  if (Crc32c(data) != common::GetBigEndian32(stored.data() + 13)) {
     return CorruptEntry(index, "data checksum mismatch");
   }
   entry.data.assign(data);
@@ -98,9 +98,9 @@ void EncodeEntryInto(const Entry& entry, char* out) {
 // A small checksummed record of u64 fields (hard state, compaction point).
 std::string EncodeMeta(std::initializer_list<uint64_t> fields) {
   std::string body;
-  for (uint64_t f : fields) storage::AppendU64(body, f);
+  for (uint64_t f : fields) common::AppendU64(body, f);
   std::string out;
-  storage::AppendU32(out, Crc32c(body));
+  common::AppendU32(out, Crc32c(body));
   return out + body;
 }
 
@@ -108,24 +108,24 @@ std::string EncodeMeta(std::initializer_list<uint64_t> fields) {
                                                  std::string_view stored,
                                                  size_t fields) {
   if (stored.size() != 4 + 8 * fields ||
-      storage::GetBigEndian32(stored.data()) != Crc32c(stored.substr(4))) {
+      common::GetBigEndian32(stored.data()) != Crc32c(stored.substr(4))) {
     return absl::DataLossError(absl::StrCat(
-        "the log's ", storage::ToAbsl(key), " record is corrupt; restore this member's log "
+        "the log's ", common::ToAbsl(key), " record is corrupt; restore this member's log "
         "from a peer"));
   }
   std::vector<uint64_t> out(fields);
   for (size_t i = 0; i < fields; ++i) {
-    out[i] = storage::GetBigEndian64(stored.data() + 4 + 8 * i);
+    out[i] = common::GetBigEndian64(stored.data() + 4 + 8 * i);
   }
   return out;
 }
 
 [[nodiscard]] absl::Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
                        std::string_view value) {
-  MDB_val k = storage::ToVal(key);
-  MDB_val v = storage::ToVal(value);
+  MDB_val k = common::ToVal(key);
+  MDB_val v = common::ToVal(value);
   const int rc = mdb_put(txn, dbi, &k, &v, 0);
-  if (rc != 0) return storage::LmdbError(rc, "writing log metadata");
+  if (rc != 0) return common::LmdbError(rc, "writing log metadata");
   return absl::OkStatus();
 }
 
@@ -221,9 +221,9 @@ using EntryVisitor = std::function<Visit(Index index, const MDB_val& stored)>;
                          const EntryVisitor& visit) {
   MDB_cursor* cursor = nullptr;
   int rc = mdb_cursor_open(txn, dbi, &cursor);
-  if (rc != 0) return storage::LmdbError(rc, "opening a log cursor");
-  std::string start = storage::BigEndianKey(lo);
-  MDB_val k = storage::ToVal(start), v;
+  if (rc != 0) return common::LmdbError(rc, "opening a log cursor");
+  std::string start = common::BigEndianKey(lo);
+  MDB_val k = common::ToVal(start), v;
   absl::Status status;
   rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
   while (rc == 0) {
@@ -232,7 +232,7 @@ using EntryVisitor = std::function<Visit(Index index, const MDB_val& stored)>;
       break;
     }
     const Index index =
-        storage::GetBigEndian64(static_cast<const char*>(k.mv_data));
+        common::GetBigEndian64(static_cast<const char*>(k.mv_data));
     if (index > hi) break;
     const Visit action = visit(index, v);
     if (action == Visit::kStop) break;
@@ -242,7 +242,7 @@ using EntryVisitor = std::function<Visit(Index index, const MDB_val& stored)>;
   }
   mdb_cursor_close(cursor);
   if (rc != 0 && rc != MDB_NOTFOUND) {
-    return storage::LmdbError(rc, "walking the log entries");
+    return common::LmdbError(rc, "walking the log entries");
   }
   return status;
 }
@@ -307,7 +307,7 @@ class LmdbLogStore::Impl {
   [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(Index index) const {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     absl::StatusOr<std::string_view> stored =
-        txn.Get(env_->db(kEntriesDb), storage::BigEndianKey(index));
+        txn.Get(env_->db(kEntriesDb), common::BigEndianKey(index));
     if (absl::IsNotFound(stored.status())) {
       return absl::NotFoundError(
           absl::StrCat("log entry ", index,
@@ -448,21 +448,21 @@ class LmdbLogStore::Impl {
                                                               MDB_dbi dbi) {
     MDB_cursor* cursor = nullptr;
     int rc = mdb_cursor_open(txn, dbi, &cursor);
-    if (rc != 0) return storage::LmdbError(rc, "opening a log cursor");
+    if (rc != 0) return common::LmdbError(rc, "opening a log cursor");
     MDB_val k, v;
     rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
     mdb_cursor_close(cursor);
     if (rc == MDB_NOTFOUND) return std::optional<Index>();
-    if (rc != 0) return storage::LmdbError(rc, "finding the last log entry");
+    if (rc != 0) return common::LmdbError(rc, "finding the last log entry");
     if (k.mv_size != 8) return KeyIsNotAnIndex();
     return std::optional<Index>(
-        storage::GetBigEndian64(static_cast<const char*>(k.mv_data)));
+        common::GetBigEndian64(static_cast<const char*>(k.mv_data)));
   }
 
   [[nodiscard]] absl::StatusOr<std::string_view> GetEntry(const ReadTxn& txn,
                                             Index index) const {
     absl::StatusOr<std::string_view> stored =
-        txn.Get(env_->db(kEntriesDb), storage::BigEndianKey(index));
+        txn.Get(env_->db(kEntriesDb), common::BigEndianKey(index));
     if (absl::IsNotFound(stored.status())) {
       return absl::OutOfRangeError(absl::StrCat(
           "log entry ", index, " is no longer stored (compacted meanwhile); "
@@ -493,7 +493,7 @@ class LmdbLogStore::Impl {
     const uint64_t from = options_.retain_entries_from_bytes;
     if (from == 0 || stored.mv_size < kEntryHeaderBytes + from) return false;
     absl::StatusOr<Entry> header =
-        DecodeEntryHeader(index, storage::ToView(stored));
+        DecodeEntryHeader(index, common::ToView(stored));
     return !header.ok() ||
            RetainsKind(from, header->type, stored.mv_size - kEntryHeaderBytes);
   }
@@ -519,13 +519,13 @@ class LmdbLogStore::Impl {
       CONFMAN_RETURN_IF_ERROR(DeleteFrom(txn, first));
     }
     for (const Entry& entry : write.entries) {
-      std::string key = storage::BigEndianKey(entry.index);
-      MDB_val k = storage::ToVal(key);
+      std::string key = common::BigEndianKey(entry.index);
+      MDB_val k = common::ToVal(key);
       MDB_val v{kEntryHeaderBytes + entry.data.size(), nullptr};
       const int rc = mdb_put(txn, env_->db(kEntriesDb), &k, &v,
                              MDB_APPEND | MDB_RESERVE);
       if (rc != 0) {
-        return storage::LmdbError(rc, absl::StrCat("appending log entry ",
+        return common::LmdbError(rc, absl::StrCat("appending log entry ",
                                                    entry.index));
       }
       EncodeEntryInto(entry, static_cast<char*>(v.mv_data));
@@ -536,12 +536,12 @@ class LmdbLogStore::Impl {
 
   [[nodiscard]] absl::Status ApplyCompact(MDB_txn* txn, Index through, Bounds& b) {
     if (through <= b.compacted_index) return absl::OkStatus();
-    std::string key = storage::BigEndianKey(through);
-    MDB_val k = storage::ToVal(key), v;
+    std::string key = common::BigEndianKey(through);
+    MDB_val k = common::ToVal(key), v;
     const int rc = mdb_get(txn, env_->db(kEntriesDb), &k, &v);
-    if (rc != 0) return storage::LmdbError(rc, "reading the compaction point");
+    if (rc != 0) return common::LmdbError(rc, "reading the compaction point");
     CONFMAN_ASSIGN_OR_RETURN(Entry entry,
-                             DecodeEntryHeader(through, storage::ToView(v)));
+                             DecodeEntryHeader(through, common::ToView(v)));
     CONFMAN_RETURN_IF_ERROR(ReleaseRange(txn, b.compacted_index + 1, through));
     b.compacted_index = through;
     b.compacted_term = entry.term;
@@ -565,11 +565,11 @@ class LmdbLogStore::Impl {
                                  const Bounds& b) {
     for (Index index : indexes) {
       if (index > b.compacted_index) continue;  // In the log, or never stored.
-      std::string key = storage::BigEndianKey(index);
-      MDB_val k = storage::ToVal(key);
+      std::string key = common::BigEndianKey(index);
+      MDB_val k = common::ToVal(key);
       const int rc = mdb_del(txn, env_->db(kEntriesDb), &k, nullptr);
       if (rc != 0 && rc != MDB_NOTFOUND) {
-        return storage::LmdbError(
+        return common::LmdbError(
             rc, absl::StrCat("dropping retained log entry ", index));
       }
     }

@@ -1,4 +1,4 @@
-#include "bytes.h"
+#include "common/bytes.h"
 #include "confman/state_machine.h"
 #include "crc32c.h"
 
@@ -7,7 +7,7 @@ namespace confman {
 uint32_t SnapshotChunkChecksum(uint64_t seq, bool last,
                                const std::string& data) {
   char head[9];
-  storage::PutBigEndian64(head, seq);
+  common::PutBigEndian64(head, seq);
   head[8] = last ? 1 : 0;
   return storage::Crc32cExtend(storage::Crc32c(std::string_view(head, 9)),
                                data);
