@@ -8,7 +8,8 @@ set(CONFMAN_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/confman)
 # Static libraries carry their private link dependencies into the export,
 # so the helper interface targets travel with them.
 set(confman_installed_targets confman_warnings confman_asio)
-foreach(target confman_common confman_raft confman_storage confman_kv confman_transport
+foreach(target confman_common confman_raft confman_storage confman_kv
+               confman_transport confman_default_transport confman_node_core
                confman_node confman_testing)
   if(TARGET ${target})
     list(APPEND confman_installed_targets ${target})

@@ -12,7 +12,6 @@
 #include "confman/storage/lmdb.h"
 #include "confman/storage/memory.h"
 #include "confman/testing/node_faults.h"
-#include "confman/transport/tcp.h"
 
 namespace confman {
 
@@ -28,12 +27,6 @@ std::future<absl::StatusOr<uint64_t>> Node::WriteFuture(
                owned->set_value(std::move(result));
              });
   return future;
-}
-
-absl::StatusOr<std::unique_ptr<Node>> Node::Open(NodeOptions options) {
-  CONFMAN_ASSIGN_OR_RETURN(auto impl,
-                           node_internal::NodeImpl::Open(std::move(options)));
-  return std::unique_ptr<Node>(std::move(impl));
 }
 
 namespace node_internal {
@@ -66,15 +59,19 @@ MakeCompletion() {
 
 }  // namespace
 
-NodeImpl::NodeImpl(NodeOptions options)
-    : options_(std::move(options)), id_(options_.id) {
+NodeImpl::NodeImpl(NodeOptions options, DefaultTransportMaker default_transport)
+    : options_(std::move(options)),
+      id_(options_.id),
+      default_transport_(default_transport) {
   common::MutexLock lock(&session_mu_);
   session_id_ = NewSessionId();
 }
 
-absl::StatusOr<std::unique_ptr<NodeImpl>> NodeImpl::Open(NodeOptions options) {
+absl::StatusOr<std::unique_ptr<NodeImpl>> NodeImpl::Open(
+    NodeOptions options, DefaultTransportMaker default_transport) {
   CONFMAN_RETURN_IF_ERROR(options.Validate());
-  std::unique_ptr<NodeImpl> node(new NodeImpl(std::move(options)));
+  std::unique_ptr<NodeImpl> node(
+      new NodeImpl(std::move(options), default_transport));
   CONFMAN_RETURN_IF_ERROR(node->OpenStorage());
   CONFMAN_RETURN_IF_ERROR(node->OpenCore());
   CONFMAN_RETURN_IF_ERROR(node->OpenTransport());
@@ -206,35 +203,21 @@ absl::Status NodeImpl::AlignLogWithState(const AppliedState& applied) {
 }
 
 absl::Status NodeImpl::OpenTransport() {
-  const uint64_t frame = options_.max_frame_bytes;
-  // Field by field: the transport's options grow over time.
-  TcpTransportOptions tcp;
-  tcp.listen_address = options_.listen_address;
-  tcp.member_id = id_;
-  tcp.cluster_id = options_.cluster_id;
-  tcp.shared_secret = options_.shared_secret;
-  tcp.max_frame_bytes = static_cast<uint32_t>(frame);
-  tcp.max_bulk_queue_bytes =
-      static_cast<size_t>(std::max<uint64_t>(frame, uint64_t{64} << 20));
-  tcp.log = [this](const std::string& line) { Log(LogLevel::kInfo, line); };
-  // A member that comes back (a restart, a healed link) is reached again
-  // within about an election timeout. With the transport's 2 s backoff, a
-  // member that had been trying to reach it while it was down, and then
-  // won an election, left it ignorant of the new leader, and its writes
-  // waiting, for up to 2 s.
-  tcp.reconnect_max = std::clamp(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          options_.election_timeout),
-      tcp.reconnect_initial, tcp.reconnect_max);
   if (options_.transport_factory) {
     CONFMAN_ASSIGN_OR_RETURN(transport_, options_.transport_factory(id_));
     listen_address_ = options_.listen_address;
+  } else if (default_transport_ != nullptr) {
+    CONFMAN_ASSIGN_OR_RETURN(
+        DefaultTransport created,
+        default_transport_(options_, [this](const std::string& line) {
+          Log(LogLevel::kInfo, line);
+        }));
+    listen_address_ = std::move(created.listen_address);
+    transport_ = std::move(created.transport);
   } else {
-    CONFMAN_ASSIGN_OR_RETURN(auto created, TcpTransport::Create(std::move(tcp)));
-    const std::string host = options_.listen_address.substr(
-        0, options_.listen_address.rfind(':'));
-    listen_address_ = absl::StrCat(host, ":", created->listen_port());
-    transport_ = std::move(created);
+    return absl::InvalidArgumentError(
+        "NodeOptions.transport_factory is empty and no default transport is "
+        "linked; set a factory or link confman::node");
   }
   for (const PeerAddress& peer : options_.initial_members) {
     if (peer.id == id_) continue;

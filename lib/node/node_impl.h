@@ -27,6 +27,7 @@
 #include "absl/base/thread_annotations.h"
 #include "common/mutex.h"
 #include "confman/kv/command.h"
+#include "confman/default_transport.h"
 #include "confman/kv/kv_state_machine.h"
 #include "confman/log_store.h"
 #include "confman/node.h"
@@ -48,7 +49,10 @@ uint64_t NewSessionId();
 
 class NodeImpl final : public Node, public TransportHandler {
  public:
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<NodeImpl>> Open(NodeOptions options);
+  // `default_transport` builds the transport when options.transport_factory
+  // is empty (null: such options are refused).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<NodeImpl>> Open(
+      NodeOptions options, DefaultTransportMaker default_transport);
   ~NodeImpl() override;
 
   // Node.
@@ -172,7 +176,7 @@ class NodeImpl final : public Node, public TransportHandler {
     std::unique_ptr<SnapshotSink> sink;
   };
 
-  explicit NodeImpl(NodeOptions options);
+  NodeImpl(NodeOptions options, DefaultTransportMaker default_transport);
   [[nodiscard]] absl::Status OpenStorage();
   // The factory's store, or the default for `dir` (empty: in memory).
   [[nodiscard]] absl::Status OpenLogStore(const std::string& dir);
@@ -323,6 +327,7 @@ class NodeImpl final : public Node, public TransportHandler {
   // Set by Open, then read-only on every thread until the destructor.
   NodeOptions options_;
   raft::MemberId id_;
+  DefaultTransportMaker default_transport_;
   std::unique_ptr<LogStore> log_;
   std::unique_ptr<kv::KvStateMachine> sm_;
   std::unique_ptr<Transport> transport_;

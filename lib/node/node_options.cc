@@ -3,7 +3,7 @@
 #include "confman/kv/model.h"
 #include "confman/metrics.h"
 #include "confman/node_options.h"
-#include "confman/transport/tcp.h"
+#include "confman/wire_limits.h"
 
 namespace confman {
 namespace {
@@ -20,7 +20,7 @@ constexpr uint64_t kCommandOverheadBytes = 4096;
 [[nodiscard]] absl::Status ValidateIdentity(const NodeOptions& o) {
   if (o.id == raft::kNoMember) return Invalid("id", "must be non-zero");
   if (o.cluster_id.empty()) return Invalid("cluster_id", "is required");
-  if (o.shared_secret.size() < TcpTransportOptions::kMinSecretBytes) {
+  if (o.shared_secret.size() < wire_limits::kMinSharedSecretBytes) {
     return Invalid("shared_secret", "must be at least 16 bytes");
   }
   if (o.listen_address.rfind(':') == std::string::npos) {
@@ -70,18 +70,18 @@ constexpr uint64_t kCommandOverheadBytes = 4096;
         "exceed max_append_bytes (", o.max_append_bytes, ")"));
   }
   const uint64_t append_frame =
-      TcpTransportOptions::FrameBytesFor(o.max_append_bytes, 1024);
+      wire_limits::FrameBytesFor(o.max_append_bytes, 1024);
   if (append_frame > o.max_frame_bytes) {
     return Invalid("max_append_bytes", absl::StrCat(
         "needs frames of ", append_frame, " bytes, above max_frame_bytes (",
         o.max_frame_bytes, ")"));
   }
-  if (o.max_frame_bytes > TcpTransportOptions::kMaxFrameBytes ||
-      o.max_frame_bytes < TcpTransportOptions::kMinFrameBytes) {
+  if (o.max_frame_bytes > wire_limits::kMaxFrameBytes ||
+      o.max_frame_bytes < wire_limits::kMinFrameBytes) {
     return Invalid("max_frame_bytes", "must be within [64 KiB, 1 GiB]");
   }
   if (o.snapshot_chunk_bytes == 0 ||
-      TcpTransportOptions::FrameBytesFor(o.snapshot_chunk_bytes, 1) >
+      wire_limits::FrameBytesFor(o.snapshot_chunk_bytes, 1) >
           o.max_frame_bytes) {
     return Invalid("snapshot_chunk_bytes",
                    "must be positive and fit one frame (max_frame_bytes)");
