@@ -150,4 +150,31 @@ class StateMachine {
       const raft::SnapshotMeta& meta) = 0;
 };
 
+// What a state machine that stores references to retained log entries
+// (entry_archive.h) instead of copies of their data tells the log's owner,
+// so that the owner can drop the retained entries no state needs any more.
+//
+// The owner may drop a retained entry at index i once, with no snapshot
+// source open (OpenSnapshotCount() == 0 both before and after the
+// question), ReferencedLogEntries(lo, hi) for a range holding i left i out,
+// and the state it answered for is durable (StateMachine::Sync).
+// Thread safety: both methods may run on any thread, concurrently with
+// Apply.
+class LogEntryReferences {
+ public:
+  virtual ~LogEntryReferences() = default;
+
+  // Log indexes in [lo, hi] whose entries hold data of the current version,
+  // ascending. An index in that range absent from the list is never needed
+  // again by this version or a later one (later versions only refer to
+  // newer entries); open snapshot sources may still need it. At most
+  // hi - lo + 1 indexes, so callers bound the memory by the range.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
+      raft::Index lo, raft::Index hi) const = 0;
+
+  // Snapshot sources opened and not yet destroyed: each may still read an
+  // entry the current version no longer refers to.
+  virtual int OpenSnapshotCount() const = 0;
+};
+
 }  // namespace confman

@@ -1,10 +1,10 @@
 // The apply thread: applies committed entries in order, completes the
 // writes waiting for them, serves reads whose read index is applied, and
 // runs every user callback, so neither the Raft loop nor the transport
-// ever waits on host code.
+// ever waits on host code. Log compaction and the sweep of retained values
+// run beside it (log_retention.cc); peer addresses are refreshed from the
+// applied state in node_peers.cc.
 #include <algorithm>
-#include <charconv>
-#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,9 +15,6 @@
 
 namespace confman::node_internal {
 
-// Retained entries examined per step of the sweep of replaced values, which
-// bounds its memory whatever the number of large values stored.
-constexpr size_t kSweepPageEntries = 4096;
 namespace {
 
 // Consecutive committed batches are applied in one state-machine
@@ -130,7 +127,7 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
   ServeReadsUpTo(applied_);
   watch_hub_->NotifyRevision();
   if (membership_changed) RefreshPeers(before ? &*before : nullptr);
-  MaybeCompactLog(applied_);
+  retention_->Applied(applied_);
 }
 
 void NodeImpl::CompleteWrites(const std::vector<ApplyResult>& results,
@@ -208,8 +205,7 @@ void NodeImpl::InstallStaged(InstallSnapshot install) {
   Log(LogLevel::kInfo, absl::StrCat("installed snapshot at index ",
                                     install.meta.index));
   applied_ = sm_->AppliedIndex();
-  last_compacted_ = install.meta.index;
-  RequestCompaction(0);
+  retention_->SnapshotInstalled(install.meta.index);
   asio::post(loop_, [this, meta = install.meta, number = install.number] {
     if (closing_) return;
     installs_done_ = std::max(installs_done_, number);
@@ -235,150 +231,6 @@ void NodeImpl::AddWaitingRead(raft::Index index, std::function<void()> read) {
     if (index <= applied_) return read();
     waiting_reads_.emplace(index, std::move(read));
   });
-}
-
-void NodeImpl::MaybeCompactLog(raft::Index applied) {
-  const uint64_t keep = options_.log_keep_entries;
-  if (applied < last_compacted_ + keep + options_.log_compact_every) return;
-  // A follower installing a snapshot continues from the log right after
-  // it; compacting that away would send it another snapshot.
-  const raft::Index through = std::min(applied - keep, SnapshotFloor());
-  if (through <= last_compacted_) return;
-  last_compacted_ = through;
-  RequestCompaction(last_compacted_);
-}
-
-void NodeImpl::RequestCompaction(raft::Index through) {
-  {
-    common::MutexLock lock(&compact_mu_);
-    compact_through_ = std::max(compact_through_, through);
-    sweep_requested_ = true;
-  }
-  compact_cv_.Signal();
-}
-
-void NodeImpl::CompactionLoop() {
-  compact_mu_.Lock();
-  while (true) {
-    while (!compact_stop_ && !sweep_requested_) compact_cv_.Wait(&compact_mu_);
-    if (compact_stop_) break;
-    const raft::Index through = std::exchange(compact_through_, 0);
-    sweep_requested_ = false;
-    compact_mu_.Unlock();
-    if (through > 0) {
-      // The state's last commit may not be durable yet; the log must still
-      // hold whatever a system crash could undo.
-      absl::Status s = sm_->Sync();
-      if (s.ok()) s = log_->CompactPrefix(through);
-      if (!s.ok() && !absl::IsInvalidArgument(s)) {
-        Log(LogLevel::kWarning, absl::StrCat("log compaction through ", through,
-                                             " failed: ", s.ToString()));
-      }
-    }
-    DropUnreferencedLogValues();
-    compact_mu_.Lock();
-  }
-  compact_mu_.Unlock();
-}
-
-void NodeImpl::StopCompaction() {
-  {
-    common::MutexLock lock(&compact_mu_);
-    compact_stop_ = true;
-  }
-  compact_cv_.SignalAll();
-  if (compact_thread_.joinable()) compact_thread_.join();
-}
-
-// Retained entries below the log hold values of keys that may since have
-// changed. An entry the current state no longer refers to is never needed
-// again (later states only refer to newer entries), unless a snapshot
-// source opened on an older state is still streaming it; so the sweep waits
-// for open sources to close (a finished stream asks for it again). Applies
-// may run meanwhile: the retained list is read before the references, so an
-// entry a newer state refers to already shows there. Open sources are
-// counted again after the references are read: one opened in between may
-// hold an older state; one opened later holds this state or a newer one.
-void NodeImpl::DropUnreferencedLogValues() {
-  raft::Index after = 0;
-  while (true) {
-    absl::StatusOr<raft::Index> next = DropUnreferencedLogValuesAfter(after);
-    if (!next.ok()) {
-      Log(LogLevel::kWarning, absl::StrCat("dropping log entries of replaced "
-                                           "values failed: ",
-                                           next.status().ToString()));
-      return;
-    }
-    if (*next == after) return;
-    after = *next;
-  }
-}
-
-// One page of the sweep: retained entries above `after`, at most
-// kSweepPageEntries of them. Returns where the next page starts (`after`
-// itself when the sweep is done or must wait).
-absl::StatusOr<raft::Index> NodeImpl::DropUnreferencedLogValuesAfter(
-    raft::Index after) {
-  if (sm_->OpenSnapshotCount() > 0) return after;
-  CONFMAN_ASSIGN_OR_RETURN(std::vector<raft::Index> retained,
-                           log_->RetainedIndexes(after, kSweepPageEntries));
-  if (retained.empty()) return after;
-  CONFMAN_ASSIGN_OR_RETURN(
-      std::vector<raft::Index> referenced,
-      sm_->ReferencedLogEntries(retained.front(), retained.back()));
-  if (sm_->OpenSnapshotCount() > 0) return after;
-  std::vector<raft::Index> unreferenced;
-  std::set_difference(retained.begin(), retained.end(), referenced.begin(),
-                      referenced.end(), std::back_inserter(unreferenced));
-  if (!unreferenced.empty()) {
-    // The state version read above must survive a system crash before the
-    // entries it no longer needs are gone.
-    CONFMAN_RETURN_IF_ERROR(sm_->Sync());
-    CONFMAN_RETURN_IF_ERROR(log_->DropRetained(std::move(unreferenced)));
-  }
-  return retained.back();
-}
-
-// The membership the state has applied; nullopt (logged) if the state
-// cannot say, in which case peers are only ever added, never removed.
-std::optional<raft::Membership> NodeImpl::AppliedMembership() {
-  absl::StatusOr<AppliedState> info = sm_->BootInfo();
-  if (info.ok()) return info->membership;
-  Log(LogLevel::kWarning, absl::StrCat("cannot read the applied membership: ",
-                                       info.status().ToString()));
-  return std::nullopt;
-}
-
-void NodeImpl::RefreshPeers(const raft::Membership* previous) {
-  absl::StatusOr<kv::ListPage> page =
-      sm_->List(kv::ListRequest{.ns = kMembersNamespace, .limit = 10000});
-  if (!page.ok()) {
-    Log(LogLevel::kWarning, absl::StrCat("cannot read member addresses: ",
-                                         page.status().ToString()));
-  } else {
-    for (const kv::KeyValue& kv : page->items) {
-      raft::MemberId id = 0;
-      std::from_chars(kv.key.data(), kv.key.data() + kv.key.size(), id);
-      if (id == raft::kNoMember || id == id_ || AddressOf(id) == kv.value) continue;
-      if (absl::Status added = transport_->AddPeer(id, kv.value); !added.ok()) {
-        Log(LogLevel::kWarning,
-            absl::StrCat("cannot reach member ", id, " at ", kv.value, ": ",
-                         added.ToString()));
-        continue;
-      }
-      common::MutexLock lock(&peers_mu_);
-      addresses_[id] = kv.value;
-    }
-  }
-  if (previous == nullptr) return;
-  const std::optional<raft::Membership> now = AppliedMembership();
-  if (!now) return;
-  for (const auto* list : {&previous->voters, &previous->voters_outgoing,
-                           &previous->learners}) {
-    for (raft::MemberId id : *list) {
-      if (id != id_ && !raft::IsMember(*now, id)) transport_->RemovePeer(id);
-    }
-  }
 }
 
 }  // namespace confman::node_internal

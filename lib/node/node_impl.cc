@@ -92,6 +92,7 @@ absl::Status NodeImpl::OpenStorage() {
     CONFMAN_RETURN_IF_ERROR(OpenLogStore(""));
     sm_options.value_archive = log_.get();
     CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::CreateInMemory(sm_options));
+    CreateLogRetention();
     return absl::OkStatus();
   }
   const std::filesystem::path dir(options_.data_dir);
@@ -106,10 +107,20 @@ absl::Status NodeImpl::OpenStorage() {
   sm_options.dir = dir / "state";
   sm_options.value_archive = log_.get();
   CONFMAN_ASSIGN_OR_RETURN(sm_, kv::KvStateMachine::OpenLmdb(sm_options));
+  CreateLogRetention();
   // A crash between a snapshot install and its cleanup leaves entries no
   // state refers to.
-  DropUnreferencedLogValues();
+  retention_->SweepNow();
   return absl::OkStatus();
+}
+
+void NodeImpl::CreateLogRetention() {
+  retention_ = std::make_unique<LogRetention>(
+      *log_, *sm_, *sm_,
+      LogRetention::Options{.keep_entries = options_.log_keep_entries,
+                            .compact_every = options_.log_compact_every},
+      [this](LogLevel level, const std::string& line) { Log(level, line); },
+      [this] { return SnapshotFloor(); });
 }
 
 absl::Status NodeImpl::OpenLogStore(const std::string& dir) {
@@ -175,7 +186,7 @@ absl::Status NodeImpl::OpenCore() {
   CONFMAN_ASSIGN_OR_RETURN(core_,
                            raft::Core::Create(core_options, boot, log_.get()));
   applied_ = applied.applied_index;
-  last_compacted_ = log_->FirstIndex() - 1;
+  retention_->CompactedThrough(log_->FirstIndex() - 1);
   return absl::OkStatus();
 }
 
@@ -249,10 +260,7 @@ void NodeImpl::StartThreads() {
     RefreshStatusCache();
     ScheduleTick();
   });
-  compact_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "confman-compact");
-    CompactionLoop();
-  });
+  retention_->Start();
   loop_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "confman-raft");
     loop_.run();
@@ -275,11 +283,12 @@ void NodeImpl::Close() {
       "take effect");
   StopLoop(closing, closing_in_flight);
   DrainApply(closing_in_flight);
-  StopCompaction();
+  if (retention_) retention_->Stop();
   StopWatches();
   if (transport_) transport_->Stop();
   core_.reset();
   while (caller_reads_ > 0) std::this_thread::yield();
+  retention_.reset();
   sm_.reset();
   log_.reset();
   closed_ = true;
@@ -344,12 +353,6 @@ Clock::time_point NodeImpl::Deadline() const {
 }
 
 std::string NodeImpl::DefaultActor() const { return absl::StrCat("member-", id_); }
-
-std::string NodeImpl::AddressOf(raft::MemberId id) const {
-  common::MutexLock lock(&peers_mu_);
-  auto it = addresses_.find(id);
-  return it == addresses_.end() ? std::string() : it->second;
-}
 
 absl::Status NodeImpl::NotLeaderError(raft::MemberId leader,
                                       const char* what) const {

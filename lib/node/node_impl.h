@@ -2,9 +2,13 @@
 // thread layout). Split across files by thread:
 //   node_impl.cc      open, close and the public API (caller threads)
 //   node_loop.cc      the Raft loop: ticks, Ready handling, transport input
+//   node_write.cc     host writes, their retries and forwarding
 //   node_apply.cc     the apply thread: applying, completing, serving reads
+//   node_peers.cc     the peer directory, refreshed from the applied state
 //   node_snapshot.cc  snapshot streams in both directions
 //   node_watch.cc     watches
+// and, in classes of their own, log_retention.h (compaction and the sweep
+// of retained values, on their own thread) and watch_hub.h.
 #pragma once
 
 #include <asio.hpp>
@@ -34,6 +38,7 @@
 #include "confman/raft/core.h"
 #include "confman/raft/membership.h"
 #include "confman/transport.h"
+#include "log_retention.h"
 #include "watch_hub.h"
 
 namespace confman::node_internal {
@@ -180,6 +185,8 @@ class NodeImpl final : public Node, public TransportHandler {
   [[nodiscard]] absl::Status OpenStorage();
   // The factory's store, or the default for `dir` (empty: in memory).
   [[nodiscard]] absl::Status OpenLogStore(const std::string& dir);
+  // Once log_ and sm_ are open.
+  void CreateLogRetention();
   [[nodiscard]] absl::Status OpenCore();
   [[nodiscard]] absl::Status AlignLogWithState(const AppliedState& applied);
   [[nodiscard]] absl::Status OpenTransport();
@@ -280,17 +287,10 @@ class NodeImpl final : public Node, public TransportHandler {
   void DropOneApplyForTesting(std::vector<raft::Entry>& entries);
   void ServeReadsUpTo(raft::Index applied);
   void AddWaitingRead(raft::Index index, std::function<void()> read);
-  void MaybeCompactLog(raft::Index applied);
 
-  // Log compaction thread (node_apply.cc): compaction waits for the log
-  // writer's queue, so it runs beside the apply thread, not on it.
-  // `through` 0 asks only for a sweep of unreferenced values.
-  void RequestCompaction(raft::Index through);
-  void CompactionLoop();
-  void StopCompaction();
-  // Drops the log's retained entries whose values no key holds any more.
-  void DropUnreferencedLogValues();
-  [[nodiscard]] absl::StatusOr<raft::Index> DropUnreferencedLogValuesAfter(raft::Index after);
+  // Peer directory (node_peers.cc): tells the transport about members
+  // recorded in the applied state, and forgets those that left since
+  // `previous` (null: add only). Apply thread, or Open.
   void RefreshPeers(const raft::Membership* previous);
   std::optional<raft::Membership> AppliedMembership();
 
@@ -329,7 +329,12 @@ class NodeImpl final : public Node, public TransportHandler {
   raft::MemberId id_;
   DefaultTransportMaker default_transport_;
   std::unique_ptr<LogStore> log_;
+  // The config store. The node applies to it and snapshots it through
+  // StateMachine, and serves reads and watches through its kv interface.
   std::unique_ptr<kv::KvStateMachine> sm_;
+  // Compaction and the sweep of retained values: uses log_ and sm_ (as
+  // StateMachine and LogEntryReferences only); created with them.
+  std::unique_ptr<LogRetention> retention_;
   std::unique_ptr<Transport> transport_;
   std::string listen_address_;
   std::atomic<bool> closing_{false};
@@ -397,19 +402,10 @@ class NodeImpl final : public Node, public TransportHandler {
   std::thread apply_thread_;  // Started by Open, joined by Close.
   // Apply thread (confman-apply) only.
   std::multimap<raft::Index, std::function<void()>> waiting_reads_;
-  raft::Index last_compacted_ = 0;  // Last compaction requested.
   // Puts and deletes in host namespaces applied since Open; counted only
   // while NodeTestingFault::kDropOneApply is set.
   uint64_t testing_host_writes_applied_ = 0;
 
-  // Requests for the compaction thread (confman-compact).
-  common::Mutex compact_mu_;
-  common::CondVar compact_cv_;
-  // Requested, not yet started.
-  raft::Index compact_through_ ABSL_GUARDED_BY(compact_mu_) = 0;
-  bool sweep_requested_ ABSL_GUARDED_BY(compact_mu_) = false;
-  bool compact_stop_ ABSL_GUARDED_BY(compact_mu_) = false;
-  std::thread compact_thread_;
   std::atomic<raft::Index> applied_{0};
   // Entry bytes committed but not yet applied. The leader refuses new
   // writes while it exceeds max_uncommitted_bytes, so a slow state machine

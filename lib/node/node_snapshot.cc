@@ -110,7 +110,7 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
   }
   Count("node.snapshots_sent");
   source = absl::CancelledError();  // Release the read transaction first.
-  RequestCompaction(0);  // Values replaced during the stream can go now.
+  retention_->RequestSweep();  // Values replaced during the stream can go now.
   {
     // Before the report: the core may ask for the next stream at once, and
     // that request must not find this one still registered.

@@ -105,9 +105,8 @@ struct KvStateMachineOptions {
   // copy of the value, and reads fetch the value from it; snapshots still
   // carry values inline. Not owned; it must outlive the state machine and
   // every snapshot source it opens, and must be the same log across
-  // restarts. The owner drops retained entries only when no snapshot source
-  // is open (OpenSnapshotCount) and ReferencedLogEntries no longer lists
-  // them. Default none: every value is stored here.
+  // restarts. The owner drops retained entries only as LogEntryReferences
+  // (state_machine.h) allows. Default none: every value is stored here.
   const EntryArchive* value_archive = nullptr;
 
   // Exactly-once sessions (see "Exactly-once writes" below). These three
@@ -135,7 +134,7 @@ struct KvStateMachineOptions {
   [[nodiscard]] absl::Status Validate() const;
 };
 
-class KvStateMachine final : public StateMachine {
+class KvStateMachine final : public StateMachine, public LogEntryReferences {
  public:
   // Opens or creates the store in options.dir, clearing stale LMDB readers
   // and any half-finished restore. Not fork-safe (see LmdbLogStore).
@@ -182,15 +181,11 @@ class KvStateMachine final : public StateMachine {
   // Bytes of the live LMDB environment's data file (0 in memory).
   uint64_t StorageBytes() const;
 
-  // Log indexes in [lo, hi] whose entries hold values of the current
-  // version, ascending. An index in that range absent from the list is
-  // never needed again by this version or a later one (later versions only
-  // refer to newer entries); open snapshot sources may still need it. At
-  // most hi - lo + 1 indexes, so callers bound the memory by the range.
+  // LogEntryReferences (state_machine.h): the entries of value_archive
+  // whose values keys of the current version hold.
   [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
-      raft::Index lo, raft::Index hi) const;
-  // Snapshot sources opened and not yet destroyed.
-  int OpenSnapshotCount() const;
+      raft::Index lo, raft::Index hi) const override;
+  int OpenSnapshotCount() const override;
 
  private:
   class Impl;
