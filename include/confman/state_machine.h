@@ -4,7 +4,7 @@
 //
 // Threads: Apply, BeginRestore and SnapshotSink::Commit are called from one
 // thread at a time (the node's apply thread). OpenSnapshot, AppliedIndex,
-// BootInfo and an implementation's read methods may be called from any
+// CurrentAppliedState and an implementation's read methods may be called from any
 // thread, concurrently with Apply. A SnapshotSource or SnapshotSink may be
 // handed to another thread, but each is used by one thread at a time.
 #pragma once
@@ -137,8 +137,9 @@ class StateMachine {
   // The index applied through; 0 for a new state machine.
   virtual raft::Index AppliedIndex() const = 0;
 
-  // Applied index and term, and the membership as of it.
-  [[nodiscard]] virtual absl::StatusOr<AppliedState> BootInfo() const = 0;
+  // Applied index and term, and the membership as of it: what a restart
+  // boots from, and what the node reads after applying a membership change.
+  [[nodiscard]] virtual absl::StatusOr<AppliedState> CurrentAppliedState() const = 0;
 
   // A snapshot of the current applied state (see SnapshotSource).
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const = 0;

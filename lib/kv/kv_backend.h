@@ -22,7 +22,7 @@ enum class Table : uint8_t {
   kMeta = 0,     // Applied index/term, revision, membership, history start.
   kKeys = 1,     // ns '\0' key -> key record.
   kChanges = 2,  // big-endian revision -> change record.
-  // big-endian log index -> key address, for every value left in the log
+  // big-endian log index -> kKeys table key, for every value left in the log
   // (KeyRecord::value_log_index): the entries the store still needs.
   kValueRefs = 3,
   // Exactly-once client sessions (sessions.h): per-client records, their

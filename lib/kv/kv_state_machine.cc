@@ -28,7 +28,8 @@ ApplyResult Outcome(raft::Index index, absl::Status outcome,
                      .revision = revision};
 }
 
-std::string Address(std::string_view ns, std::string_view key) {
+// How messages name a key: "ns/key".
+std::string DisplayName(std::string_view ns, std::string_view key) {
   return absl::StrCat(ToAbsl(ns), "/", ToAbsl(key));
 }
 
@@ -60,9 +61,9 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 }
 
 [[nodiscard]] absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
-                                                 std::string_view address) {
+                                                 std::string_view table_key) {
   CONFMAN_ASSIGN_OR_RETURN(std::optional<std::string_view> stored,
-                           reader.Get(Table::kKeys, address));
+                           reader.Get(Table::kKeys, table_key));
   if (!stored) return std::optional<KeyRecord>();
   CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(*stored));
   return std::optional<KeyRecord>(record);
@@ -103,7 +104,7 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   const uint64_t actual = current ? current->mod_revision : 0;
   if (actual == *command.expected_revision) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      "revision conflict on ", Address(command.ns, command.key),
+      "revision conflict on ", DisplayName(command.ns, command.key),
       ": expected revision ", *command.expected_revision, ", found ", actual,
       actual == 0 ? " (absent)" : "", "; re-read the key and retry"));
 }
@@ -112,14 +113,14 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 // record held and adds the new record's.
 [[nodiscard]] absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
                              raft::Index new_log_index,
-                             std::string_view address) {
+                             std::string_view table_key) {
   if (old && old->value_log_index != 0) {
     CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
         Table::kValueRefs, common::BigEndianKey(old->value_log_index)));
   }
   if (new_log_index == 0) return absl::OkStatus();
   return batch.writer.Put(Table::kValueRefs,
-                          common::BigEndianKey(new_log_index), {address});
+                          common::BigEndianKey(new_log_index), {table_key});
 }
 
 // `in_log`: the log retains this entry, so the value stays there.
@@ -127,13 +128,13 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
                                      const CommandView& command, bool in_log) {
   if (command.raw_size > batch.options.max_value_bytes) {
     return Outcome(index, absl::InvalidArgumentError(absl::StrCat(
-                              "the value for ", Address(command.ns, command.key),
+                              "the value for ", DisplayName(command.ns, command.key),
                               " is ", command.raw_size, " bytes; the store's "
                               "limit is ", batch.options.max_value_bytes)));
   }
-  const std::string address = KeyAddress(command.ns, command.key);
+  const std::string table_key = KeysTableKey(command.ns, command.key);
   CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> current,
-                           LoadKey(batch.writer, address));
+                           LoadKey(batch.writer, table_key));
   if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
     return Outcome(index, std::move(check));
   }
@@ -149,10 +150,10 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
       .stored_bytes = command.stored_value.size(),
       .stored_value = in_log ? std::string_view() : command.stored_value};
   CONFMAN_RETURN_IF_ERROR(
-      batch.writer.Put(Table::kKeys, address,
+      batch.writer.Put(Table::kKeys, table_key,
                        {EncodeKeyRecordHead(record), record.stored_value}));
   CONFMAN_RETURN_IF_ERROR(
-      ReplaceValueRef(batch, current, record.value_log_index, address));
+      ReplaceValueRef(batch, current, record.value_log_index, table_key));
   CONFMAN_RETURN_IF_ERROR(RecordChange(batch, command, ChangeOp::kPut,
                                        current ? current->mod_revision : 0,
                                        revision));
@@ -161,20 +162,20 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 
 [[nodiscard]] absl::StatusOr<ApplyResult> ApplyDelete(Batch& batch, raft::Index index,
                                         const CommandView& command) {
-  const std::string address = KeyAddress(command.ns, command.key);
+  const std::string table_key = KeysTableKey(command.ns, command.key);
   CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> current,
-                           LoadKey(batch.writer, address));
+                           LoadKey(batch.writer, table_key));
   if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
     return Outcome(index, std::move(check));
   }
   if (!current) {
     return Outcome(index, absl::NotFoundError(absl::StrCat(
-                              "cannot delete ", Address(command.ns, command.key),
+                              "cannot delete ", DisplayName(command.ns, command.key),
                               ": no such key")));
   }
   const uint64_t revision = ++batch.meta.revision;
-  CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(Table::kKeys, address));
-  CONFMAN_RETURN_IF_ERROR(ReplaceValueRef(batch, current, 0, address));
+  CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(Table::kKeys, table_key));
+  CONFMAN_RETURN_IF_ERROR(ReplaceValueRef(batch, current, 0, table_key));
   CONFMAN_RETURN_IF_ERROR(RecordChange(batch, command, ChangeOp::kDelete,
                                        current->mod_revision, 0));
   return Outcome(index, absl::OkStatus(), revision);
@@ -274,17 +275,17 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 // The decompressed value of `record`, from the record or from the log.
 // Aborted if the log dropped the entry since the record was read: the key
 // changed meanwhile, and a fresh read sees its new record.
-[[nodiscard]] absl::StatusOr<std::string> ReadValue(std::string_view address,
+[[nodiscard]] absl::StatusOr<std::string> ReadValue(std::string_view table_key,
                                       const KeyRecord& record,
                                       const EntryArchive* archive) {
   if (record.value_log_index == 0) {
     return DecodeValue(record.stored_value, record.encoding, record.raw_size);
   }
   absl::StatusOr<LoggedValue> logged =
-      ReadLoggedValue(archive, record, address);
+      ReadLoggedValue(archive, record, table_key);
   if (absl::IsNotFound(logged.status())) {
     return absl::AbortedError(absl::StrCat(
-        "the value of ", ToAbsl(address), " changed while it was being read (",
+        "the value of ", ToAbsl(table_key), " changed while it was being read (",
         logged.status().message(), "); retry the read"));
   }
   if (!logged.ok()) return logged.status();
@@ -306,12 +307,12 @@ auto RetryAborted(ReadFn read) -> decltype(read()) {
   }
 }
 
-[[nodiscard]] absl::StatusOr<KeyValue> ToKeyValue(std::string_view address,
+[[nodiscard]] absl::StatusOr<KeyValue> ToKeyValue(std::string_view table_key,
                                     const KeyRecord& record, bool with_value,
                                     const KvStateMachineOptions& options) {
-  const size_t nul = address.find('\0');
-  KeyValue kv{.ns = std::string(address.substr(0, nul)),
-              .key = std::string(address.substr(nul + 1)),
+  const size_t nul = table_key.find('\0');
+  KeyValue kv{.ns = std::string(table_key.substr(0, nul)),
+              .key = std::string(table_key.substr(nul + 1)),
               .value = {},
               .content_type = std::string(record.content_type),
               .create_revision = record.create_revision,
@@ -321,11 +322,11 @@ auto RetryAborted(ReadFn read) -> decltype(read()) {
   if (!with_value) return kv;
   if (record.raw_size > options.max_value_bytes) {
     return absl::DataLossError(absl::StrCat(
-        "the stored value of ", Address(kv.ns, kv.key), " claims ",
+        "the stored value of ", DisplayName(kv.ns, kv.key), " claims ",
         record.raw_size, " bytes, above the limit; the store is damaged"));
   }
   CONFMAN_ASSIGN_OR_RETURN(kv.value,
-                           ReadValue(address, record, options.value_archive));
+                           ReadValue(table_key, record, options.value_archive));
   return kv;
 }
 
@@ -437,7 +438,7 @@ class KvStateMachine::Impl {
   uint64_t Revision() const { return revision_.load(); }
   int64_t ClockMicros() const { return clock_.load(); }
 
-  [[nodiscard]] absl::StatusOr<AppliedState> BootInfo() const {
+  [[nodiscard]] absl::StatusOr<AppliedState> CurrentAppliedState() const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
@@ -501,12 +502,12 @@ class KvStateMachine::Impl {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> record,
-                             LoadKey(*reader, KeyAddress(ns, key)));
+                             LoadKey(*reader, KeysTableKey(ns, key)));
     if (!record) {
-      return absl::NotFoundError(absl::StrCat("no key ", Address(ns, key)));
+      return absl::NotFoundError(absl::StrCat("no key ", DisplayName(ns, key)));
     }
     reader->WillRead(record->stored_value);
-    return ToKeyValue(KeyAddress(ns, key), *record, true, options_);
+    return ToKeyValue(KeysTableKey(ns, key), *record, true, options_);
   }
 
   [[nodiscard]] absl::StatusOr<ListPage> ListOnce(const ListRequest& request) const {
@@ -515,21 +516,21 @@ class KvStateMachine::Impl {
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
     ListPage page{.items = {}, .more = false, .next_start_after = {},
                   .revision = meta.revision};
-    const std::string prefix = KeyAddress(request.ns, request.prefix);
-    const std::string after = KeyAddress(request.ns, request.start_after);
+    const std::string prefix = KeysTableKey(request.ns, request.prefix);
+    const std::string after = KeysTableKey(request.ns, request.start_after);
     const std::string& from = after > prefix ? after : prefix;
     uint64_t bytes = 0;
     absl::Status status;
     CONFMAN_RETURN_IF_ERROR(reader->Scan(
-        Table::kKeys, from, [&](std::string_view address, std::string_view stored) {
-          if (address.substr(0, prefix.size()) != prefix) return false;
-          if (!request.start_after.empty() && address == after) return true;
+        Table::kKeys, from, [&](std::string_view table_key, std::string_view stored) {
+          if (table_key.substr(0, prefix.size()) != prefix) return false;
+          if (!request.start_after.empty() && table_key == after) return true;
           if (page.items.size() >= request.limit ||
               (!page.items.empty() && bytes >= request.max_bytes)) {
             page.more = true;
             return false;
           }
-          absl::StatusOr<KeyValue> item = DecodeListed(address, stored, request);
+          absl::StatusOr<KeyValue> item = DecodeListed(table_key, stored, request);
           if (!item.ok()) {
             status = item.status();
             return false;
@@ -579,11 +580,11 @@ class KvStateMachine::Impl {
   uint64_t StorageBytes() const { return backend_->StorageBytes(); }
 
  private:
-  [[nodiscard]] absl::StatusOr<KeyValue> DecodeListed(std::string_view address,
+  [[nodiscard]] absl::StatusOr<KeyValue> DecodeListed(std::string_view table_key,
                                         std::string_view stored,
                                         const ListRequest& request) const {
     CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(stored));
-    return ToKeyValue(address, record, !request.keys_only, options_);
+    return ToKeyValue(table_key, record, !request.keys_only, options_);
   }
 
   void Publish(const MetaState& meta) {
@@ -639,8 +640,8 @@ absl::StatusOr<std::vector<ApplyResult>> KvStateMachine::Apply(
 }
 raft::Index KvStateMachine::AppliedIndex() const { return impl_->AppliedIndex(); }
 absl::Status KvStateMachine::Sync() { return impl_->Sync(); }
-absl::StatusOr<AppliedState> KvStateMachine::BootInfo() const {
-  return impl_->BootInfo();
+absl::StatusOr<AppliedState> KvStateMachine::CurrentAppliedState() const {
+  return impl_->CurrentAppliedState();
 }
 absl::StatusOr<std::unique_ptr<SnapshotSource>> KvStateMachine::OpenSnapshot() const {
   return impl_->OpenSnapshot();

@@ -34,7 +34,7 @@ constexpr std::string_view kSessionsKey = "sessions";
 
 }  // namespace
 
-std::string KeyAddress(std::string_view ns, std::string_view key) {
+std::string KeysTableKey(std::string_view ns, std::string_view key) {
   std::string out;
   out.reserve(ns.size() + 1 + key.size());
   out.append(ns);
@@ -79,10 +79,10 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
 
 [[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
                                             const KeyRecord& record,
-                                            std::string_view address) {
+                                            std::string_view table_key) {
   if (archive == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the value of ", common::ToAbsl(address), " is kept in log entry ",
+        "the value of ", common::ToAbsl(table_key), " is kept in log entry ",
         record.value_log_index,
         " but the config store was opened without "
         "its log; open it with KvStateMachineOptions.value_archive"));
@@ -92,11 +92,11 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
                            archive->ReadEntryData(record.value_log_index));
   absl::StatusOr<CommandView> command = DecodeCommand(out.entry_data);
   if (!command.ok() || command->kind != Command::Kind::kPut ||
-      KeyAddress(command->ns, command->key) != address ||
+      KeysTableKey(command->ns, command->key) != table_key ||
       command->stored_value.size() != record.stored_bytes) {
     return absl::DataLossError(absl::StrCat(
         "log entry ", record.value_log_index, " is not the put of ",
-        common::ToAbsl(address),
+        common::ToAbsl(table_key),
         " that the config store refers to; the "
         "store is damaged: restore this member from a peer snapshot"));
   }

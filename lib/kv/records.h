@@ -13,9 +13,10 @@
 
 namespace confman::kv {
 
-// kKeys key: the namespace, a NUL, the key (namespaces hold no NUL, so a
-// namespace's keys are one contiguous, ordered range).
-std::string KeyAddress(std::string_view ns, std::string_view key);
+// The kKeys table's key for ns/key: the namespace, a NUL, the key
+// (namespaces hold no NUL, so a namespace's keys are one contiguous, ordered
+// range). Not for messages: see DisplayName in kv_state_machine.cc.
+std::string KeysTableKey(std::string_view ns, std::string_view key);
 
 // A kKeys value: metadata, then the value bytes as stored.
 struct KeyRecord {
@@ -70,14 +71,15 @@ struct LoggedValue {
   std::string entry_data;
   std::string_view stored;
 };
-// Reads the value of `record` (value_log_index != 0) at `address` from the
+// Reads the value of `record` (value_log_index != 0), stored under
+// `table_key`, from the
 // log entry it names, checking that the entry is that key's put of that
 // size. NotFound if the log no longer holds the entry (the key changed
 // since the record was read: read it again); DataLoss if the entry is not
 // the put the record describes; FailedPrecondition without an archive.
 [[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
                                             const KeyRecord& record,
-                                            std::string_view address);
+                                            std::string_view table_key);
 
 class TableReader;
 class TableWriter;

@@ -146,7 +146,7 @@ absl::Status NodeImpl::OpenLogStore(const std::string& dir) {
 
 absl::Status NodeImpl::OpenCore() {
   CONFMAN_ASSIGN_OR_RETURN(raft::HardState hard_state, log_->LoadHardState());
-  CONFMAN_ASSIGN_OR_RETURN(AppliedState applied, sm_->BootInfo());
+  CONFMAN_ASSIGN_OR_RETURN(AppliedState applied, sm_->CurrentAppliedState());
   CONFMAN_RETURN_IF_ERROR(AlignLogWithState(applied));
   raft::BootState boot{.hard_state = hard_state,
                        .membership = applied.membership,

@@ -157,9 +157,10 @@ class NodeImpl final : public Node, public TransportHandler {
   };
   using ApplyTask =
       std::variant<CommittedBatch, InstallSnapshot, std::function<void()>>;
-  // A log write in flight (or held) and the messages that must wait for it.
-  struct InflightWrite {
-    std::vector<raft::Message> after_persist;
+  // The messages that may go only once one log write (in flight or held)
+  // is durable.
+  struct PendingSends {
+    std::vector<raft::Message> messages;
   };
   // A log write that may not reach the log store yet: it resets the log to
   // a snapshot, or follows such a write, and that snapshot's install has
@@ -353,7 +354,7 @@ class NodeImpl final : public Node, public TransportHandler {
   std::thread loop_thread_;
   std::unique_ptr<raft::Core> core_;
   // One per log write submitted or held, in Ready order.
-  std::deque<InflightWrite> inflight_writes_;
+  std::deque<PendingSends> pending_sends_;
   std::deque<HeldLogWrite> held_log_writes_;
   uint64_t installs_started_ = 0;  // Snapshots handed to the apply thread.
   uint64_t installs_done_ = 0;     // Of those, committed (reported back).

@@ -126,10 +126,10 @@ void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
     // Nothing to write: these only wait for earlier writes. After a failed
     // write they promise what this member may not hold: never sent.
     if (storage_failed_) return;
-    if (inflight_writes_.empty()) {
+    if (pending_sends_.empty()) {
       SendMessages(std::move(ready.messages_after_persist));
     } else {
-      auto& waiting = inflight_writes_.back().after_persist;
+      auto& waiting = pending_sends_.back().messages;
       for (auto& m : ready.messages_after_persist) waiting.push_back(std::move(m));
     }
     return;
@@ -148,7 +148,7 @@ void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
                                 : std::nullopt,
                  .hard_state = ready.hard_state,
                  .entries = std::move(ready.entries)};
-  inflight_writes_.push_back(InflightWrite{std::move(ready.messages_after_persist)});
+  pending_sends_.push_back(PendingSends{std::move(ready.messages_after_persist)});
   if (reset || !held_log_writes_.empty()) {
     held_log_writes_.push_back(
         HeldLogWrite{installs_started_, std::move(write), index, term});
@@ -182,14 +182,14 @@ void NodeImpl::ReleaseHeldLogWrites() {
 
 void NodeImpl::OnLogWriteDone(absl::Status status, raft::Index index,
                               raft::Term term) {
-  if (inflight_writes_.empty()) return;
-  InflightWrite done = std::move(inflight_writes_.front());
-  inflight_writes_.pop_front();
+  if (pending_sends_.empty()) return;
+  PendingSends done = std::move(pending_sends_.front());
+  pending_sends_.pop_front();
   if (!status.ok()) return FailStorage(status);
   // A write that succeeded after an earlier one failed may follow a gap.
   if (storage_failed_) return;
   if (index != 0) core_->ReportDurable(index, term);
-  SendMessages(std::move(done.after_persist));
+  SendMessages(std::move(done.messages));
   ProcessReady();
 }
 

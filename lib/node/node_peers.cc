@@ -20,7 +20,7 @@ std::string NodeImpl::AddressOf(raft::MemberId id) const {
 // The membership the state has applied; nullopt (logged) if the state
 // cannot say, in which case peers are only ever added, never removed.
 std::optional<raft::Membership> NodeImpl::AppliedMembership() {
-  absl::StatusOr<AppliedState> info = sm_->BootInfo();
+  absl::StatusOr<AppliedState> info = sm_->CurrentAppliedState();
   if (info.ok()) return info->membership;
   Log(LogLevel::kWarning, absl::StrCat("cannot read the applied membership: ",
                                        info.status().ToString()));

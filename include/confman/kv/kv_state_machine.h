@@ -152,7 +152,7 @@ class KvStateMachine final : public StateMachine, public LogEntryReferences {
       const ResultsKnown& results_known = {}) override;
   [[nodiscard]] absl::Status Sync() override;
   raft::Index AppliedIndex() const override;
-  [[nodiscard]] absl::StatusOr<AppliedState> BootInfo() const override;
+  [[nodiscard]] absl::StatusOr<AppliedState> CurrentAppliedState() const override;
   [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const override;
   [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSink>> BeginRestore(
       const raft::SnapshotMeta& meta) override;

@@ -44,10 +44,10 @@ TEMPLATE_TEST_CASE("apply advances the applied index and boot info",
   TestType factory;
   auto sm = factory.Open();
   CHECK(sm->AppliedIndex() == 0);
-  CHECK(sm->BootInfo().value().applied_index == 0);
+  CHECK(sm->CurrentAppliedState().value().applied_index == 0);
   Populate(*sm);
   CHECK(sm->AppliedIndex() == 6);
-  const AppliedState boot = sm->BootInfo().value();
+  const AppliedState boot = sm->CurrentAppliedState().value();
   CHECK(boot.applied_index == 6);
   CHECK(boot.applied_term == 2);
   CHECK(boot.membership == kThree);
@@ -140,7 +140,7 @@ TEMPLATE_TEST_CASE("a snapshot streams and restores the whole state",
     CHECK(absl::IsOutOfRange(snapshot->NextChunk().status()));
     REQUIRE(sink->Commit().ok());
     CHECK(target.AppliedIndex() == 6);
-    CHECK(target.BootInfo().value().membership == kThree);
+    CHECK(target.CurrentAppliedState().value().membership == kThree);
     CHECK(target.Get("app", "b").value().value == testing::NoiseBytes(10000, 2));
     CHECK(target.Get("other", "c").value().value == "3");
     CHECK(absl::IsNotFound(target.Get("app", "late").status()));
@@ -260,7 +260,7 @@ TEST_CASE("the LMDB state machine survives a reopen", "[state_machine][lmdb]") {
   auto sm = factory.Open();
   CHECK(sm->AppliedIndex() == 6);
   CHECK(sm->Revision() == 3);
-  CHECK(sm->BootInfo().value().membership == kThree);
+  CHECK(sm->CurrentAppliedState().value().membership == kThree);
   CHECK(sm->Get("app", "a").value().value == "1");
 }
 
