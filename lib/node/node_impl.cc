@@ -273,8 +273,7 @@ void NodeImpl::Close() {
   common::MutexLock close_lock(&close_mu_);
   if (closed_) return;
   closing_ = true;
-  const absl::Status closing =
-      absl::UnavailableError("the node is closing; retry on another member");
+  const absl::Status closing = ClosingError();
   // A write proposed here or forwarded to the leader may still commit
   // through the other members: "did not take effect" (Unavailable) would
   // misstate it.
@@ -404,7 +403,7 @@ absl::Status NodeImpl::CheckWritable(const std::string& ns) const {
 void NodeImpl::WriteAsync(kv::Command command, const WriteOptions& options,
                           WriteCallback done) {
   if (closing_) {
-    return done(absl::UnavailableError("the node is closing; retry on another member"));
+    return done(ClosingError());
   }
   if (absl::Status s = CheckWritable(command.ns); !s.ok()) return done(s);
   if (command.kind == kv::Command::Kind::kPut) {
@@ -508,7 +507,7 @@ void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> rea
                            std::function<void(absl::Status)> fail) {
   Count("node.reads");
   if (closing_) {
-    return fail(absl::UnavailableError("the node is closing; retry on another member"));
+    return fail(ClosingError());
   }
   if (absl::Status halted = HaltedError(); !halted.ok()) return fail(halted);
   // TEST ONLY (NodeTestingFault::kLocalLinearizableReads): every read is
@@ -518,8 +517,7 @@ void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> rea
           options_.testing_faults,
           testing::NodeTestingFault::kLocalLinearizableReads)) {
     if (!EnterCallerRead()) {
-      return fail(absl::UnavailableError(
-          "the node is closing; retry on another member"));
+      return fail(ClosingError());
     }
     read();
     LeaveCallerRead();
@@ -535,7 +533,7 @@ void NodeImpl::AtReadPoint(const ReadOptions& options, std::function<void()> rea
     AddWaitingRead(*index, [this, read = std::move(read), fail = std::move(fail)] {
       if (closing_ && closed_) return;
       if (closing_) {
-        return fail(absl::UnavailableError("the node is closing; retry on another member"));
+        return fail(ClosingError());
       }
       read();
     });
@@ -610,7 +608,7 @@ absl::Status NodeImpl::ProposeMembershipOnce(raft::MembershipChange change) {
   auto [done, future] = MakeCompletion<uint64_t>();
   asio::post(loop_, [this, change, done = std::move(done),
                      deadline = Deadline()]() mutable {
-    if (closing_) return done(absl::UnavailableError("the node is closing"));
+    if (closing_) return done(ClosingError(""));
     if (absl::Status halted = HaltedError(); !halted.ok()) return done(halted);
     if (core_->role() != raft::Role::kLeader) {
       return done(NotLeaderError(core_->LeaderId(), "a membership change"));
@@ -692,7 +690,7 @@ absl::Status NodeImpl::RemoveMember(raft::MemberId id) {
 absl::Status NodeImpl::TransferLeadership(raft::MemberId id) {
   auto [done, future] = MakeCompletion<uint64_t>();
   asio::post(loop_, [this, id, done = std::move(done)]() mutable {
-    if (closing_) return done(absl::UnavailableError("the node is closing"));
+    if (closing_) return done(ClosingError(""));
     if (absl::Status halted = HaltedError(); !halted.ok()) return done(halted);
     if (core_->role() != raft::Role::kLeader) {
       return done(NotLeaderError(core_->LeaderId(), "TransferLeadership"));

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "closing_error.h"
 #include "common/mutex.h"
 #include "confman/kv/command.h"
 #include "confman/default_transport.h"

@@ -284,7 +284,7 @@ void NodeImpl::HandOffLeadership() {
 void NodeImpl::StartRead(raft::ReadMode mode, ReadAt done,
                          Clock::time_point deadline) {
   if (closing_) {
-    return done(absl::UnavailableError("the node is closing; retry on another member"));
+    return done(ClosingError());
   }
   if (absl::Status halted = HaltedError(); !halted.ok()) return done(halted);
   // Its log takes no new entries, so it would never apply up to a fresh

@@ -10,7 +10,7 @@ namespace confman::node_internal {
 absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
     const WatchRequest& request, WatchCallback callback) {
   if (closing_) {
-    return absl::UnavailableError("the node is closing; watch another member");
+    return ClosingError("watch another member");
   }
   if (absl::Status halted = HaltedError(); !halted.ok()) return halted;
   if (request.ns.empty()) {
@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
   // The hub keeps a reference to sm_, which Close destroys only after the
   // hub has stopped and no caller read is in flight.
   if (!EnterCallerRead()) {
-    return absl::UnavailableError("the node is closing; watch another member");
+    return ClosingError("watch another member");
   }
   absl::StatusOr<std::unique_ptr<WatchHandle>> handle = watch_hub_->Add(
       *sm_,
@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> NodeImpl::Watch(
 absl::StatusOr<uint64_t> NodeImpl::CompactedRevision() {
   if (absl::Status halted = HaltedError(); !halted.ok()) return halted;
   if (!EnterCallerRead()) {
-    return absl::UnavailableError("the node is closing; ask another member");
+    return ClosingError("ask another member");
   }
   // A page read at the latest revision is empty (or nearly so) and carries
   // the history's bounds.

@@ -99,7 +99,7 @@ void NodeImpl::StartWrite(std::string command,
     RunOnApplyThread([answer, status] { answer->Answer(status); });
   };
   if (closing_) {
-    return refuse(absl::UnavailableError("the node is closing; retry on another member"));
+    return refuse(ClosingError());
   }
   if (absl::Status halted = HaltedError(); !halted.ok()) return refuse(halted);
   // Refused here too, not only on the leader: the host learns at once that

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "closing_error.h"
 
 namespace confman::node_internal {
 namespace {
@@ -61,7 +62,7 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> WatchHub::Add(
   std::shared_ptr<WatchHub> self = shared_from_this();
   common::MutexLock lock(&mu_);
   if (stopped_) {
-    return absl::UnavailableError("the node is closing; watch another member");
+    return ClosingError("watch another member");
   }
   if (!started_) {
     started_ = true;
@@ -410,8 +411,7 @@ absl::Status WatchHub::FinalStatus(const Watch& watch) const {
           watch.error.code(),
           absl::StrCat(Describe(watch.request), ": ", watch.error.message()));
     case End::kClosing:
-      return absl::UnavailableError(
-          absl::StrCat("the node is closing; ", resume, " on another member"));
+      return ClosingError(absl::StrCat(resume, " on another member"));
     case End::kNone:
       break;
   }

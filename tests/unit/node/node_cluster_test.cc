@@ -16,12 +16,15 @@
 #include "confman/testing/fault_injecting_log_store.h"
 #include "confman/testing/local_cluster.h"
 #include "confman/testing/node_faults.h"
+#include "eventually.h"
 
 namespace confman {
 namespace {
 
+using test::Eventually;
 using testing::LocalCluster;
 using testing::LocalClusterOptions;
+using std::chrono::milliseconds;
 
 std::unique_ptr<LocalCluster> StartCluster(bool in_memory_network = false,
                                            uint64_t log_keep_entries = 256) {
@@ -147,9 +150,7 @@ TEST_CASE("a watch delivers every change in order and resumes") {
     std::lock_guard lock(mu);
     return seen.size();
   };
-  for (int i = 0; i < 300 && seen_count() < written.size(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  CHECK(Eventually([&] { return seen_count() >= written.size(); }, milliseconds(3000)));
   (*watch)->Cancel();
   {
     std::lock_guard lock(mu);
@@ -173,9 +174,7 @@ TEST_CASE("a watch delivers every change in order and resumes") {
     std::lock_guard lock(mu);
     return resumed.size();
   };
-  for (int i = 0; i < 300 && resumed_count() < 10; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  CHECK(Eventually([&] { return resumed_count() >= 10; }, milliseconds(3000)));
   (*again)->Cancel();
   std::lock_guard lock(mu);
   CHECK(watch_errors.empty());
@@ -205,15 +204,14 @@ TEST_CASE("a partitioned leader is replaced and writes continue") {
   REQUIRE(cluster->member(old_leader)->Put("p", "before", "1").ok());
   REQUIRE(cluster->Partition(old_leader).ok());
   raft::MemberId new_leader = raft::kNoMember;
-  for (int i = 0; i < 500 && new_leader == raft::kNoMember; ++i) {
+  REQUIRE(Eventually([&] {
     for (raft::MemberId id : cluster->ids()) {
       if (id == old_leader) continue;
       auto s = cluster->member(id)->GetStatus();
       if (s.role == raft::Role::kLeader) new_leader = id;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  REQUIRE(new_leader != raft::kNoMember);
+    return new_leader != raft::kNoMember;
+  }));
   REQUIRE(cluster->member(new_leader)->Put("p", "during", "2").ok());
   REQUIRE(cluster->Heal().ok());
   REQUIRE(cluster->WaitForLeader().ok());
@@ -237,14 +235,13 @@ TEST_CASE("membership: a member joins through a snapshot, becomes a voter, is re
   auto got = cluster->member(*id)->Get("m", "k49", {ReadConsistency::kLocal});
   REQUIRE(got.ok());
   CHECK(got->value.size() == 1000);
-  bool four_voters = false;
-  for (int i = 0; i < 200 && !four_voters; ++i) {
-    leader = *cluster->WaitForLeader();
-    const raft::Membership m = leader->GetStatus().membership;
-    four_voters = m.voters.size() == 4 && !m.joint();
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  CHECK(four_voters);
+  CHECK(Eventually(
+      [&] {
+        leader = *cluster->WaitForLeader();
+        const raft::Membership m = leader->GetStatus().membership;
+        return m.voters.size() == 4 && !m.joint();
+      },
+      milliseconds(2000)));
   absl::Status removed = leader->RemoveMember(*id);
   INFO(removed.ToString());
   REQUIRE(removed.ok());
@@ -453,10 +450,12 @@ TEST_CASE(
   // This write's log append fails; it may still commit through the others.
   (void)broken->Put("s", "during", "2");
   absl::Status storage;
-  for (int i = 0; i < 300 && storage.ok(); ++i) {
-    storage = broken->GetStatus().storage_error;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  CHECK(Eventually(
+      [&] {
+        storage = broken->GetStatus().storage_error;
+        return !storage.ok();
+      },
+      milliseconds(3000)));
   INFO(storage.ToString());
   CHECK(absl::IsResourceExhausted(storage));
   CHECK(sink.counter("node.storage_errors") == 1);
@@ -478,17 +477,15 @@ TEST_CASE(
   CHECK(broken->Get("s", "before", {ReadConsistency::kLocal}).ok());
 
   // The broken member hands leadership over; the others carry on.
-  bool served = false;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!served && std::chrono::steady_clock::now() < deadline) {
-    for (raft::MemberId id : cluster.ids()) {
-      if (id == broken_id || served) continue;
-      served = cluster.member(id)->Put("s", "after", "4").ok();
-    }
-    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  CHECK(served);
+  CHECK(Eventually(
+      [&] {
+        for (raft::MemberId id : cluster.ids()) {
+          if (id == broken_id) continue;
+          if (cluster.member(id)->Put("s", "after", "4").ok()) return true;
+        }
+        return false;
+      },
+      milliseconds(5000), milliseconds(20)));
   CHECK(broken->GetStatus().role != raft::Role::kLeader);
 }
 
@@ -581,11 +578,7 @@ TEST_CASE("a member that finds a broken invariant halts and serves nothing") {
     last = healthy->Put("h", "k" + std::to_string(i), "v");
     if (!last.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (broken->GetStatus().halted.ok() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  Eventually([&] { return !broken->GetStatus().halted.ok(); }, milliseconds(10000));
   const NodeStatus status = broken->GetStatus();
   INFO(status.halted.ToString());
   REQUIRE(absl::IsInternal(status.halted));
@@ -601,14 +594,13 @@ TEST_CASE("a member that finds a broken invariant halts and serves nothing") {
 
   // The other two go on, and the halted member applies nothing more.
   for (int i = 0; i < 5; ++i) {
-    absl::StatusOr<uint64_t> put = absl::UnknownError("not tried");
-    for (int attempt = 0; attempt < 50 && !put.ok(); ++attempt) {
-      Node* leader = (*cluster)->member((*cluster)->leader_id());
-      if (leader == nullptr) leader = healthy;
-      put = leader->Put("h", "after" + std::to_string(i), "v");
-      if (!put.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    CHECK(put.ok());
+    CHECK(Eventually(
+        [&] {
+          Node* leader = (*cluster)->member((*cluster)->leader_id());
+          if (leader == nullptr) leader = healthy;
+          return leader->Put("h", "after" + std::to_string(i), "v").ok();
+        },
+        milliseconds(2500), milliseconds(50)));
   }
   CHECK(broken->GetStatus().applied_index == applied);
 }

@@ -10,6 +10,9 @@
 
 #include "confman/node.h"
 #include "confman/storage/memory.h"
+#include "confman/transport/tcp.h"
+#include "confman/wire_limits.h"
+#include "eventually.h"
 
 namespace confman {
 namespace {
@@ -130,12 +133,21 @@ TEST_CASE(
   CHECK(seen == (data_dir / "log").string());
   REQUIRE(store != nullptr);
   // A single voter elects itself and appends its first entry there.
-  for (int i = 0; i < 300 && store->LastIndex() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  CHECK(store->LastIndex() >= 1);
+  CHECK(test::Eventually([&] { return store->LastIndex() >= 1; },
+                         std::chrono::milliseconds(3000)));
   (*node)->Close();
   std::filesystem::remove_all(data_dir);
+}
+
+// NodeOptions::Validate checks frame sizes with wire_limits; the default
+// transport must accept exactly what passes.
+TEST_CASE("the wire limits options are checked against are the TCP transport's") {
+  for (uint64_t payload : {uint64_t{0}, uint64_t{1} << 20, uint64_t{64} << 20}) {
+    for (uint64_t entries : {uint64_t{0}, uint64_t{1}, uint64_t{1024}}) {
+      CHECK(wire_limits::FrameBytesFor(payload, entries) ==
+            TcpTransportOptions::FrameBytesFor(payload, entries));
+    }
+  }
 }
 
 }  // namespace

@@ -18,10 +18,12 @@
 #include "absl/strings/str_cat.h"
 #include "confman/node.h"
 #include "confman/testing/local_cluster.h"
+#include "eventually.h"
 
 namespace confman {
 namespace {
 
+using test::Eventually;
 using std::chrono::milliseconds;
 using testing::LocalCluster;
 using testing::LocalClusterOptions;
@@ -49,17 +51,6 @@ Node* AFollower(LocalCluster& cluster) {
       return cluster.member(id);
   }
   return nullptr;
-}
-
-// Polls `done` every millisecond for up to `limit`.
-bool WaitUntil(const std::function<bool()>& done,
-               milliseconds limit = milliseconds(5000)) {
-  const auto deadline = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
 }
 
 // What one watch delivered.
@@ -190,10 +181,10 @@ TEST_CASE("watch: a blocked callback does not delay the other watches") {
   }
   // Every fast watch has everything while the blocked one still waits on
   // its first change.
-  CHECK(WaitUntil([&] { return fast.count() == 10 * written.size(); }));
+  CHECK(Eventually([&] { return fast.count() == 10 * written.size(); }));
   CHECK(slow.count() == 0);
   gate.Open();
-  CHECK(WaitUntil([&] { return slow.count() == written.size(); }));
+  CHECK(Eventually([&] { return slow.count() == written.size(); }));
   handles.clear();
   std::lock_guard lock(slow.mu);
   CHECK(slow.revisions == written);
@@ -226,7 +217,7 @@ TEST_CASE(
   }
   REQUIRE(cluster->WaitForApplied(leader->GetStatus().applied_index).ok());
   gate.Open();
-  REQUIRE(WaitUntil([&] { return first.error_count() == 1; }));
+  REQUIRE(Eventually([&] { return first.error_count() == 1; }));
   uint64_t resume_from = 0;
   {
     std::lock_guard lock(first.mu);
@@ -250,7 +241,7 @@ TEST_CASE(
   auto resumed = follower->Watch({.ns = "o", .after_revision = resume_from},
                                  second.Callback());
   REQUIRE(resumed.ok());
-  CHECK(WaitUntil([&] {
+  CHECK(Eventually([&] {
     std::lock_guard lock(first.mu);
     return first.revisions.size() + second.count() >= written.size();
   }));
@@ -280,7 +271,7 @@ TEST_CASE("watch: cancel from inside its own callback") {
     handle = std::move(*watch);
     self = handle.get();
     for (int i = 0; i < 10; ++i) REQUIRE(leader->Put("c", "k", "v").ok());
-    CHECK(WaitUntil([&] { return calls >= 3; }));
+    CHECK(Eventually([&] { return calls >= 3; }));
     std::this_thread::sleep_for(milliseconds(100));
     CHECK(calls == 3);
     handle.reset();
@@ -300,7 +291,7 @@ TEST_CASE("watch: cancel from inside its own callback") {
     handle = std::move(*watch);
     setup.unlock();
     for (int i = 0; i < 10; ++i) REQUIRE(leader->Put("c", "k", "v").ok());
-    CHECK(WaitUntil([&] { return calls >= 2; }));
+    CHECK(Eventually([&] { return calls >= 2; }));
     std::this_thread::sleep_for(milliseconds(100));
     CHECK(calls == 2);
     std::lock_guard lock(mu);
@@ -335,7 +326,7 @@ TEST_CASE("watch: no callback runs after Cancel returns on another thread") {
           if (*returned) ++*late_calls;
         });
     REQUIRE(watch.ok());
-    WaitUntil([&] { return *calls >= 2; }, milliseconds(2000));
+    Eventually([&] { return *calls >= 2; }, milliseconds(2000));
     const auto before = Clock::now();
     if (round % 2 == 0) {
       (*watch)->Cancel();
@@ -416,7 +407,7 @@ TEST_CASE("watch: a single key") {
   auto deleted = leader->Delete("k", "a");
   REQUIRE(deleted.ok());
   on_a.push_back(*deleted);
-  CHECK(WaitUntil(
+  CHECK(Eventually(
       [&] { return key.count() == on_a.size() && prefix.count() == 5; }));
   std::this_thread::sleep_for(milliseconds(50));
   std::lock_guard lock(key.mu);
@@ -458,11 +449,11 @@ TEST_CASE("watch: progress notices while nothing matching changes") {
     std::lock_guard lock(mu);
     return notices.size();
   };
-  REQUIRE(WaitUntil([&] { return notice_count() >= 2; }));
+  REQUIRE(Eventually([&] { return notice_count() >= 2; }));
   // Writes elsewhere move the revision the notices report.
   auto elsewhere = leader->Put("q", "k", "v");
   REQUIRE(elsewhere.ok());
-  CHECK(WaitUntil([&] {
+  CHECK(Eventually([&] {
     std::lock_guard lock(mu);
     return notices.back() >= *elsewhere;
   }));
@@ -470,9 +461,9 @@ TEST_CASE("watch: progress notices while nothing matching changes") {
   // after it report at least its revision.
   auto matching = leader->Put("p", "k", "v");
   REQUIRE(matching.ok());
-  REQUIRE(WaitUntil([&] { return changes.count() == 1; }));
+  REQUIRE(Eventually([&] { return changes.count() == 1; }));
   const size_t before = notice_count();
-  CHECK(WaitUntil([&] { return notice_count() >= before + 2; }));
+  CHECK(Eventually([&] { return notice_count() >= before + 2; }));
   (*watch)->Cancel();
   std::lock_guard lock(mu);
   CHECK(notices.front() >= start);
@@ -520,7 +511,7 @@ TEST_CASE(
     expected = written;
   }
   for (auto& recorder : recorders) {
-    CHECK(WaitUntil([&] { return recorder->count() >= expected.size(); },
+    CHECK(Eventually([&] { return recorder->count() >= expected.size(); },
                     milliseconds(10000)));
     std::lock_guard lock(recorder->mu);
     CHECK(recorder->revisions == expected);
@@ -542,12 +533,12 @@ TEST_CASE("watch: the oldest retained revision") {
   auto ok = leader->Watch({.ns = "h", .after_revision = *compacted},
                           from_oldest.Callback());
   REQUIRE(ok.ok());
-  CHECK(WaitUntil([&] { return from_oldest.count() == 10; }));
+  CHECK(Eventually([&] { return from_oldest.count() == 10; }));
   Recorder too_old;
   auto gone = leader->Watch({.ns = "h", .after_revision = *compacted - 1},
                             too_old.Callback());
   REQUIRE(gone.ok());
-  REQUIRE(WaitUntil([&] { return too_old.error_count() == 1; }));
+  REQUIRE(Eventually([&] { return too_old.error_count() == 1; }));
   std::lock_guard lock(too_old.mu);
   CHECK(absl::IsOutOfRange(too_old.errors[0]));
   CHECK(too_old.revisions.empty());
@@ -632,7 +623,7 @@ TEST_CASE(
     REQUIRE(leader->Put("t", absl::StrCat("p", i, "/k"), "v").ok());
   }
   // Each write matches the 100 watches on its prefix.
-  CHECK(WaitUntil([&] { return *delivered == kWatches; }));
+  CHECK(Eventually([&] { return *delivered == kWatches; }));
 
   const auto before = Clock::now();
   follower->Close();
