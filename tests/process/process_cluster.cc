@@ -602,12 +602,24 @@ absl::Status ProcessCluster::SetLoss(uint64_t id, int percent) {
                   "numgen", "random", "mod", "100", "lt", absl::StrCat(percent), "drop"});
 }
 
+absl::Status ProcessCluster::SetSlowLink(uint64_t id, int kbit_per_s) {
+  if (!options_.network_namespaces) {
+    return absl::FailedPreconditionError("SetSlowLink needs network_namespaces");
+  }
+  return Run({kIp, "netns", "exec", Namespace(id), "/usr/sbin/tc", "qdisc", "replace", "dev",
+              absl::StrCat(Namespace(id), "a"), "root", "tbf", "rate",
+              absl::StrCat(kbit_per_s, "kbit"), "burst", "16kb", "latency", "200ms"});
+}
+
 absl::Status ProcessCluster::HealNetwork() {
   if (!options_.network_namespaces) return absl::OkStatus();
   for (const Member& m : members_) {
     if (absl::Status s = Nft(m.id, {"flush", "chain", "inet", "cm", "input"}); !s.ok()) {
       return s;
     }
+    // No rate limit is not an error.
+    (void)Run({kIp, "netns", "exec", Namespace(m.id), "/usr/sbin/tc", "qdisc", "del", "dev",
+               absl::StrCat(Namespace(m.id), "a"), "root"});
   }
   return absl::OkStatus();
 }

@@ -171,7 +171,12 @@ class ProcessCluster {
   absl::Status Isolate(uint64_t id);
   // Drops `percent` of the packets arriving at `id`, at random.
   absl::Status SetLoss(uint64_t id, int percent);
-  // Removes every block and loss rule.
+  // Limits what `id` sends to `kbit_per_s` (a token bucket holding up to
+  // 200 ms of backlog, then dropping): under load its packets wait in the
+  // queue, so its links gain delay that grows with the traffic. (This
+  // kernel has no netem for a fixed delay.)
+  absl::Status SetSlowLink(uint64_t id, int kbit_per_s);
+  // Removes every block, loss rule and rate limit.
   absl::Status HealNetwork();
 
   // --- Disk faults (small_disk_members only) ---------------------------------

@@ -24,6 +24,8 @@
 //   partition-bridge   (5 members) two sides that cannot see each other,
 //                      and one member that sees both;
 //   packet-loss   drop 5-20 % of the packets arriving at every member;
+//   slow-links    limit what every member sends to 0.5-4 Mbit/s, so packets
+//                 queue (delay that grows with load, drops past 200 ms);
 //   disk-full     fill the last member's small (64 MiB ext4) disk, free
 //                 it, and restart the member (a member whose log store
 //                 failed refuses writes until it is reopened);
@@ -33,7 +35,8 @@
 //                 member instead);
 //   mixed         each strike picks one of the above.
 // Members run in network namespaces of their own (so the run needs root);
-// this kernel has no netem, so there is no link delay, only loss. Clocks
+// this kernel has no netem, so links get loss and queueing delay (a rate
+// limit), not a fixed added delay. Clocks
 // are not skewed: lease reads rely on bounded clock drift (node.h), and
 // are checked under the other faults.
 //
@@ -118,7 +121,7 @@ const char* const kScenarios[] = {
     "kill-leader",       "kill-random",      "pause-leader",      "restart-all",
     "snapshot-kill",     "partition-leader", "partition-split",   "partition-one-way",
     "partition-bridge",  "packet-loss",      "disk-full",         "membership",
-    "mixed"};
+    "slow-links",        "mixed"};
 constexpr size_t kStrikeKinds = std::size(kScenarios) - 1;  // All but mixed.
 
 std::optional<Args> ParseArgs(int argc, char** argv) {
@@ -504,6 +507,12 @@ struct Nemesis {
       const int percent = Between(5, 20);
       run.Log(absl::StrCat("drop ", percent, " % of packets at every member"));
       for (uint64_t id : ids) Net(cluster.SetLoss(id, percent));
+      Sleep(Between(2000, 4000));
+      Heal();
+    } else if (scenario == "slow-links") {
+      const int kbit = Between(500, 4000);
+      run.Log(absl::StrCat("limit every member's sending to ", kbit, " kbit/s"));
+      for (uint64_t id : ids) Net(cluster.SetSlowLink(id, kbit));
       Sleep(Between(2000, 4000));
       Heal();
     } else if (scenario == "membership") {
