@@ -1,3 +1,5 @@
+// LmdbEnv (lmdb_env.h): LMDB errors as statuses, map growth on
+// MDB_MAP_FULL once readers are out, and the fork guard.
 #include "common/lmdb_env.h"
 
 #include <sys/mman.h>

@@ -1,3 +1,6 @@
+// Encoding and verified decoding of config commands (kv/command.h): names
+// checked, values compressed once at the proposer, FlatBuffers verified
+// before any field is read, since entry bytes come from other members.
 #include "confman/kv/command.h"
 
 #include <zstd.h>

@@ -1,3 +1,17 @@
+// KvStateMachine (kv/kv_state_machine.h): applies config commands to a
+// backend (LMDB or memory) and serves reads from consistent versions.
+//
+// What every apply batch keeps, inside one backend transaction:
+//  - the applied index and term in kMeta advance with the data they cover,
+//    so a restart neither re-applies nor skips an entry;
+//  - a key's record, its kValueRefs row (when its value stays in the log)
+//    and its history row change together, and the revision moves once per
+//    change;
+//  - outcomes depend on the entries alone (no local clock, no local
+//    state), so every member computes the same results and may acknowledge
+//    them before its own commit (ResultsKnown).
+// Readers never block Apply: each read opens a read view of the backend and
+// sees one committed version.
 #include "confman/kv/kv_state_machine.h"
 
 #include <atomic>
@@ -18,10 +32,13 @@ namespace {
 
 using common::ToAbsl;
 
+// Largest page List and Changes serve: it bounds one read's memory.
 constexpr uint32_t kMaxPageLimit = 10000;
 // Room for a key record's metadata and content type next to its value.
 constexpr uint64_t kRecordOverheadBytes = 4096;
 
+// An entry's own, deterministic outcome (see ApplyResult); never a failure
+// of the store.
 ApplyResult Outcome(raft::Index index, absl::Status outcome,
                     uint64_t revision = 0) {
   return ApplyResult{.index = index, .outcome = std::move(outcome),
@@ -60,6 +77,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
       .max_results_per_client = options.max_results_per_client};
 }
 
+// Inside Apply `reader` is the batch's writer, so an entry sees what the
+// entries before it in the same batch changed.
 [[nodiscard]] absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
                                                  std::string_view table_key) {
   CONFMAN_ASSIGN_OR_RETURN(std::optional<std::string_view> stored,
@@ -70,6 +89,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 }
 
 // Drops the oldest changes beyond the retention bound.
+// Done by the apply that crosses the bound, so every member drops the same
+// revisions at the same index and their history pages agree.
 [[nodiscard]] absl::Status TrimHistory(Batch& batch) {
   MetaState& meta = batch.meta;
   while (meta.revision - meta.compacted_through > batch.options.history_retention) {
@@ -80,6 +101,9 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   return absl::OkStatus();
 }
 
+// Every change gets a history row at its revision, in the transaction that
+// changes the key: a watch resuming after revision r sees every later
+// change and no earlier one.
 [[nodiscard]] absl::Status RecordChange(Batch& batch, const CommandView& command,
                           ChangeOp op, uint64_t old_revision,
                           uint64_t new_revision) {
@@ -98,6 +122,7 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 }
 
 // The compare-and-set check; an OK status if the command may proceed.
+// An absent key counts as revision 0, so expecting 0 means "create only".
 [[nodiscard]] absl::Status CheckExpectedRevision(const CommandView& command,
                                    const std::optional<KeyRecord>& current) {
   if (!command.expected_revision) return absl::OkStatus();
@@ -111,6 +136,10 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 
 // Keeps kValueRefs in step with a key's record: drops the reference the old
 // record held and adds the new record's.
+// kValueRefs is what ReferencedLogEntries reports, and an entry missing
+// there may be dropped from the log: a reference is added in the
+// transaction that writes the record needing it, and removed only with the
+// record that held it.
 [[nodiscard]] absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
                              raft::Index new_log_index,
                              std::string_view table_key) {
@@ -126,6 +155,7 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 // `in_log`: the log retains this entry, so the value stays there.
 [[nodiscard]] absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
                                      const CommandView& command, bool in_log) {
+  // Too large a value is this entry's outcome: the index still advances.
   if (command.raw_size > batch.options.max_value_bytes) {
     return Outcome(index, absl::InvalidArgumentError(absl::StrCat(
                               "the value for ", DisplayName(command.ns, command.key),
@@ -138,6 +168,9 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
     return Outcome(index, std::move(check));
   }
+  // create_revision and version carry over from the current record; a key
+  // deleted and put again starts over. A value left in the log is not
+  // copied: the record keeps the entry's index and the stored size.
   const uint64_t revision = ++batch.meta.revision;
   const KeyRecord record{
       .create_revision = current ? current->create_revision : revision,
@@ -168,6 +201,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
     return Outcome(index, std::move(check));
   }
+  // Deleting an absent key changes nothing and takes no revision:
+  // revisions count changes, not commands.
   if (!current) {
     return Outcome(index, absl::NotFoundError(absl::StrCat(
                               "cannot delete ", DisplayName(command.ns, command.key),
@@ -183,6 +218,9 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 
 [[nodiscard]] absl::StatusOr<ApplyResult> ApplyCompact(Batch& batch, raft::Index index,
                                          const CommandView& command) {
+  // History is compacted by a replicated command, never by a local
+  // decision, so every member keeps the same window; never past the
+  // current revision.
   MetaState& meta = batch.meta;
   const uint64_t through = std::min(command.compact_through, meta.revision);
   while (meta.compacted_through < through) {
@@ -195,8 +233,13 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 
 [[nodiscard]] absl::StatusOr<ApplyResult> ApplyCommand(Batch& batch, const raft::Entry& entry) {
   std::string copy;
+  // Undecodable bytes are the entry's outcome (InvalidArgument): every
+  // member holds the same bytes, so every member refuses them alike.
   absl::StatusOr<CommandView> command = DecodeCommand(Aligned(entry.data, copy));
   if (!command.ok()) return Outcome(entry.index, command.status());
+  // Every decoded command's stamp reaches the store clock, before the
+  // session check and whatever the outcome: the clock is a function of the
+  // entries seen, not of what they did.
   CONFMAN_RETURN_IF_ERROR(AdvanceSessionClock(
       batch.writer, batch.meta, command->time_unix_micros, batch.sessions));
   if (command->client_id != 0) {
@@ -207,6 +250,9 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   }
   absl::StatusOr<ApplyResult> result;
   switch (command->kind) {
+    // Whether a put's value stays in the log depends on RetainsEntry, a
+    // function of the entry alone: every member with the same retention
+    // setting decides alike.
     case Command::Kind::kPut:
       result = ApplyPut(batch, entry.index, *command,
                         batch.options.value_archive != nullptr &&
@@ -222,6 +268,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
       result = Outcome(entry.index,
                        absl::InvalidArgumentError("unknown command kind"));
   }
+  // Recorded only once the command ran; a duplicate answered above returned
+  // its first outcome without recording it again.
   if (result.ok() && command->client_id != 0) {
     CONFMAN_RETURN_IF_ERROR(RecordSession(batch.writer, batch.meta, *command,
                                           *result, batch.sessions));
@@ -234,6 +282,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   switch (entry.type) {
     case raft::EntryType::kNoop:
       break;
+    // Recorded although the core already acts on it: the state is what a
+    // restart and a snapshot recover the configuration from.
     case raft::EntryType::kMembership:
       if (absl::StatusOr<raft::Membership> m = raft::DecodeMembership(entry.data);
           !m.ok()) {
@@ -247,6 +297,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
       result = ApplyCommand(batch, entry);
       break;
   }
+  // A storage error (not an outcome) fails the whole batch, which then
+  // commits nothing.
   if (result.ok()) {
     batch.meta.applied_index = entry.index;
     batch.meta.applied_term = entry.term;
@@ -254,6 +306,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   return result;
 }
 
+// A stored membership that does not decode is DataLoss, never read as an
+// empty configuration.
 [[nodiscard]] absl::StatusOr<AppliedState> ToAppliedState(const MetaState& meta) {
   AppliedState state{.applied_index = meta.applied_index,
                      .applied_term = meta.applied_term,
@@ -320,6 +374,8 @@ auto RetryAborted(ReadFn read) -> decltype(read()) {
               .version = record.version,
               .stored_bytes = record.stored_bytes};
   if (!with_value) return kv;
+  // The limit held when the record was applied, so a larger claim is
+  // damage: refused before anything is allocated for it.
   if (record.raw_size > options.max_value_bytes) {
     return absl::DataLossError(absl::StrCat(
         "the stored value of ", DisplayName(kv.ns, kv.key), " claims ",
@@ -400,6 +456,8 @@ class KvStateMachine::Impl {
 
   [[nodiscard]] absl::StatusOr<std::vector<ApplyResult>> Apply(
       std::vector<raft::Entry> entries, const ResultsKnown& results_known) {
+    // Entries at or below the applied index are a replay (a restart, a
+    // re-delivered batch) and are skipped.
     const raft::Index applied = applied_index_.load();
     std::erase_if(entries, [&](const raft::Entry& e) { return e.index <= applied; });
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -413,6 +471,8 @@ class KvStateMachine::Impl {
     std::vector<ApplyResult> results;
     MetaState meta;
     bool reported = false;
+    // The body may run again after the backend grows its map, so results
+    // and meta are rebuilt from the transaction each time.
     CONFMAN_RETURN_IF_ERROR(backend_->Update([&](TableWriter& writer) {
       results.clear();
       CONFMAN_ASSIGN_OR_RETURN(meta, LoadMeta(writer));
@@ -429,6 +489,8 @@ class KvStateMachine::Impl {
       }
       return absl::OkStatus();
     }));
+    // Published after the commit: AppliedIndex and Revision never run
+    // ahead of what readers can see.
     Publish(meta);
     return results;
   }
@@ -453,6 +515,8 @@ class KvStateMachine::Impl {
     raft::SnapshotMeta snapshot{.index = state.applied_index,
                                 .term = state.applied_term,
                                 .membership = std::move(state.membership)};
+    // Counted before the source exists, uncounted when it is destroyed: the
+    // log's sweep must not drop an entry an open source may still stream.
     open_snapshots_->fetch_add(1);
     return NewSnapshotSource(std::move(reader), std::move(snapshot),
                              options_.snapshot_chunk_bytes,
@@ -464,6 +528,8 @@ class KvStateMachine::Impl {
 
   [[nodiscard]] absl::StatusOr<std::vector<raft::Index>> ReferencedLogEntries(
       raft::Index lo, raft::Index hi) const {
+    // One read view: the list belongs to one version, as
+    // LogEntryReferences requires.
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     std::vector<raft::Index> out;
@@ -483,6 +549,8 @@ class KvStateMachine::Impl {
       const raft::SnapshotMeta& meta) {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<RestoreTarget> target,
                              backend_->BeginRestore());
+    // The sink reloads the published meta once it commits, so AppliedIndex
+    // and Revision then describe the restored state.
     return NewSnapshotSink(std::move(target), meta,
                            options_.max_value_bytes + kRecordOverheadBytes,
                            [this] { return ReloadMeta(); });
@@ -514,6 +582,9 @@ class KvStateMachine::Impl {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
+    // The page carries the revision of the view it was read from, so a
+    // caller can watch from exactly there. Keys sit after their namespace
+    // and a NUL, so the scan of ns, NUL, prefix stays inside ns.
     ListPage page{.items = {}, .more = false, .next_start_after = {},
                   .revision = meta.revision};
     const std::string prefix = KeysTableKey(request.ns, request.prefix);
@@ -551,6 +622,8 @@ class KvStateMachine::Impl {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
+    // Checked against the same view that is then scanned: a page never
+    // silently skips compacted changes.
     if (after_revision < meta.compacted_through) {
       return absl::OutOfRangeError(absl::StrCat(
           "changes after revision ", after_revision, " were compacted through ",

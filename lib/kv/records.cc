@@ -1,3 +1,6 @@
+// The config store's record layouts (records.h): key records, changes and
+// the metadata row, plus reading a value back from the log entry that holds
+// it, checked against the record that points there.
 #include "records.h"
 
 #include "absl/strings/str_cat.h"

@@ -1,3 +1,7 @@
+// The exactly-once session table (sessions.h): recording each session
+// write's outcome, answering retries from it, and forgetting records by
+// age, count and the client's lowest unanswered sequence, all from entry
+// contents only so that every member decides alike.
 #include "sessions.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// The config store's snapshot stream (snapshot_stream.h): a source that
+// walks one read view of every table into checksummed chunks, and a sink
+// that parses chunks back into a fresh backend in bounded batches.
 #include "snapshot_stream.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// Encoding of a forwarded write's answer and of request ids
+// (forward_codec.h): fixed little-endian integers and the status text, so
+// a follower can hand its host exactly the outcome the leader saw.
 #include "forward_codec.h"
 
 #include "absl/strings/str_cat.h"

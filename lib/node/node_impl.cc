@@ -1,3 +1,7 @@
+// NodeImpl's opening and closing, and the public API that runs on the
+// caller's thread: storage and core set-up (aligning the log with a state
+// that a crash left ahead of it), the close sequence and its ordering,
+// reads at a read point, and membership changes.
 #include "node_impl.h"
 
 #include <pthread.h>

@@ -1,3 +1,6 @@
+// NodeOptions::Validate: every rule node_options.h states, checked before
+// anything is opened, each failure naming its field. The frame-size rules
+// follow the wire limits (wire_limits.h), whatever transport is used.
 #include "absl/strings/str_cat.h"
 #include "confman/kv/kv_state_machine.h"
 #include "confman/kv/model.h"

@@ -1,3 +1,6 @@
+// WatchHub (watch_hub.h): the reader thread that pages the change history
+// once per revision advance, the index that routes each change to the
+// watches it matches, and the delivery workers that run callbacks.
 #include "watch_hub.h"
 
 #include <pthread.h>

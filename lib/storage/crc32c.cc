@@ -1,3 +1,5 @@
+// CRC32C (crc32c.h): the SSE4.2 instruction when the CPU has it (asked
+// once), a byte-at-a-time table otherwise; both give the same checksums.
 #include "crc32c.h"
 
 #include <array>

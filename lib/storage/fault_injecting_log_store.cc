@@ -1,3 +1,5 @@
+// FaultInjectingLogStore (testing/fault_injecting_log_store.h): passes
+// everything to the wrapped store unless a write or read failure is armed.
 #include <mutex>
 
 #include "confman/testing/fault_injecting_log_store.h"

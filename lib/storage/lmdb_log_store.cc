@@ -1,3 +1,20 @@
+// LmdbLogStore (storage/lmdb.h): the Raft log in its own LMDB environment.
+//
+// Layout: two databases. "entries" maps the big-endian index to a
+// checksummed entry record, so LMDB's byte order is index order and appends
+// can use MDB_APPEND; "meta" holds the hard state and the compaction point.
+//
+// One writer thread (confman-log) owns every write. It takes whatever has
+// queued since its last commit (up to max_group_bytes), applies it in one
+// write transaction and commits once: the group shares one fsync, with no
+// flush interval to tune. Readers never wait for the writer: they use the
+// extent (Bounds) published after each commit and their own read
+// transactions, so they see all of a group or none of it.
+//
+// Ordering: ops are applied to the transaction in queue order and their
+// callbacks run only after the commit returns, so a write's `done` never
+// runs before the write is on disk, and no write is durable without every
+// write queued before it.
 #include <pthread.h>
 
 #include <condition_variable>
@@ -25,6 +42,8 @@ using storage::Crc32c;
 using common::LmdbEnv;
 using common::ReadTxn;
 
+// The databases, in the order LmdbEnv::Open is given them; both meta
+// records carry their own checksum (EncodeMeta).
 enum Database : size_t { kEntriesDb = 0, kMetaDb = 1 };
 constexpr std::string_view kHardStateKey = "hard_state";
 constexpr std::string_view kCompactedKey = "compacted";
@@ -35,6 +54,8 @@ constexpr std::string_view kCompactedKey = "compacted";
 // the data; Entries checks both.
 constexpr size_t kEntryHeaderBytes = 4 + 8 + 1 + 4;
 
+// The index is covered although it is the key: a record that ends up under
+// the wrong key fails its check instead of serving another entry's term.
 uint32_t EntryHeaderCrc(Index index, Term term, uint8_t type, uint32_t data_crc,
                         uint64_t data_size) {
   std::string covered;
@@ -46,6 +67,8 @@ uint32_t EntryHeaderCrc(Index index, Term term, uint8_t type, uint32_t data_crc,
   return Crc32c(covered);
 }
 
+// Fills the space mdb_put reserved (MDB_RESERVE), so a large entry is
+// copied once, from the caller's buffer into the map.
 void EncodeEntryInto(const Entry& entry, char* out) {
   const uint32_t data_crc = Crc32c(entry.data);
   const auto type = static_cast<uint8_t>(entry.type);
@@ -66,6 +89,8 @@ void EncodeEntryInto(const Entry& entry, char* out) {
 }
 
 // Checks the header and returns the entry with its data left empty.
+// The data checksum is not verified here: TermAt must not pull a large
+// entry's data pages into memory just to learn its term.
 [[nodiscard]] absl::StatusOr<Entry> DecodeEntryHeader(Index index, std::string_view stored) {
   if (stored.size() < kEntryHeaderBytes) return CorruptEntry(index, "truncated");
   Entry entry;
@@ -104,6 +129,8 @@ std::string EncodeMeta(std::initializer_list<uint64_t> fields) {
   return out + body;
 }
 
+// Any size mismatch is corruption: the records have a fixed size, and a
+// hard state read short could forget a vote this member already gave.
 [[nodiscard]] absl::StatusOr<std::vector<uint64_t>> DecodeMeta(std::string_view key,
                                                  std::string_view stored,
                                                  size_t fields) {
@@ -138,6 +165,9 @@ struct Bounds {
   Index last_index = 0;
 };
 
+// One op for the writer thread. Compactions, resets and drops share the
+// writes' queue, so they take effect in submission order relative to them
+// (the ordering log_store.h promises).
 struct PendingOp {
   enum class Kind { kWrite, kCompact, kReset, kDropRetained };
   Kind kind = Kind::kWrite;
@@ -147,6 +177,8 @@ struct PendingOp {
   std::vector<Index> indexes = {};  // kDropRetained only.
   LogStore::WriteDone done;
 
+  // What counts toward max_group_bytes: entry bytes, which are what make
+  // a group's dirty pages.
   uint64_t bytes() const {
     uint64_t total = 0;
     for (const Entry& e : write.entries) total += e.data.size() + kEntryHeaderBytes;
@@ -154,6 +186,9 @@ struct PendingOp {
   }
 };
 
+// Checked against the extent as the group has moved it so far, not the
+// published one. A rejected op touches nothing, so the rest of its group
+// still commits.
 [[nodiscard]] absl::Status ValidateWrite(const LogWrite& write, Bounds b) {
   if (write.reset) {
     b = Bounds{.compacted_index = write.reset->index,
@@ -196,12 +231,17 @@ struct PendingOp {
   return absl::OkStatus();
 }
 
+// The retention rule depends on the entry alone (EntryArchive::RetainsEntry),
+// so it answers the same at append, at compaction and at reset: a value the
+// state machine left in an entry is never released behind its back.
 bool RetainsKind(uint64_t retain_from_bytes, EntryType type,
                  uint64_t data_bytes) {
   return retain_from_bytes > 0 && type == EntryType::kNormal &&
          data_bytes >= retain_from_bytes;
 }
 
+// Deleting from index + 1 at this index would wrap to 0 and delete the
+// whole log, so a reset there skips it.
 constexpr Index kLastPossibleIndex = ~Index{0};
 
 [[nodiscard]] absl::Status KeyIsNotAnIndex() {
@@ -274,6 +314,7 @@ class LmdbLogStore::Impl {
   Impl(const LmdbLogStoreOptions& options, std::unique_ptr<LmdbEnv> env,
        Bounds bounds)
       : options_(options), env_(std::move(env)), bounds_(bounds) {
+    // Nothing else ever opens a write transaction on env_.
     writer_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "confman-log");
       WriterLoop();
@@ -281,6 +322,8 @@ class LmdbLogStore::Impl {
   }
 
   ~Impl() {
+    // The queue drains first, callbacks included: TakeGroup returns an
+    // empty group only once stopping and empty.
     {
       std::lock_guard lock(queue_mu_);
       stopping_ = true;
@@ -290,6 +333,8 @@ class LmdbLogStore::Impl {
   }
 
   [[nodiscard]] static absl::StatusOr<Bounds> LoadBounds(const LmdbEnv& env) {
+    // Read once at open; from then on the writer keeps bounds_ in step with
+    // each commit.
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env.BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, env));
     CONFMAN_ASSIGN_OR_RETURN(std::optional<Index> last,
@@ -305,6 +350,8 @@ class LmdbLogStore::Impl {
   }
 
   [[nodiscard]] absl::StatusOr<std::string> ReadEntryData(Index index) const {
+    // No bounds check: entries retained below the log are served too, which
+    // is what the archive is for.
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     absl::StatusOr<std::string_view> stored =
         txn.Get(env_->db(kEntriesDb), common::BigEndianKey(index));
@@ -340,12 +387,15 @@ class LmdbLogStore::Impl {
     return indexes;
   }
 
+  // A short lock of its own, never the queue's: a long group commit does
+  // not delay TermAt or the Raft loop's other reads.
   Bounds bounds() const {
     std::lock_guard lock(bounds_mu_);
     return bounds_;
   }
 
   [[nodiscard]] absl::StatusOr<Term> TermAt(Index index) const {
+    // The compaction point's term comes from meta: its entry may be gone.
     const Bounds b = bounds();
     if (index == b.compacted_index) return b.compacted_term;
     if (index < b.compacted_index || index > b.last_index) {
@@ -369,6 +419,10 @@ class LmdbLogStore::Impl {
     }
     std::vector<Entry> out;
     if (lo == hi) return out;
+    // The extent was read before this transaction began: an entry compacted
+    // in between reads as OutOfRange (GetEntry), never as a silent gap. The
+    // first entry is returned whatever its size, so one entry above
+    // max_bytes can still be replicated.
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     uint64_t bytes = 0;
     for (Index i = lo; i < hi; ++i) {
@@ -387,6 +441,7 @@ class LmdbLogStore::Impl {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     absl::StatusOr<std::string_view> stored =
         txn.Get(env_->db(kMetaDb), kHardStateKey);
+    // No record yet is a new log: the zero hard state.
     if (absl::IsNotFound(stored.status())) return HardState{};
     if (!stored.ok()) return stored.status();
     CONFMAN_ASSIGN_OR_RETURN(auto fields,
@@ -403,6 +458,8 @@ class LmdbLogStore::Impl {
   }
 
   [[nodiscard]] absl::Status RunAndWait(PendingOp op) {
+    // Synchronous for the caller, yet still ordered behind every op queued
+    // before it.
     std::mutex mu;
     std::condition_variable cv;
     std::optional<absl::Status> result;
@@ -513,6 +570,10 @@ class LmdbLogStore::Impl {
       CONFMAN_RETURN_IF_ERROR(PutRecord(txn, env_->db(kMetaDb), kHardStateKey,
                                         EncodeMeta({hs.term, hs.vote, hs.commit})));
     }
+    // Reset, hard state and entries share the group's transaction: they
+    // become durable together, as LogWrite promises. A replaced suffix is
+    // deleted first, so every remaining key is below `first` and
+    // MDB_APPEND holds.
     if (write.entries.empty()) return absl::OkStatus();
     const Index first = write.entries.front().index;
     if (first <= b.last_index) {
@@ -535,6 +596,8 @@ class LmdbLogStore::Impl {
   }
 
   [[nodiscard]] absl::Status ApplyCompact(MDB_txn* txn, Index through, Bounds& b) {
+    // The term at the new compaction point is read before its entry is
+    // released and stored with the point: TermAt(through) keeps answering.
     if (through <= b.compacted_index) return absl::OkStatus();
     std::string key = common::BigEndianKey(through);
     MDB_val k = common::ToVal(key), v;
@@ -563,6 +626,8 @@ class LmdbLogStore::Impl {
   [[nodiscard]] absl::Status ApplyDropRetained(MDB_txn* txn,
                                  const std::vector<Index>& indexes,
                                  const Bounds& b) {
+    // Only below the compaction point: an index inside the log is a live
+    // entry, whatever the caller believes.
     for (Index index : indexes) {
       if (index > b.compacted_index) continue;  // In the log, or never stored.
       std::string key = common::BigEndianKey(index);
@@ -593,6 +658,8 @@ class LmdbLogStore::Impl {
   std::vector<PendingOp> TakeGroup() {
     std::unique_lock lock(queue_mu_);
     queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    // The first op always goes, however large, so one oversized write
+    // cannot stall the queue.
     std::vector<PendingOp> group;
     uint64_t bytes = 0;
     while (!queue_.empty() &&
@@ -611,6 +678,8 @@ class LmdbLogStore::Impl {
     Bounds b;
     absl::Status status = failed_;
     if (status.ok()) {
+      // `b` starts from the published extent inside the body: LmdbEnv runs
+      // the body again after growing a full map.
       status = env_->RunWrite([&](MDB_txn* txn) -> absl::Status {
         b = bounds();
         for (size_t i = 0; i < group.size(); ++i) {
@@ -620,6 +689,8 @@ class LmdbLogStore::Impl {
         return absl::OkStatus();
       });
     }
+    // Published only after the commit returned: readers never see entries
+    // a crash could still take back.
     if (status.ok()) {
       std::lock_guard lock(bounds_mu_);
       bounds_ = b;
@@ -630,6 +701,8 @@ class LmdbLogStore::Impl {
         stats_.entries_written += group[i].write.entries.size();
       }
     } else {
+      // A full map is not sticky (a later, smaller write may fit). Any other
+      // failure is: after an I/O error LMDB's view of the file is unknown.
       if (failed_.ok() && !absl::IsResourceExhausted(status)) {
         failed_ = absl::FailedPreconditionError(absl::StrCat(
             "the log store stopped accepting writes after an I/O error (",

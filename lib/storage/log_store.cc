@@ -1,3 +1,5 @@
+// What every LogStore shares (log_store.h): WriteSync over Write, and the
+// EntryArchive default for stores that keep no entries by index.
 #include "confman/log_store.h"
 
 #include <future>

@@ -1,3 +1,5 @@
+// MemoryLogStore (storage/memory.h): raft::MemoryLog behind a mutex, plus
+// the retained entries below the log, for tests and in-memory nodes.
 #include <map>
 #include <mutex>
 

@@ -1,3 +1,5 @@
+// SnapshotChunkChecksum (state_machine.h): CRC32C over a chunk's sequence
+// number, last flag and data, so a reordered or truncated stream fails too.
 #include "common/bytes.h"
 #include "confman/state_machine.h"
 #include "crc32c.h"

@@ -1,3 +1,5 @@
+// LocalCluster (testing/local_cluster.h): starting, crashing, restarting
+// and partitioning in-process members over TCP or the in-memory network.
 #include "confman/testing/local_cluster.h"
 
 #include <arpa/inet.h>
