@@ -116,7 +116,7 @@
 #include "confman/kv/command.h"
 #include "confman/kv/model.h"
 #include "confman/node_options.h"
-#include "confman/raft/core.h"
+#include "confman/raft/member_progress.h"
 #include "confman/raft/types.h"
 
 namespace confman {
