@@ -162,8 +162,6 @@ struct NodeStatus {
   uint64_t revision = 0;
   // Highest index in this member's log (durable or not yet).
   raft::Index last_index = 0;
-  // Bytes of the config state's live LMDB data file (0 in memory).
-  uint64_t state_bytes = 0;
   // The first storage failure; while set, writes are refused.
   absl::Status storage_error{};
   // Set (Internal, naming the invariant) when this member found its Raft

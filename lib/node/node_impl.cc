@@ -381,10 +381,10 @@ NodeStatus NodeImpl::GetStatus() const {
     status.halted = halted_error_;
   }
   // The state machine is gone once Close has finished; a closed member
-  // reports zeros here.
+  // reports zero here. Only an atomic load: GetStatus is called per request
+  // by hosts (and per write by LocalCluster::leader_id), so it does no I/O.
   if (EnterCallerRead()) {
     status.revision = sm_->Revision();
-    status.state_bytes = sm_->StorageBytes();
     LeaveCallerRead();
   }
   return status;
