@@ -117,6 +117,7 @@ class BenchHandler : public TransportHandler {
     if (chunk.last) snapshot_done_ = true;
   }
   void OnForward(raft::MemberId, ForwardFrame) override {}
+  void OnSnapshotAck(raft::MemberId, TransportSnapshotAck) override {}
   void OnUnreachable(raft::MemberId) override { unreachable_++; }
 
   // Heartbeat rounds carry their send time, so no table is needed.

@@ -99,6 +99,8 @@
 // node.forwarded, node.reads, node.applied_entries, node.leader_changes,
 // node.snapshots_sent, node.snapshots_received, node.storage_errors;
 // histograms node.write_ms, node.read_ms, node.apply_batch_entries,
+// node.proposal_batch_entries (writes the leader proposes in one call to
+// the Raft core, which share one AppendEntries per follower),
 // node.log_write_ms.
 #pragma once
 
@@ -230,8 +232,7 @@ struct WatchRequest {
 //                      to resume from on another member.
 //   others             the history could not be read (storage error).
 // Cancelled watches get no final status.
-using WatchCallback =
-    std::function<void(absl::StatusOr<kv::Change> change)>;
+using WatchCallback = std::function<void(absl::StatusOr<kv::Change> change)>;
 
 using WriteCallback = std::function<void(absl::StatusOr<uint64_t> revision)>;
 using GetCallback = std::function<void(absl::StatusOr<kv::KeyValue> value)>;
@@ -241,7 +242,8 @@ class Node {
   // Opens (or creates) this member's storage, starts the transport and the
   // threads. Returns InvalidArgument for bad options, or the storage or
   // transport error that prevented opening.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Node>> Open(NodeOptions options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Node>> Open(
+      NodeOptions options);
 
   // Calls Close().
   virtual ~Node();
@@ -261,19 +263,17 @@ class Node {
 
   // --- Writes: each returns the revision the change was stored at. ---------
 
-  [[nodiscard]] virtual absl::StatusOr<uint64_t> Put(const std::string& ns,
-                                       const std::string& key,
-                                       std::string value,
-                                       const WriteOptions& options = {}) = 0;
-  [[nodiscard]] virtual absl::StatusOr<uint64_t> Delete(const std::string& ns,
-                                          const std::string& key,
-                                          const WriteOptions& options = {}) = 0;
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> Put(
+      const std::string& ns, const std::string& key, std::string value,
+      const WriteOptions& options = {}) = 0;
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> Delete(
+      const std::string& ns, const std::string& key,
+      const WriteOptions& options = {}) = 0;
   // Writes only if the key's mod_revision equals `expected_revision` (0:
   // the key must not exist); FailedPrecondition otherwise.
   [[nodiscard]] virtual absl::StatusOr<uint64_t> CompareAndSet(
-      const std::string& ns, const std::string& key,
-      uint64_t expected_revision, std::string value,
-      const WriteOptions& options = {}) = 0;
+      const std::string& ns, const std::string& key, uint64_t expected_revision,
+      std::string value, const WriteOptions& options = {}) = 0;
 
   // Asynchronous form of every write: `done` runs once, on the apply thread
   // (or the caller's thread for an immediate error). A command with
@@ -286,15 +286,16 @@ class Node {
   std::future<absl::StatusOr<uint64_t>> WriteFuture(
       kv::Command command, const WriteOptions& options = {});
 
-  // --- Reads ------------------------------------------------------------------
+  // --- Reads
+  // ------------------------------------------------------------------
 
-  [[nodiscard]] virtual absl::StatusOr<kv::KeyValue> Get(const std::string& ns,
-                                           const std::string& key,
-                                           const ReadOptions& options = {}) = 0;
+  [[nodiscard]] virtual absl::StatusOr<kv::KeyValue> Get(
+      const std::string& ns, const std::string& key,
+      const ReadOptions& options = {}) = 0;
   virtual void GetAsync(const std::string& ns, const std::string& key,
                         const ReadOptions& options, GetCallback done) = 0;
-  [[nodiscard]] virtual absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
-                                            const ReadOptions& options = {}) = 0;
+  [[nodiscard]] virtual absl::StatusOr<kv::ListPage> List(
+      const kv::ListRequest& request, const ReadOptions& options = {}) = 0;
 
   // Delivers changes under ns/prefix (or to ns/key) after
   // request.after_revision, then every new one, until cancelled, ended
@@ -320,12 +321,13 @@ class Node {
       uint64_t after_revision, uint32_t limit,
       const ReadOptions& options = {}) = 0;
 
-  // --- Membership (leader only; FailedPrecondition naming the leader) -----------
+  // --- Membership (leader only; FailedPrecondition naming the leader)
+  // -----------
 
   // Records `address` for `id` and adds it as a learner: it receives the
   // log (or a snapshot) but does not vote. Returns once the change commits.
   [[nodiscard]] virtual absl::Status AddLearner(raft::MemberId id,
-                                  const std::string& address) = 0;
+                                                const std::string& address) = 0;
   // Makes a learner a voter (joint consensus). Returns once committed.
   [[nodiscard]] virtual absl::Status PromoteToVoter(raft::MemberId id) = 0;
   // Removes a voter or learner. Returns once committed.

@@ -1,5 +1,6 @@
-// The Transport moves Raft messages, snapshot chunks and forwarded client
-// requests between the members of one cluster.
+// The Transport moves Raft messages, snapshot chunks (and their
+// acknowledgements) and forwarded client requests between the members of
+// one cluster.
 //
 // Two implementations ship with confman:
 //   - TcpTransport (confman/transport/tcp.h): framed, verified and
@@ -59,6 +60,21 @@ struct ForwardFrame {
   friend bool operator==(const ForwardFrame&, const ForwardFrame&) = default;
 };
 
+// A snapshot receiver's progress report to the member streaming to it: it
+// has written chunk `seq` of stream `snapshot_id`, and so every chunk
+// before it. The sender keeps a bounded window of chunks beyond the last
+// acknowledged one. Acknowledgements are cumulative, so losing one costs
+// nothing once a later one arrives.
+struct TransportSnapshotAck {
+  // The TransportSnapshotChunk::snapshot_id of the stream.
+  uint64_t snapshot_id = 0;
+  // The TransportSnapshotChunk::seq of the latest chunk written.
+  uint64_t seq = 0;
+
+  friend bool operator==(const TransportSnapshotAck&,
+                         const TransportSnapshotAck&) = default;
+};
+
 // Receives what the transport delivers.
 //
 // Threading: every callback runs on a thread owned by the transport, never
@@ -84,6 +100,12 @@ class TransportHandler {
 
   // A forwarded request or response sent by member `from`.
   virtual void OnForward(raft::MemberId from, ForwardFrame frame) = 0;
+
+  // A snapshot chunk acknowledgement sent by member `from`, a receiver of a
+  // stream this member is sending. Arrives on the control path, so it never
+  // waits behind the chunks it acknowledges.
+  virtual void OnSnapshotAck(raft::MemberId from,
+                             TransportSnapshotAck ack) = 0;
 
   // Messages to `member` are being lost: it could not be reached, its
   // connection broke, or its send queue overflowed. The Raft driver reports
@@ -159,6 +181,13 @@ class Transport {
   // path. Same statuses as Send, except that it is never dropped for queue
   // space: callers bound the number of outstanding forwards themselves.
   [[nodiscard]] virtual absl::Status SendForward(raft::MemberId to, ForwardFrame frame) = 0;
+
+  // Queues a snapshot chunk acknowledgement for member `to`, the sender of
+  // the stream, on the control path. Same statuses as SendForward: never
+  // dropped for queue space (a receiver sends at most one per chunk it
+  // receives, and the sender's window bounds those).
+  [[nodiscard]] virtual absl::Status SendSnapshotAck(
+      raft::MemberId to, TransportSnapshotAck ack) = 0;
 };
 
 }  // namespace confman

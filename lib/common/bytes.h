@@ -1,13 +1,20 @@
-// Fixed-width integer encoding for keys and records stored by confman.
+// Fixed-width integer encodings: the one place confman turns integers into
+// bytes and back.
 //
-// Keys use big-endian so LMDB's default byte-wise comparison orders them
-// numerically (and MDB_APPEND works on ascending indexes).
+// Big-endian for what confman stores: keys must sort numerically under
+// LMDB's default byte-wise comparison (and MDB_APPEND works on ascending
+// indexes); records use the same helpers so the files have one byte order.
+// Little-endian for what travels between members outside FlatBuffers (the
+// frame length prefix, a forwarded write's answer, a ReadIndex request id),
+// matching FlatBuffers' own byte order.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "absl/strings/string_view.h"
 
@@ -43,6 +50,42 @@ inline std::string BigEndianKey(uint64_t v) {
   std::string key(8, '\0');
   PutBigEndian64(key.data(), v);
   return key;
+}
+
+template <typename T>
+void PutLittleEndian(unsigned char* out, T v) {
+  static_assert(std::is_unsigned_v<T>);
+  for (size_t i = 0; i < sizeof(T); ++i) {
+    out[i] = static_cast<unsigned char>(v & 0xFFu);
+    v = static_cast<T>(v >> 8);
+  }
+}
+template <typename T>
+void PutLittleEndian(char* out, T v) {
+  PutLittleEndian(reinterpret_cast<unsigned char*>(out), v);
+}
+
+template <typename T>
+T GetLittleEndian(const unsigned char* in) {
+  static_assert(std::is_unsigned_v<T>);
+  T v = 0;
+  for (size_t i = sizeof(T); i > 0; --i) {
+    v = static_cast<T>((v << 8) | in[i - 1]);
+  }
+  return v;
+}
+template <typename T>
+T GetLittleEndian(const char* in) {
+  return GetLittleEndian<T>(reinterpret_cast<const unsigned char*>(in));
+}
+
+inline void AppendLittleEndian64(std::string& out, uint64_t v) {
+  char buf[8];
+  PutLittleEndian(buf, v);
+  out.append(buf, 8);
+}
+inline uint64_t GetLittleEndian64(const char* in) {
+  return GetLittleEndian<uint64_t>(in);
 }
 
 // Appends to a growing record.

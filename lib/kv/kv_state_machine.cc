@@ -53,7 +53,7 @@ std::string DisplayName(std::string_view ns, std::string_view key) {
 // FlatBuffers verification requires aligned input. Entry data normally is
 // (heap strings are), but the outcome must not depend on where the bytes
 // happen to sit, so misaligned input is copied first.
-std::string_view Aligned(const std::string& data, std::string& copy) {
+std::string_view Aligned(std::string_view data, std::string& copy) {
   if (reinterpret_cast<uintptr_t>(data.data()) % alignof(std::max_align_t) == 0) {
     return data;
   }
@@ -289,7 +289,7 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
           !m.ok()) {
         result = Outcome(entry.index, m.status());
       } else {
-        batch.meta.membership = entry.data;
+        batch.meta.membership = std::string(entry.data.view());
         batch.meta.membership_index = entry.index;
       }
       break;
@@ -339,7 +339,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
       ReadLoggedValue(archive, record, table_key);
   if (absl::IsNotFound(logged.status())) {
     return absl::AbortedError(absl::StrCat(
-        "the value of ", ToAbsl(table_key), " changed while it was being read (",
+        "the value of ", DescribeTableKey(table_key),
+        " changed while it was being read (",
         logged.status().message(), "); retry the read"));
   }
   if (!logged.ok()) return logged.status();

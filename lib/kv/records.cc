@@ -3,6 +3,7 @@
 // it, checked against the record that points there.
 #include "records.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/bytes.h"
 #include "confman/status_macros.h"
@@ -46,6 +47,19 @@ std::string KeysTableKey(std::string_view ns, std::string_view key) {
   return out;
 }
 
+std::string DescribeTableKey(std::string_view table_key) {
+  const size_t nul = table_key.find('\0');
+  if (nul == std::string_view::npos) {
+    // Not a KeysTableKey result; still printed without raw bytes.
+    return absl::StrCat("table key \"",
+                        absl::CEscape(common::ToAbsl(table_key)), "\"");
+  }
+  return absl::StrCat(
+      "namespace \"", absl::CEscape(common::ToAbsl(table_key.substr(0, nul))),
+      "\", key \"", absl::CEscape(common::ToAbsl(table_key.substr(nul + 1))),
+      "\"");
+}
+
 std::string EncodeKeyRecordHead(const KeyRecord& r) {
   std::string out;
   AppendU64(out, r.create_revision);
@@ -85,7 +99,7 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
                                             std::string_view table_key) {
   if (archive == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the value of ", common::ToAbsl(table_key), " is kept in log entry ",
+        "the value of ", DescribeTableKey(table_key), " is kept in log entry ",
         record.value_log_index,
         " but the config store was opened without "
         "its log; open it with KvStateMachineOptions.value_archive"));
@@ -99,7 +113,7 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
       command->stored_value.size() != record.stored_bytes) {
     return absl::DataLossError(absl::StrCat(
         "log entry ", record.value_log_index, " is not the put of ",
-        common::ToAbsl(table_key),
+        DescribeTableKey(table_key),
         " that the config store refers to; the "
         "store is damaged: restore this member from a peer snapshot"));
   }

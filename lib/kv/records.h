@@ -15,8 +15,12 @@ namespace confman::kv {
 
 // The kKeys table's key for ns/key: the namespace, a NUL, the key
 // (namespaces hold no NUL, so a namespace's keys are one contiguous, ordered
-// range). Not for messages: see DisplayName in kv_state_machine.cc.
+// range). Not for messages, which would print the NUL: use DescribeTableKey.
 std::string KeysTableKey(std::string_view ns, std::string_view key);
+
+// How an error message names the key a KeysTableKey result stands for:
+// namespace "ns", key "k", with unprintable bytes of either escaped.
+std::string DescribeTableKey(std::string_view table_key);
 
 // A kKeys value: metadata, then the value bytes as stored.
 struct KeyRecord {

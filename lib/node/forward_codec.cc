@@ -4,31 +4,23 @@
 #include "forward_codec.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/bytes.h"
 
 namespace confman::node_internal {
 namespace {
 
+using common::AppendLittleEndian64;
+using common::GetLittleEndian64;
+
 constexpr size_t kHeaderBytes = 9;
 constexpr int kMaxStatusCode = 16;  // absl::StatusCode::kUnauthenticated.
-
-void AppendLittleEndian(std::string& out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(value >> (8 * i)));
-}
-
-uint64_t ReadLittleEndian(std::string_view bytes) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) {
-    value |= uint64_t{static_cast<uint8_t>(bytes[i])} << (8 * i);
-  }
-  return value;
-}
 
 }  // namespace
 
 std::string EncodeForwardResult(const absl::StatusOr<uint64_t>& result) {
   std::string out;
   out.push_back(static_cast<char>(result.status().code()));
-  AppendLittleEndian(out, result.ok() ? *result : 0);
+  AppendLittleEndian64(out, result.ok() ? *result : 0);
   const absl::string_view message = result.status().message();
   out.append(message.data(), message.size());
   return out;
@@ -41,19 +33,19 @@ std::string EncodeForwardResult(const absl::StatusOr<uint64_t>& result) {
         " bytes); check that every member runs the same confman version"));
   }
   const auto code = static_cast<absl::StatusCode>(bytes[0]);
-  if (code == absl::StatusCode::kOk) return ReadLittleEndian(bytes.substr(1, 8));
+  if (code == absl::StatusCode::kOk) return GetLittleEndian64(bytes.data() + 1);
   const std::string_view message = bytes.substr(kHeaderBytes);
   return absl::Status(code, absl::string_view(message.data(), message.size()));
 }
 
 std::string EncodeRequestId(uint64_t id) {
   std::string out;
-  AppendLittleEndian(out, id);
+  AppendLittleEndian64(out, id);
   return out;
 }
 
 uint64_t DecodeRequestId(std::string_view bytes) {
-  return bytes.size() == 8 ? ReadLittleEndian(bytes) : 0;
+  return bytes.size() == 8 ? GetLittleEndian64(bytes.data()) : 0;
 }
 
 }  // namespace confman::node_internal

@@ -105,8 +105,8 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
     before = AppliedMembership();
   }
   if (testing::HasTestingFault(options_.testing_faults,
-                               testing::NodeTestingFault::kDropOneApply)) {
-    DropOneApplyForTesting(entries);
+                               testing::NodeTestingFault::kSkipApplies)) {
+    SkipAppliesForTesting(entries);
   }
   Sample("node.apply_batch_entries", static_cast<double>(entries.size()));
   // Writes are acknowledged once their results are known: the entries are
@@ -122,7 +122,7 @@ void NodeImpl::ApplyBatch(std::vector<raft::Entry> entries) {
   asio::post(loop_, [this, applied = applied_.load()] {
     if (closing_) return;
     core_->ReportApplied(applied);
-    ProcessReady();
+    ProcessReadySoon();
   });
   ServeReadsUpTo(applied_);
   watch_hub_->NotifyRevision();
@@ -154,23 +154,25 @@ void NodeImpl::CompleteWrites(const std::vector<ApplyResult>& results,
   }
 }
 
-// TEST ONLY (NodeTestingFault::kDropOneApply). The skipped entry's bytes
+// TEST ONLY (NodeTestingFault::kSkipApplies). The skipped entry's bytes
 // are replaced by an undecodable command, which the state machine applies
 // as a no-op (InvalidArgument outcome): the index still advances, so only
-// this member's state and revisions diverge.
-void NodeImpl::DropOneApplyForTesting(std::vector<raft::Entry>& entries) {
+// this member's state and revisions diverge. Only unconditional puts are
+// skipped: a compare-and-set that mismatches or a delete of an absent key
+// changes nothing, and skipping it would leave no trace to catch.
+void NodeImpl::SkipAppliesForTesting(std::vector<raft::Entry>& entries) {
   for (raft::Entry& entry : entries) {
     if (entry.type != raft::EntryType::kNormal || entry.data.empty()) continue;
     absl::StatusOr<kv::CommandView> command = kv::DecodeCommand(entry.data);
-    if (!command.ok() || command->kind == kv::Command::Kind::kCompactHistory ||
+    if (!command.ok() || command->kind != kv::Command::Kind::kPut ||
+        command->expected_revision ||
         command->ns.rfind(kReservedPrefix, 0) == 0) {
       continue;
     }
-    if (++testing_host_writes_applied_ == testing::kDropOneApplyOrdinal) {
+    if (++testing_host_puts_applied_ % testing::kSkipApplyInterval == 0) {
       Log(LogLevel::kWarning,
           absl::StrCat("TESTING FAULT: not applying entry ", entry.index));
       entry.data.clear();
-      return;
     }
   }
 }

@@ -98,12 +98,21 @@ class NodeImpl final : public Node, public TransportHandler {
   void OnMessage(raft::Message message) override;
   void OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) override;
   void OnForward(raft::MemberId from, ForwardFrame frame) override;
+  void OnSnapshotAck(raft::MemberId from, TransportSnapshotAck ack) override;
   void OnUnreachable(raft::MemberId member) override;
 
  private:
   // A write waiting for its entry to be applied (keyed by log index).
   struct PendingWrite {
     raft::Term term = 0;
+    WriteCallback done;
+    Clock::time_point deadline;
+  };
+  // A write to propose here, waiting for the rest of the Raft loop's queue
+  // to run: the writes that arrive together go to the core in one call, so
+  // they share one log write and one Append per follower.
+  struct QueuedProposal {
+    std::string command;
     WriteCallback done;
     Clock::time_point deadline;
   };
@@ -231,8 +240,17 @@ class NodeImpl final : public Node, public TransportHandler {
   void OnLogWriteDone(absl::Status status, raft::Index index, raft::Term term);
   void HandleReadStates(std::vector<raft::ReadState> states);
   void HandleFailedReads(const std::vector<std::string>& contexts);
+  // Queues a write to propose (see QueuedProposal) and schedules the pass
+  // that proposes it.
   void ProposeLocal(std::string command, WriteCallback done,
                     Clock::time_point deadline);
+  // Proposes every queued write, in as few core calls as max_append_bytes
+  // allows.
+  void ProposeQueued();
+  // Runs ProposeQueued and ProcessReady once the handlers already queued on
+  // the loop have run, so that the inputs arriving together (proposals,
+  // messages, log and apply reports) yield one Ready instead of one each.
+  void ProcessReadySoon();
 
   // Host writes (node_write.cc), on the Raft loop unless noted.
   // Stamps this member's session on `command` unless the host set its own
@@ -285,8 +303,8 @@ class NodeImpl final : public Node, public TransportHandler {
                       const std::map<raft::Index, raft::Term>& terms);
   void FailPendingWrites(const absl::Status& status, bool only_expired);
   void InstallStaged(InstallSnapshot install);
-  // TEST ONLY: NodeTestingFault::kDropOneApply.
-  void DropOneApplyForTesting(std::vector<raft::Entry>& entries);
+  // TEST ONLY: NodeTestingFault::kSkipApplies.
+  void SkipAppliesForTesting(std::vector<raft::Entry>& entries);
   void ServeReadsUpTo(raft::Index applied);
   void AddWaitingRead(raft::Index index, std::function<void()> read);
 
@@ -304,7 +322,6 @@ class NodeImpl final : public Node, public TransportHandler {
   [[nodiscard]] absl::Status BeginIncoming(raft::MemberId from, TransportSnapshotChunk& chunk);
   void FinishIncoming();
   bool AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq);
-  void OnChunkAck(const std::string& payload);
   // Waits until fewer than a window of chunks through `seq` are
   // unacknowledged. False on timeout, close, or once this member no longer
   // leads in `term`.
@@ -366,6 +383,8 @@ class NodeImpl final : public Node, public TransportHandler {
   raft::MemberId write_target_ = raft::kNoMember;
   bool writes_waiting_ = false;  // Some write may wait for a leader.
   uint64_t next_request_id_ = 1;
+  std::vector<QueuedProposal> queued_proposals_;
+  bool ready_pass_posted_ = false;  // A ProcessReadySoon pass is queued.
   std::unique_ptr<SnapshotSink> staged_sink_;  // Awaiting snapshot_to_install.
   raft::MemberId last_leader_ = raft::kNoMember;
   raft::Role last_role_ = raft::Role::kFollower;
@@ -404,9 +423,9 @@ class NodeImpl final : public Node, public TransportHandler {
   std::thread apply_thread_;  // Started by Open, joined by Close.
   // Apply thread (confman-apply) only.
   std::multimap<raft::Index, std::function<void()>> waiting_reads_;
-  // Puts and deletes in host namespaces applied since Open; counted only
-  // while NodeTestingFault::kDropOneApply is set.
-  uint64_t testing_host_writes_applied_ = 0;
+  // Unconditional puts in host namespaces applied since Open; counted only
+  // while NodeTestingFault::kSkipApplies is set.
+  uint64_t testing_host_puts_applied_ = 0;
 
   std::atomic<raft::Index> applied_{0};
   // Entry bytes committed but not yet applied. The leader refuses new
@@ -438,9 +457,14 @@ class NodeImpl final : public Node, public TransportHandler {
   // The term this member leads in, 0 while it does not (set by the loop):
   // senders give up a stream started under another leadership.
   std::atomic<raft::Term> leading_term_{0};
-  // Per outgoing stream: chunks the receiver has written (seq + 1), so a
-  // sender keeps a bounded window in flight.
-  std::map<uint64_t, uint64_t> snapshot_acked_ ABSL_GUARDED_BY(snapshot_mu_);
+  // Per outgoing stream: its receiver, and the chunks the receiver has
+  // written (seq + 1), so a sender keeps a bounded window in flight. Only
+  // the receiver's acknowledgements count.
+  struct OutgoingStream {
+    raft::MemberId to = raft::kNoMember;
+    uint64_t acked = 0;
+  };
+  std::map<uint64_t, OutgoingStream> snapshot_acked_ ABSL_GUARDED_BY(snapshot_mu_);
   common::CondVar snapshot_ack_cv_;
 
   // Peer addresses known to this member (options plus replicated ones).

@@ -81,6 +81,19 @@ void NodeImpl::ProcessReady() {
   RedirectWrites();
 }
 
+void NodeImpl::ProcessReadySoon() {
+  if (ready_pass_posted_) return;
+  ready_pass_posted_ = true;
+  // Queued behind what is already waiting: a burst of inputs is handled
+  // first, then answered with one Ready.
+  asio::post(loop_, [this] {
+    ready_pass_posted_ = false;
+    if (closing_ || halted_) return;
+    ProposeQueued();
+    ProcessReady();
+  });
+}
+
 void NodeImpl::HandleReady(raft::Ready ready) {
   if (ready.snapshot_to_install) {
     // The log's reset travels in this Ready's log write, held back until
@@ -190,7 +203,7 @@ void NodeImpl::OnLogWriteDone(absl::Status status, raft::Index index,
   if (storage_failed_) return;
   if (index != 0) core_->ReportDurable(index, term);
   SendMessages(std::move(done.messages));
-  ProcessReady();
+  ProcessReadySoon();
 }
 
 absl::Status NodeImpl::CheckCoreInvariants() const {
@@ -386,15 +399,12 @@ void NodeImpl::OnMessage(raft::Message message) {
   asio::post(loop_, [this, m = std::move(message)]() mutable {
     if (closing_) return;
     core_->Step(std::move(m));
-    ProcessReady();
+    ProcessReadySoon();
   });
 }
 
 void NodeImpl::OnForward(raft::MemberId from, ForwardFrame frame) {
   if (closing_) return;
-  if (frame.request_id == 0 && !frame.response) {
-    return OnChunkAck(frame.payload);  // Snapshot flow control.
-  }
   asio::post(loop_, [this, from, f = std::move(frame)]() mutable {
     if (f.response) return HandleForwardResponse(from, std::move(f));
     HandleForwardRequest(from, std::move(f));

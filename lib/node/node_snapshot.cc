@@ -29,21 +29,6 @@ constexpr auto kSendRetryDelay = std::chrono::milliseconds(2);
 constexpr uint64_t kChunkWindow = 8;
 // A stream whose receiver acknowledges nothing for this long is abandoned.
 constexpr auto kAckTimeout = std::chrono::seconds(30);
-// How long the receiver retries an acknowledgement the transport's full
-// queue refused.
-constexpr auto kAckSendPatience = std::chrono::seconds(1);
-// Acknowledgements travel as forward frames with this reserved request id
-// (forwarded writes use ids from 1).
-constexpr uint64_t kChunkAckRequestId = 0;
-
-std::string EncodeAck(uint64_t snapshot_id, uint64_t seq) {
-  std::string out(16, '\0');
-  for (int i = 0; i < 8; ++i) {
-    out[i] = static_cast<char>(snapshot_id >> (8 * i));
-    out[8 + i] = static_cast<char>(seq >> (8 * i));
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -57,7 +42,7 @@ void NodeImpl::StartSnapshotSend(raft::MemberId to) {
   }
   sending_.insert(to);
   const uint64_t snapshot_id = next_snapshot_id_++;
-  snapshot_acked_[snapshot_id] = 0;
+  snapshot_acked_[snapshot_id] = OutgoingStream{to, 0};
   senders_[to] = std::thread(&NodeImpl::SendSnapshot, this, to, core_->term(),
                              snapshot_id);
 }
@@ -156,7 +141,7 @@ bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq,
   common::MutexLock lock(&snapshot_mu_);
   auto abandoned = [&] { return closing_ || leading_term_ != term; };
   auto ready = [&] {
-    return abandoned() || snapshot_acked_[snapshot_id] + kChunkWindow > seq;
+    return abandoned() || snapshot_acked_[snapshot_id].acked + kChunkWindow > seq;
   };
   const absl::Time give_up = absl::Now() + absl::FromChrono(kAckTimeout);
   while (!ready()) {
@@ -165,18 +150,15 @@ bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq,
   return ready() && !abandoned();
 }
 
-// Acknowledgements are cumulative, so one lost among many costs nothing; a
-// full queue is waited out briefly, since the sender's window waits on them.
-// False if the sender cannot be told: the stream is then given up.
+// Sent once, without retrying: acknowledgements travel on the control path,
+// which never refuses one for queue space, so a refusal means the sender
+// cannot be reached now (not a peer, its connection reset, or this
+// transport stopping) and waiting would not change that. False then: the
+// stream is given up, and the leader sends a fresh one once its window
+// times out.
 bool NodeImpl::AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq) {
-  const auto give_up = Clock::now() + kAckSendPatience;
-  absl::Status sent;
-  do {
-    sent = transport_->SendForward(
-        to, ForwardFrame{kChunkAckRequestId, false, EncodeAck(snapshot_id, seq)});
-    if (!absl::IsResourceExhausted(sent)) break;
-    std::this_thread::sleep_for(kSendRetryDelay);
-  } while (!closing_ && Clock::now() < give_up);
+  const absl::Status sent = transport_->SendSnapshotAck(
+      to, TransportSnapshotAck{.snapshot_id = snapshot_id, .seq = seq});
   if (sent.ok()) return true;
   Log(LogLevel::kWarning,
       absl::StrCat("cannot acknowledge snapshot chunk ", seq, " to member ", to,
@@ -185,19 +167,16 @@ bool NodeImpl::AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq) {
   return false;
 }
 
-void NodeImpl::OnChunkAck(const std::string& payload) {
-  if (payload.size() != 16) return;
-  uint64_t snapshot_id = 0;
-  uint64_t seq = 0;
-  for (int i = 0; i < 8; ++i) {
-    snapshot_id |= uint64_t{static_cast<uint8_t>(payload[i])} << (8 * i);
-    seq |= uint64_t{static_cast<uint8_t>(payload[8 + i])} << (8 * i);
-  }
+// Acknowledgements are cumulative, so one lost among many costs nothing.
+void NodeImpl::OnSnapshotAck(raft::MemberId from, TransportSnapshotAck ack) {
+  if (closing_) return;
   {
     common::MutexLock lock(&snapshot_mu_);
-    auto it = snapshot_acked_.find(snapshot_id);
-    if (it == snapshot_acked_.end()) return;  // Not a stream we are sending.
-    it->second = std::max(it->second, seq + 1);
+    auto it = snapshot_acked_.find(ack.snapshot_id);
+    // Not a stream we are sending, or not sending to this member: stream
+    // ids are small counters another member could guess.
+    if (it == snapshot_acked_.end() || it->second.to != from) return;
+    it->second.acked = std::max(it->second.acked, ack.seq + 1);
   }
   snapshot_ack_cv_.SignalAll();
 }

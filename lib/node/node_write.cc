@@ -37,6 +37,9 @@ bool MayRetry(const absl::Status& status) {
   return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
 }
 
+// See ProposeQueued.
+constexpr uint64_t kMaxProposalBatchBytes = uint64_t{1} << 20;
+
 uint64_t RandomSessionId() {
   std::random_device device;
   std::mt19937_64 bits((uint64_t{device()} << 32) ^ device());
@@ -274,28 +277,34 @@ void NodeImpl::ExpireWrites(Clock::time_point now) {
     }
     absl::Status status =
         write.sent
-            ? absl::DeadlineExceededError(absl::StrCat(
-                  "no answer within the request timeout (leader: ",
-                  leader.empty() ? std::string("unknown") : leader,
-                  "); the write may still take effect"))
+            ? absl::DeadlineExceededError(
+                  absl::StrCat("no answer within the request timeout (leader: ",
+                               leader.empty() ? std::string("unknown") : leader,
+                               "); the write may still take effect"))
             : absl::UnavailableError(
                   "no leader was known within the request timeout, so the "
                   "write was never proposed and did not take effect; retry");
-    RunOnApplyThread([answer = write.answer, status] { answer->Answer(status); });
+    RunOnApplyThread(
+        [answer = write.answer, status] { answer->Answer(status); });
     origin_write_bytes_ -= write.command.size();
     it = origin_writes_.erase(it);
   }
 }
 
-void NodeImpl::FailWrites(const absl::Status& unsent, const absl::Status& sent) {
+void NodeImpl::FailWrites(const absl::Status& unsent,
+                          const absl::Status& sent) {
   for (auto& [request_id, write] : origin_writes_) {
-    RunOnApplyThread([answer = write.answer,
-                      status = write.sent ? sent : unsent] {
-      answer->Answer(status);
-    });
+    RunOnApplyThread(
+        [answer = write.answer, status = write.sent ? sent : unsent] {
+          answer->Answer(status);
+        });
   }
   origin_writes_.clear();
   origin_write_bytes_ = 0;
+  for (QueuedProposal& queued : queued_proposals_) {
+    RunOnApplyThread([done = std::move(queued.done), unsent] { done(unsent); });
+  }
+  queued_proposals_.clear();
 }
 
 void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
@@ -310,39 +319,75 @@ void NodeImpl::ProposeLocal(std::string command, WriteCallback done,
           "log); retry shortly"));
     });
   }
-  std::vector<std::string> entries;
-  entries.push_back(std::move(command));
-  absl::StatusOr<raft::ProposalPosition> pos = core_->Propose(std::move(entries));
-  if (!pos.ok()) {
-    // Not leading any more (or handing over): not proposed, so another
-    // attempt may follow.
-    absl::Status s = absl::IsFailedPrecondition(pos.status())
-                         ? absl::UnavailableError(
-                               NotLeaderError(core_->LeaderId(), "a write").message())
-                         : pos.status();
-    return RunOnApplyThread([done, s] { done(s); });
+  queued_proposals_.push_back(
+      QueuedProposal{std::move(command), std::move(done), deadline});
+  ProcessReadySoon();
+}
+
+void NodeImpl::ProposeQueued() {
+  std::vector<QueuedProposal> queued;
+  queued.swap(queued_proposals_);
+  size_t begin = 0;
+  while (begin < queued.size()) {
+    // One core call per kMaxProposalBatchBytes (or one command): a batch
+    // counts against the uncommitted budget whole, and each call sends its
+    // own AppendEntries, so wire frames stay about one large value in size
+    // while small writes still travel thousands to a frame. All the calls'
+    // entries still share one log write.
+    size_t end = begin;
+    uint64_t bytes = 0;
+    std::vector<std::string> data;
+    const uint64_t batch_bytes =
+        std::min<uint64_t>(options_.max_append_bytes, kMaxProposalBatchBytes);
+    while (
+        end < queued.size() &&
+        (end == begin || bytes + queued[end].command.size() <= batch_bytes)) {
+      bytes += queued[end].command.size();
+      data.push_back(std::move(queued[end].command));
+      ++end;
+    }
+    Sample("node.proposal_batch_entries", static_cast<double>(end - begin));
+    absl::StatusOr<raft::ProposalPosition> pos =
+        core_->Propose(std::move(data));
+    if (!pos.ok()) {
+      // Not leading any more (or handing over): not proposed, so another
+      // attempt may follow.
+      const absl::Status s =
+          absl::IsFailedPrecondition(pos.status())
+              ? absl::UnavailableError(
+                    NotLeaderError(core_->LeaderId(), "a write").message())
+              : pos.status();
+      for (size_t i = begin; i < end; ++i) {
+        RunOnApplyThread([done = std::move(queued[i].done), s] { done(s); });
+      }
+    } else if (testing::HasTestingFault(
+                   options_.testing_faults,
+                   testing::NodeTestingFault::kAckBeforeCommit)) {
+      // TEST ONLY: answered now, with a guessed revision, whatever happens
+      // to the entry.
+      for (size_t i = begin; i < end; ++i) {
+        testing_predicted_revision_ =
+            std::max(testing_predicted_revision_, sm_->Revision()) + 1;
+        RunOnApplyThread(
+            [done = std::move(queued[i].done),
+             revision = testing_predicted_revision_] { done(revision); });
+      }
+    } else {
+      common::MutexLock lock(&writes_mu_);
+      for (size_t i = begin; i < end; ++i) {
+        pending_writes_[pos->first + (i - begin)] = PendingWrite{
+            pos->term, std::move(queued[i].done), queued[i].deadline};
+      }
+    }
+    begin = end;
   }
-  if (testing::HasTestingFault(options_.testing_faults,
-                               testing::NodeTestingFault::kAckBeforeCommit)) {
-    // TEST ONLY: answered now, with a guessed revision, whatever happens to
-    // the entry.
-    testing_predicted_revision_ =
-        std::max(testing_predicted_revision_, sm_->Revision()) + 1;
-    RunOnApplyThread(
-        [done, revision = testing_predicted_revision_] { done(revision); });
-    return ProcessReady();
-  }
-  {
-    common::MutexLock lock(&writes_mu_);
-    pending_writes_[pos->last] = PendingWrite{pos->term, std::move(done), deadline};
-  }
-  ProcessReady();
 }
 
 void NodeImpl::HandleForwardRequest(raft::MemberId from, ForwardFrame frame) {
   if (halted_) return;  // The forwarding member times the write out.
   const uint64_t request_id = frame.request_id;
-  WriteCallback reply = [this, from, request_id](absl::StatusOr<uint64_t> result) {
+  WriteCallback reply = [this, from,
+                         request_id](absl::StatusOr<uint64_t> result) {
     if (closed_) return;
     absl::Status sent = transport_->SendForward(
         from, ForwardFrame{request_id, true, EncodeForwardResult(result)});
@@ -356,8 +401,9 @@ void NodeImpl::HandleForwardRequest(raft::MemberId from, ForwardFrame frame) {
     }
   };
   if (core_->role() != raft::Role::kLeader || closing_) {
-    absl::Status s = closing_ ? absl::UnavailableError("the leader is closing; retry")
-                              : NotLeaderError(core_->LeaderId(), "a forwarded write");
+    absl::Status s =
+        closing_ ? absl::UnavailableError("the leader is closing; retry")
+                 : NotLeaderError(core_->LeaderId(), "a forwarded write");
     return reply(absl::UnavailableError(s.message()));
   }
   ProposeLocal(std::move(frame.payload), std::move(reply), Deadline());
@@ -371,9 +417,10 @@ void NodeImpl::HandleForwardResponse(raft::MemberId from, ForwardFrame frame) {
   // an earlier attempt.
   const uint32_t attempt = from == write.target ? write.attempt : 0;
   WriteCallback done = AttemptDone(frame.request_id, attempt, write.answer);
-  RunOnApplyThread([done = std::move(done), payload = std::move(frame.payload)] {
-    done(DecodeForwardResult(payload));
-  });
+  RunOnApplyThread(
+      [done = std::move(done), payload = std::move(frame.payload)] {
+        done(DecodeForwardResult(payload));
+      });
 }
 
 }  // namespace confman::node_internal

@@ -53,6 +53,7 @@ void CoreImpl::AdvanceApply() {
       committed_to_emit_bytes_ += e.data.size();
       committed_to_emit_.push_back(std::move(e));
     }
+    log_.ReleaseThrough(queued_index_);
   }
   MaybeLeaveJoint();
 }

@@ -79,7 +79,11 @@ bool IsResponse(MessageType type) {
 }  // namespace
 
 CoreImpl::CoreImpl(const CoreOptions& options, const LogReader* log)
-    : options_(options), log_(log), rng_state_(options.random_seed) {}
+    : options_(options),
+      // One append's worth: what the next apply batch or a follower just
+      // behind asks for.
+      log_(log, options.max_append_bytes),
+      rng_state_(options.random_seed) {}
 
 bool CoreImpl::Faulty(TestingFault fault) const {
   return HasTestingFault(options_.testing_faults, fault);
@@ -1155,6 +1159,18 @@ absl::Status CoreImpl::CheckInvariants() const {
       return fail(absl::StrCat("unstable entry ", e.index, " out of order"));
     }
     previous = e.term;
+  }
+  // The entries kept in memory after they became durable are answered
+  // instead of the stored log's: they must be in order, durable, and end
+  // where the unstable ones begin. (Nothing here reads storage: the Node
+  // runs this check before every Ready, on the Raft loop.)
+  const std::deque<Entry>& tail = log_.durable_tail();
+  for (size_t i = 0; i < tail.size(); ++i) {
+    const Index want = log_.unstable_offset() - tail.size() + i;
+    if (tail[i].index != want || tail[i].index > log_.durable_index()) {
+      return fail(absl::StrCat("durable tail entry ", tail[i].index,
+                               " where ", want, " belongs"));
+    }
   }
   if (role_ == Role::kLeader) {
     if (vote_ != options_.id || leader_ != options_.id) {

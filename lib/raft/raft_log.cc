@@ -1,6 +1,9 @@
 // RaftLog (raft_log.h): the durable log the driver stores, overlaid with
 // the entries appended since that the driver has not yet reported
 // durable, and the bookkeeping of what Ready has handed out for writing.
+// Entries leave unstable_ for durable_tail_ when they are reported durable
+// and leave durable_tail_ when they are released for applying; a
+// truncation or a reset drops whatever it replaces from both.
 #include "raft_log.h"
 
 #include <algorithm>
@@ -9,11 +12,12 @@
 
 namespace confman::raft {
 
-RaftLog::RaftLog(const LogReader* durable)
+RaftLog::RaftLog(const LogReader* durable, uint64_t durable_tail_bytes)
     : durable_(durable),
       offset_(durable->LastIndex() + 1),
       emitted_through_(durable->LastIndex()),
-      durable_index_(durable->LastIndex()) {}
+      durable_index_(durable->LastIndex()),
+      max_durable_tail_bytes_(durable_tail_bytes) {}
 
 Index RaftLog::FirstIndex() const {
   if (unsynced_reset_) return unsynced_reset_->index + 1;
@@ -44,6 +48,9 @@ absl::StatusOr<Term> RaftLog::TermAt(Index index) const {
         absl::StrCat("index ", index, " precedes the snapshot the log was "
                      "reset to"));
   }
+  if (InDurableTail(index, index + 1)) {
+    return durable_tail_[index - durable_tail_.front().index].term;
+  }
   return durable_->TermAt(index);
 }
 
@@ -61,7 +68,15 @@ absl::StatusOr<std::vector<Entry>> RaftLog::Entries(Index lo, Index hi,
   hi = std::min({hi, LastIndex() + 1, lo + max_entries});
   if (lo >= hi) return out;
   uint64_t bytes = 0;
-  if (lo < offset_) {
+  if (lo < offset_ && InDurableTail(lo, std::min(hi, offset_))) {
+    const Index tail_first = durable_tail_.front().index;
+    for (Index i = lo; i < std::min(hi, offset_); ++i) {
+      const Entry& e = durable_tail_[i - tail_first];
+      if (!out.empty() && bytes + e.data.size() > max_bytes) return out;
+      bytes += e.data.size();
+      out.push_back(e);
+    }
+  } else if (lo < offset_) {
     if (unsynced_reset_) {
       return absl::OutOfRangeError(
           absl::StrCat("index ", lo, " precedes the snapshot the log was "
@@ -92,6 +107,10 @@ void RaftLog::Append(std::vector<Entry> entries) {
     // from `first` on is now answered from memory.
     unstable_.clear();
     offset_ = first;
+    while (!durable_tail_.empty() && durable_tail_.back().index >= first) {
+      durable_tail_bytes_ -= durable_tail_.back().data.size();
+      durable_tail_.pop_back();
+    }
   } else {
     unstable_.resize(first - offset_);
   }
@@ -123,6 +142,16 @@ bool RaftLog::MarkDurable(Index index, Term term) {
   // The write that made `index` durable also wrote everything before it,
   // the reset included.
   const Index drop = index - offset_ + 1;
+  if (!durable_tail_.empty() && durable_tail_.back().index + 1 != offset_) {
+    ClearDurableTail();
+  }
+  for (size_t i = 0; i < drop; ++i) {
+    if (unstable_[i].index >= released_through_) {
+      durable_tail_bytes_ += unstable_[i].data.size();
+      durable_tail_.push_back(std::move(unstable_[i]));
+    }
+  }
+  while (durable_tail_bytes_ > max_durable_tail_bytes_) PopDurableTailFront();
   unstable_.erase(unstable_.begin(), unstable_.begin() + drop);
   offset_ = index + 1;
   durable_index_ = std::max(durable_index_, index);
@@ -130,9 +159,38 @@ bool RaftLog::MarkDurable(Index index, Term term) {
   return true;
 }
 
+void RaftLog::ReleaseThrough(Index index) {
+  released_through_ = std::max(released_through_, index);
+  // The last released entry stays: the next append to a follower that is
+  // caught up names it as its predecessor, and asks for its term.
+  while (durable_tail_.size() > 1 &&
+         durable_tail_.front().index < released_through_) {
+    PopDurableTailFront();
+  }
+}
+
+void RaftLog::PopDurableTailFront() {
+  durable_tail_bytes_ -= durable_tail_.front().data.size();
+  durable_tail_.pop_front();
+}
+
+void RaftLog::ClearDurableTail() {
+  durable_tail_.clear();
+  durable_tail_bytes_ = 0;
+}
+
+bool RaftLog::InDurableTail(Index lo, Index hi) const {
+  if (durable_tail_.empty() || unsynced_reset_ || lo >= hi) return false;
+  // Below the durable log's first index the answer must stay "compacted",
+  // whatever memory still holds.
+  return lo >= durable_tail_.front().index && lo >= FirstIndex() &&
+         hi - 1 <= durable_tail_.back().index;
+}
+
 void RaftLog::Reset(const SnapshotMeta& meta) {
   unsynced_reset_ = meta;
   unstable_.clear();
+  ClearDurableTail();
   offset_ = meta.index + 1;
   emitted_through_ = meta.index;
   durable_index_ = std::min(durable_index_, meta.index);

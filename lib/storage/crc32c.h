@@ -14,4 +14,8 @@ uint32_t Crc32cExtend(uint32_t crc, std::string_view data);
 
 inline uint32_t Crc32c(std::string_view data) { return Crc32cExtend(0, data); }
 
+// The table version Crc32cExtend falls back to without SSE4.2; tests hold
+// the two against each other.
+uint32_t Crc32cExtendPortable(uint32_t crc, std::string_view data);
+
 }  // namespace confman::storage

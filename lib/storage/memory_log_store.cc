@@ -122,7 +122,7 @@ absl::StatusOr<std::string> MemoryLogStore::ReadEntryData(
     absl::StatusOr<std::vector<raft::Entry>> one =
         log.Entries(index, index + 1, 0);
     if (!one.ok()) return one.status();
-    return std::move(one->front().data);
+    return std::move(one->front().data).Release();
   }
   auto it = state_->retained.find(index);
   if (it == state_->retained.end()) {
@@ -131,7 +131,7 @@ absl::StatusOr<std::string> MemoryLogStore::ReadEntryData(
                      " is not stored (dropped, or never retained); "
                      "its value must come from a snapshot"));
   }
-  return it->second.data;
+  return std::string(it->second.data.view());
 }
 
 absl::StatusOr<std::vector<raft::Index>> MemoryLogStore::RetainedIndexes(

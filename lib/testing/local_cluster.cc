@@ -2,9 +2,6 @@
 // and partitioning in-process members over TCP or the in-memory network.
 #include "confman/testing/local_cluster.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,26 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "confman/status_macros.h"
+#include "confman/testing/loopback_port.h"
 #include "confman/transport/in_memory.h"
 
 namespace confman::testing {
 namespace {
-
-// Asks the kernel for a free loopback port. Another process could take it
-// before the member binds it; on a test machine that is rare enough.
-[[nodiscard]] absl::StatusOr<uint16_t> PickFreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::UnavailableError("cannot create a socket to pick a port");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  if (!ok) return absl::UnavailableError("cannot bind 127.0.0.1:0 to pick a port");
-  return ntohs(addr.sin_port);
-}
 
 [[nodiscard]] absl::StatusOr<std::string> MakeTempDir(const std::string& parent) {
   std::string pattern =
@@ -104,7 +86,7 @@ absl::Status LocalCluster::Prepare() {
     Member& member = members_[id];
     uint16_t port = static_cast<uint16_t>(id);
     if (!options_.in_memory_network) {
-      CONFMAN_ASSIGN_OR_RETURN(port, PickFreePort());
+      CONFMAN_ASSIGN_OR_RETURN(port, PickLoopbackPort());
     }
     member.address = absl::StrCat("127.0.0.1:", port);
     if (!root_.empty()) member.data_dir = absl::StrCat(root_, "/member-", id);
@@ -258,7 +240,7 @@ absl::StatusOr<raft::MemberId> LocalCluster::AddMember() {
   member.joined = true;
   uint16_t port = static_cast<uint16_t>(id);
   if (!network_) {
-    CONFMAN_ASSIGN_OR_RETURN(port, PickFreePort());
+    CONFMAN_ASSIGN_OR_RETURN(port, PickLoopbackPort());
   }
   member.address = absl::StrCat("127.0.0.1:", port);
   if (!root_.empty()) member.data_dir = absl::StrCat(root_, "/member-", id);

@@ -3,16 +3,27 @@
 #include "frame_io.h"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 
 namespace confman::tcp_internal {
 
+namespace {
+
+void AddBuffers(const wire::EncodedFrame& frame,
+                std::vector<asio::const_buffer>& out) {
+  out.push_back(asio::buffer(frame.header(), wire::kFrameHeaderBytes));
+  out.push_back(asio::buffer(frame.body(), frame.body_size()));
+  for (const raft::Payload& a : frame.attachments()) {
+    out.push_back(asio::buffer(a.data(), a.size()));
+  }
+}
+
+}  // namespace
+
 awaitable<absl::Status> WriteFrame(TcpStream& stream,
                                    const wire::EncodedFrame& frame) {
-  const std::array<asio::const_buffer, 2> buffers{
-      asio::buffer(frame.header(), wire::kFrameHeaderBytes),
-      asio::buffer(frame.body(), frame.body_size())};
+  std::vector<asio::const_buffer> buffers;
+  AddBuffers(frame, buffers);
   asio::error_code ec;
   co_await stream.Write(buffers, ec);
   if (ec) co_return NetworkError("writing a frame", ec);
@@ -23,10 +34,7 @@ awaitable<absl::Status> WriteFrames(
     TcpStream& stream, const std::vector<wire::EncodedFrame>& frames,
     std::vector<asio::const_buffer>& scratch) {
   scratch.clear();
-  for (const wire::EncodedFrame& frame : frames) {
-    scratch.push_back(asio::buffer(frame.header(), wire::kFrameHeaderBytes));
-    scratch.push_back(asio::buffer(frame.body(), frame.body_size()));
-  }
+  for (const wire::EncodedFrame& frame : frames) AddBuffers(frame, scratch);
   asio::error_code ec;
   co_await stream.Write(scratch, ec);
   if (ec) co_return NetworkError("writing", ec);
@@ -56,7 +64,17 @@ awaitable<absl::StatusOr<wire::Frame>> FrameReader::Next(
       wire::ParseFrameLength(staging_.data() + begin_, max_frame_bytes);
   if (!length.ok()) co_return length.status();
   begin_ += wire::kFrameHeaderBytes;
-  uint8_t* body = body_.Resize(*length);
+  // A large frame gets a buffer of its own that the decoded entries share,
+  // so their values are not copied out of it.
+  std::shared_ptr<uint64_t[]> owned;
+  uint8_t* body = nullptr;
+  if (*length >= kSharedBodyMinBytes) {
+    owned.reset(
+        new uint64_t[(*length + sizeof(uint64_t) - 1) / sizeof(uint64_t)]);
+    body = reinterpret_cast<uint8_t*>(owned.get());
+  } else {
+    body = body_.Resize(*length);
+  }
   const size_t from_staging = std::min<size_t>(*length, staged());
   std::memcpy(body, staging_.data() + begin_, from_staging);
   begin_ += from_staging;
@@ -66,7 +84,7 @@ awaitable<absl::StatusOr<wire::Frame>> FrameReader::Next(
         asio::buffer(body + from_staging, *length - from_staging), ec);
     if (ec) co_return NetworkError("reading a frame body", ec);
   }
-  co_return wire::DecodeFrameBody(body, *length);
+  co_return wire::DecodeFrameBody(body, *length, std::move(owned));
 }
 
 }  // namespace confman::tcp_internal

@@ -32,8 +32,9 @@ awaitable<absl::Status> WriteFrames(
 // Reads the frames of one connection. Small frames are parsed out of a
 // staging buffer filled by large reads, so a stream of small messages costs
 // one system call per fill instead of two per frame; the rest of a large
-// body is read straight into the aligned buffer. Either way the body ends
-// up in the aligned buffer that verification needs.
+// body is read straight into an aligned buffer (its own when the frame is
+// large). Either way the body ends up in the aligned buffer that
+// verification needs.
 class FrameReader {
  public:
   explicit FrameReader(TcpStream& stream)
@@ -53,12 +54,13 @@ class FrameReader {
 
  private:
   static constexpr size_t kStagingBytes = 64u << 10;
-  // A receive buffer larger than this is released after its frame. Appends
-  // of large values arrive back to back in frames up to the default
-  // max_append_bytes (8 MiB); keeping a buffer that size saves allocating
-  // and faulting in fresh pages for every one, at most 8 MiB per
-  // connection.
-  static constexpr size_t kKeptReceiveBufferBytes = 8u << 20;
+  // Frames of at least this many bytes are read into a buffer of their own,
+  // which the entries decoded from it share (wire::DecodeFrameBody with an
+  // owner): a large value is then copied once, from the socket, instead of
+  // twice. Smaller frames reuse body_.
+  static constexpr size_t kSharedBodyMinBytes = 256u << 10;
+  // A reused receive buffer larger than this is released after its frame.
+  static constexpr size_t kKeptReceiveBufferBytes = kSharedBodyMinBytes;
 
   size_t staged() const { return end_ - begin_; }
   awaitable<asio::error_code> Fill();

@@ -40,7 +40,7 @@ struct Envelope {
   raft::MemberId from = raft::kNoMember;
   raft::MemberId to = raft::kNoMember;
   std::variant<raft::Message, TransportSnapshotChunk, ForwardFrame,
-               UnreachableNotice>
+               TransportSnapshotAck, UnreachableNotice>
       item;
   // Counted against the link's bulk bound (the size TcpTransport would
   // encode, so both transports drop at the same point); 0 for control.
@@ -201,6 +201,8 @@ void InMemoryNetworkState::Deliver(Envelope envelope) {
             handler.OnSnapshotChunk(envelope.from, std::move(item));
           } else if constexpr (std::is_same_v<T, ForwardFrame>) {
             handler.OnForward(envelope.from, std::move(item));
+          } else if constexpr (std::is_same_v<T, TransportSnapshotAck>) {
+            handler.OnSnapshotAck(envelope.from, item);
           } else {
             handler.OnUnreachable(item.member);
           }
@@ -415,6 +417,11 @@ absl::Status InMemoryTransport::SendSnapshotChunk(
 absl::Status InMemoryTransport::SendForward(raft::MemberId to,
                                             ForwardFrame frame) {
   return Enqueue(to, std::move(frame), 0);
+}
+
+absl::Status InMemoryTransport::SendSnapshotAck(raft::MemberId to,
+                                                TransportSnapshotAck ack) {
+  return Enqueue(to, ack, 0);
 }
 
 template <typename Item>

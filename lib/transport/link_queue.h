@@ -8,12 +8,12 @@
 //     sender told so (ResourceExhausted). Raft re-sends appends and the
 //     snapshot sender retries a refused chunk, so a drop only costs time,
 //     and the bound keeps a slow follower from pinning unbounded memory.
-//   - control (votes, heartbeats, responses, forwards): small, and never
-//     dropped one by one to make room. A full control queue means the peer
-//     stopped reading altogether, so the whole queue is discarded and the
-//     link resets the connection (Unavailable): the peer sees a break and
-//     both sides start clean, instead of the peer receiving a control
-//     stream with holes in it.
+//   - control (votes, heartbeats, responses, forwards, snapshot chunk
+//     acknowledgements): small, and never dropped one by one to make room.
+//     A full control queue means the peer stopped reading altogether, so
+//     the whole queue is discarded and the link resets the connection
+//     (Unavailable): the peer sees a break and both sides start clean,
+//     instead of the peer receiving a control stream with holes in it.
 // An empty queue always takes one frame, so any frame within
 // max_frame_bytes can be sent whatever the bound.
 //

@@ -670,9 +670,9 @@ absl::Status TcpTransport::Impl::Enqueue(
     return link.Overflow();
   }
   wire::EncodedFrame frame = encode();
-  if (frame.body_size() > options_.max_frame_bytes) {
+  if (frame.length() > options_.max_frame_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "a ", frame.body_size(), "-byte frame to member ", to,
+        "a ", frame.length(), "-byte frame to member ", to,
         " exceeds max_frame_bytes ", options_.max_frame_bytes,
         "; send smaller batches or raise the limit on every member"));
   }
@@ -883,6 +883,8 @@ void TcpTransport::Impl::Dispatch(wire::Frame frame) {
     handler_->OnSnapshotChunk(chunk->from, std::move(chunk->chunk));
   } else if (auto* forward = std::get_if<wire::ForwardEnvelope>(&frame)) {
     handler_->OnForward(forward->from, std::move(forward->frame));
+  } else if (auto* ack = std::get_if<wire::AckFrame>(&frame)) {
+    handler_->OnSnapshotAck(ack->from, ack->ack);
   }
 }
 
@@ -949,6 +951,15 @@ absl::Status TcpTransport::SendForward(raft::MemberId to, ForwardFrame frame) {
   return impl_->Enqueue(to, wire::Channel::kControl, 0, [&] {
     return wire::EncodeForward(
         {.from = self, .to = to, .frame = std::move(frame)});
+  });
+}
+
+absl::Status TcpTransport::SendSnapshotAck(raft::MemberId to,
+                                           TransportSnapshotAck ack) {
+  const raft::MemberId self = impl_->options().member_id;
+  if (absl::Status ok = impl_->CheckCanSend(self); !ok.ok()) return ok;
+  return impl_->Enqueue(to, wire::Channel::kControl, 0, [&] {
+    return wire::EncodeSnapshotAck({.from = self, .to = to, .ack = ack});
   });
 }
 

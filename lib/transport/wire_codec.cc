@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/bytes.h"
 #include "flatbuffers/flatbuffers.h"
 #include "recycling_buffer_pool.h"
 #include "wire_generated.h"
@@ -26,7 +27,7 @@ namespace gen = ::confman::wire::schema;
 // ---- encoding -------------------------------------------------------------
 
 fb::Offset<fb::Vector<uint8_t>> Bytes(fb::FlatBufferBuilder& builder,
-                                      const std::string& bytes) {
+                                      std::string_view bytes) {
   return builder.CreateVector(reinterpret_cast<const uint8_t*>(bytes.data()),
                               bytes.size());
 }
@@ -42,9 +43,10 @@ fb::Offset<gen::SnapshotMeta> BuildMeta(fb::FlatBufferBuilder& builder,
 }
 
 EncodedFrame FinishFrame(fb::FlatBufferBuilder& builder,
-                         fb::Offset<gen::Frame> frame) {
+                         fb::Offset<gen::Frame> frame,
+                         std::vector<raft::Payload> attachments = {}) {
   builder.Finish(frame);
-  return EncodedFrame(builder.Release());
+  return EncodedFrame(builder.Release(), std::move(attachments));
 }
 
 // Starts a Frame table; the caller adds its payload field and finishes it.
@@ -56,14 +58,23 @@ gen::FrameBuilder StartFrame(fb::FlatBufferBuilder& builder,
   return frame;
 }
 
-fb::Offset<gen::RaftMessage> BuildMessage(fb::FlatBufferBuilder& builder,
-                                          const raft::Message& m) {
+// Large entries' data goes to `attachments` (shared, not copied) and the
+// entry table records only its size.
+fb::Offset<gen::RaftMessage> BuildMessage(
+    fb::FlatBufferBuilder& builder, const raft::Message& m,
+    std::vector<raft::Payload>& attachments) {
   std::vector<fb::Offset<gen::Entry>> entries;
   entries.reserve(m.entries.size());
   for (const raft::Entry& e : m.entries) {
-    entries.push_back(gen::CreateEntry(builder, e.term, e.index,
-                                       static_cast<gen::EntryType>(e.type),
-                                       Bytes(builder, e.data)));
+    const auto type = static_cast<gen::EntryType>(e.type);
+    if (e.data.size() >= kAttachMinBytes) {
+      entries.push_back(
+          gen::CreateEntry(builder, e.term, e.index, type, 0, e.data.size()));
+      attachments.push_back(e.data);
+    } else {
+      entries.push_back(gen::CreateEntry(builder, e.term, e.index, type,
+                                         Bytes(builder, e.data)));
+    }
   }
   auto entries_vec = builder.CreateVector(entries);
   auto context = Bytes(builder, m.context);
@@ -166,7 +177,39 @@ template <typename Enum, typename WireEnum>
   return static_cast<Enum>(raw);
 }
 
-[[nodiscard]] absl::StatusOr<raft::Entry> DecodeEntry(const gen::Entry& in) {
+// The bytes after a frame's FlatBuffers buffer, handed out to the entries
+// that claim them, in order.
+// Shared from the receive buffer when its owner is known, copied otherwise.
+class Attachments {
+ public:
+  Attachments(std::string_view bytes, std::shared_ptr<const void> owner)
+      : rest_(bytes), owner_(std::move(owner)) {}
+
+  [[nodiscard]] absl::StatusOr<raft::Payload> Take(uint64_t size) {
+    if (size > rest_.size()) {
+      return Invalid(absl::StrCat("an entry claims ", size, " attached bytes, ",
+                                  rest_.size(), " are left in the frame"));
+    }
+    const std::string_view bytes = rest_.substr(0, size);
+    rest_.remove_prefix(size);
+    if (owner_) return raft::Payload(owner_, bytes);
+    return raft::Payload(std::string(bytes));
+  }
+  // Every attached byte belongs to some entry: a frame whose entries claim
+  // fewer was not written by a confman member.
+  [[nodiscard]] absl::Status CheckAllTaken() const {
+    if (rest_.empty()) return absl::OkStatus();
+    return Invalid(
+        absl::StrCat(rest_.size(), " attached bytes belong to no entry"));
+  }
+
+ private:
+  std::string_view rest_;
+  std::shared_ptr<const void> owner_;
+};
+
+[[nodiscard]] absl::StatusOr<raft::Entry> DecodeEntry(
+    const gen::Entry& in, Attachments& attachments) {
   auto type =
       CheckedEnum(in.type(), raft::EntryType::kMembership, "entry type");
   if (!type.ok()) return type.status();
@@ -174,11 +217,22 @@ template <typename Enum, typename WireEnum>
   entry.term = in.term();
   entry.index = in.index();
   entry.type = *type;
-  entry.data = ToString(in.data());
+  if (in.attached_bytes() == 0) {
+    entry.data = ToString(in.data());
+    return entry;
+  }
+  if (in.data() != nullptr) {
+    return Invalid(absl::StrCat("entry ", entry.index,
+                                " has both data and attached bytes"));
+  }
+  absl::StatusOr<raft::Payload> data = attachments.Take(in.attached_bytes());
+  if (!data.ok()) return data.status();
+  entry.data = *std::move(data);
   return entry;
 }
 
-[[nodiscard]] absl::StatusOr<raft::Message> DecodeMessage(const gen::RaftMessage& in) {
+[[nodiscard]] absl::StatusOr<raft::Message> DecodeMessage(
+    const gen::RaftMessage& in, Attachments& attachments) {
   auto type = CheckedEnum(in.type(), raft::MessageType::kReadIndexResponse,
                           "Raft message type");
   if (!type.ok()) return type.status();
@@ -199,7 +253,7 @@ template <typename Enum, typename WireEnum>
   if (const auto* entries = in.entries()) {
     m.entries.reserve(entries->size());
     for (const gen::Entry* e : *entries) {
-      auto entry = DecodeEntry(*e);
+      auto entry = DecodeEntry(*e, attachments);
       if (!entry.ok()) return entry.status();
       m.entries.push_back(*std::move(entry));
     }
@@ -260,13 +314,25 @@ template <typename Enum, typename WireEnum>
                                    .payload = ToString(in.payload())}};
 }
 
+[[nodiscard]] absl::StatusOr<Frame> DecodeSnapshotAck(
+    const gen::Frame& frame, const gen::SnapshotAck& in) {
+  return AckFrame{.from = frame.from(),
+                  .to = frame.to(),
+                  .ack = {.snapshot_id = in.snapshot_id(), .seq = in.seq()}};
+}
+
 int PayloadCount(const gen::Frame& f) {
   return (f.hello() != nullptr) + (f.proof() != nullptr) +
          (f.raft() != nullptr) + (f.chunk() != nullptr) +
-         (f.forward() != nullptr);
+         (f.forward() != nullptr) + (f.snapshot_ack() != nullptr);
 }
 
-[[nodiscard]] absl::StatusOr<Frame> DecodePayload(const gen::Frame& f) {
+[[nodiscard]] absl::StatusOr<Frame> DecodePayload(
+    const gen::Frame& f, std::string_view attached,
+    std::shared_ptr<const void> owner) {
+  if (!attached.empty() && f.kind() != gen::FrameKind::Raft) {
+    return Invalid("only Raft messages carry attached bytes");
+  }
   if (PayloadCount(f) != 1) {
     return Invalid("a frame must carry exactly one payload");
   }
@@ -279,8 +345,11 @@ int PayloadCount(const gen::Frame& f) {
       break;
     case gen::FrameKind::Raft:
       if (f.raft()) {
-        auto m = DecodeMessage(*f.raft());
+        Attachments attachments(attached, std::move(owner));
+        auto m = DecodeMessage(*f.raft(), attachments);
         if (!m.ok()) return m.status();
+        if (absl::Status all = attachments.CheckAllTaken(); !all.ok())
+          return all;
         return Frame(*std::move(m));
       }
       break;
@@ -289,6 +358,9 @@ int PayloadCount(const gen::Frame& f) {
       break;
     case gen::FrameKind::Forward:
       if (f.forward()) return DecodeForward(f, *f.forward());
+      break;
+    case gen::FrameKind::SnapshotAck:
+      if (f.snapshot_ack()) return DecodeSnapshotAck(f, *f.snapshot_ack());
       break;
     default:
       return Invalid(
@@ -304,16 +376,22 @@ const char* ChannelName(Channel channel) {
   return channel == Channel::kControl ? "control" : "bulk";
 }
 
-EncodedFrame::EncodedFrame(fb::DetachedBuffer body) : body_(std::move(body)) {
-  const size_t size = body_.size();
-  for (size_t i = 0; i < kFrameHeaderBytes; ++i) {
-    header_[i] = static_cast<uint8_t>((size >> (8 * i)) & 0xff);
-  }
+static_assert(kFrameHeaderBytes == sizeof(uint32_t));
+
+EncodedFrame::EncodedFrame(fb::DetachedBuffer body,
+                           std::vector<raft::Payload> attachments)
+    : body_(std::move(body)), attachments_(std::move(attachments)) {
+  for (const raft::Payload& a : attachments_) attached_bytes_ += a.size();
+  // The prefix holds 32 bits; senders refuse frames above max_frame_bytes
+  // (at most 4 GiB - 1) before they reach a socket, so a larger length is
+  // never written.
+  common::PutLittleEndian(header_, static_cast<uint32_t>(length()));
 }
 
 std::string EncodedFrame::ToString() const {
   std::string out(reinterpret_cast<const char*>(header_), kFrameHeaderBytes);
   out.append(reinterpret_cast<const char*>(body()), body_size());
+  for (const raft::Payload& a : attachments_) out.append(a.view());
   return out;
 }
 
@@ -359,12 +437,18 @@ EncodedFrame EncodeProof(const Proof& proof) {
 }
 
 EncodedFrame EncodeMessage(const raft::Message& message) {
-  fb::FlatBufferBuilder builder(EstimateEncodedBytes(message),
+  size_t attached_bytes = 0;
+  for (const raft::Entry& e : message.entries) {
+    if (e.data.size() >= kAttachMinBytes) attached_bytes += e.data.size();
+  }
+  fb::FlatBufferBuilder builder(EstimateEncodedBytes(message) - attached_bytes,
                                 &RecyclingBufferPool::Get());
-  auto body = BuildMessage(builder, message);
+  std::vector<raft::Payload> attachments;
+  auto body = BuildMessage(builder, message, attachments);
   auto frame = StartFrame(builder, gen::FrameKind::Raft);
   frame.add_raft(body);
-  return FinishFrame(builder, frame.Finish());
+  if (attached_bytes > 0) frame.add_attached_bytes(attached_bytes);
+  return FinishFrame(builder, frame.Finish(), std::move(attachments));
 }
 
 EncodedFrame EncodeChunk(const ChunkFrame& in) {
@@ -402,12 +486,20 @@ EncodedFrame EncodeForward(const ForwardEnvelope& in) {
   return FinishFrame(builder, frame.Finish());
 }
 
+EncodedFrame EncodeSnapshotAck(const AckFrame& in) {
+  fb::FlatBufferBuilder builder(96);
+  auto body =
+      gen::CreateSnapshotAck(builder, in.ack.snapshot_id, in.ack.seq);
+  auto frame = StartFrame(builder, gen::FrameKind::SnapshotAck);
+  frame.add_from(in.from);
+  frame.add_to(in.to);
+  frame.add_snapshot_ack(body);
+  return FinishFrame(builder, frame.Finish());
+}
+
 [[nodiscard]] absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
                                           uint32_t max_frame_bytes) {
-  uint32_t length = 0;
-  for (size_t i = 0; i < kFrameHeaderBytes; ++i) {
-    length |= static_cast<uint32_t>(header[i]) << (8 * i);
-  }
+  const uint32_t length = common::GetLittleEndian<uint32_t>(header);
   if (length == 0) return Invalid("frame length 0");
   if (length > max_frame_bytes) {
     return Invalid(absl::StrCat("frame length ", length,
@@ -433,7 +525,8 @@ void AlignedBuffer::ShrinkIfAbove(size_t keep_bytes) {
   size_ = 0;
 }
 
-[[nodiscard]] absl::StatusOr<Frame> DecodeFrameBody(const uint8_t* body, size_t size) {
+[[nodiscard]] absl::StatusOr<Frame> DecodeFrameBody(
+    const uint8_t* body, size_t size, std::shared_ptr<const void> owner) {
   if (size < sizeof(fb::uoffset_t) ||
       size >= static_cast<size_t>(FLATBUFFERS_MAX_BUFFER_SIZE)) {
     return Invalid(absl::StrCat("frame body of ", size, " bytes"));
@@ -454,7 +547,26 @@ void AlignedBuffer::ShrinkIfAbove(size_t keep_bytes) {
     return Invalid(absl::StrCat("protocol version ", frame->protocol_version(),
                                 ", this member speaks ", kProtocolVersion));
   }
-  return DecodePayload(*frame);
+  const uint64_t attached = frame->attached_bytes();
+  if (attached == 0) return DecodePayload(*frame, {}, nullptr);
+  if (attached > size - sizeof(fb::uoffset_t)) {
+    return Invalid(absl::StrCat("frame of ", size, " bytes claims ", attached,
+                                " attached bytes"));
+  }
+  // Verified again over the buffer alone, so that nothing in it points
+  // into the attachments.
+  const size_t buffer_size = size - attached;
+  fb::Verifier inner(body, buffer_size, options);
+  if (!inner.VerifyBuffer<gen::Frame>(nullptr)) {
+    return Invalid(
+        "FlatBuffers verification failed for the buffer before the "
+        "attachments");
+  }
+  return DecodePayload(
+      *frame,
+      std::string_view(reinterpret_cast<const char*>(body) + buffer_size,
+                       attached),
+      std::move(owner));
 }
 
 [[nodiscard]] absl::Status CheckAddressing(const Frame& frame,
@@ -471,6 +583,9 @@ void AlignedBuffer::ShrinkIfAbove(size_t keep_bytes) {
   } else if (const auto* f = std::get_if<ForwardEnvelope>(&frame)) {
     from = f->from;
     to = f->to;
+  } else if (const auto* a = std::get_if<AckFrame>(&frame)) {
+    from = a->from;
+    to = a->to;
   } else {
     return Invalid("handshake frame after the handshake completed");
   }

@@ -55,7 +55,7 @@ void Usage() {
       "[--hook NAME] [--expect-violation] [--clients N] [--keys N] "
       "[--verbose] [--history-out FILE]\n"
       "hooks: local-linearizable-reads, ack-before-commit, "
-      "drop-one-apply\n");
+      "skip-applies\n");
 }
 
 std::optional<uint64_t> ParseUnsigned(const char* text) {
@@ -109,7 +109,7 @@ std::optional<Args> ParseArgs(int argc, char** argv) {
       args.run.testing_faults = testing::FaultBit(*fault);
       // One member skipping an entry is the bug; all of them skipping the
       // same one would be consistent.
-      if (*fault == testing::NodeTestingFault::kDropOneApply) {
+      if (*fault == testing::NodeTestingFault::kSkipApplies) {
         args.run.faulty_members = {2};
       }
     } else if (flag == "--expect-violation") {

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <variant>
 
 #include "wire_codec.h"
@@ -27,11 +28,13 @@ constexpr uint32_t kFuzzMaxFrameBytes = 1u << 20;
   std::abort();
 }
 
+// What a receiver reads after the length prefix: the body and any
+// attachments.
 absl::StatusOr<wire::Frame> Redecode(const wire::EncodedFrame& encoded) {
+  const std::string bytes = encoded.ToString().substr(wire::kFrameHeaderBytes);
   wire::AlignedBuffer buffer;
-  std::memcpy(buffer.Resize(encoded.body_size()), encoded.body(),
-              encoded.body_size());
-  return wire::DecodeFrameBody(buffer.data(), encoded.body_size());
+  std::memcpy(buffer.Resize(bytes.size()), bytes.data(), bytes.size());
+  return wire::DecodeFrameBody(buffer.data(), bytes.size());
 }
 
 void CheckRoundTrip(const wire::Frame& frame) {
@@ -53,6 +56,12 @@ void CheckRoundTrip(const wire::Frame& frame) {
     if (!again.ok() ||
         std::get<wire::ForwardEnvelope>(*again).frame != forward->frame) {
       Fail("a decoded forward frame does not survive re-encoding",
+           again.status());
+    }
+  } else if (const auto* ack = std::get_if<wire::AckFrame>(&frame)) {
+    auto again = Redecode(wire::EncodeSnapshotAck(*ack));
+    if (!again.ok() || std::get<wire::AckFrame>(*again).ack != ack->ack) {
+      Fail("a decoded snapshot acknowledgement does not survive re-encoding",
            again.status());
     }
   }

@@ -31,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "confman/testing/loopback_port.h"
 
 extern char** environ;
 
@@ -444,19 +445,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 // ProcessCluster
 
 absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = 0;
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return absl::UnavailableError("could not bind a free port on 127.0.0.1");
-  }
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  absl::StatusOr<uint16_t> port = confman::testing::PickLoopbackPort();
+  if (!port.ok()) return port.status();
+  return *port;
 }
 
 bool Eventually(const std::function<bool()>& done, milliseconds timeout) {
@@ -519,6 +510,11 @@ absl::Status ProcessCluster::Prepare(Member& m) {
       absl::StatusOr<int> port = FreePort();
       if (!port.ok()) return port.status();
       m.peer_address = absl::StrCat("127.0.0.1:", *port);
+    }
+    if (m.client_url.empty()) {
+      absl::StatusOr<int> port = FreePort();
+      if (!port.ok()) return port.status();
+      m.client_url = absl::StrCat("http://127.0.0.1:", *port);
     }
   } else {
     if (!in_private_network) {
@@ -704,8 +700,7 @@ std::vector<std::string> ProcessCluster::CommandLine(const Member& m) const {
       "--peer-listen", m.peer_address,
       // A restarted member keeps the client port it was first given, so
       // clients' URLs stay valid.
-      "--client-listen",
-      m.client_url.empty() ? "127.0.0.1:0" : m.client_url.substr(strlen("http://")),
+      "--client-listen", m.client_url.substr(strlen("http://")),
       "--initial-members", initial_members_,
       "--data-dir", data,
       "--secret-file", secret_path_,

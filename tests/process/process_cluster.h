@@ -218,8 +218,8 @@ class ProcessCluster {
   std::string initial_members_;
 };
 
-// Free TCP port on 127.0.0.1 (bound and released: another process could
-// take it in between, which tests accept).
+// confman::testing::PickLoopbackPort: a free port on 127.0.0.1 that no
+// outgoing connection takes while its member is down.
 absl::StatusOr<int> FreePort();
 
 // Polls `done` every 20 ms until it holds or `timeout` passes.

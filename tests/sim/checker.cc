@@ -31,7 +31,7 @@ const char* EntryTypeName(raft::EntryType type) {
 
 uint64_t ChainDigest(uint64_t digest, const raft::Entry& entry) {
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a over the data bytes.
-  for (unsigned char c : entry.data) h = (h ^ c) * 0x100000001b3ULL;
+  for (unsigned char c : entry.data.view()) h = (h ^ c) * 0x100000001b3ULL;
   h = Mix(h ^ (entry.index * 0x9e3779b97f4a7c15ULL));
   h = Mix(h ^ entry.term ^ (static_cast<uint64_t>(entry.type) << 56));
   return Mix(digest ^ h);
@@ -91,7 +91,7 @@ void SafetyChecker::ObserveDurableEntries(raft::MemberId id,
                                           const std::vector<raft::Entry>& entries,
                                           raft::Term prev_term) {
   for (const raft::Entry& e : entries) {
-    LoggedEntry logged{prev_term, e.type, e.data};
+    LoggedEntry logged{prev_term, e.type, std::string(e.data.view())};
     prev_term = e.term;
     auto [it, inserted] = logged_.try_emplace({e.index, e.term}, logged);
     if (inserted) continue;
@@ -106,7 +106,7 @@ void SafetyChecker::ObserveDurableEntries(raft::MemberId id,
     if (first.type != logged.type || first.data != logged.data) {
       Fail(absl::StrCat("log matching: member ", id, " stored (index ",
                         e.index, ", term ", e.term, ") as ",
-                        EntryTypeName(e.type), " '", e.data,
+                        EntryTypeName(e.type), " '", std::string(e.data.view()),
                         "', another log holds ", EntryTypeName(first.type),
                         " '", first.data, "'"));
       return;
@@ -151,7 +151,8 @@ void SafetyChecker::ObserveApply(raft::MemberId id, const StateMachine& before,
   const uint64_t digest = ChainDigest(before.digest, entry);
   if (entry.index > applied_max()) {
     applied_.push_back(
-        {entry.term, entry.type, entry.data, member_term, digest});
+        {entry.term, entry.type, std::string(entry.data.view()), member_term,
+         digest});
     return;
   }
   const AppliedEntry& first = applied_[entry.index - 1];
@@ -159,7 +160,7 @@ void SafetyChecker::ObserveApply(raft::MemberId id, const StateMachine& before,
       first.data != entry.data || first.digest != digest) {
     Fail(absl::StrCat("state machine safety: member ", id, " applied (index ",
                       entry.index, ", term ", entry.term, ", ",
-                      EntryTypeName(entry.type), " '", entry.data,
+                      EntryTypeName(entry.type), " '", std::string(entry.data.view()),
                       "'), another member applied ",
                       DescribeApplied(entry.index),
                       first.digest != digest && first.term == entry.term

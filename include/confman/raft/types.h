@@ -2,13 +2,16 @@
 //
 // These are plain aggregates with no behaviour beyond comparison: the core
 // produces and consumes them, storage persists them and the transport
-// encodes them. Nothing here allocates beyond the std containers it holds.
+// encodes them. Nothing here allocates beyond the std containers it holds
+// and an entry's shared payload.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "confman/raft/payload.h"
 
 namespace confman::raft {
 
@@ -39,7 +42,8 @@ struct Entry {
   Term term = 0;
   Index index = 0;
   EntryType type = EntryType::kNormal;
-  std::string data;
+  // Shared between the copies of an entry, never copied (payload.h).
+  Payload data;
 
   friend bool operator==(const Entry&, const Entry&) = default;
 };

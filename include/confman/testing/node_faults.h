@@ -27,11 +27,13 @@ enum class NodeTestingFault : uint32_t {
   // changes nothing (a compare-and-set that does not match, a delete of an
   // absent key).
   kAckBeforeCommit = 1u << 1,
-  // The member skips applying one committed entry: the
-  // kDropOneApplyOrdinal-th put or delete outside confman's reserved
+  // The member skips applying some committed entries: every
+  // kSkipApplyInterval-th unconditional put outside confman's reserved
   // namespaces that it applies after Open has no effect on its state. Set
-  // it on one member only.
-  kDropOneApply = 1u << 2,
+  // it on one member only. Unconditional puts always change the state, so
+  // each skip is a divergence; and it recurs, because a snapshot from a
+  // healthy member repairs the state it had.
+  kSkipApplies = 1u << 2,
   // The member's invariant check reports a broken invariant once it has
   // committed kBreakInvariantAtCommit entries, as a bug in the core would:
   // the member must halt and serve nothing more.
@@ -41,9 +43,10 @@ enum class NodeTestingFault : uint32_t {
 // When kBreakInvariant strikes: the commit index it waits for.
 inline constexpr uint64_t kBreakInvariantAtCommit = 20;
 
-// Which entry kDropOneApply skips, counting from 1 after Open. Late enough
-// that a test's workload runs first, early enough for a short run.
-inline constexpr uint64_t kDropOneApplyOrdinal = 200;
+// Which puts kSkipApplies skips: the multiples of this, counting from 1
+// after Open. Late enough that a test's workload runs first, early enough
+// for a short run.
+inline constexpr uint64_t kSkipApplyInterval = 200;
 
 constexpr uint32_t FaultBit(NodeTestingFault fault) {
   return static_cast<uint32_t>(fault);
@@ -54,14 +57,14 @@ constexpr bool HasTestingFault(uint32_t faults, NodeTestingFault fault) {
 }
 
 // The name used on command lines ("local-linearizable-reads",
-// "ack-before-commit", "drop-one-apply", "break-invariant"), or nullopt.
+// "ack-before-commit", "skip-applies", "break-invariant"), or nullopt.
 inline std::optional<NodeTestingFault> NodeTestingFaultFromName(
     std::string_view name) {
   if (name == "local-linearizable-reads") {
     return NodeTestingFault::kLocalLinearizableReads;
   }
   if (name == "ack-before-commit") return NodeTestingFault::kAckBeforeCommit;
-  if (name == "drop-one-apply") return NodeTestingFault::kDropOneApply;
+  if (name == "skip-applies") return NodeTestingFault::kSkipApplies;
   if (name == "break-invariant") return NodeTestingFault::kBreakInvariant;
   return std::nullopt;
 }

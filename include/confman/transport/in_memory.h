@@ -108,6 +108,8 @@ class InMemoryTransport final : public Transport {
   [[nodiscard]] absl::Status SendSnapshotChunk(raft::MemberId to,
                                  TransportSnapshotChunk chunk) override;
   [[nodiscard]] absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
+  [[nodiscard]] absl::Status SendSnapshotAck(raft::MemberId to,
+                                             TransportSnapshotAck ack) override;
 
  private:
   friend class InMemoryNetwork;

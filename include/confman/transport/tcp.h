@@ -2,9 +2,10 @@
 //
 // Connections. Each member dials two outbound connections to every peer: a
 // control connection (votes, heartbeats, TimeoutNow, ReadIndex, responses,
-// forwarded requests) and a bulk connection (appends, snapshot notices,
-// snapshot chunks). They are separate TCP streams, so a heartbeat never
-// waits behind megabytes of entries in a socket buffer. A member only sends
+// forwarded requests, snapshot chunk acknowledgements) and a bulk
+// connection (appends, snapshot notices, snapshot chunks). They are
+// separate TCP streams, so a heartbeat never waits behind megabytes of
+// entries in a socket buffer. A member only sends
 // on connections it dialled and only receives on connections it accepted.
 // Broken or refused connections are retried with exponential backoff and
 // jitter; messages queued for a peer that cannot be reached are discarded
@@ -157,6 +158,8 @@ class TcpTransport final : public Transport {
   [[nodiscard]] absl::Status SendSnapshotChunk(raft::MemberId to,
                                  TransportSnapshotChunk chunk) override;
   [[nodiscard]] absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
+  [[nodiscard]] absl::Status SendSnapshotAck(raft::MemberId to,
+                                             TransportSnapshotAck ack) override;
 
  private:
   class Impl;

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "kv_test_util.h"
+#include "records.h"
 
 namespace confman::kv {
 namespace {
@@ -18,6 +19,14 @@ using testing::NoiseBytes;
 using testing::Put;
 
 constexpr size_t kRetainFrom = 64 * 1024;
+
+// Messages about one key name its namespace and key apart, never through
+// the NUL-joined key of the store's table.
+void CheckNamesKey(absl::string_view message, absl::string_view expected) {
+  INFO("message: " << std::string(message));
+  CHECK(message.find('\0') == absl::string_view::npos);
+  CHECK(message.find(expected) != absl::string_view::npos);
+}
 
 // An archive holding the entries it was given, retaining large normal ones.
 class FakeArchive : public EntryArchive {
@@ -164,11 +173,15 @@ TEMPLATE_TEST_CASE("a value missing from the log is a clear error",
   absl::StatusOr<KeyValue> dropped = store.sm->Get("app", "a");
   CHECK(absl::IsAborted(dropped.status()));
   CHECK(dropped.status().message().find("retry") != std::string_view::npos);
+  CheckNamesKey(dropped.status().message(), R"(namespace "app", key "a")");
   CHECK(absl::IsAborted(store.sm->List({.ns = "app", .limit = 10}).status()));
 
   // An entry that is not the recorded put is damage, not a race.
-  store.archive.Replace(2, CommandEntry(2, Put("app", "other", big)).data);
-  CHECK(absl::IsDataLoss(store.sm->Get("app", "b").status()));
+  store.archive.Replace(
+      2, std::string(CommandEntry(2, Put("app", "other", big)).data.view()));
+  const absl::Status damaged = store.sm->Get("app", "b").status();
+  CHECK(absl::IsDataLoss(damaged));
+  CheckNamesKey(damaged.message(), R"(namespace "app", key "b")");
   // Metadata needs no value.
   auto keys = store.sm->List({.ns = "app", .limit = 10, .keys_only = true});
   REQUIRE(keys.ok());
@@ -192,6 +205,20 @@ TEST_CASE("a store reopened without its log says what is missing",
   absl::Status status = sm->Get("app", "big").status();
   CHECK(absl::IsFailedPrecondition(status));
   CHECK(status.message().find("value_archive") != std::string_view::npos);
+  CheckNamesKey(status.message(), R"(namespace "app", key "big")");
+}
+
+TEST_CASE("a key is named readably whatever bytes it holds", "[kv]") {
+  CHECK(DescribeTableKey(KeysTableKey("ns", "k")) ==
+        R"(namespace "ns", key "k")");
+  // Keys may hold any byte, a NUL or a quote included; only the first NUL
+  // separates the namespace.
+  const std::string odd = DescribeTableKey(
+      KeysTableKey("app", std::string("a\0b\"c\n", 6)));
+  CHECK(odd == R"(namespace "app", key "a\000b\"c\n")");
+  CheckNamesKey(odd, R"(namespace "app")");
+  CHECK(DescribeTableKey(KeysTableKey("app", "")) ==
+        R"(namespace "app", key "")");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "confman/node.h"
 #include "confman/storage/memory.h"
 #include "confman/testing/fault_injecting_log_store.h"
@@ -21,10 +23,10 @@
 namespace confman {
 namespace {
 
+using std::chrono::milliseconds;
 using test::Eventually;
 using testing::LocalCluster;
 using testing::LocalClusterOptions;
-using std::chrono::milliseconds;
 
 std::unique_ptr<LocalCluster> StartCluster(bool in_memory_network = false,
                                            uint64_t log_keep_entries = 256) {
@@ -46,7 +48,8 @@ std::unique_ptr<LocalCluster> StartCluster(bool in_memory_network = false,
 Node* AFollower(LocalCluster& cluster) {
   const raft::MemberId leader = cluster.leader_id();
   for (raft::MemberId id : cluster.ids()) {
-    if (id != leader && cluster.member(id) != nullptr) return cluster.member(id);
+    if (id != leader && cluster.member(id) != nullptr)
+      return cluster.member(id);
   }
   return nullptr;
 }
@@ -56,14 +59,15 @@ TEST_CASE("writes on any member are readable in every consistency everywhere") {
   uint64_t last = 0;
   for (raft::MemberId writer : cluster->ids()) {
     const std::string key = "k" + std::to_string(writer);
-    auto rev = cluster->member(writer)->Put("app", key, "v" + std::to_string(writer));
+    auto rev =
+        cluster->member(writer)->Put("app", key, "v" + std::to_string(writer));
     REQUIRE(rev.ok());
     CHECK(*rev > last);
     last = *rev;
   }
   for (raft::MemberId reader : cluster->ids()) {
-    for (ReadConsistency c : {ReadConsistency::kLinearizable,
-                              ReadConsistency::kLease}) {
+    for (ReadConsistency c :
+         {ReadConsistency::kLinearizable, ReadConsistency::kLease}) {
       auto got = cluster->member(reader)->Get("app", "k1", ReadOptions{c});
       REQUIRE(got.ok());
       CHECK(got->value == "v1");
@@ -97,7 +101,8 @@ TEST_CASE("compare-and-set conflicts are reported as FailedPrecondition") {
 TEST_CASE("bad requests fail clearly and the member keeps working") {
   auto cluster = StartCluster();
   Node* node = cluster->member(1);
-  CHECK(absl::IsInvalidArgument(node->Put("confman.members", "9", "x").status()));
+  CHECK(
+      absl::IsInvalidArgument(node->Put("confman.members", "9", "x").status()));
   CHECK(absl::IsInvalidArgument(node->Put("", "k", "x").status()));
   CHECK(absl::IsInvalidArgument(
       node->Put("app", "big", std::string((4u << 20) + 1, 'x')).status()));
@@ -113,7 +118,8 @@ TEST_CASE("delete and list") {
   }
   REQUIRE(node->Put("ns", "q", "y").ok());
   REQUIRE(node->Delete("ns", "p/3").ok());
-  auto page = node->List(kv::ListRequest{.ns = "ns", .prefix = "p/", .limit = 2});
+  auto page =
+      node->List(kv::ListRequest{.ns = "ns", .prefix = "p/", .limit = 2});
   REQUIRE(page.ok());
   CHECK(page->items.size() == 2);
   CHECK(page->more);
@@ -141,7 +147,8 @@ TEST_CASE("a watch delivers every change in order and resumes") {
   REQUIRE(watch.ok());
   std::vector<uint64_t> written;
   for (int i = 0; i < 20; ++i) {
-    auto rev = cluster->member(1 + i % 3)->Put("w", "k" + std::to_string(i % 4), "v");
+    auto rev =
+        cluster->member(1 + i % 3)->Put("w", "k" + std::to_string(i % 4), "v");
     REQUIRE(rev.ok());
     written.push_back(*rev);
     REQUIRE(cluster->member(1)->Put("other", "k", "v").ok());
@@ -150,7 +157,8 @@ TEST_CASE("a watch delivers every change in order and resumes") {
     std::lock_guard lock(mu);
     return seen.size();
   };
-  CHECK(Eventually([&] { return seen_count() >= written.size(); }, milliseconds(3000)));
+  CHECK(Eventually([&] { return seen_count() >= written.size(); },
+                   milliseconds(3000)));
   (*watch)->Cancel();
   {
     std::lock_guard lock(mu);
@@ -184,9 +192,10 @@ TEST_CASE("a watch delivers every change in order and resumes") {
 TEST_CASE("async writes complete through callbacks and futures") {
   auto cluster = StartCluster();
   Node* node = AFollower(*cluster);
-  auto future = node->WriteFuture(
-      kv::Command{.kind = kv::Command::Kind::kPut, .ns = "a", .key = "k", .value = "1"});
-  REQUIRE(future.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  auto future = node->WriteFuture(kv::Command{
+      .kind = kv::Command::Kind::kPut, .ns = "a", .key = "k", .value = "1"});
+  REQUIRE(future.wait_for(std::chrono::seconds(5)) ==
+          std::future_status::ready);
   auto rev = future.get();
   REQUIRE(rev.ok());
   std::promise<absl::StatusOr<kv::KeyValue>> got;
@@ -220,12 +229,16 @@ TEST_CASE("a partitioned leader is replaced and writes continue") {
   CHECK(got->value == "2");
 }
 
-TEST_CASE("membership: a member joins through a snapshot, becomes a voter, is removed") {
+TEST_CASE(
+    "membership: a member joins through a snapshot, becomes a voter, is "
+    "removed") {
   // A short log tail: the newcomer cannot catch up from the log alone.
-  auto cluster = StartCluster(/*in_memory_network=*/false, /*log_keep_entries=*/4);
+  auto cluster =
+      StartCluster(/*in_memory_network=*/false, /*log_keep_entries=*/4);
   Node* leader = *cluster->WaitForLeader();
   for (int i = 0; i < 50; ++i) {
-    REQUIRE(leader->Put("m", "k" + std::to_string(i), std::string(1000, 'x')).ok());
+    REQUIRE(
+        leader->Put("m", "k" + std::to_string(i), std::string(1000, 'x')).ok());
   }
   auto id = cluster->AddMember();
   REQUIRE(id.ok());
@@ -281,26 +294,52 @@ class CountingSink final : public MetricsSink {
   std::map<std::string, uint64_t> samples_;
 };
 
-TEST_CASE("the metrics hook sees writes, forwards and applies") {
-  CountingSink sink;
+// Three in-memory members that all report to `sink`, with a leader.
+std::unique_ptr<LocalCluster> StartMeteredCluster(CountingSink& sink) {
   auto cluster = LocalCluster::Start(LocalClusterOptions{
       .members = 3,
       .in_memory_storage = true,
       .customize = [&](NodeOptions& o) { o.metrics = &sink; }});
   REQUIRE(cluster.ok());
   REQUIRE((*cluster)->WaitForLeader().ok());
-  Node* follower = AFollower(**cluster);
+  return *std::move(cluster);
+}
+
+TEST_CASE("the metrics hook sees writes, forwards and applies") {
+  CountingSink sink;
+  std::unique_ptr<LocalCluster> cluster = StartMeteredCluster(sink);
+  Node* follower = AFollower(*cluster);
   for (int i = 0; i < 5; ++i) REQUIRE(follower->Put("m", "k", "v").ok());
-  Node* leader = (*cluster)->member((*cluster)->leader_id());
+  Node* leader = cluster->member(cluster->leader_id());
   REQUIRE(leader != nullptr);
   // Every write has been applied on the leader (Put returned); the status's
   // commit index may be a cached, older value.
-  REQUIRE((*cluster)->WaitForApplied(leader->GetStatus().applied_index).ok());
+  REQUIRE(cluster->WaitForApplied(leader->GetStatus().applied_index).ok());
   CHECK(sink.counter("node.proposals") >= 5);
   CHECK(sink.counter("node.forwarded") >= 5);
   CHECK(sink.counter("node.applied_entries") >= 15);  // On three members.
   CHECK(sink.samples("node.write_ms") >= 5);
   CHECK(sink.counter("node.proposals_failed") == 0);
+}
+
+TEST_CASE("writes queued together on the leader are proposed together") {
+  CountingSink sink;
+  std::unique_ptr<LocalCluster> cluster = StartMeteredCluster(sink);
+  Node* leader = cluster->member(cluster->leader_id());
+  REQUIRE(leader != nullptr);
+  // Issued without waiting: they reach the Raft loop faster than it can
+  // replicate one, so most find others queued.
+  constexpr int kWrites = 400;
+  std::vector<std::future<absl::StatusOr<uint64_t>>> answers;
+  for (int i = 0; i < kWrites; ++i) {
+    answers.push_back(leader->WriteFuture(
+        kv::Command{.ns = "batch", .key = absl::StrCat("k", i), .value = "v"}));
+  }
+  for (auto& answer : answers) REQUIRE(answer.get().ok());
+  const uint64_t proposal_calls = sink.samples("node.proposal_batch_entries");
+  INFO(kWrites << " writes in " << proposal_calls << " proposal calls");
+  CHECK(proposal_calls >= 1);
+  CHECK(proposal_calls <= kWrites / 4);
 }
 
 TEST_CASE("no callback runs after Close returns") {
@@ -559,14 +598,12 @@ namespace {
 // its status, and the others go on without it.
 TEST_CASE("a member that finds a broken invariant halts and serves nothing") {
   auto cluster = LocalCluster::Start(LocalClusterOptions{
-      .members = 3,
-      .in_memory_storage = true,
-      .customize = [](NodeOptions& o) {
+      .members = 3, .in_memory_storage = true, .customize = [](NodeOptions& o) {
         o.election_timeout = std::chrono::milliseconds(300);
         o.heartbeat_interval = std::chrono::milliseconds(30);
         if (o.id == 3) {
-          o.testing_faults = testing::FaultBit(
-              testing::NodeTestingFault::kBreakInvariant);
+          o.testing_faults =
+              testing::FaultBit(testing::NodeTestingFault::kBreakInvariant);
         }
       }});
   REQUIRE(cluster.ok());
@@ -578,7 +615,8 @@ TEST_CASE("a member that finds a broken invariant halts and serves nothing") {
     last = healthy->Put("h", "k" + std::to_string(i), "v");
     if (!last.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  Eventually([&] { return !broken->GetStatus().halted.ok(); }, milliseconds(10000));
+  Eventually([&] { return !broken->GetStatus().halted.ok(); },
+             milliseconds(10000));
   const NodeStatus status = broken->GetStatus();
   INFO(status.halted.ToString());
   REQUIRE(absl::IsInternal(status.halted));

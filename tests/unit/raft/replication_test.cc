@@ -225,6 +225,50 @@ TEST_CASE("the leader's own entries count toward commit only once durable",
   CHECK(cluster.core(1).CommitIndex() >= position.last);
 }
 
+TEST_CASE("the leader's log write and its appends share an entry's bytes",
+          "[replication]") {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.ClearHistory();
+  const std::string value(64 << 10, 'p');
+  REQUIRE(cluster.Propose(1, {value}).ok());
+  cluster.Settle();
+
+  const char* stored = nullptr;
+  for (const Entry& e : AllEntries(cluster.member(1).log)) {
+    if (e.data == value) stored = e.data.data();
+  }
+  REQUIRE(stored != nullptr);
+  int appends = 0;
+  for (const Message& m : cluster.history()) {
+    if (m.from != 1 || !IsAppendWithEntries(m)) continue;
+    for (const Entry& e : m.entries) {
+      if (e.data != value) continue;
+      ++appends;
+      CHECK(e.data.data() == stored);
+    }
+  }
+  CHECK(appends == 2);
+}
+
+TEST_CASE("committed entries are handed out from memory, not read back",
+          "[replication]") {
+  Cluster cluster(3);
+  cluster.ElectLeader(1);
+  cluster.Replicate(1, Payloads(3, 8));
+  // From here on a read of any member's stored log fails: entries that
+  // were just made durable must come from the log's memory.
+  for (MemberId id : {1, 2, 3}) {
+    cluster.FailReads(id, absl::DataLossError("reads are off in this test"));
+  }
+  const ProposalPosition position = cluster.Replicate(1, Payloads(5, 1000));
+  for (MemberId id : {1, 2, 3}) {
+    INFO("member " << id);
+    CHECK(cluster.core(id).Status().storage_error.ok());
+    CHECK(cluster.core(id).Status().queued_index >= position.last);
+  }
+}
+
 TEST_CASE("appends are batched by max_append_entries and max_append_bytes",
           "[replication]") {
   CoreOptions options = TestOptions();

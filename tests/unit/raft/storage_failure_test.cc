@@ -13,11 +13,20 @@ using testing::Payloads;
 const absl::Status kDiskGone =
     absl::DataLossError("injected: the disk under the log is gone");
 
+// The log keeps its newest durable entries in memory, up to one append's
+// bytes; with appends of one byte it keeps none of these entries, so the
+// members read their stored logs and meet the failure.
+CoreOptions ReadingOptions() {
+  CoreOptions options = testing::TestOptions();
+  options.max_append_bytes = 1;
+  return options;
+}
+
 TEST_CASE(
     "a follower whose log reads fail reports it and the others "
     "commit",
     "[storage]") {
-  Cluster cluster(3);
+  Cluster cluster(3, ReadingOptions());
   cluster.ElectLeader(1);
   cluster.Replicate(1, Payloads(3, 8));
   cluster.FailReads(2, kDiskGone);
@@ -30,7 +39,7 @@ TEST_CASE(
 
 TEST_CASE("a leader whose log reads fail reports it and makes way",
           "[storage]") {
-  Cluster cluster(3);
+  Cluster cluster(3, ReadingOptions());
   cluster.ElectLeader(1);
   cluster.Replicate(1, Payloads(3, 8));
   cluster.FailReads(1, kDiskGone);

@@ -593,7 +593,9 @@ TEST_CASE("a corrupt retained entry reads as data loss naming its index",
   // Larger than a page: LMDB keeps it in overflow pages that compaction
   // does not copy, so the file holds one copy to damage.
   Entry precious = Large(2, 1, 8192);
-  precious.data.replace(100, 30, "a-retained-recognisable-value");
+  std::string precious_bytes(precious.data.view());
+  precious_bytes.replace(100, 30, "a-retained-recognisable-value");
+  precious.data = std::move(precious_bytes);
   {
     auto log = factory.Open();
     REQUIRE(

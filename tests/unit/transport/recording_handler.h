@@ -21,6 +21,10 @@ class RecordingHandler : public TransportHandler {
     raft::MemberId from;
     ForwardFrame frame;
   };
+  struct Ack {
+    raft::MemberId from;
+    TransportSnapshotAck ack;
+  };
 
   void OnMessage(raft::Message message) override {
     if (message.type == raft::MessageType::kAppend) {
@@ -42,6 +46,9 @@ class RecordingHandler : public TransportHandler {
   void OnForward(raft::MemberId from, ForwardFrame frame) override {
     Record([&] { forwards_.push_back({from, std::move(frame)}); });
   }
+  void OnSnapshotAck(raft::MemberId from, TransportSnapshotAck ack) override {
+    Record([&] { acks_.push_back({from, ack}); });
+  }
   void OnUnreachable(raft::MemberId member) override {
     Record([&] { unreachable_.push_back(member); });
   }
@@ -60,6 +67,7 @@ class RecordingHandler : public TransportHandler {
   std::vector<raft::Message> messages() { return Copy(messages_); }
   std::vector<Chunk> chunks() { return Copy(chunks_); }
   std::vector<Forward> forwards() { return Copy(forwards_); }
+  std::vector<Ack> acks() { return Copy(acks_); }
   std::vector<raft::MemberId> unreachable() { return Copy(unreachable_); }
 
   // Takes the lock: not for use inside a WaitUntil predicate.
@@ -72,6 +80,7 @@ class RecordingHandler : public TransportHandler {
   size_t message_count() const { return messages_.size(); }
   size_t chunk_count() const { return chunks_.size(); }
   size_t forward_count() const { return forwards_.size(); }
+  size_t ack_count() const { return acks_.size(); }
   size_t unreachable_count() const { return unreachable_.size(); }
   const std::vector<raft::Message>& messages_locked() const {
     return messages_;
@@ -102,6 +111,7 @@ class RecordingHandler : public TransportHandler {
   std::vector<raft::Message> messages_;
   std::vector<Chunk> chunks_;
   std::vector<Forward> forwards_;
+  std::vector<Ack> acks_;
   std::vector<raft::MemberId> unreachable_;
   bool hold_appends_ = false;
 };

@@ -282,6 +282,17 @@ TEST_CASE("an authenticated peer's valid frames are delivered") {
   }));
 }
 
+TEST_CASE("a snapshot acknowledgement claiming another sender is refused") {
+  HostileFixture f;
+  RawClient client(f.member1->listen_port());
+  client.Handshake("test-cluster", 3, kSecret);
+  client.Write(wire::EncodeSnapshotAck(
+                   {.from = 2, .to = 1, .ack = {.snapshot_id = 7, .seq = 1}})
+                   .ToString());
+  f.ExpectRefused(client, "claims sender 2 on a connection authenticated as 3");
+  CHECK(f.handler1.acks().empty());
+}
+
 TEST_CASE("options are validated with the failing field named") {
   TcpTransportOptions options = TestTcpOptions(1);
   CHECK(options.Validate().ok());
@@ -396,8 +407,11 @@ TEST_CASE("heartbeats are delivered while the bulk path is stuck") {
   for (uint64_t round = 1; round <= 10; ++round) {
     REQUIRE(pair.member(1).Send(Heartbeat(1, 2, round)).ok());
   }
+  // So are snapshot acknowledgements, which a stream's window waits on.
+  REQUIRE(pair.member(1).SendSnapshotAck(2, {.snapshot_id = 3, .seq = 0}).ok());
   CHECK(two.WaitUntil(
       [](auto& h) { return h.count_of(raft::MessageType::kHeartbeat) == 10; }));
+  CHECK(two.WaitUntil([](auto& h) { return h.ack_count() == 1; }));
   CHECK(two.count_now(raft::MessageType::kAppend) == 0);
   two.HoldAppends(false);
   CHECK(two.WaitUntil(

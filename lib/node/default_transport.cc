@@ -1,6 +1,7 @@
 // The default transport of a Node (confman/default_transport.h): the TCP
-// transport, configured from NodeOptions. Kept out of the Node's own
-// library so that the Node depends on the Transport interface only.
+// transport, configured from NodeOptions. Its own library
+// (confman::default_transport) so that the Node core depends on the
+// Transport interface only.
 #include "confman/default_transport.h"
 
 #include <algorithm>
