@@ -18,10 +18,16 @@ namespace confman::testing {
 // A TCP port on 127.0.0.1 that was free when checked (by binding it and
 // closing the socket again). Ports come from 10000 up to the start of the
 // ephemeral range (net.ipv4.ip_local_port_range), or above its end when
-// that leaves more room; each process starts at its own offset and never
-// returns the same port twice, so parallel test processes seldom try the
-// same one. Thread-safe. UNAVAILABLE when no port in the range is free, or
-// the ephemeral range leaves fewer than 2,000 ports outside it.
+// that leaves more room. A port handed out is claimed for the calling
+// process until it exits, by an exclusive flock(2) on a lock file named
+// after the port in $TMPDIR/confman-loopback-ports (default /tmp); no other
+// process picking through this function gets it, nor does this one again,
+// so parallel test processes (ctest --parallel) never race for a port
+// between checking and binding it. Child processes started with exec do not
+// inherit the claim; the picking process keeps it for them. Thread-safe.
+// UNAVAILABLE when no port in the range is free and unclaimed (including
+// when the lock directory is not writable), or the ephemeral range leaves
+// fewer than 2,000 ports outside it.
 [[nodiscard]] absl::StatusOr<uint16_t> PickLoopbackPort();
 
 }  // namespace confman::testing

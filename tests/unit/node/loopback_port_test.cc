@@ -5,11 +5,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <set>
+#include <vector>
 
 namespace confman::testing {
 namespace {
@@ -44,6 +46,65 @@ TEST_CASE(
     CHECK(seen.insert(*port).second);
     CHECK(Binds(*port));
   }
+}
+
+// Test processes run in parallel (ctest --parallel) and each starts members
+// on ports it picked; a port checked free by one process must not be handed
+// to another before the first binds it. Children forked after the parent
+// has picked a port start from the same state, the worst case for any
+// scheme that only spreads processes apart.
+TEST_CASE(
+    "processes picking loopback ports at the same time get distinct ones") {
+  absl::StatusOr<uint16_t> parent_port = PickLoopbackPort();
+  REQUIRE(parent_port.ok());
+  constexpr int kChildren = 4;
+  constexpr int kPortsPerChild = 25;
+  std::vector<std::pair<pid_t, int>> children;  // pid, read end of its pipe
+  for (int c = 0; c < kChildren; ++c) {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      uint16_t ports[kPortsPerChild] = {};
+      for (uint16_t& port : ports) {
+        absl::StatusOr<uint16_t> picked = PickLoopbackPort();
+        port = picked.ok() ? *picked : 0;
+      }
+      const bool written = ::write(fds[1], ports, sizeof(ports)) ==
+                           static_cast<ssize_t>(sizeof(ports));
+      // Hold the ports until every child has picked: a member would hold
+      // its port for as long as it runs.
+      ::usleep(300 * 1000);
+      ::_exit(written ? 0 : 1);
+    }
+    ::close(fds[1]);
+    children.emplace_back(pid, fds[0]);
+  }
+  std::set<uint16_t> seen = {*parent_port};
+  for (auto [pid, fd] : children) {
+    uint16_t ports[kPortsPerChild] = {};
+    size_t got = 0;
+    while (got < sizeof(ports)) {
+      const ssize_t n =
+          ::read(fd, reinterpret_cast<char*>(ports) + got, sizeof(ports) - got);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(got == sizeof(ports));
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    for (uint16_t port : ports) {
+      INFO("port " << port << " from child " << pid);
+      CHECK(port != 0);
+      CHECK(seen.insert(port).second);
+    }
+  }
+  CHECK(seen.size() == 1 + kChildren * kPortsPerChild);
 }
 
 }  // namespace
