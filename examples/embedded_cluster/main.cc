@@ -3,10 +3,6 @@
 // member, crash the leader, and show that a new leader has every value.
 //
 // Exits 0 when everything checked out, 1 otherwise.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -18,6 +14,7 @@
 #include <thread>
 
 #include "confman/node.h"
+#include "confman/testing/loopback_port.h"
 
 namespace {
 
@@ -28,19 +25,6 @@ using confman::raft::MemberId;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kMembers = 3;
-
-// A free loopback port, so the example never collides with other services.
-uint16_t FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 bool Fail(const std::string& what) {
   std::fprintf(stderr, "FAILED: %s\n", what.c_str());
@@ -84,7 +68,12 @@ class Example {
   bool OpenAll() {
     std::vector<confman::PeerAddress> peers;
     for (MemberId id = 1; id <= kMembers; ++id) {
-      peers.push_back({id, "127.0.0.1:" + std::to_string(FreePort())});
+      // A port no other process on this machine is using or about to use,
+      // so the example runs beside other services and tests.
+      absl::StatusOr<uint16_t> port = confman::testing::PickLoopbackPort();
+      if (!port.ok())
+        return Fail("choosing a port: " + port.status().ToString());
+      peers.push_back({id, "127.0.0.1:" + std::to_string(*port)});
     }
     for (const auto& peer : peers) {
       auto node = Node::Open(NodeOptions{
@@ -95,7 +84,8 @@ class Example {
           .initial_members = peers,
           .data_dir = dir_ + "/member-" + std::to_string(peer.id),
       });
-      if (!node.ok()) return Fail("opening member: " + node.status().ToString());
+      if (!node.ok())
+        return Fail("opening member: " + node.status().ToString());
       nodes_[peer.id] = std::move(*node);
     }
     std::printf("started %d members, data under %s\n", kMembers, dir_.c_str());
@@ -110,7 +100,8 @@ class Example {
       bool agree = true;
       for (const auto& [id, node] : nodes_) {
         const MemberId leader = node->GetStatus().leader;
-        if (leader == 0 || leader == not_this || (agreed != 0 && leader != agreed)) {
+        if (leader == 0 || leader == not_this ||
+            (agreed != 0 && leader != agreed)) {
           agree = false;
         }
         agreed = leader;
@@ -132,7 +123,8 @@ class Example {
         return true;
       }
       if (!absl::IsUnavailable(revision.status()) || Clock::now() > deadline) {
-        return Fail("put " + ns + "/" + key + ": " + revision.status().ToString());
+        return Fail("put " + ns + "/" + key + ": " +
+                    revision.status().ToString());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -163,12 +155,15 @@ class Example {
         const std::string key = path.substr(path.find('/') + 1);
         auto got = node->Get("service", key, {ReadConsistency::kLinearizable});
         if (!got.ok() || got->value != value) {
-          return Fail("member " + std::to_string(id) + " " + when + ": " + path +
-                      (got.ok() ? " has the wrong value" : " " + got.status().ToString()));
+          return Fail("member " + std::to_string(id) + " " + when + ": " +
+                      path +
+                      (got.ok() ? " has the wrong value"
+                                : " " + got.status().ToString()));
         }
       }
     }
-    std::printf("every member returns all %zu values %s\n", written_.size(), when);
+    std::printf("every member returns all %zu values %s\n", written_.size(),
+                when);
     const auto one = nodes_.begin()->second->Get("service", "max_connections");
     if (one.ok()) {
       std::printf("  service/max_connections = %s (revision %llu)\n",
@@ -187,7 +182,8 @@ class Example {
 
 int main() {
   std::string dir =
-      (std::filesystem::temp_directory_path() / "confman-example-XXXXXX").string();
+      (std::filesystem::temp_directory_path() / "confman-example-XXXXXX")
+          .string();
   if (::mkdtemp(dir.data()) == nullptr) {
     std::perror("mkdtemp");
     return 1;
