@@ -18,6 +18,7 @@
 #include "confman/testing/fault_injecting_log_store.h"
 #include "confman/testing/local_cluster.h"
 #include "confman/testing/node_faults.h"
+#include "confman/transport.h"
 #include "eventually.h"
 
 namespace confman {
@@ -205,6 +206,182 @@ TEST_CASE("async writes complete through callbacks and futures") {
   auto value = got.get_future().get();
   REQUIRE(value.ok());
   CHECK(value->mod_revision == *rev);
+}
+
+// Wraps a member's transport: the test can withhold the snapshot chunk
+// acknowledgements one member sends, and send acknowledgements of its own
+// through any member's transport.
+struct AckSpy {
+  std::mutex mu;
+  raft::MemberId withholding = raft::kNoMember;  // whose acks are held back
+  std::vector<TransportSnapshotAck> withheld;
+  std::map<raft::MemberId, Transport*> transports;
+
+  size_t WithheldFor(uint64_t snapshot_id) {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t n = 0;
+    for (const auto& ack : withheld) n += ack.snapshot_id == snapshot_id;
+    return n;
+  }
+};
+
+class SpyTransport : public Transport {
+ public:
+  SpyTransport(raft::MemberId self, std::unique_ptr<Transport> inner,
+               AckSpy* spy)
+      : self_(self), inner_(std::move(inner)), spy_(spy) {
+    std::lock_guard<std::mutex> lock(spy_->mu);
+    spy_->transports[self_] = inner_.get();
+  }
+  ~SpyTransport() override {
+    {
+      std::lock_guard<std::mutex> lock(spy_->mu);
+      if (spy_->transports[self_] == inner_.get())
+        spy_->transports.erase(self_);
+    }
+    inner_->Stop();
+  }
+  absl::Status Start(TransportHandler* handler) override {
+    return inner_->Start(handler);
+  }
+  void Stop() override { inner_->Stop(); }
+  absl::Status AddPeer(raft::MemberId id, const std::string& address) override {
+    return inner_->AddPeer(id, address);
+  }
+  void RemovePeer(raft::MemberId id) override { inner_->RemovePeer(id); }
+  absl::Status Send(raft::Message message) override {
+    return inner_->Send(std::move(message));
+  }
+  absl::Status SendSnapshotChunk(raft::MemberId to,
+                                 TransportSnapshotChunk chunk) override {
+    return inner_->SendSnapshotChunk(to, std::move(chunk));
+  }
+  absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override {
+    return inner_->SendForward(to, std::move(frame));
+  }
+  absl::Status SendSnapshotAck(raft::MemberId to,
+                               TransportSnapshotAck ack) override {
+    {
+      std::lock_guard<std::mutex> lock(spy_->mu);
+      if (spy_->withholding == self_) {
+        spy_->withheld.push_back(ack);
+        return absl::OkStatus();
+      }
+    }
+    return inner_->SendSnapshotAck(to, ack);
+  }
+
+ private:
+  const raft::MemberId self_;
+  const std::unique_ptr<Transport> inner_;
+  AckSpy* const spy_;
+};
+
+// A leader streams a snapshot only as far ahead of its receiver's
+// acknowledgements as its window allows. An acknowledgement for the stream
+// from any other member (a confused or hostile peer) must not widen it.
+TEST_CASE("a snapshot stream counts only its receiver's acknowledgements") {
+  AckSpy spy;  // outlives the cluster, whose transports point at it
+  auto started = LocalCluster::Start(LocalClusterOptions{
+      .members = 3,
+      .in_memory_storage = true,
+      .in_memory_network = true,
+      .customize = [&spy](NodeOptions& o) {
+        o.election_timeout = std::chrono::milliseconds(300);
+        o.heartbeat_interval = std::chrono::milliseconds(30);
+        o.log_keep_entries = 8;
+        o.log_compact_every = 4;
+        // Small chunks, so the state below takes far more of them than
+        // the window holds.
+        o.snapshot_chunk_bytes = 4096;
+        o.transport_factory = [&spy,
+                               inner = o.transport_factory](raft::MemberId self)
+            -> absl::StatusOr<std::unique_ptr<Transport>> {
+          absl::StatusOr<std::unique_ptr<Transport>> transport = inner(self);
+          if (!transport.ok()) return transport.status();
+          return std::unique_ptr<Transport>(
+              new SpyTransport(self, std::move(*transport), &spy));
+        };
+      }});
+  REQUIRE(started.ok());
+  LocalCluster& cluster = **started;
+  REQUIRE(cluster.WaitForLeader().ok());
+  const raft::MemberId leader = cluster.leader_id();
+  raft::MemberId receiver = raft::kNoMember, bystander = raft::kNoMember;
+  for (raft::MemberId id : cluster.ids()) {
+    if (id == leader) continue;
+    (receiver == raft::kNoMember ? receiver : bystander) = id;
+  }
+  {
+    std::lock_guard<std::mutex> lock(spy.mu);
+    spy.withholding = receiver;
+  }
+
+  // The receiver forgets everything (in-memory storage) and the log moves
+  // on, so it can only catch up through a snapshot: about 400 KB of state.
+  REQUIRE(cluster.Crash(receiver).ok());
+  Node* const leader_node = cluster.member(leader);
+  const std::string value(2000, 'v');
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(leader_node->Put("s", "k" + std::to_string(i), value).ok());
+  }
+  REQUIRE(cluster.Restart(receiver).ok());
+
+  // The stream stops at its window while the receiver acknowledges nothing.
+  uint64_t snapshot_id = 0;
+  REQUIRE(Eventually([&] {
+    std::lock_guard<std::mutex> lock(spy.mu);
+    if (spy.withheld.empty()) return false;
+    snapshot_id = spy.withheld.front().snapshot_id;
+    return true;
+  }));
+  // Held means no new chunk for 600 ms (slow sanitizer builds included).
+  size_t window = 0;
+  int unchanged = 0;
+  REQUIRE(Eventually(
+      [&] {
+        const size_t now = spy.WithheldFor(snapshot_id);
+        unchanged = now == window ? unchanged + 1 : 0;
+        window = now;
+        return unchanged >= 3;
+      },
+      milliseconds(10000), milliseconds(200)));
+  INFO("the stream's window held at " << window << " chunks");
+  REQUIRE(window >= 1);
+  REQUIRE(window < 50);
+
+  // The bystander acknowledges the whole stream; the leader must ignore it.
+  {
+    std::lock_guard<std::mutex> lock(spy.mu);
+    REQUIRE(spy.transports.count(bystander) == 1);
+    REQUIRE(spy.transports[bystander]
+                ->SendSnapshotAck(
+                    leader, TransportSnapshotAck{.snapshot_id = snapshot_id,
+                                                 .seq = 1'000'000})
+                .ok());
+  }
+  std::this_thread::sleep_for(milliseconds(500));
+  CHECK(spy.WithheldFor(snapshot_id) == window);
+
+  // The receiver's own acknowledgement moves the stream on, and the
+  // receiver catches up.
+  TransportSnapshotAck last;
+  {
+    std::lock_guard<std::mutex> lock(spy.mu);
+    spy.withholding = raft::kNoMember;
+    last = spy.withheld.back();
+    REQUIRE(spy.transports[receiver]->SendSnapshotAck(leader, last).ok());
+  }
+  const raft::Index commit = leader_node->GetStatus().commit_index;
+  CHECK(Eventually(
+      [&] {
+        return cluster.member(receiver)->GetStatus().applied_index >= commit;
+      },
+      milliseconds(20000)));
+  auto got =
+      cluster.member(receiver)->Get("s", "k199", {ReadConsistency::kLocal});
+  REQUIRE(got.ok());
+  CHECK(got->value == value);
 }
 
 TEST_CASE("a partitioned leader is replaced and writes continue") {
