@@ -47,10 +47,8 @@ struct Workload {
 };
 
 constexpr Workload kWorkloads[] = {
-    {'a', 256, 20000, 32},
-    {'b', 10 * 1000, 1000, 10},
-    {'c', 100 * 1000, 1000, 10},
-    {'d', 1 << 20, 1000, 10},
+    {'a', 256, 20000, 32},       {'b', 10 * 1000, 1000, 10},
+    {'c', 100 * 1000, 1000, 10}, {'d', 1 << 20, 1000, 10},
     {'e', 1 << 20, 200, 1},
 };
 
@@ -93,7 +91,8 @@ class RssSampler {
  private:
   void Run() {
     while (!stop_) {
-      peak_ = std::max<uint64_t>(peak_, ProcField("/proc/self/status", "RssAnon:"));
+      peak_ =
+          std::max<uint64_t>(peak_, ProcField("/proc/self/status", "RssAnon:"));
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
@@ -113,7 +112,8 @@ CpuUsage ProcessCpu() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   auto ms = [](const timeval& t) {
-    return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) / 1e3;
+    return static_cast<double>(t.tv_sec) * 1e3 +
+           static_cast<double>(t.tv_usec) / 1e3;
   };
   return {ms(ru.ru_utime) + ms(ru.ru_stime),
           static_cast<uint64_t>(ru.ru_nvcsw + ru.ru_nivcsw)};
@@ -121,8 +121,9 @@ CpuUsage ProcessCpu() {
 
 double Percentile(std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
-  const size_t i = std::min(sorted.size() - 1,
-                            static_cast<size_t>(p * static_cast<double>(sorted.size())));
+  const size_t i =
+      std::min(sorted.size() - 1,
+               static_cast<size_t>(p * static_cast<double>(sorted.size())));
   return sorted[i];
 }
 
@@ -133,12 +134,14 @@ struct Results {
   std::string first_error;
 };
 
-void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int index,
-            bool via_followers, Results& results) {
+void Writer(confman::testing::LocalCluster& cluster, const Workload& w,
+            int index, bool via_followers, Results& results) {
   uint64_t rng =
       0x5eed0000u + static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull + 1;
   std::string value(w.value_bytes, '\0');
-  const uint64_t count = w.writes / w.writers + (static_cast<uint64_t>(index) < w.writes % w.writers ? 1 : 0);
+  const uint64_t count =
+      w.writes / w.writers +
+      (static_cast<uint64_t>(index) < w.writes % w.writers ? 1 : 0);
   std::vector<double> mine;
   // Looked up again only after a refusal: a host does not ask who leads
   // before every write, and the lookup (a status of every member) would
@@ -160,14 +163,17 @@ void Writer(confman::testing::LocalCluster& cluster, const Workload& w, int inde
       leader = confman::raft::kNoMember;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    mine.push_back(
+        std::chrono::duration<double, std::milli>(Clock::now() - start)
+            .count());
     if (!status.ok()) {
       std::lock_guard lock(results.mu);
       if (results.failed++ == 0) results.first_error = status.ToString();
     }
   }
   std::lock_guard lock(results.mu);
-  results.latencies_ms.insert(results.latencies_ms.end(), mine.begin(), mine.end());
+  results.latencies_ms.insert(results.latencies_ms.end(), mine.begin(),
+                              mine.end());
 }
 
 int Usage() {
@@ -255,13 +261,18 @@ int main(int argc, char** argv) {
     }
     for (auto& t : writers) t.join();
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(Clock::now() - start).count();
   const CpuUsage cpu_after = ProcessCpu();
   const double writes = static_cast<double>(w.writes);
-  const double cpu_ms_per_write = (cpu_after.cpu_ms - cpu_before.cpu_ms) / writes;
+  const double cpu_ms_per_write =
+      (cpu_after.cpu_ms - cpu_before.cpu_ms) / writes;
   const double switches_per_write =
-      static_cast<double>(cpu_after.context_switches - cpu_before.context_switches) / writes;
-  const uint64_t written = ProcField("/proc/self/io", "write_bytes:") - written_before;
+      static_cast<double>(cpu_after.context_switches -
+                          cpu_before.context_switches) /
+      writes;
+  const uint64_t written =
+      ProcField("/proc/self/io", "write_bytes:") - written_before;
   uint64_t leader_changes = 0;
   for (auto id : (*cluster)->ids()) {
     leader_changes = std::max<uint64_t>(
@@ -271,21 +282,23 @@ int main(int argc, char** argv) {
   std::sort(results.latencies_ms.begin(), results.latencies_ms.end());
   const uint64_t ok = w.writes - results.failed;
   const double ops = static_cast<double>(ok) / seconds;
-  std::printf("workload %c: %llu x %llu B, %d writers: %.1f writes/s, %.2f MB/s, "
-              "p50 %.2f ms, p99 %.2f ms, max %.2f ms, %.3f CPU ms and %.1f "
-              "context switches per write, %llu failed%s%s\n",
-              w.name, static_cast<unsigned long long>(w.writes),
-              static_cast<unsigned long long>(w.value_bytes), w.writers, ops,
-              ops * static_cast<double>(w.value_bytes) / 1e6,
-              Percentile(results.latencies_ms, 0.50),
-              Percentile(results.latencies_ms, 0.99),
-              results.latencies_ms.empty() ? 0.0 : results.latencies_ms.back(),
-              cpu_ms_per_write, switches_per_write,
-              static_cast<unsigned long long>(results.failed.load()),
-              results.first_error.empty() ? "" : "; first error: ",
-              results.first_error.c_str());
   std::printf(
-      "{\"workload\":\"%c\",\"writes\":%llu,\"value_bytes\":%llu,\"writers\":%d,"
+      "workload %c: %llu x %llu B, %d writers: %.1f writes/s, %.2f MB/s, "
+      "p50 %.2f ms, p99 %.2f ms, max %.2f ms, %.3f CPU ms and %.1f "
+      "context switches per write, %llu failed%s%s\n",
+      w.name, static_cast<unsigned long long>(w.writes),
+      static_cast<unsigned long long>(w.value_bytes), w.writers, ops,
+      ops * static_cast<double>(w.value_bytes) / 1e6,
+      Percentile(results.latencies_ms, 0.50),
+      Percentile(results.latencies_ms, 0.99),
+      results.latencies_ms.empty() ? 0.0 : results.latencies_ms.back(),
+      cpu_ms_per_write, switches_per_write,
+      static_cast<unsigned long long>(results.failed.load()),
+      results.first_error.empty() ? "" : "; first error: ",
+      results.first_error.c_str());
+  std::printf(
+      "{\"workload\":\"%c\",\"writes\":%llu,\"value_bytes\":%llu,\"writers\":%"
+      "d,"
       "\"failed\":%llu,\"ops_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_ms\":%.2f,"
       "\"p99_ms\":%.2f,\"max_ms\":%.2f,\"leader_changes\":%llu,"
       "\"peak_rss_anon_mib\":%.1f,\"disk_bytes_written_per_member\":%llu,"
@@ -295,7 +308,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(w.value_bytes), w.writers,
       static_cast<unsigned long long>(results.failed.load()), ops,
       ops * static_cast<double>(w.value_bytes) / 1e6,
-      Percentile(results.latencies_ms, 0.50), Percentile(results.latencies_ms, 0.99),
+      Percentile(results.latencies_ms, 0.50),
+      Percentile(results.latencies_ms, 0.99),
       results.latencies_ms.empty() ? 0.0 : results.latencies_ms.back(),
       static_cast<unsigned long long>(leader_changes),
       static_cast<double>(rss.peak_kib()) / 1024.0 / kMembers,

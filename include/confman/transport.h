@@ -104,8 +104,7 @@ class TransportHandler {
   // A snapshot chunk acknowledgement sent by member `from`, a receiver of a
   // stream this member is sending. Arrives on the control path, so it never
   // waits behind the chunks it acknowledges.
-  virtual void OnSnapshotAck(raft::MemberId from,
-                             TransportSnapshotAck ack) = 0;
+  virtual void OnSnapshotAck(raft::MemberId from, TransportSnapshotAck ack) = 0;
 
   // Messages to `member` are being lost: it could not be reached, its
   // connection broke, or its send queue overflowed. The Raft driver reports
@@ -150,7 +149,7 @@ class Transport {
   // next reconnect on). Returns InvalidArgument for id 0, this member's own
   // id, or an address that does not parse.
   [[nodiscard]] virtual absl::Status AddPeer(raft::MemberId id,
-                               const std::string& address) = 0;
+                                             const std::string& address) = 0;
 
   // Forgets member `id`: its queued messages are discarded, its outbound
   // connections closed, and new connections from it refused. Unknown ids
@@ -174,13 +173,14 @@ class Transport {
 
   // Queues a snapshot chunk for member `to` on the bulk path. Same statuses
   // as Send.
-  [[nodiscard]] virtual absl::Status SendSnapshotChunk(raft::MemberId to,
-                                         TransportSnapshotChunk chunk) = 0;
+  [[nodiscard]] virtual absl::Status SendSnapshotChunk(
+      raft::MemberId to, TransportSnapshotChunk chunk) = 0;
 
   // Queues a forwarded request or response for member `to` on the control
   // path. Same statuses as Send, except that it is never dropped for queue
   // space: callers bound the number of outstanding forwards themselves.
-  [[nodiscard]] virtual absl::Status SendForward(raft::MemberId to, ForwardFrame frame) = 0;
+  [[nodiscard]] virtual absl::Status SendForward(raft::MemberId to,
+                                                 ForwardFrame frame) = 0;
 
   // Queues a snapshot chunk acknowledgement for member `to`, the sender of
   // the stream, on the control path. Same statuses as SendForward: never

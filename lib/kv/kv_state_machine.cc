@@ -41,8 +41,8 @@ constexpr uint64_t kRecordOverheadBytes = 4096;
 // of the store.
 ApplyResult Outcome(raft::Index index, absl::Status outcome,
                     uint64_t revision = 0) {
-  return ApplyResult{.index = index, .outcome = std::move(outcome),
-                     .revision = revision};
+  return ApplyResult{
+      .index = index, .outcome = std::move(outcome), .revision = revision};
 }
 
 // How messages name a key: "ns/key".
@@ -54,7 +54,8 @@ std::string DisplayName(std::string_view ns, std::string_view key) {
 // (heap strings are), but the outcome must not depend on where the bytes
 // happen to sit, so misaligned input is copied first.
 std::string_view Aligned(std::string_view data, std::string& copy) {
-  if (reinterpret_cast<uintptr_t>(data.data()) % alignof(std::max_align_t) == 0) {
+  if (reinterpret_cast<uintptr_t>(data.data()) % alignof(std::max_align_t) ==
+      0) {
     return data;
   }
   copy.reserve(data.size() + 32);  // Forces heap (aligned) storage.
@@ -79,8 +80,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 
 // Inside Apply `reader` is the batch's writer, so an entry sees what the
 // entries before it in the same batch changed.
-[[nodiscard]] absl::StatusOr<std::optional<KeyRecord>> LoadKey(const TableReader& reader,
-                                                 std::string_view table_key) {
+[[nodiscard]] absl::StatusOr<std::optional<KeyRecord>> LoadKey(
+    const TableReader& reader, std::string_view table_key) {
   CONFMAN_ASSIGN_OR_RETURN(std::optional<std::string_view> stored,
                            reader.Get(Table::kKeys, table_key));
   if (!stored) return std::optional<KeyRecord>();
@@ -93,7 +94,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 // revisions at the same index and their history pages agree.
 [[nodiscard]] absl::Status TrimHistory(Batch& batch) {
   MetaState& meta = batch.meta;
-  while (meta.revision - meta.compacted_through > batch.options.history_retention) {
+  while (meta.revision - meta.compacted_through >
+         batch.options.history_retention) {
     ++meta.compacted_through;
     CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
         Table::kChanges, common::BigEndianKey(meta.compacted_through)));
@@ -104,9 +106,10 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 // Every change gets a history row at its revision, in the transaction that
 // changes the key: a watch resuming after revision r sees every later
 // change and no earlier one.
-[[nodiscard]] absl::Status RecordChange(Batch& batch, const CommandView& command,
-                          ChangeOp op, uint64_t old_revision,
-                          uint64_t new_revision) {
+[[nodiscard]] absl::Status RecordChange(Batch& batch,
+                                        const CommandView& command, ChangeOp op,
+                                        uint64_t old_revision,
+                                        uint64_t new_revision) {
   const Change change{.revision = batch.meta.revision,
                       .op = op,
                       .ns = std::string(command.ns),
@@ -115,16 +118,16 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
                       .new_revision = new_revision,
                       .actor = std::string(command.actor),
                       .time_unix_micros = command.time_unix_micros};
-  CONFMAN_RETURN_IF_ERROR(batch.writer.Put(
-      Table::kChanges, common::BigEndianKey(change.revision),
-      {EncodeChange(change)}));
+  CONFMAN_RETURN_IF_ERROR(
+      batch.writer.Put(Table::kChanges, common::BigEndianKey(change.revision),
+                       {EncodeChange(change)}));
   return TrimHistory(batch);
 }
 
 // The compare-and-set check; an OK status if the command may proceed.
 // An absent key counts as revision 0, so expecting 0 means "create only".
-[[nodiscard]] absl::Status CheckExpectedRevision(const CommandView& command,
-                                   const std::optional<KeyRecord>& current) {
+[[nodiscard]] absl::Status CheckExpectedRevision(
+    const CommandView& command, const std::optional<KeyRecord>& current) {
   if (!command.expected_revision) return absl::OkStatus();
   const uint64_t actual = current ? current->mod_revision : 0;
   if (actual == *command.expected_revision) return absl::OkStatus();
@@ -140,9 +143,10 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 // there may be dropped from the log: a reference is added in the
 // transaction that writes the record needing it, and removed only with the
 // record that held it.
-[[nodiscard]] absl::Status ReplaceValueRef(Batch& batch, const std::optional<KeyRecord>& old,
-                             raft::Index new_log_index,
-                             std::string_view table_key) {
+[[nodiscard]] absl::Status ReplaceValueRef(Batch& batch,
+                                           const std::optional<KeyRecord>& old,
+                                           raft::Index new_log_index,
+                                           std::string_view table_key) {
   if (old && old->value_log_index != 0) {
     CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(
         Table::kValueRefs, common::BigEndianKey(old->value_log_index)));
@@ -153,19 +157,25 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 }
 
 // `in_log`: the log retains this entry, so the value stays there.
-[[nodiscard]] absl::StatusOr<ApplyResult> ApplyPut(Batch& batch, raft::Index index,
-                                     const CommandView& command, bool in_log) {
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyPut(Batch& batch,
+                                                   raft::Index index,
+                                                   const CommandView& command,
+                                                   bool in_log) {
   // Too large a value is this entry's outcome: the index still advances.
   if (command.raw_size > batch.options.max_value_bytes) {
-    return Outcome(index, absl::InvalidArgumentError(absl::StrCat(
-                              "the value for ", DisplayName(command.ns, command.key),
-                              " is ", command.raw_size, " bytes; the store's "
-                              "limit is ", batch.options.max_value_bytes)));
+    return Outcome(index,
+                   absl::InvalidArgumentError(absl::StrCat(
+                       "the value for ", DisplayName(command.ns, command.key),
+                       " is ", command.raw_size,
+                       " bytes; the store's "
+                       "limit is ",
+                       batch.options.max_value_bytes)));
   }
   const std::string table_key = KeysTableKey(command.ns, command.key);
   CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> current,
                            LoadKey(batch.writer, table_key));
-  if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
+  if (absl::Status check = CheckExpectedRevision(command, current);
+      !check.ok()) {
     return Outcome(index, std::move(check));
   }
   // create_revision and version carry over from the current record; a key
@@ -193,20 +203,22 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   return Outcome(index, absl::OkStatus(), revision);
 }
 
-[[nodiscard]] absl::StatusOr<ApplyResult> ApplyDelete(Batch& batch, raft::Index index,
-                                        const CommandView& command) {
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyDelete(
+    Batch& batch, raft::Index index, const CommandView& command) {
   const std::string table_key = KeysTableKey(command.ns, command.key);
   CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> current,
                            LoadKey(batch.writer, table_key));
-  if (absl::Status check = CheckExpectedRevision(command, current); !check.ok()) {
+  if (absl::Status check = CheckExpectedRevision(command, current);
+      !check.ok()) {
     return Outcome(index, std::move(check));
   }
   // Deleting an absent key changes nothing and takes no revision:
   // revisions count changes, not commands.
   if (!current) {
-    return Outcome(index, absl::NotFoundError(absl::StrCat(
-                              "cannot delete ", DisplayName(command.ns, command.key),
-                              ": no such key")));
+    return Outcome(index,
+                   absl::NotFoundError(absl::StrCat(
+                       "cannot delete ", DisplayName(command.ns, command.key),
+                       ": no such key")));
   }
   const uint64_t revision = ++batch.meta.revision;
   CONFMAN_RETURN_IF_ERROR(batch.writer.Delete(Table::kKeys, table_key));
@@ -216,8 +228,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   return Outcome(index, absl::OkStatus(), revision);
 }
 
-[[nodiscard]] absl::StatusOr<ApplyResult> ApplyCompact(Batch& batch, raft::Index index,
-                                         const CommandView& command) {
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyCompact(
+    Batch& batch, raft::Index index, const CommandView& command) {
   // History is compacted by a replicated command, never by a local
   // decision, so every member keeps the same window; never past the
   // current revision.
@@ -231,11 +243,13 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   return Outcome(index, absl::OkStatus());
 }
 
-[[nodiscard]] absl::StatusOr<ApplyResult> ApplyCommand(Batch& batch, const raft::Entry& entry) {
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyCommand(
+    Batch& batch, const raft::Entry& entry) {
   std::string copy;
   // Undecodable bytes are the entry's outcome (InvalidArgument): every
   // member holds the same bytes, so every member refuses them alike.
-  absl::StatusOr<CommandView> command = DecodeCommand(Aligned(entry.data, copy));
+  absl::StatusOr<CommandView> command =
+      DecodeCommand(Aligned(entry.data, copy));
   if (!command.ok()) return Outcome(entry.index, command.status());
   // Every decoded command's stamp reaches the store clock, before the
   // session check and whatever the outcome: the clock is a function of the
@@ -277,7 +291,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
   return result;
 }
 
-[[nodiscard]] absl::StatusOr<ApplyResult> ApplyEntry(Batch& batch, const raft::Entry& entry) {
+[[nodiscard]] absl::StatusOr<ApplyResult> ApplyEntry(Batch& batch,
+                                                     const raft::Entry& entry) {
   absl::StatusOr<ApplyResult> result = Outcome(entry.index, absl::OkStatus());
   switch (entry.type) {
     case raft::EntryType::kNoop:
@@ -285,7 +300,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
     // Recorded although the core already acts on it: the state is what a
     // restart and a snapshot recover the configuration from.
     case raft::EntryType::kMembership:
-      if (absl::StatusOr<raft::Membership> m = raft::DecodeMembership(entry.data);
+      if (absl::StatusOr<raft::Membership> m =
+              raft::DecodeMembership(entry.data);
           !m.ok()) {
         result = Outcome(entry.index, m.status());
       } else {
@@ -308,7 +324,8 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 
 // A stored membership that does not decode is DataLoss, never read as an
 // empty configuration.
-[[nodiscard]] absl::StatusOr<AppliedState> ToAppliedState(const MetaState& meta) {
+[[nodiscard]] absl::StatusOr<AppliedState> ToAppliedState(
+    const MetaState& meta) {
   AppliedState state{.applied_index = meta.applied_index,
                      .applied_term = meta.applied_term,
                      .membership = {},
@@ -317,9 +334,10 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
     absl::StatusOr<raft::Membership> membership =
         raft::DecodeMembership(meta.membership);
     if (!membership.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "the stored membership does not decode (", membership.status().message(),
-          "); restore this member from a peer snapshot"));
+      return absl::DataLossError(
+          absl::StrCat("the stored membership does not decode (",
+                       membership.status().message(),
+                       "); restore this member from a peer snapshot"));
     }
     state.membership = *std::move(membership);
   }
@@ -329,19 +347,19 @@ SessionLimits ToSessionLimits(const KvStateMachineOptions& options) {
 // The decompressed value of `record`, from the record or from the log.
 // Aborted if the log dropped the entry since the record was read: the key
 // changed meanwhile, and a fresh read sees its new record.
-[[nodiscard]] absl::StatusOr<std::string> ReadValue(std::string_view table_key,
-                                      const KeyRecord& record,
-                                      const EntryArchive* archive) {
+[[nodiscard]] absl::StatusOr<std::string> ReadValue(
+    std::string_view table_key, const KeyRecord& record,
+    const EntryArchive* archive) {
   if (record.value_log_index == 0) {
     return DecodeValue(record.stored_value, record.encoding, record.raw_size);
   }
   absl::StatusOr<LoggedValue> logged =
       ReadLoggedValue(archive, record, table_key);
   if (absl::IsNotFound(logged.status())) {
-    return absl::AbortedError(absl::StrCat(
-        "the value of ", DescribeTableKey(table_key),
-        " changed while it was being read (",
-        logged.status().message(), "); retry the read"));
+    return absl::AbortedError(
+        absl::StrCat("the value of ", DescribeTableKey(table_key),
+                     " changed while it was being read (",
+                     logged.status().message(), "); retry the read"));
   }
   if (!logged.ok()) return logged.status();
   return DecodeValue(logged->stored, record.encoding, record.raw_size);
@@ -362,9 +380,9 @@ auto RetryAborted(ReadFn read) -> decltype(read()) {
   }
 }
 
-[[nodiscard]] absl::StatusOr<KeyValue> ToKeyValue(std::string_view table_key,
-                                    const KeyRecord& record, bool with_value,
-                                    const KvStateMachineOptions& options) {
+[[nodiscard]] absl::StatusOr<KeyValue> ToKeyValue(
+    std::string_view table_key, const KeyRecord& record, bool with_value,
+    const KvStateMachineOptions& options) {
   const size_t nul = table_key.find('\0');
   KeyValue kv{.ns = std::string(table_key.substr(0, nul)),
               .key = std::string(table_key.substr(nul + 1)),
@@ -403,12 +421,14 @@ auto RetryAborted(ReadFn read) -> decltype(read()) {
 }  // namespace
 
 absl::Status KvStateMachineOptions::Validate() const {
-  if (initial_map_bytes < (uint64_t{1} << 20) || max_map_bytes < initial_map_bytes) {
+  if (initial_map_bytes < (uint64_t{1} << 20) ||
+      max_map_bytes < initial_map_bytes) {
     return absl::InvalidArgumentError(
         "KvStateMachineOptions: initial_map_bytes must be >= 1 MiB and "
         "<= max_map_bytes");
   }
-  if (snapshot_chunk_bytes < 4096 || snapshot_chunk_bytes > (uint64_t{64} << 20)) {
+  if (snapshot_chunk_bytes < 4096 ||
+      snapshot_chunk_bytes > (uint64_t{64} << 20)) {
     return absl::InvalidArgumentError(
         "KvStateMachineOptions.snapshot_chunk_bytes must be 4 KiB..64 MiB");
   }
@@ -460,12 +480,15 @@ class KvStateMachine::Impl {
     // Entries at or below the applied index are a replay (a restart, a
     // re-delivered batch) and are skipped.
     const raft::Index applied = applied_index_.load();
-    std::erase_if(entries, [&](const raft::Entry& e) { return e.index <= applied; });
+    std::erase_if(entries,
+                  [&](const raft::Entry& e) { return e.index <= applied; });
     for (size_t i = 0; i < entries.size(); ++i) {
       if (entries[i].index != applied + 1 + i) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "committed entry ", entries[i].index, " does not follow applied "
-            "index ", applied + i, "; apply entries in order without gaps"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("committed entry ", entries[i].index,
+                         " does not follow applied "
+                         "index ",
+                         applied + i, "; apply entries in order without gaps"));
       }
     }
     if (entries.empty()) return std::vector<ApplyResult>();
@@ -508,7 +531,8 @@ class KvStateMachine::Impl {
     return ToAppliedState(meta);
   }
 
-  [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot() const {
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<SnapshotSource>> OpenSnapshot()
+      const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
@@ -557,17 +581,19 @@ class KvStateMachine::Impl {
                            [this] { return ReloadMeta(); });
   }
 
-  [[nodiscard]] absl::StatusOr<KeyValue> Get(std::string_view ns, std::string_view key) const {
+  [[nodiscard]] absl::StatusOr<KeyValue> Get(std::string_view ns,
+                                             std::string_view key) const {
     return RetryAborted([&] { return GetOnce(ns, key); });
   }
 
-  [[nodiscard]] absl::StatusOr<ListPage> List(const ListRequest& request) const {
+  [[nodiscard]] absl::StatusOr<ListPage> List(
+      const ListRequest& request) const {
     CONFMAN_RETURN_IF_ERROR(ValidateList(request));
     return RetryAborted([&] { return ListOnce(request); });
   }
 
   [[nodiscard]] absl::StatusOr<KeyValue> GetOnce(std::string_view ns,
-                                   std::string_view key) const {
+                                                 std::string_view key) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(std::optional<KeyRecord> record,
@@ -579,14 +605,17 @@ class KvStateMachine::Impl {
     return ToKeyValue(KeysTableKey(ns, key), *record, true, options_);
   }
 
-  [[nodiscard]] absl::StatusOr<ListPage> ListOnce(const ListRequest& request) const {
+  [[nodiscard]] absl::StatusOr<ListPage> ListOnce(
+      const ListRequest& request) const {
     CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TableReader> reader,
                              backend_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(MetaState meta, LoadMeta(*reader));
     // The page carries the revision of the view it was read from, so a
     // caller can watch from exactly there. Keys sit after their namespace
     // and a NUL, so the scan of ns, NUL, prefix stays inside ns.
-    ListPage page{.items = {}, .more = false, .next_start_after = {},
+    ListPage page{.items = {},
+                  .more = false,
+                  .next_start_after = {},
                   .revision = meta.revision};
     const std::string prefix = KeysTableKey(request.ns, request.prefix);
     const std::string after = KeysTableKey(request.ns, request.start_after);
@@ -594,7 +623,8 @@ class KvStateMachine::Impl {
     uint64_t bytes = 0;
     absl::Status status;
     CONFMAN_RETURN_IF_ERROR(reader->Scan(
-        Table::kKeys, from, [&](std::string_view table_key, std::string_view stored) {
+        Table::kKeys, from,
+        [&](std::string_view table_key, std::string_view stored) {
           if (table_key.substr(0, prefix.size()) != prefix) return false;
           if (!request.start_after.empty() && table_key == after) return true;
           if (page.items.size() >= request.limit ||
@@ -602,7 +632,8 @@ class KvStateMachine::Impl {
             page.more = true;
             return false;
           }
-          absl::StatusOr<KeyValue> item = DecodeListed(table_key, stored, request);
+          absl::StatusOr<KeyValue> item =
+              DecodeListed(table_key, stored, request);
           if (!item.ok()) {
             status = item.status();
             return false;
@@ -616,7 +647,8 @@ class KvStateMachine::Impl {
     return page;
   }
 
-  [[nodiscard]] absl::StatusOr<ChangePage> Changes(uint64_t after_revision, uint32_t limit) const {
+  [[nodiscard]] absl::StatusOr<ChangePage> Changes(uint64_t after_revision,
+                                                   uint32_t limit) const {
     if (limit == 0 || limit > kMaxPageLimit) {
       return absl::InvalidArgumentError("Changes: limit must be 1..10000");
     }
@@ -626,12 +658,14 @@ class KvStateMachine::Impl {
     // Checked against the same view that is then scanned: a page never
     // silently skips compacted changes.
     if (after_revision < meta.compacted_through) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "changes after revision ", after_revision, " were compacted through ",
-          meta.compacted_through, "; re-list the namespace and watch from "
-          "its revision"));
+      return absl::OutOfRangeError(
+          absl::StrCat("changes after revision ", after_revision,
+                       " were compacted through ", meta.compacted_through,
+                       "; re-list the namespace and watch from "
+                       "its revision"));
     }
-    ChangePage page{.changes = {}, .revision = meta.revision,
+    ChangePage page{.changes = {},
+                    .revision = meta.revision,
                     .compacted_through = meta.compacted_through};
     absl::Status status;
     CONFMAN_RETURN_IF_ERROR(reader->Scan(
@@ -654,9 +688,9 @@ class KvStateMachine::Impl {
   uint64_t StorageBytes() const { return backend_->StorageBytes(); }
 
  private:
-  [[nodiscard]] absl::StatusOr<KeyValue> DecodeListed(std::string_view table_key,
-                                        std::string_view stored,
-                                        const ListRequest& request) const {
+  [[nodiscard]] absl::StatusOr<KeyValue> DecodeListed(
+      std::string_view table_key, std::string_view stored,
+      const ListRequest& request) const {
     CONFMAN_ASSIGN_OR_RETURN(KeyRecord record, DecodeKeyRecord(stored));
     return ToKeyValue(table_key, record, !request.keys_only, options_);
   }
@@ -705,19 +739,23 @@ absl::StatusOr<std::unique_ptr<KvStateMachine>> KvStateMachine::CreateInMemory(
   return std::unique_ptr<KvStateMachine>(new KvStateMachine(std::move(impl)));
 }
 
-KvStateMachine::KvStateMachine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+KvStateMachine::KvStateMachine(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
 KvStateMachine::~KvStateMachine() = default;
 
 absl::StatusOr<std::vector<ApplyResult>> KvStateMachine::Apply(
     std::vector<raft::Entry> committed, const ResultsKnown& results_known) {
   return impl_->Apply(std::move(committed), results_known);
 }
-raft::Index KvStateMachine::AppliedIndex() const { return impl_->AppliedIndex(); }
+raft::Index KvStateMachine::AppliedIndex() const {
+  return impl_->AppliedIndex();
+}
 absl::Status KvStateMachine::Sync() { return impl_->Sync(); }
 absl::StatusOr<AppliedState> KvStateMachine::CurrentAppliedState() const {
   return impl_->CurrentAppliedState();
 }
-absl::StatusOr<std::unique_ptr<SnapshotSource>> KvStateMachine::OpenSnapshot() const {
+absl::StatusOr<std::unique_ptr<SnapshotSource>> KvStateMachine::OpenSnapshot()
+    const {
   return impl_->OpenSnapshot();
 }
 absl::StatusOr<std::unique_ptr<SnapshotSink>> KvStateMachine::BeginRestore(
@@ -728,7 +766,8 @@ absl::StatusOr<KeyValue> KvStateMachine::Get(std::string_view ns,
                                              std::string_view key) const {
   return impl_->Get(ns, key);
 }
-absl::StatusOr<ListPage> KvStateMachine::List(const ListRequest& request) const {
+absl::StatusOr<ListPage> KvStateMachine::List(
+    const ListRequest& request) const {
   return impl_->List(request);
 }
 absl::StatusOr<ChangePage> KvStateMachine::Changes(uint64_t after_revision,

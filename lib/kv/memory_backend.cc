@@ -34,8 +34,9 @@ struct TreeNode {
 
 NodePtr MakeNode(std::string key, Value value, uint64_t priority, NodePtr left,
                  NodePtr right) {
-  return std::make_shared<const TreeNode>(TreeNode{
-      std::move(key), std::move(value), priority, std::move(left), std::move(right)});
+  return std::make_shared<const TreeNode>(
+      TreeNode{std::move(key), std::move(value), priority, std::move(left),
+               std::move(right)});
 }
 
 NodePtr WithChildren(const TreeNode& node, NodePtr left, NodePtr right) {
@@ -58,7 +59,8 @@ const TreeNode* Find(const NodePtr& root, std::string_view key) {
 NodePtr Insert(const NodePtr& root, std::string_view key, Value value,
                uint64_t priority) {
   if (root == nullptr) {
-    return MakeNode(std::string(key), std::move(value), priority, nullptr, nullptr);
+    return MakeNode(std::string(key), std::move(value), priority, nullptr,
+                    nullptr);
   }
   const int c = key.compare(root->key);
   if (c == 0) {
@@ -100,7 +102,8 @@ NodePtr Erase(const NodePtr& root, std::string_view key) {
 }
 
 // Visits nodes with key >= from in key order, until `visit` returns false.
-void ScanFrom(const NodePtr& root, std::string_view from, const Visitor& visit) {
+void ScanFrom(const NodePtr& root, std::string_view from,
+              const Visitor& visit) {
   // The nodes whose left part is done but which are not yet visited.
   std::vector<const TreeNode*> pending;
   for (const TreeNode* node = root.get(); node != nullptr;) {
@@ -115,7 +118,8 @@ void ScanFrom(const NodePtr& root, std::string_view from, const Visitor& visit) 
     const TreeNode* node = pending.back();
     pending.pop_back();
     if (!visit(node->key, *node->value)) return;
-    for (const TreeNode* n = node->right.get(); n != nullptr; n = n->left.get()) {
+    for (const TreeNode* n = node->right.get(); n != nullptr;
+         n = n->left.get()) {
       pending.push_back(n);
     }
   }
@@ -154,7 +158,7 @@ class MemoryReader : public TableReader {
   }
 
   [[nodiscard]] absl::Status Scan(Table table, std::string_view from,
-                    const Visitor& visit) const override {
+                                  const Visitor& visit) const override {
     ScanFrom((*tables_)[static_cast<size_t>(table)], from, visit);
     return absl::OkStatus();
   }
@@ -174,25 +178,28 @@ class VersionReader : public MemoryReader {
 
 class MemoryTableWriter : public TableWriter {
  public:
-  explicit MemoryTableWriter(Tables* tables) : tables_(tables), reader_(tables) {}
+  explicit MemoryTableWriter(Tables* tables)
+      : tables_(tables), reader_(tables) {}
 
   [[nodiscard]] absl::StatusOr<std::optional<std::string_view>> Get(
       Table table, std::string_view key) const override {
     return reader_.Get(table, key);
   }
   [[nodiscard]] absl::Status Scan(Table table, std::string_view from,
-                    const Visitor& visit) const override {
+                                  const Visitor& visit) const override {
     return reader_.Scan(table, from, visit);
   }
-  [[nodiscard]] absl::Status Put(Table table, std::string_view key,
-                   std::initializer_list<std::string_view> parts) override {
+  [[nodiscard]] absl::Status Put(
+      Table table, std::string_view key,
+      std::initializer_list<std::string_view> parts) override {
     std::string value;
     for (std::string_view p : parts) value.append(p);
     PutInto(*tables_, table, key,
             std::make_shared<const std::string>(std::move(value)));
     return absl::OkStatus();
   }
-  [[nodiscard]] absl::Status Delete(Table table, std::string_view key) override {
+  [[nodiscard]] absl::Status Delete(Table table,
+                                    std::string_view key) override {
     NodePtr& root = (*tables_)[static_cast<size_t>(table)];
     if (Find(root, key) != nullptr) root = Erase(root, key);
     return absl::OkStatus();
@@ -207,8 +214,10 @@ class MemoryBackend : public KvBackend {
  public:
   MemoryBackend() : current_(std::make_shared<const Tables>()) {}
 
-  [[nodiscard]] absl::StatusOr<std::unique_ptr<TableReader>> BeginRead() const override {
-    return std::unique_ptr<TableReader>(std::make_unique<VersionReader>(current()));
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<TableReader>> BeginRead()
+      const override {
+    return std::unique_ptr<TableReader>(
+        std::make_unique<VersionReader>(current()));
   }
 
   [[nodiscard]] absl::Status Update(
@@ -220,7 +229,8 @@ class MemoryBackend : public KvBackend {
     return absl::OkStatus();
   }
 
-  [[nodiscard]] absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore() override;
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<RestoreTarget>> BeginRestore()
+      override;
 
   uint64_t StorageBytes() const override { return 0; }
   [[nodiscard]] absl::Status Sync() override { return absl::OkStatus(); }
@@ -246,7 +256,7 @@ class MemoryRestore : public RestoreTarget {
       : backend_(backend), tables_(std::make_shared<Tables>()) {}
 
   [[nodiscard]] absl::Status Put(Table table, std::string_view key,
-                   std::string_view value) override {
+                                 std::string_view value) override {
     PutInto(*tables_, table, key, std::make_shared<const std::string>(value));
     return absl::OkStatus();
   }

@@ -28,8 +28,8 @@ constexpr std::string_view kSessionsKey = "sessions";
       " record is corrupt; restore this member from a peer snapshot"));
 }
 
-[[nodiscard]] absl::StatusOr<std::optional<RecordReader>> ReadMeta(const TableReader& reader,
-                                                     std::string_view key) {
+[[nodiscard]] absl::StatusOr<std::optional<RecordReader>> ReadMeta(
+    const TableReader& reader, std::string_view key) {
   CONFMAN_ASSIGN_OR_RETURN(std::optional<std::string_view> stored,
                            reader.Get(Table::kMeta, key));
   if (!stored) return std::optional<RecordReader>();
@@ -73,7 +73,8 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
   return out;
 }
 
-[[nodiscard]] absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored) {
+[[nodiscard]] absl::StatusOr<KeyRecord> DecodeKeyRecord(
+    std::string_view stored) {
   RecordReader in(stored);
   KeyRecord r;
   r.create_revision = in.U64();
@@ -94,9 +95,9 @@ std::string EncodeKeyRecordHead(const KeyRecord& r) {
   return r;
 }
 
-[[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
-                                            const KeyRecord& record,
-                                            std::string_view table_key) {
+[[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(
+    const EntryArchive* archive, const KeyRecord& record,
+    std::string_view table_key) {
   if (archive == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the value of ", DescribeTableKey(table_key), " is kept in log entry ",
@@ -133,7 +134,8 @@ std::string EncodeChange(const Change& c) {
   return out;
 }
 
-[[nodiscard]] absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored) {
+[[nodiscard]] absl::StatusOr<Change> DecodeChange(uint64_t revision,
+                                                  std::string_view stored) {
   RecordReader in(stored);
   Change c;
   c.revision = revision;
@@ -185,7 +187,8 @@ std::string EncodeChange(const Change& c) {
   return meta;
 }
 
-[[nodiscard]] absl::Status SaveMeta(TableWriter& writer, const MetaState& meta) {
+[[nodiscard]] absl::Status SaveMeta(TableWriter& writer,
+                                    const MetaState& meta) {
   std::string applied, revision, compacted, membership_index;
   AppendU64(applied, meta.applied_index);
   AppendU64(applied, meta.applied_term);
@@ -208,7 +211,8 @@ std::string EncodeChange(const Change& c) {
                     {membership_index, meta.membership});
 }
 
-[[nodiscard]] absl::StatusOr<raft::Index> DecodeAppliedIndex(std::string_view stored) {
+[[nodiscard]] absl::StatusOr<raft::Index> DecodeAppliedIndex(
+    std::string_view stored) {
   RecordReader in(stored);
   const raft::Index index = in.U64();
   in.U64();

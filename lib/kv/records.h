@@ -41,11 +41,13 @@ struct KeyRecord {
 // The record without its value (the value is written as a second part, or
 // not at all when it stays in the log).
 std::string EncodeKeyRecordHead(const KeyRecord& record);
-[[nodiscard]] absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view stored);
+[[nodiscard]] absl::StatusOr<KeyRecord> DecodeKeyRecord(
+    std::string_view stored);
 
 // kChanges key: the big-endian revision. Value: the rest of the Change.
 std::string EncodeChange(const Change& change);
-[[nodiscard]] absl::StatusOr<Change> DecodeChange(uint64_t revision, std::string_view stored);
+[[nodiscard]] absl::StatusOr<Change> DecodeChange(uint64_t revision,
+                                                  std::string_view stored);
 
 // A time stamp before every real one.
 inline constexpr int64_t kNoTime = INT64_MIN;
@@ -81,9 +83,9 @@ struct LoggedValue {
 // size. NotFound if the log no longer holds the entry (the key changed
 // since the record was read: read it again); DataLoss if the entry is not
 // the put the record describes; FailedPrecondition without an archive.
-[[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(const EntryArchive* archive,
-                                            const KeyRecord& record,
-                                            std::string_view table_key);
+[[nodiscard]] absl::StatusOr<LoggedValue> ReadLoggedValue(
+    const EntryArchive* archive, const KeyRecord& record,
+    std::string_view table_key);
 
 class TableReader;
 class TableWriter;
@@ -92,6 +94,7 @@ class TableWriter;
 
 // The kMeta key holding the applied index and term (checked by restores).
 inline constexpr std::string_view kAppliedMetaKey = "applied";
-[[nodiscard]] absl::StatusOr<raft::Index> DecodeAppliedIndex(std::string_view stored);
+[[nodiscard]] absl::StatusOr<raft::Index> DecodeAppliedIndex(
+    std::string_view stored);
 
 }  // namespace confman::kv

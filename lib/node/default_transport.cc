@@ -19,8 +19,10 @@ namespace confman {
 // transport must accept exactly what passes.
 static_assert(wire_limits::kMinSharedSecretBytes ==
               TcpTransportOptions::kMinSecretBytes);
-static_assert(wire_limits::kMinFrameBytes == TcpTransportOptions::kMinFrameBytes);
-static_assert(wire_limits::kMaxFrameBytes == TcpTransportOptions::kMaxFrameBytes);
+static_assert(wire_limits::kMinFrameBytes ==
+              TcpTransportOptions::kMinFrameBytes);
+static_assert(wire_limits::kMaxFrameBytes ==
+              TcpTransportOptions::kMaxFrameBytes);
 static_assert(wire_limits::kFrameOverheadBytes ==
               TcpTransportOptions::kFrameOverheadBytes);
 
@@ -42,10 +44,10 @@ absl::StatusOr<DefaultTransport> CreateDefaultTransport(
   // member that had been trying to reach it while it was down, and then
   // won an election, left it ignorant of the new leader, and its writes
   // waiting, for up to 2 s.
-  tcp.reconnect_max = std::clamp(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          options.election_timeout),
-      tcp.reconnect_initial, tcp.reconnect_max);
+  tcp.reconnect_max =
+      std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
+                     options.election_timeout),
+                 tcp.reconnect_initial, tcp.reconnect_max);
   CONFMAN_ASSIGN_OR_RETURN(std::unique_ptr<TcpTransport> created,
                            TcpTransport::Create(std::move(tcp)));
   const std::string host =

@@ -26,8 +26,10 @@ std::string EncodeForwardResult(const absl::StatusOr<uint64_t>& result) {
   return out;
 }
 
-[[nodiscard]] absl::StatusOr<uint64_t> DecodeForwardResult(std::string_view bytes) {
-  if (bytes.size() < kHeaderBytes || static_cast<uint8_t>(bytes[0]) > kMaxStatusCode) {
+[[nodiscard]] absl::StatusOr<uint64_t> DecodeForwardResult(
+    std::string_view bytes) {
+  if (bytes.size() < kHeaderBytes ||
+      static_cast<uint8_t>(bytes[0]) > kMaxStatusCode) {
     return absl::InternalError(absl::StrCat(
         "the leader's answer to a forwarded write is malformed (", bytes.size(),
         " bytes); check that every member runs the same confman version"));

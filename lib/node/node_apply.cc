@@ -177,7 +177,8 @@ void NodeImpl::SkipAppliesForTesting(std::vector<raft::Entry>& entries) {
   }
 }
 
-void NodeImpl::FailPendingWrites(const absl::Status& status, bool only_expired) {
+void NodeImpl::FailPendingWrites(const absl::Status& status,
+                                 bool only_expired) {
   const auto now = Clock::now();
   std::vector<WriteCallback> failed;
   {
@@ -204,8 +205,8 @@ void NodeImpl::InstallStaged(InstallSnapshot install) {
   absl::Status committed = install.sink->Commit();
   if (!committed.ok()) return FailStorage(committed);
   Count("node.snapshots_received");
-  Log(LogLevel::kInfo, absl::StrCat("installed snapshot at index ",
-                                    install.meta.index));
+  Log(LogLevel::kInfo,
+      absl::StrCat("installed snapshot at index ", install.meta.index));
   applied_ = sm_->AppliedIndex();
   retention_->SnapshotInstalled(install.meta.index);
   asio::post(loop_, [this, meta = install.meta, number = install.number] {

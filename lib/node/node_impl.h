@@ -31,8 +31,8 @@
 #include "absl/base/thread_annotations.h"
 #include "closing_error.h"
 #include "common/mutex.h"
-#include "confman/kv/command.h"
 #include "confman/default_transport.h"
+#include "confman/kv/command.h"
 #include "confman/kv/kv_state_machine.h"
 #include "confman/log_store.h"
 #include "confman/node.h"
@@ -65,38 +65,40 @@ class NodeImpl final : public Node, public TransportHandler {
   void Close() override;
   NodeStatus GetStatus() const override;
   std::string listen_address() const override;
-  [[nodiscard]] absl::StatusOr<uint64_t> Put(const std::string& ns, const std::string& key,
-                               std::string value,
-                               const WriteOptions& options) override;
-  [[nodiscard]] absl::StatusOr<uint64_t> Delete(const std::string& ns, const std::string& key,
-                                  const WriteOptions& options) override;
-  [[nodiscard]] absl::StatusOr<uint64_t> CompareAndSet(const std::string& ns,
-                                         const std::string& key,
-                                         uint64_t expected_revision,
-                                         std::string value,
-                                         const WriteOptions& options) override;
+  [[nodiscard]] absl::StatusOr<uint64_t> Put(
+      const std::string& ns, const std::string& key, std::string value,
+      const WriteOptions& options) override;
+  [[nodiscard]] absl::StatusOr<uint64_t> Delete(
+      const std::string& ns, const std::string& key,
+      const WriteOptions& options) override;
+  [[nodiscard]] absl::StatusOr<uint64_t> CompareAndSet(
+      const std::string& ns, const std::string& key, uint64_t expected_revision,
+      std::string value, const WriteOptions& options) override;
   void WriteAsync(kv::Command command, const WriteOptions& options,
                   WriteCallback done) override;
-  [[nodiscard]] absl::StatusOr<kv::KeyValue> Get(const std::string& ns, const std::string& key,
-                                   const ReadOptions& options) override;
+  [[nodiscard]] absl::StatusOr<kv::KeyValue> Get(
+      const std::string& ns, const std::string& key,
+      const ReadOptions& options) override;
   void GetAsync(const std::string& ns, const std::string& key,
                 const ReadOptions& options, GetCallback done) override;
   [[nodiscard]] absl::StatusOr<kv::ChangePage> History(
       uint64_t after_revision, uint32_t limit,
       const ReadOptions& options) override;
-  [[nodiscard]] absl::StatusOr<kv::ListPage> List(const kv::ListRequest& request,
-                                    const ReadOptions& options) override;
+  [[nodiscard]] absl::StatusOr<kv::ListPage> List(
+      const kv::ListRequest& request, const ReadOptions& options) override;
   [[nodiscard]] absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const WatchRequest& request, WatchCallback callback) override;
   [[nodiscard]] absl::StatusOr<uint64_t> CompactedRevision() override;
-  [[nodiscard]] absl::Status AddLearner(raft::MemberId id, const std::string& address) override;
+  [[nodiscard]] absl::Status AddLearner(raft::MemberId id,
+                                        const std::string& address) override;
   [[nodiscard]] absl::Status PromoteToVoter(raft::MemberId id) override;
   [[nodiscard]] absl::Status RemoveMember(raft::MemberId id) override;
   [[nodiscard]] absl::Status TransferLeadership(raft::MemberId id) override;
 
   // TransportHandler (transport thread): hand everything to other threads.
   void OnMessage(raft::Message message) override;
-  void OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) override;
+  void OnSnapshotChunk(raft::MemberId from,
+                       TransportSnapshotChunk chunk) override;
   void OnForward(raft::MemberId from, ForwardFrame frame) override;
   void OnSnapshotAck(raft::MemberId from, TransportSnapshotAck ack) override;
   void OnUnreachable(raft::MemberId member) override;
@@ -204,7 +206,8 @@ class NodeImpl final : public Node, public TransportHandler {
   void StartThreads();
   // `closing` fails what certainly did not take effect (reads, new work);
   // `closing_in_flight` the writes that may still commit elsewhere.
-  void StopLoop(const absl::Status& closing, const absl::Status& closing_in_flight);
+  void StopLoop(const absl::Status& closing,
+                const absl::Status& closing_in_flight);
   void DrainApply(const absl::Status& closing_in_flight);
   void StopWatches();
   void Log(LogLevel level, const std::string& line) const;
@@ -214,10 +217,12 @@ class NodeImpl final : public Node, public TransportHandler {
   std::string DefaultActor() const;
   [[nodiscard]] absl::Status CheckWritable(const std::string& ns) const;
   [[nodiscard]] absl::StatusOr<uint64_t> WaitWrite(kv::Command command,
-                                     const WriteOptions& options);
-  [[nodiscard]] absl::Status NotLeaderError(raft::MemberId leader, const char* what) const;
+                                                   const WriteOptions& options);
+  [[nodiscard]] absl::Status NotLeaderError(raft::MemberId leader,
+                                            const char* what) const;
   std::string AddressOf(raft::MemberId id) const;
-  [[nodiscard]] absl::Status ProposeMembershipOnce(raft::MembershipChange change);
+  [[nodiscard]] absl::Status ProposeMembershipOnce(
+      raft::MembershipChange change);
   [[nodiscard]] absl::Status ProposeMembership(raft::MembershipChange change);
   // Runs `read` once a read point for `options` is applied (or at once for
   // kLocal); `fail` receives the error otherwise. On the apply thread.
@@ -319,7 +324,8 @@ class NodeImpl final : public Node, public TransportHandler {
   void SendSnapshot(raft::MemberId to, raft::Term term, uint64_t snapshot_id);
   void ReceiveLoop();
   void ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk);
-  [[nodiscard]] absl::Status BeginIncoming(raft::MemberId from, TransportSnapshotChunk& chunk);
+  [[nodiscard]] absl::Status BeginIncoming(raft::MemberId from,
+                                           TransportSnapshotChunk& chunk);
   void FinishIncoming();
   bool AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq);
   // Waits until fewer than a window of chunks through `seq` are
@@ -411,7 +417,8 @@ class NodeImpl final : public Node, public TransportHandler {
 
   // Inserted on the loop, completed on the apply thread.
   common::Mutex writes_mu_;
-  std::map<raft::Index, PendingWrite> pending_writes_ ABSL_GUARDED_BY(writes_mu_);
+  std::map<raft::Index, PendingWrite> pending_writes_
+      ABSL_GUARDED_BY(writes_mu_);
 
   // The apply thread's queue: any thread enqueues.
   common::Mutex apply_mu_;
@@ -464,7 +471,8 @@ class NodeImpl final : public Node, public TransportHandler {
     raft::MemberId to = raft::kNoMember;
     uint64_t acked = 0;
   };
-  std::map<uint64_t, OutgoingStream> snapshot_acked_ ABSL_GUARDED_BY(snapshot_mu_);
+  std::map<uint64_t, OutgoingStream> snapshot_acked_
+      ABSL_GUARDED_BY(snapshot_mu_);
   common::CondVar snapshot_ack_cv_;
 
   // Peer addresses known to this member (options plus replicated ones).

@@ -73,8 +73,8 @@ void NodeImpl::ProcessReady() {
       ++leader_changes_;
       Count("node.leader_changes");
     }
-    Log(LogLevel::kInfo, absl::StrCat("leader is now member ", leader, " (term ",
-                                      core_->term(), ")"));
+    Log(LogLevel::kInfo, absl::StrCat("leader is now member ", leader,
+                                      " (term ", core_->term(), ")"));
     last_leader_ = leader;
     RefreshStatusCache();
   }
@@ -143,7 +143,8 @@ void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
       SendMessages(std::move(ready.messages_after_persist));
     } else {
       auto& waiting = pending_sends_.back().messages;
-      for (auto& m : ready.messages_after_persist) waiting.push_back(std::move(m));
+      for (auto& m : ready.messages_after_persist)
+        waiting.push_back(std::move(m));
     }
     return;
   }
@@ -156,12 +157,13 @@ void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
     index = reset->index;
     term = reset->term;
   }
-  LogWrite write{.reset = reset ? std::optional<LogResetPoint>(LogResetPoint{
-                                      reset->index, reset->term})
+  LogWrite write{.reset = reset ? std::optional<LogResetPoint>(
+                                      LogResetPoint{reset->index, reset->term})
                                 : std::nullopt,
                  .hard_state = ready.hard_state,
                  .entries = std::move(ready.entries)};
-  pending_sends_.push_back(PendingSends{std::move(ready.messages_after_persist)});
+  pending_sends_.push_back(
+      PendingSends{std::move(ready.messages_after_persist)});
   if (reset || !held_log_writes_.empty()) {
     held_log_writes_.push_back(
         HeldLogWrite{installs_started_, std::move(write), index, term});
@@ -172,14 +174,15 @@ void NodeImpl::SubmitLogWrite(raft::Ready& ready) {
 
 void NodeImpl::WriteLog(LogWrite write, raft::Index index, raft::Term term) {
   const auto start = Clock::now();
-  log_->Write(std::move(write), [this, index, term, start](absl::Status status) {
-    Sample("node.log_write_ms",
-           std::chrono::duration<double, std::milli>(Clock::now() - start)
-               .count());
-    asio::post(loop_, [this, status, index, term] {
-      OnLogWriteDone(status, index, term);
-    });
-  });
+  log_->Write(
+      std::move(write), [this, index, term, start](absl::Status status) {
+        Sample("node.log_write_ms",
+               std::chrono::duration<double, std::milli>(Clock::now() - start)
+                   .count());
+        asio::post(loop_, [this, status, index, term] {
+          OnLogWriteDone(status, index, term);
+        });
+      });
 }
 
 // Raft loop, after an install committed: the writes that waited for it go
@@ -303,16 +306,17 @@ void NodeImpl::StartRead(raft::ReadMode mode, ReadAt done,
   // Its log takes no new entries, so it would never apply up to a fresh
   // read point: refused now rather than at the deadline.
   if (absl::Status storage = StorageFailedError(); !storage.ok()) {
-    return done(absl::UnavailableError(absl::StrCat(
-        storage.message(), "; it serves only kLocal reads of what it applied")));
+    return done(absl::UnavailableError(
+        absl::StrCat(storage.message(),
+                     "; it serves only kLocal reads of what it applied")));
   }
   const uint64_t request_id = next_request_id_++;
   absl::Status s = core_->ReadIndex(EncodeRequestId(request_id), mode);
   if (!s.ok()) {
     return done(absl::IsFailedPrecondition(s) || absl::IsUnavailable(s)
-                    ? absl::UnavailableError(absl::StrCat(
-                          "no read point available: ", s.message(),
-                          "; retry shortly or read with kLocal"))
+                    ? absl::UnavailableError(
+                          absl::StrCat("no read point available: ", s.message(),
+                                       "; retry shortly or read with kLocal"))
                     : s);
   }
   pending_reads_[request_id] = PendingRead{std::move(done), deadline};
@@ -353,12 +357,15 @@ void NodeImpl::HandleFailedReads(const std::vector<std::string>& contexts) {
 void NodeImpl::ExpireRequests() {
   const auto now = Clock::now();
   const std::string leader = AddressOf(core_->LeaderId());
-  const absl::Status expired = absl::DeadlineExceededError(absl::StrCat(
-      "no answer within the request timeout (leader: ",
-      leader.empty() ? std::string("unknown") : leader,
-      "); a write may still take effect"));
+  const absl::Status expired = absl::DeadlineExceededError(
+      absl::StrCat("no answer within the request timeout (leader: ",
+                   leader.empty() ? std::string("unknown") : leader,
+                   "); a write may still take effect"));
   for (auto it = pending_reads_.begin(); it != pending_reads_.end();) {
-    if (it->second.deadline > now) { ++it; continue; }
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
     it->second.done(expired);
     it = pending_reads_.erase(it);
   }

@@ -60,21 +60,22 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
       common::MutexLock lock(&snapshot_mu_);
       snapshot_floors_[to] = index;
     }
-    Log(LogLevel::kInfo, absl::StrCat("sending snapshot at index ", index,
-                                      " to member ", to));
+    Log(LogLevel::kInfo,
+        absl::StrCat("sending snapshot at index ", index, " to member ", to));
     // A stream outlives neither the Node nor the leadership it was started
     // under: a stale one would hold the follower's next stream back.
     while (!closing_ && leading_term_ == term) {
       absl::StatusOr<SnapshotChunk> chunk = (*source)->NextChunk();
       if (!chunk.ok()) break;
-      TransportSnapshotChunk wire{
-          .snapshot_id = snapshot_id,
-          .term = term,
-          .meta = chunk->seq == 0 ? std::optional((*source)->meta()) : std::nullopt,
-          .seq = chunk->seq,
-          .last = chunk->last,
-          .data = std::move(chunk->data),
-          .checksum = chunk->checksum};
+      TransportSnapshotChunk wire{.snapshot_id = snapshot_id,
+                                  .term = term,
+                                  .meta = chunk->seq == 0
+                                              ? std::optional((*source)->meta())
+                                              : std::nullopt,
+                                  .seq = chunk->seq,
+                                  .last = chunk->last,
+                                  .data = std::move(chunk->data),
+                                  .checksum = chunk->checksum};
       if (!WaitForWindow(snapshot_id, wire.seq, term)) break;
       absl::Status sent = transport_->SendSnapshotChunk(to, wire);
       while (absl::IsResourceExhausted(sent) && !closing_) {
@@ -90,8 +91,9 @@ void NodeImpl::SendSnapshot(raft::MemberId to, raft::Term term,
   }
   if (!ok) {
     Log(LogLevel::kWarning,
-        absl::StrCat("snapshot to member ", to, " failed: ",
-                     source.ok() ? "stream interrupted" : source.status().ToString()));
+        absl::StrCat(
+            "snapshot to member ", to, " failed: ",
+            source.ok() ? "stream interrupted" : source.status().ToString()));
   }
   Count("node.snapshots_sent");
   source = absl::CancelledError();  // Release the read transaction first.
@@ -141,7 +143,8 @@ bool NodeImpl::WaitForWindow(uint64_t snapshot_id, uint64_t seq,
   common::MutexLock lock(&snapshot_mu_);
   auto abandoned = [&] { return closing_ || leading_term_ != term; };
   auto ready = [&] {
-    return abandoned() || snapshot_acked_[snapshot_id].acked + kChunkWindow > seq;
+    return abandoned() ||
+           snapshot_acked_[snapshot_id].acked + kChunkWindow > seq;
   };
   const absl::Time give_up = absl::Now() + absl::FromChrono(kAckTimeout);
   while (!ready()) {
@@ -162,7 +165,8 @@ bool NodeImpl::AckChunk(raft::MemberId to, uint64_t snapshot_id, uint64_t seq) {
   if (sent.ok()) return true;
   Log(LogLevel::kWarning,
       absl::StrCat("cannot acknowledge snapshot chunk ", seq, " to member ", to,
-                   " (", sent.ToString(), "); dropping the stream, the leader "
+                   " (", sent.ToString(),
+                   "); dropping the stream, the leader "
                    "will send a new one"));
   return false;
 }
@@ -181,7 +185,8 @@ void NodeImpl::OnSnapshotAck(raft::MemberId from, TransportSnapshotAck ack) {
   snapshot_ack_cv_.SignalAll();
 }
 
-void NodeImpl::OnSnapshotChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
+void NodeImpl::OnSnapshotChunk(raft::MemberId from,
+                               TransportSnapshotChunk chunk) {
   if (closing_) return;
   {
     common::MutexLock lock(&snapshot_mu_);
@@ -217,8 +222,8 @@ void NodeImpl::ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
   if (chunk.seq == 0) {
     incoming_.reset();  // A new stream replaces any unfinished one.
     if (absl::Status s = BeginIncoming(from, chunk); !s.ok()) {
-      Log(LogLevel::kWarning, absl::StrCat("refused snapshot from member ", from,
-                                           ": ", s.ToString()));
+      Log(LogLevel::kWarning, absl::StrCat("refused snapshot from member ",
+                                           from, ": ", s.ToString()));
       return;
     }
   } else if (!incoming_ || incoming_->from != from ||
@@ -230,9 +235,9 @@ void NodeImpl::ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
   absl::Status written = incoming_->sink->Write(SnapshotChunk{
       chunk.seq, chunk.last, std::move(chunk.data), chunk.checksum});
   if (!written.ok()) {
-    Log(LogLevel::kWarning, absl::StrCat("snapshot chunk ", chunk.seq,
-                                         " from member ", from,
-                                         " rejected: ", written.ToString()));
+    Log(LogLevel::kWarning,
+        absl::StrCat("snapshot chunk ", chunk.seq, " from member ", from,
+                     " rejected: ", written.ToString()));
     incoming_.reset();
     return;
   }
@@ -247,7 +252,8 @@ void NodeImpl::ReceiveChunk(raft::MemberId from, TransportSnapshotChunk chunk) {
 absl::Status NodeImpl::BeginIncoming(raft::MemberId from,
                                      TransportSnapshotChunk& chunk) {
   if (!chunk.meta) {
-    return absl::InvalidArgumentError("the first chunk carries no snapshot metadata");
+    return absl::InvalidArgumentError(
+        "the first chunk carries no snapshot metadata");
   }
   // BeginRestore belongs to the apply thread (state_machine.h).
   std::promise<absl::StatusOr<std::unique_ptr<SnapshotSink>>> begun;
@@ -268,19 +274,21 @@ absl::Status NodeImpl::BeginIncoming(raft::MemberId from,
 void NodeImpl::FinishIncoming() {
   IncomingSnapshot done = std::move(*incoming_);
   incoming_.reset();
-  asio::post(loop_, [this, done = std::make_shared<IncomingSnapshot>(std::move(done))] {
-    if (closing_) return;
-    staged_sink_ = std::move(done->sink);
-    raft::Message notice;
-    notice.type = raft::MessageType::kSnapshot;
-    notice.from = done->from;
-    notice.to = id_;
-    notice.term = done->term;
-    notice.snapshot = done->meta;
-    core_->Step(std::move(notice));
-    ProcessReady();
-    staged_sink_.reset();  // Not installed: the core found it stale.
-  });
+  asio::post(
+      loop_,
+      [this, done = std::make_shared<IncomingSnapshot>(std::move(done))] {
+        if (closing_) return;
+        staged_sink_ = std::move(done->sink);
+        raft::Message notice;
+        notice.type = raft::MessageType::kSnapshot;
+        notice.from = done->from;
+        notice.to = id_;
+        notice.term = done->term;
+        notice.snapshot = done->meta;
+        core_->Step(std::move(notice));
+        ProcessReady();
+        staged_sink_.reset();  // Not installed: the core found it stale.
+      });
 }
 
 void NodeImpl::JoinSnapshotThreads() {

@@ -17,11 +17,10 @@
 // the core (ApplyMembershipEntry), which is why queuing stops while a
 // snapshot install is outstanding or the log store has failed: the state
 // machine and the configuration must not run ahead of what is installed.
-#include "core_impl.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core_impl.h"
 
 namespace confman::raft {
 
@@ -41,8 +40,9 @@ void CoreImpl::AdvanceApply() {
   const Index limit = std::min(commit_, log_.durable_index());
   // ApplyRoomFor(1): both budgets have at least a byte left.
   while (queued_index_ < limit && ApplyRoomFor(1)) {
-    auto entries = log_.Entries(queued_index_ + 1, limit + 1,
-                                ApplyFetchBudget(), options_.max_append_entries);
+    auto entries =
+        log_.Entries(queued_index_ + 1, limit + 1, ApplyFetchBudget(),
+                     options_.max_append_entries);
     if (!entries.ok()) return FailStorage(entries.status());
     if (entries->empty()) return;
     for (Entry& e : *entries) {
@@ -102,11 +102,13 @@ std::string CoreImpl::CheckApplyWindow() const {
                         queued_index_, " out of order");
   }
   const uint64_t window = options_.max_unapplied_bytes;
-  if (window != 0 && unapplied_entries_.size() > 1 && unapplied_bytes_ > window) {
+  if (window != 0 && unapplied_entries_.size() > 1 &&
+      unapplied_bytes_ > window) {
     return absl::StrCat(unapplied_bytes_,
                         " unapplied bytes exceed the window of ", window);
   }
-  if (!unapplied_entries_.empty() && unapplied_entries_.front().first <= reported_applied_index_) {
+  if (!unapplied_entries_.empty() &&
+      unapplied_entries_.front().first <= reported_applied_index_) {
     return absl::StrCat("entry ", unapplied_entries_.front().first,
                         " still charged to the apply window after being "
                         "reported applied");

@@ -143,9 +143,8 @@ absl::Status CoreImpl::Boot(const BootState& boot) {
 
 void CoreImpl::ResetElectionTimer() {
   election_elapsed_ = 0;
-  randomized_election_timeout_ =
-      options_.election_timeout_ticks +
-      NextRandom(options_.election_timeout_ticks);
+  randomized_election_timeout_ = options_.election_timeout_ticks +
+                                 NextRandom(options_.election_timeout_ticks);
 }
 
 void CoreImpl::BecomeFollower(Term term, MemberId leader) {
@@ -279,8 +278,7 @@ void CoreImpl::Tick() {
     ProbeOverdueSnapshots();
   } else {
     ++election_elapsed_;
-    if (Promotable() &&
-        election_elapsed_ >= randomized_election_timeout_) {
+    if (Promotable() && election_elapsed_ >= randomized_election_timeout_) {
       Campaign(options_.pre_vote, /*transfer=*/false);
     }
   }
@@ -501,9 +499,9 @@ void CoreImpl::HandleAppend(Message& m) {
   if (m.log_index < commit_) {
     // Everything through our commit index already matches the leader's
     // (leader completeness, §3.6.3): keep only what lies beyond it.
-    const auto covered = std::find_if(
-        m.entries.begin(), m.entries.end(),
-        [&](const Entry& e) { return e.index == commit_; });
+    const auto covered =
+        std::find_if(m.entries.begin(), m.entries.end(),
+                     [&](const Entry& e) { return e.index == commit_; });
     if (covered == m.entries.end()) {
       reply.log_index = commit_;
       Send(std::move(reply));
@@ -534,8 +532,9 @@ void CoreImpl::HandleAppend(Message& m) {
                                        " rewrote committed index ", conflict);
       return;
     }
-    std::vector<Entry> fresh(std::make_move_iterator(m.entries.begin() + first_new),
-                             std::make_move_iterator(m.entries.end()));
+    std::vector<Entry> fresh(
+        std::make_move_iterator(m.entries.begin() + first_new),
+        std::make_move_iterator(m.entries.end()));
     log_.Append(std::move(fresh));
   }
   const Index last_new = m.log_index + m.entries.size();
@@ -625,9 +624,9 @@ absl::StatusOr<ProposalPosition> CoreImpl::Propose(
             : absl::StrCat("not the leader; the leader is member ", leader_));
   }
   if (transfer_target_ != kNoMember) {
-    return absl::UnavailableError(absl::StrCat(
-        "leadership is being transferred to member ", transfer_target_,
-        "; retry shortly"));
+    return absl::UnavailableError(
+        absl::StrCat("leadership is being transferred to member ",
+                     transfer_target_, "; retry shortly"));
   }
   if (data.empty()) {
     return absl::InvalidArgumentError("a proposal needs at least one entry");
@@ -893,7 +892,8 @@ absl::StatusOr<ProposalPosition> CoreImpl::ProposeMembershipChange(
         leader_));
   }
   if (transfer_target_ != kNoMember) {
-    return absl::UnavailableError("a leadership transfer is in progress; retry");
+    return absl::UnavailableError(
+        "a leadership transfer is in progress; retry");
   }
   if (pending_membership_index_ > queued_index_ || membership_.joint()) {
     return absl::UnavailableError(
@@ -999,9 +999,9 @@ void CoreImpl::AfterInput() {
 void CoreImpl::ApplyMembershipEntry(const Entry& entry) {
   auto decoded = DecodeMembership(entry.data);
   if (!decoded.ok()) {
-    broken_invariant_ = absl::StrCat("undecodable membership entry at index ",
-                                     entry.index, ": ",
-                                     decoded.status().message());
+    broken_invariant_ =
+        absl::StrCat("undecodable membership entry at index ", entry.index,
+                     ": ", decoded.status().message());
     return;
   }
   membership_ = std::move(*decoded);
@@ -1014,7 +1014,8 @@ void CoreImpl::ApplyMembershipEntry(const Entry& entry) {
     return;
   }
   SyncProgressWithMembership();
-  if (transfer_target_ != kNoMember && !IsVoter(membership_, transfer_target_)) {
+  if (transfer_target_ != kNoMember &&
+      !IsVoter(membership_, transfer_target_)) {
     transfer_target_ = kNoMember;
   }
 }
@@ -1168,8 +1169,8 @@ absl::Status CoreImpl::CheckInvariants() const {
   for (size_t i = 0; i < tail.size(); ++i) {
     const Index want = log_.unstable_offset() - tail.size() + i;
     if (tail[i].index != want || tail[i].index > log_.durable_index()) {
-      return fail(absl::StrCat("durable tail entry ", tail[i].index,
-                               " where ", want, " belongs"));
+      return fail(absl::StrCat("durable tail entry ", tail[i].index, " where ",
+                               want, " belongs"));
     }
   }
   if (role_ == Role::kLeader) {

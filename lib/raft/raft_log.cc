@@ -45,7 +45,8 @@ absl::StatusOr<Term> RaftLog::TermAt(Index index) const {
   if (unsynced_reset_) {
     if (index == unsynced_reset_->index) return unsynced_reset_->term;
     return absl::OutOfRangeError(
-        absl::StrCat("index ", index, " precedes the snapshot the log was "
+        absl::StrCat("index ", index,
+                     " precedes the snapshot the log was "
                      "reset to"));
   }
   if (InDurableTail(index, index + 1)) {
@@ -61,9 +62,8 @@ absl::StatusOr<bool> RaftLog::Matches(Index index, Term term) const {
   return *t == term;
 }
 
-absl::StatusOr<std::vector<Entry>> RaftLog::Entries(Index lo, Index hi,
-                                                    uint64_t max_bytes,
-                                                    uint32_t max_entries) const {
+absl::StatusOr<std::vector<Entry>> RaftLog::Entries(
+    Index lo, Index hi, uint64_t max_bytes, uint32_t max_entries) const {
   std::vector<Entry> out;
   hi = std::min({hi, LastIndex() + 1, lo + max_entries});
   if (lo >= hi) return out;
@@ -79,7 +79,8 @@ absl::StatusOr<std::vector<Entry>> RaftLog::Entries(Index lo, Index hi,
   } else if (lo < offset_) {
     if (unsynced_reset_) {
       return absl::OutOfRangeError(
-          absl::StrCat("index ", lo, " precedes the snapshot the log was "
+          absl::StrCat("index ", lo,
+                       " precedes the snapshot the log was "
                        "reset to"));
     }
     auto stored = durable_->Entries(lo, std::min(hi, offset_), max_bytes);

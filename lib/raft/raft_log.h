@@ -36,9 +36,8 @@ class RaftLog {
   Term LastTerm() const;
   [[nodiscard]] absl::StatusOr<Term> TermAt(Index index) const;
   // Like LogReader::Entries over the merged view; at most `max_entries`.
-  [[nodiscard]] absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
-                                             uint64_t max_bytes,
-                                             uint32_t max_entries) const;
+  [[nodiscard]] absl::StatusOr<std::vector<Entry>> Entries(
+      Index lo, Index hi, uint64_t max_bytes, uint32_t max_entries) const;
   // Whether the entry at `index` exists and has term `term`; an index
   // outside the log is simply no match, any other read failure an error.
   [[nodiscard]] absl::StatusOr<bool> Matches(Index index, Term term) const;

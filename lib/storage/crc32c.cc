@@ -34,7 +34,8 @@ constexpr std::array<uint32_t, 256> MakeTable() {
 constexpr std::array<uint32_t, 256> kTable = MakeTable();
 
 uint32_t ExtendPortable(uint32_t crc, const unsigned char* p, size_t n) {
-  for (size_t i = 0; i < n; ++i) crc = kTable[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  for (size_t i = 0; i < n; ++i)
+    crc = kTable[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
   return crc;
 }
 

@@ -33,14 +33,14 @@
 namespace confman {
 namespace {
 
+using common::LmdbEnv;
+using common::ReadTxn;
 using raft::Entry;
 using raft::EntryType;
 using raft::HardState;
 using raft::Index;
 using raft::Term;
 using storage::Crc32c;
-using common::LmdbEnv;
-using common::ReadTxn;
 
 // The databases, in the order LmdbEnv::Open is given them; both meta
 // records carry their own checksum (EncodeMeta).
@@ -74,7 +74,7 @@ void EncodeEntryInto(const Entry& entry, char* out) {
   const uint32_t data_crc = Crc32c(entry.data);
   const auto type = static_cast<uint8_t>(entry.type);
   common::PutBigEndian32(out, EntryHeaderCrc(entry.index, entry.term, type,
-                                               data_crc, entry.data.size()));
+                                             data_crc, entry.data.size()));
   common::PutBigEndian64(out + 4, entry.term);
   out[12] = static_cast<char>(type);
   common::PutBigEndian32(out + 13, data_crc);
@@ -84,16 +84,18 @@ void EncodeEntryInto(const Entry& entry, char* out) {
 }
 
 [[nodiscard]] absl::Status CorruptEntry(Index index, std::string_view what) {
-  return absl::DataLossError(absl::StrCat(
-      "log entry ", index, " is corrupt (", common::ToAbsl(what),
-      "); this member's log is damaged: restore it from a peer"));
+  return absl::DataLossError(
+      absl::StrCat("log entry ", index, " is corrupt (", common::ToAbsl(what),
+                   "); this member's log is damaged: restore it from a peer"));
 }
 
 // Checks the header and returns the entry with its data left empty.
 // The data checksum is not verified here: TermAt must not pull a large
 // entry's data pages into memory just to learn its term.
-[[nodiscard]] absl::StatusOr<Entry> DecodeEntryHeader(Index index, std::string_view stored) {
-  if (stored.size() < kEntryHeaderBytes) return CorruptEntry(index, "truncated");
+[[nodiscard]] absl::StatusOr<Entry> DecodeEntryHeader(Index index,
+                                                      std::string_view stored) {
+  if (stored.size() < kEntryHeaderBytes)
+    return CorruptEntry(index, "truncated");
   Entry entry;
   entry.index = index;
   entry.term = common::GetBigEndian64(stored.data() + 4);
@@ -111,7 +113,8 @@ void EncodeEntryInto(const Entry& entry, char* out) {
   return entry;
 }
 
-[[nodiscard]] absl::StatusOr<Entry> DecodeEntry(Index index, std::string_view stored) {
+[[nodiscard]] absl::StatusOr<Entry> DecodeEntry(Index index,
+                                                std::string_view stored) {
   CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntryHeader(index, stored));
   std::string_view data = stored.substr(kEntryHeaderBytes);
   if (Crc32c(data) != common::GetBigEndian32(stored.data() + 13)) {
@@ -132,14 +135,14 @@ std::string EncodeMeta(std::initializer_list<uint64_t> fields) {
 
 // Any size mismatch is corruption: the records have a fixed size, and a
 // hard state read short could forget a vote this member already gave.
-[[nodiscard]] absl::StatusOr<std::vector<uint64_t>> DecodeMeta(std::string_view key,
-                                                 std::string_view stored,
-                                                 size_t fields) {
+[[nodiscard]] absl::StatusOr<std::vector<uint64_t>> DecodeMeta(
+    std::string_view key, std::string_view stored, size_t fields) {
   if (stored.size() != 4 + 8 * fields ||
       common::GetBigEndian32(stored.data()) != Crc32c(stored.substr(4))) {
-    return absl::DataLossError(absl::StrCat(
-        "the log's ", common::ToAbsl(key), " record is corrupt; restore this member's log "
-        "from a peer"));
+    return absl::DataLossError(
+        absl::StrCat("the log's ", common::ToAbsl(key),
+                     " record is corrupt; restore this member's log "
+                     "from a peer"));
   }
   std::vector<uint64_t> out(fields);
   for (size_t i = 0; i < fields; ++i) {
@@ -148,8 +151,9 @@ std::string EncodeMeta(std::initializer_list<uint64_t> fields) {
   return out;
 }
 
-[[nodiscard]] absl::Status PutRecord(MDB_txn* txn, MDB_dbi dbi, std::string_view key,
-                       std::string_view value) {
+[[nodiscard]] absl::Status PutRecord(MDB_txn* txn, MDB_dbi dbi,
+                                     std::string_view key,
+                                     std::string_view value) {
   MDB_val k = common::ToVal(key);
   MDB_val v = common::ToVal(value);
   const int rc = mdb_put(txn, dbi, &k, &v, 0);
@@ -182,7 +186,8 @@ struct PendingOp {
   // a group's dirty pages.
   uint64_t bytes() const {
     uint64_t total = 0;
-    for (const Entry& e : write.entries) total += e.data.size() + kEntryHeaderBytes;
+    for (const Entry& e : write.entries)
+      total += e.data.size() + kEntryHeaderBytes;
     return total;
   }
 };
@@ -199,10 +204,11 @@ struct PendingOp {
   if (write.entries.empty()) return absl::OkStatus();
   const Index first = write.entries.front().index;
   if (first <= b.compacted_index || first > b.last_index + 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "append at index ", first, " would leave a gap or rewrite compacted "
-        "entries; the log holds [", b.compacted_index + 1, ", ", b.last_index,
-        "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("append at index ", first,
+                     " would leave a gap or rewrite compacted "
+                     "entries; the log holds [",
+                     b.compacted_index + 1, ", ", b.last_index, "]"));
   }
   for (size_t i = 1; i < write.entries.size(); ++i) {
     if (write.entries[i].index != first + i) {
@@ -220,9 +226,9 @@ struct PendingOp {
       return ValidateWrite(op.write, b);
     case PendingOp::Kind::kCompact:
       if (op.index > b.last_index) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "cannot compact through index ", op.index, ": the log ends at ",
-            b.last_index));
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot compact through index ", op.index,
+                         ": the log ends at ", b.last_index));
       }
       return absl::OkStatus();
     case PendingOp::Kind::kReset:
@@ -258,8 +264,8 @@ using EntryVisitor = std::function<Visit(Index index, const MDB_val& stored)>;
 // Visits the stored entries lo <= index <= hi in index order. The visitor
 // sees the value's size and location; the data pages are read only if it
 // dereferences them.
-[[nodiscard]] absl::Status WalkEntries(MDB_txn* txn, MDB_dbi dbi, Index lo, Index hi,
-                         const EntryVisitor& visit) {
+[[nodiscard]] absl::Status WalkEntries(MDB_txn* txn, MDB_dbi dbi, Index lo,
+                                       Index hi, const EntryVisitor& visit) {
   MDB_cursor* cursor = nullptr;
   int rc = mdb_cursor_open(txn, dbi, &cursor);
   if (rc != 0) return common::LmdbError(rc, "opening a log cursor");
@@ -371,8 +377,8 @@ class LmdbLogStore::Impl {
   }
 
   // Read from one transaction, so the list and the compaction point agree.
-  [[nodiscard]] absl::StatusOr<std::vector<Index>> RetainedIndexes(Index after,
-                                                     size_t limit) const {
+  [[nodiscard]] absl::StatusOr<std::vector<Index>> RetainedIndexes(
+      Index after, size_t limit) const {
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(Bounds b, CompactionPoint(txn, *env_));
     std::vector<Index> indexes;
@@ -400,9 +406,9 @@ class LmdbLogStore::Impl {
     const Bounds b = bounds();
     if (index == b.compacted_index) return b.compacted_term;
     if (index < b.compacted_index || index > b.last_index) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "log index ", index, " is outside the stored range [",
-          b.compacted_index, ", ", b.last_index, "]"));
+      return absl::OutOfRangeError(
+          absl::StrCat("log index ", index, " is outside the stored range [",
+                       b.compacted_index, ", ", b.last_index, "]"));
     }
     CONFMAN_ASSIGN_OR_RETURN(ReadTxn txn, env_->BeginRead());
     CONFMAN_ASSIGN_OR_RETURN(std::string_view stored, GetEntry(txn, index));
@@ -410,8 +416,8 @@ class LmdbLogStore::Impl {
     return entry.term;
   }
 
-  [[nodiscard]] absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
-                                             uint64_t max_bytes) const {
+  [[nodiscard]] absl::StatusOr<std::vector<Entry>> Entries(
+      Index lo, Index hi, uint64_t max_bytes) const {
     const Bounds b = bounds();
     if (lo <= b.compacted_index || hi > b.last_index + 1 || lo > hi) {
       return absl::OutOfRangeError(absl::StrCat(
@@ -428,7 +434,8 @@ class LmdbLogStore::Impl {
     uint64_t bytes = 0;
     for (Index i = lo; i < hi; ++i) {
       CONFMAN_ASSIGN_OR_RETURN(std::string_view stored, GetEntry(txn, i));
-      const uint64_t size = stored.size() - std::min(stored.size(), kEntryHeaderBytes);
+      const uint64_t size =
+          stored.size() - std::min(stored.size(), kEntryHeaderBytes);
       if (!out.empty() && bytes + size > max_bytes) break;
       LmdbEnv::Prefetch(stored);
       CONFMAN_ASSIGN_OR_RETURN(Entry entry, DecodeEntry(i, stored));
@@ -485,8 +492,8 @@ class LmdbLogStore::Impl {
 
  private:
   // The stored compaction point, as Bounds of an empty log.
-  [[nodiscard]] static absl::StatusOr<Bounds> CompactionPoint(const ReadTxn& txn,
-                                                const LmdbEnv& env) {
+  [[nodiscard]] static absl::StatusOr<Bounds> CompactionPoint(
+      const ReadTxn& txn, const LmdbEnv& env) {
     Bounds b;
     absl::StatusOr<std::string_view> compacted =
         txn.Get(env.db(kMetaDb), kCompactedKey);
@@ -502,8 +509,8 @@ class LmdbLogStore::Impl {
     return b;
   }
 
-  [[nodiscard]] static absl::StatusOr<std::optional<Index>> LastStoredIndex(MDB_txn* txn,
-                                                              MDB_dbi dbi) {
+  [[nodiscard]] static absl::StatusOr<std::optional<Index>> LastStoredIndex(
+      MDB_txn* txn, MDB_dbi dbi) {
     MDB_cursor* cursor = nullptr;
     int rc = mdb_cursor_open(txn, dbi, &cursor);
     if (rc != 0) return common::LmdbError(rc, "opening a log cursor");
@@ -518,13 +525,14 @@ class LmdbLogStore::Impl {
   }
 
   [[nodiscard]] absl::StatusOr<std::string_view> GetEntry(const ReadTxn& txn,
-                                            Index index) const {
+                                                          Index index) const {
     absl::StatusOr<std::string_view> stored =
         txn.Get(env_->db(kEntriesDb), common::BigEndianKey(index));
     if (absl::IsNotFound(stored.status())) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "log entry ", index, " is no longer stored (compacted meanwhile); "
-          "re-read FirstIndex()"));
+      return absl::OutOfRangeError(
+          absl::StrCat("log entry ", index,
+                       " is no longer stored (compacted meanwhile); "
+                       "re-read FirstIndex()"));
     }
     return stored;
   }
@@ -535,7 +543,8 @@ class LmdbLogStore::Impl {
   }
 
   // Deletes the entries lo <= index <= through that are not retained.
-  [[nodiscard]] absl::Status ReleaseRange(MDB_txn* txn, Index lo, Index through) {
+  [[nodiscard]] absl::Status ReleaseRange(MDB_txn* txn, Index lo,
+                                          Index through) {
     return WalkEntries(txn, env_->db(kEntriesDb), lo, through,
                        [this](Index index, const MDB_val& stored) {
                          return RetainsStored(index, stored) ? Visit::kKeep
@@ -561,15 +570,17 @@ class LmdbLogStore::Impl {
                      EncodeMeta({b.compacted_index, b.compacted_term}));
   }
 
-  [[nodiscard]] absl::Status ApplyWrite(MDB_txn* txn, const LogWrite& write, Bounds& b) {
+  [[nodiscard]] absl::Status ApplyWrite(MDB_txn* txn, const LogWrite& write,
+                                        Bounds& b) {
     if (write.reset) {
       CONFMAN_RETURN_IF_ERROR(
           ApplyReset(txn, write.reset->index, write.reset->term, b));
     }
     if (write.hard_state) {
       const HardState& hs = *write.hard_state;
-      CONFMAN_RETURN_IF_ERROR(PutRecord(txn, env_->db(kMetaDb), kHardStateKey,
-                                        EncodeMeta({hs.term, hs.vote, hs.commit})));
+      CONFMAN_RETURN_IF_ERROR(
+          PutRecord(txn, env_->db(kMetaDb), kHardStateKey,
+                    EncodeMeta({hs.term, hs.vote, hs.commit})));
     }
     // Reset, hard state and entries share the group's transaction: they
     // become durable together, as LogWrite promises. A replaced suffix is
@@ -584,11 +595,11 @@ class LmdbLogStore::Impl {
       std::string key = common::BigEndianKey(entry.index);
       MDB_val k = common::ToVal(key);
       MDB_val v{kEntryHeaderBytes + entry.data.size(), nullptr};
-      const int rc = mdb_put(txn, env_->db(kEntriesDb), &k, &v,
-                             MDB_APPEND | MDB_RESERVE);
+      const int rc =
+          mdb_put(txn, env_->db(kEntriesDb), &k, &v, MDB_APPEND | MDB_RESERVE);
       if (rc != 0) {
-        return common::LmdbError(rc, absl::StrCat("appending log entry ",
-                                                   entry.index));
+        return common::LmdbError(
+            rc, absl::StrCat("appending log entry ", entry.index));
       }
       EncodeEntryInto(entry, static_cast<char*>(v.mv_data));
     }
@@ -596,7 +607,8 @@ class LmdbLogStore::Impl {
     return absl::OkStatus();
   }
 
-  [[nodiscard]] absl::Status ApplyCompact(MDB_txn* txn, Index through, Bounds& b) {
+  [[nodiscard]] absl::Status ApplyCompact(MDB_txn* txn, Index through,
+                                          Bounds& b) {
     // The term at the new compaction point is read before its entry is
     // released and stored with the point: TermAt(through) keeps answering.
     if (through <= b.compacted_index) return absl::OkStatus();
@@ -614,19 +626,19 @@ class LmdbLogStore::Impl {
 
   // Entries above `index`, retained or not, are dropped; log entries at
   // or below it are released like a compaction's.
-  [[nodiscard]] absl::Status ApplyReset(MDB_txn* txn, Index index, Term term, Bounds& b) {
+  [[nodiscard]] absl::Status ApplyReset(MDB_txn* txn, Index index, Term term,
+                                        Bounds& b) {
     if (index < kLastPossibleIndex) {
       CONFMAN_RETURN_IF_ERROR(DeleteFrom(txn, index + 1));
     }
     CONFMAN_RETURN_IF_ERROR(ReleaseRange(txn, b.compacted_index + 1, index));
-    b = Bounds{.compacted_index = index, .compacted_term = term,
-               .last_index = index};
+    b = Bounds{
+        .compacted_index = index, .compacted_term = term, .last_index = index};
     return PutCompacted(txn, b);
   }
 
-  [[nodiscard]] absl::Status ApplyDropRetained(MDB_txn* txn,
-                                 const std::vector<Index>& indexes,
-                                 const Bounds& b) {
+  [[nodiscard]] absl::Status ApplyDropRetained(
+      MDB_txn* txn, const std::vector<Index>& indexes, const Bounds& b) {
     // Only below the compaction point: an index inside the log is a live
     // entry, whatever the caller believes.
     for (Index index : indexes) {
@@ -642,7 +654,8 @@ class LmdbLogStore::Impl {
     return absl::OkStatus();
   }
 
-  [[nodiscard]] absl::Status Apply(MDB_txn* txn, const PendingOp& op, Bounds& b) {
+  [[nodiscard]] absl::Status Apply(MDB_txn* txn, const PendingOp& op,
+                                   Bounds& b) {
     switch (op.kind) {
       case PendingOp::Kind::kWrite:
         return ApplyWrite(txn, op.write, b);
@@ -664,7 +677,8 @@ class LmdbLogStore::Impl {
     std::vector<PendingOp> group;
     uint64_t bytes = 0;
     while (!queue_.empty() &&
-           (group.empty() || bytes + queue_.front().bytes() <= options_.max_group_bytes)) {
+           (group.empty() ||
+            bytes + queue_.front().bytes() <= options_.max_group_bytes)) {
       bytes += queue_.front().bytes();
       group.push_back(std::move(queue_.front()));
       queue_.pop_front();
@@ -697,7 +711,8 @@ class LmdbLogStore::Impl {
       bounds_ = b;
       ++stats_.commits;
       for (size_t i = 0; i < group.size(); ++i) {
-        if (!results[i].ok() || group[i].kind != PendingOp::Kind::kWrite) continue;
+        if (!results[i].ok() || group[i].kind != PendingOp::Kind::kWrite)
+          continue;
         ++stats_.writes;
         stats_.entries_written += group[i].write.entries.size();
       }
@@ -711,7 +726,8 @@ class LmdbLogStore::Impl {
       }
       for (absl::Status& r : results) r = status;
     }
-    for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(results[i]));
+    for (size_t i = 0; i < group.size(); ++i)
+      group[i].done(std::move(results[i]));
   }
 
   void WriterLoop() {
@@ -726,8 +742,8 @@ class LmdbLogStore::Impl {
   std::unique_ptr<LmdbEnv> env_;
 
   mutable std::mutex bounds_mu_;
-  Bounds bounds_;         // Guarded by bounds_mu_; the durable extent.
-  LogStoreStats stats_;   // Guarded by bounds_mu_.
+  Bounds bounds_;        // Guarded by bounds_mu_; the durable extent.
+  LogStoreStats stats_;  // Guarded by bounds_mu_.
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
@@ -752,13 +768,16 @@ absl::StatusOr<std::unique_ptr<LmdbLogStore>> LmdbLogStore::Open(
       std::make_unique<Impl>(options, std::move(env), bounds)));
 }
 
-LmdbLogStore::LmdbLogStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LmdbLogStore::LmdbLogStore(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
 LmdbLogStore::~LmdbLogStore() = default;
 
 raft::Index LmdbLogStore::FirstIndex() const {
   return impl_->bounds().compacted_index + 1;
 }
-raft::Index LmdbLogStore::LastIndex() const { return impl_->bounds().last_index; }
+raft::Index LmdbLogStore::LastIndex() const {
+  return impl_->bounds().last_index;
+}
 
 absl::StatusOr<raft::Term> LmdbLogStore::TermAt(raft::Index index) const {
   return impl_->TermAt(index);

@@ -4,8 +4,8 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
-#include "confman/storage/memory.h"
 #include "confman/raft/memory_log.h"
+#include "confman/storage/memory.h"
 
 namespace confman {
 
@@ -97,7 +97,8 @@ absl::Status MemoryLogStore::CompactPrefix(raft::Index through) {
   return state_->log.Compact(through);
 }
 
-absl::Status MemoryLogStore::ResetToSnapshot(raft::Index index, raft::Term term) {
+absl::Status MemoryLogStore::ResetToSnapshot(raft::Index index,
+                                             raft::Term term) {
   std::lock_guard lock(state_->mu);
   ResetLocked(index, term);
   return absl::OkStatus();

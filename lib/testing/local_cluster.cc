@@ -16,15 +16,15 @@
 namespace confman::testing {
 namespace {
 
-[[nodiscard]] absl::StatusOr<std::string> MakeTempDir(const std::string& parent) {
-  std::string pattern =
-      (parent.empty() ? std::filesystem::temp_directory_path()
-                      : std::filesystem::path(parent)) /
-      "confman-cluster-XXXXXX";
+[[nodiscard]] absl::StatusOr<std::string> MakeTempDir(
+    const std::string& parent) {
+  std::string pattern = (parent.empty() ? std::filesystem::temp_directory_path()
+                                        : std::filesystem::path(parent)) /
+                        "confman-cluster-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat(
-        "cannot create a temporary directory like ", pattern,
-        "; check LocalClusterOptions::temp_root"));
+    return absl::InternalError(
+        absl::StrCat("cannot create a temporary directory like ", pattern,
+                     "; check LocalClusterOptions::temp_root"));
   }
   return pattern;
 }
@@ -81,8 +81,8 @@ absl::Status LocalCluster::Prepare() {
     network_ = std::make_unique<InMemoryNetwork>();
     network_->StartDeliveryThread();
   }
-  for (raft::MemberId id = 1; id <= static_cast<raft::MemberId>(options_.members);
-       ++id) {
+  for (raft::MemberId id = 1;
+       id <= static_cast<raft::MemberId>(options_.members); ++id) {
     Member& member = members_[id];
     uint16_t port = static_cast<uint16_t>(id);
     if (!options_.in_memory_network) {
@@ -127,8 +127,9 @@ NodeOptions LocalCluster::MemberOptions(raft::MemberId id) const {
       .data_dir = member.data_dir,
   };
   if (network_) {
-    options.transport_factory = [network = network_.get()](raft::MemberId self)
-        -> absl::StatusOr<std::unique_ptr<Transport>> {
+    options.transport_factory =
+        [network = network_.get()](
+            raft::MemberId self) -> absl::StatusOr<std::unique_ptr<Transport>> {
       CONFMAN_ASSIGN_OR_RETURN(auto transport, network->CreateTransport(self));
       return std::unique_ptr<Transport>(std::move(transport));
     };
@@ -173,7 +174,8 @@ raft::MemberId LocalCluster::leader_id() const {
     if (!member.node) continue;
     const NodeStatus status = member.node->GetStatus();
     if (status.leader == raft::kNoMember) return raft::kNoMember;
-    if (agreed != raft::kNoMember && status.leader != agreed) return raft::kNoMember;
+    if (agreed != raft::kNoMember && status.leader != agreed)
+      return raft::kNoMember;
     agreed = status.leader;
   }
   if (member(agreed) == nullptr ||
@@ -183,7 +185,8 @@ raft::MemberId LocalCluster::leader_id() const {
   return agreed;
 }
 
-absl::StatusOr<Node*> LocalCluster::WaitForLeader(std::chrono::milliseconds timeout) {
+absl::StatusOr<Node*> LocalCluster::WaitForLeader(
+    std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (raft::MemberId leader = leader_id(); leader != raft::kNoMember) {
@@ -191,9 +194,9 @@ absl::StatusOr<Node*> LocalCluster::WaitForLeader(std::chrono::milliseconds time
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "the running members did not agree on a leader within ",
-      timeout.count(), " ms"));
+  return absl::DeadlineExceededError(
+      absl::StrCat("the running members did not agree on a leader within ",
+                   timeout.count(), " ms"));
 }
 
 absl::Status LocalCluster::WaitForApplied(raft::Index index,
@@ -207,9 +210,9 @@ absl::Status LocalCluster::WaitForApplied(raft::Index index,
     if (all) return absl::OkStatus();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "not every running member applied index ", index, " within ",
-      timeout.count(), " ms"));
+  return absl::DeadlineExceededError(
+      absl::StrCat("not every running member applied index ", index, " within ",
+                   timeout.count(), " ms"));
 }
 
 absl::Status LocalCluster::Crash(raft::MemberId id) {

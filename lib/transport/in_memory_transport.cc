@@ -292,11 +292,10 @@ void InMemoryNetwork::StartDeliveryThread() {
     std::lock_guard lock(state_->mu);
     state_->stop_delivery = false;
   }
-  state_->delivery_thread =
-      std::thread([this] {
-        pthread_setname_np(pthread_self(), "confman-memnet");
-        state_->RunDeliveryThread();
-      });
+  state_->delivery_thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "confman-memnet");
+    state_->RunDeliveryThread();
+  });
 }
 
 void InMemoryNetwork::StopDeliveryThread() {

@@ -79,8 +79,7 @@ class TcpStream {
   awaitable<asio::error_code> Handshake(
       asio::ssl::stream_base::handshake_type role);
 
-  awaitable<size_t> ReadSome(asio::mutable_buffer buffer,
-                             asio::error_code& ec);
+  awaitable<size_t> ReadSome(asio::mutable_buffer buffer, asio::error_code& ec);
 
   awaitable<void> Read(asio::mutable_buffer buffer, asio::error_code& ec);
 

@@ -73,8 +73,8 @@ namespace {
 using tcp_internal::awaitable;
 using tcp_internal::Describe;
 using tcp_internal::FrameReader;
-using tcp_internal::Handshaker;
 using tcp_internal::HandshakeDeadline;
+using tcp_internal::Handshaker;
 using tcp_internal::LinkQueue;
 using tcp_internal::MakeTlsContext;
 using tcp_internal::MoveSocket;
@@ -87,7 +87,8 @@ using tcp_internal::TcpStream;
 // a connection flood cannot exhaust memory or descriptors.
 constexpr int kMaxPendingHandshakes = 64;
 
-[[nodiscard]] absl::StatusOr<tcp::endpoint> ParseEndpoint(const std::string& address) {
+[[nodiscard]] absl::StatusOr<tcp::endpoint> ParseEndpoint(
+    const std::string& address) {
   const size_t colon = address.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos ||
@@ -272,13 +273,14 @@ class TcpTransport::Impl {
 
   [[nodiscard]] absl::Status Start(TransportHandler* handler);
   void Stop();
-  [[nodiscard]] absl::Status AddPeer(raft::MemberId id, const std::string& address);
+  [[nodiscard]] absl::Status AddPeer(raft::MemberId id,
+                                     const std::string& address);
   void RemovePeer(raft::MemberId id);
   // Encodes with `encode` and queues the frame for `to`, unless the bulk
   // queue has no room for `estimated_bytes` (then nothing is encoded).
-  [[nodiscard]] absl::Status Enqueue(raft::MemberId to, wire::Channel channel,
-                       size_t estimated_bytes,
-                       absl::FunctionRef<wire::EncodedFrame()> encode);
+  [[nodiscard]] absl::Status Enqueue(
+      raft::MemberId to, wire::Channel channel, size_t estimated_bytes,
+      absl::FunctionRef<wire::EncodedFrame()> encode);
   [[nodiscard]] absl::Status CheckCanSend(raft::MemberId from) const;
 
   void Log(const std::string& line);
@@ -487,8 +489,8 @@ awaitable<void> TcpTransport::Impl::Link::Pump(TcpStream& stream) {
       co_await timer_.async_wait(RedirectTo(ec));
       continue;
     }
-    const absl::Status written = co_await tcp_internal::WriteFrames(
-        stream, batch, buffers);
+    const absl::Status written =
+        co_await tcp_internal::WriteFrames(stream, batch, buffers);
     if (!written.ok()) {
       impl_.Log(absl::StrCat(wire::ChannelName(channel_),
                              " connection to member ", peer_.id,
@@ -793,9 +795,8 @@ awaitable<void> TcpTransport::Impl::Authenticate(
     if (ec) {
       theirs = NetworkError("TLS handshake", ec);
     } else {
-      theirs = co_await handshaker_.Run(*stream, reader,
-                                        wire::Channel::kControl,
-                                        raft::kNoMember);
+      theirs = co_await handshaker_.Run(
+          *stream, reader, wire::Channel::kControl, raft::kNoMember);
     }
     if (!theirs.ok()) theirs = deadline.Explain(theirs.status());
   }

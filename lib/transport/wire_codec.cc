@@ -145,7 +145,8 @@ bool Shares(const std::vector<raft::MemberId>& a,
   return false;
 }
 
-[[nodiscard]] absl::StatusOr<raft::SnapshotMeta> DecodeMeta(const gen::SnapshotMeta& in) {
+[[nodiscard]] absl::StatusOr<raft::SnapshotMeta> DecodeMeta(
+    const gen::SnapshotMeta& in) {
   raft::SnapshotMeta meta;
   meta.index = in.index();
   meta.term = in.term();
@@ -169,7 +170,7 @@ bool Shares(const std::vector<raft::MemberId>& a,
 // FlatBuffers does not check enum values; a peer may send any byte.
 template <typename Enum, typename WireEnum>
 [[nodiscard]] absl::StatusOr<Enum> CheckedEnum(WireEnum value, Enum last,
-                                 absl::string_view what) {
+                                               absl::string_view what) {
   const auto raw = static_cast<uint8_t>(value);
   if (raw > static_cast<uint8_t>(last)) {
     return Invalid(absl::StrCat("unknown ", what, " ", raw));
@@ -288,7 +289,7 @@ class Attachments {
 }
 
 [[nodiscard]] absl::StatusOr<Frame> DecodeChunk(const gen::Frame& frame,
-                                  const gen::SnapshotChunk& in) {
+                                                const gen::SnapshotChunk& in) {
   ChunkFrame out{.from = frame.from(), .to = frame.to(), .chunk = {}};
   TransportSnapshotChunk& chunk = out.chunk;
   chunk.snapshot_id = in.snapshot_id();
@@ -306,7 +307,7 @@ class Attachments {
 }
 
 [[nodiscard]] absl::StatusOr<Frame> DecodeForward(const gen::Frame& frame,
-                                    const gen::ForwardFrame& in) {
+                                                  const gen::ForwardFrame& in) {
   return ForwardEnvelope{.from = frame.from(),
                          .to = frame.to(),
                          .frame = {.request_id = in.request_id(),
@@ -488,8 +489,7 @@ EncodedFrame EncodeForward(const ForwardEnvelope& in) {
 
 EncodedFrame EncodeSnapshotAck(const AckFrame& in) {
   fb::FlatBufferBuilder builder(96);
-  auto body =
-      gen::CreateSnapshotAck(builder, in.ack.snapshot_id, in.ack.seq);
+  auto body = gen::CreateSnapshotAck(builder, in.ack.snapshot_id, in.ack.seq);
   auto frame = StartFrame(builder, gen::FrameKind::SnapshotAck);
   frame.add_from(in.from);
   frame.add_to(in.to);
@@ -497,8 +497,8 @@ EncodedFrame EncodeSnapshotAck(const AckFrame& in) {
   return FinishFrame(builder, frame.Finish());
 }
 
-[[nodiscard]] absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
-                                          uint32_t max_frame_bytes) {
+[[nodiscard]] absl::StatusOr<uint32_t> ParseFrameLength(
+    const uint8_t* header, uint32_t max_frame_bytes) {
   const uint32_t length = common::GetLittleEndian<uint32_t>(header);
   if (length == 0) return Invalid("frame length 0");
   if (length > max_frame_bytes) {
@@ -570,8 +570,8 @@ void AlignedBuffer::ShrinkIfAbove(size_t keep_bytes) {
 }
 
 [[nodiscard]] absl::Status CheckAddressing(const Frame& frame,
-                             raft::MemberId authenticated_peer,
-                             raft::MemberId self) {
+                                           raft::MemberId authenticated_peer,
+                                           raft::MemberId self) {
   raft::MemberId from = raft::kNoMember;
   raft::MemberId to = raft::kNoMember;
   if (const auto* m = std::get_if<raft::Message>(&frame)) {

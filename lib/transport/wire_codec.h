@@ -122,8 +122,8 @@ size_t EstimateEncodedBytes(const TransportSnapshotChunk& chunk);
 // Reads a frame header. Returns the body length, or InvalidArgument when it
 // is zero or larger than `max_frame_bytes` (so no buffer is allocated for a
 // hostile length).
-[[nodiscard]] absl::StatusOr<uint32_t> ParseFrameLength(const uint8_t* header,
-                                          uint32_t max_frame_bytes);
+[[nodiscard]] absl::StatusOr<uint32_t> ParseFrameLength(
+    const uint8_t* header, uint32_t max_frame_bytes);
 
 // A heap buffer aligned for FlatBuffers' widest scalar (8 bytes), which
 // Verifier's alignment checks require. Reused across frames; it shrinks
@@ -159,10 +159,10 @@ class AlignedBuffer {
     std::shared_ptr<const void> owner = nullptr);
 
 // Checks that a decoded post-handshake frame is a Raft message, chunk,
-// forward or snapshot acknowledgement sent by `authenticated_peer` to `self`. Returns InvalidArgument
-// (or PermissionDenied for a forged sender) otherwise.
+// forward or snapshot acknowledgement sent by `authenticated_peer` to `self`.
+// Returns InvalidArgument (or PermissionDenied for a forged sender) otherwise.
 [[nodiscard]] absl::Status CheckAddressing(const Frame& frame,
-                             raft::MemberId authenticated_peer,
-                             raft::MemberId self);
+                                           raft::MemberId authenticated_peer,
+                                           raft::MemberId self);
 
 }  // namespace confman::wire

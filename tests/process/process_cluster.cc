@@ -6,12 +6,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,8 +48,10 @@ std::string ReadFile(const std::string& path) {
 }
 
 std::string DescribeExit(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  if (WIFEXITED(status))
+    return absl::StrCat("exited with status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return absl::StrCat("killed by signal ", WTERMSIG(status));
   return "ended";
 }
 
@@ -85,24 +87,28 @@ absl::StatusOr<int> Connect(const std::string& url, milliseconds timeout) {
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 &&
       errno != EINPROGRESS) {
     close(fd);
-    return absl::UnavailableError(absl::StrCat("connect to ", url, ": ", strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("connect to ", url, ": ", strerror(errno)));
   }
   pollfd p{fd, POLLOUT, 0};
   if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
     close(fd);
-    return absl::DeadlineExceededError(absl::StrCat("connect to ", url, " timed out"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("connect to ", url, " timed out"));
   }
   int err = 0;
   socklen_t len = sizeof(err);
   getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
   if (err != 0) {
     close(fd);
-    return absl::UnavailableError(absl::StrCat("connect to ", url, ": ", strerror(err)));
+    return absl::UnavailableError(
+        absl::StrCat("connect to ", url, ": ", strerror(err)));
   }
   return fd;
 }
 
-absl::Status SendAll(int fd, absl::string_view bytes, Clock::time_point deadline) {
+absl::Status SendAll(int fd, absl::string_view bytes,
+                     Clock::time_point deadline) {
   while (!bytes.empty()) {
     const ssize_t n = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -113,7 +119,8 @@ absl::Status SendAll(int fd, absl::string_view bytes, Clock::time_point deadline
       // The server may answer and close before taking the whole body (413).
       return absl::AbortedError(absl::StrCat("send: ", strerror(errno)));
     }
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return absl::DeadlineExceededError("send timed out");
     pollfd p{fd, POLLOUT, 0};
     poll(&p, 1, static_cast<int>(left.count()));
@@ -122,7 +129,8 @@ absl::Status SendAll(int fd, absl::string_view bytes, Clock::time_point deadline
 }
 
 // Reads what is available (waiting until `deadline`); false at EOF.
-absl::StatusOr<bool> ReadSome(int fd, std::string& into, Clock::time_point deadline) {
+absl::StatusOr<bool> ReadSome(int fd, std::string& into,
+                              Clock::time_point deadline) {
   for (;;) {
     char buf[65536];
     const ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -135,8 +143,10 @@ absl::StatusOr<bool> ReadSome(int fd, std::string& into, Clock::time_point deadl
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       return absl::UnavailableError(absl::StrCat("recv: ", strerror(errno)));
     }
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return absl::DeadlineExceededError("no data before the deadline");
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      return absl::DeadlineExceededError("no data before the deadline");
     pollfd p{fd, POLLIN, 0};
     poll(&p, 1, static_cast<int>(left.count()));
   }
@@ -147,7 +157,8 @@ absl::Status ParseHead(absl::string_view head, int& status,
                        std::map<std::string, std::string>& headers) {
   std::vector<absl::string_view> lines = absl::StrSplit(head, "\r\n");
   if (lines.empty()) return absl::DataLossError("empty response head");
-  std::vector<absl::string_view> first = absl::StrSplit(lines[0], absl::MaxSplits(' ', 2));
+  std::vector<absl::string_view> first =
+      absl::StrSplit(lines[0], absl::MaxSplits(' ', 2));
   if (first.size() < 2 || !absl::SimpleAtoi(first[1], &status)) {
     return absl::DataLossError(absl::StrCat("bad status line: ", lines[0]));
   }
@@ -186,7 +197,9 @@ absl::StatusOr<HttpResponse> ReadResponse(int fd, Clock::time_point deadline,
   size_t head_end = std::string::npos;
   bool open = true;
   while ((head_end = raw.find("\r\n\r\n")) == std::string::npos) {
-    if (!open) return absl::DataLossError("the server closed before a full response head");
+    if (!open)
+      return absl::DataLossError(
+          "the server closed before a full response head");
     auto more = ReadSome(fd, raw, deadline);
     if (!more.ok()) return more.status();
     open = *more;
@@ -201,9 +214,11 @@ absl::StatusOr<HttpResponse> ReadResponse(int fd, Clock::time_point deadline,
   if (head_only_method || response.status == 304 || response.status == 204) {
     return response;
   }
-  const std::string te = absl::AsciiStrToLower(response.header("transfer-encoding"));
+  const std::string te =
+      absl::AsciiStrToLower(response.header("transfer-encoding"));
   size_t length = 0;
-  const bool has_length = absl::SimpleAtoi(response.header("content-length"), &length);
+  const bool has_length =
+      absl::SimpleAtoi(response.header("content-length"), &length);
   for (;;) {
     if (te == "chunked" && DecodeChunked(rest, response.body)) return response;
     if (te != "chunked" && has_length && rest.size() >= length) {
@@ -212,7 +227,8 @@ absl::StatusOr<HttpResponse> ReadResponse(int fd, Clock::time_point deadline,
     }
     if (!open) {
       if (te == "chunked" || has_length) {
-        return absl::DataLossError("the server closed in the middle of the body");
+        return absl::DataLossError(
+            "the server closed in the middle of the body");
       }
       response.body = rest;
       return response;
@@ -234,7 +250,8 @@ std::string HttpResponse::header(const std::string& lower_name) const {
 }
 
 absl::StatusOr<HttpResponse> RawHttp(const std::string& base_url,
-                                     const std::string& bytes, milliseconds timeout) {
+                                     const std::string& bytes,
+                                     milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   absl::StatusOr<int> fd = Connect(base_url, timeout);
   if (!fd.ok()) return fd.status();
@@ -246,19 +263,20 @@ absl::StatusOr<HttpResponse> RawHttp(const std::string& base_url,
   return response;
 }
 
-absl::StatusOr<HttpResponse> Http(const std::string& base_url, const std::string& method,
-                                  const std::string& target, const std::string& body,
-                                  const std::map<std::string, std::string>& headers,
-                                  milliseconds timeout) {
+absl::StatusOr<HttpResponse> Http(
+    const std::string& base_url, const std::string& method,
+    const std::string& target, const std::string& body,
+    const std::map<std::string, std::string>& headers, milliseconds timeout) {
   auto hp = HostPort(base_url);
   if (!hp.ok()) return hp.status();
-  std::string request = absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: ",
-                                     hp->first, ":", hp->second,
-                                     "\r\nConnection: close\r\n");
+  std::string request =
+      absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: ", hp->first, ":",
+                   hp->second, "\r\nConnection: close\r\n");
   bool has_length = false;
   for (const auto& [name, value] : headers) {
     const std::string lower = absl::AsciiStrToLower(name);
-    if (lower == "content-length" || lower == "transfer-encoding") has_length = true;
+    if (lower == "content-length" || lower == "transfer-encoding")
+      has_length = true;
     absl::StrAppend(&request, name, ": ", value, "\r\n");
   }
   if (!has_length && (!body.empty() || method == "PUT" || method == "POST")) {
@@ -269,7 +287,8 @@ absl::StatusOr<HttpResponse> Http(const std::string& base_url, const std::string
   absl::StatusOr<int> fd = Connect(base_url, timeout);
   if (!fd.ok()) return fd.status();
   (void)SendAll(*fd, request, deadline);
-  absl::StatusOr<HttpResponse> response = ReadResponse(*fd, deadline, method == "HEAD");
+  absl::StatusOr<HttpResponse> response =
+      ReadResponse(*fd, deadline, method == "HEAD");
   close(*fd);
   return response;
 }
@@ -282,9 +301,11 @@ absl::StatusOr<std::unique_ptr<HttpStream>> HttpStream::Open(
     const std::map<std::string, std::string>& headers, milliseconds timeout) {
   auto hp = HostPort(base_url);
   if (!hp.ok()) return hp.status();
-  std::string request = absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", hp->first,
-                                     ":", hp->second, "\r\n");
-  for (const auto& [name, value] : headers) absl::StrAppend(&request, name, ": ", value, "\r\n");
+  std::string request =
+      absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", hp->first, ":",
+                   hp->second, "\r\n");
+  for (const auto& [name, value] : headers)
+    absl::StrAppend(&request, name, ": ", value, "\r\n");
   absl::StrAppend(&request, "\r\n");
   const auto deadline = Clock::now() + timeout;
   absl::StatusOr<int> fd = Connect(base_url, timeout);
@@ -296,10 +317,12 @@ absl::StatusOr<std::unique_ptr<HttpStream>> HttpStream::Open(
   while ((head_end = stream->raw_.find("\r\n\r\n")) == std::string::npos) {
     auto more = ReadSome(*fd, stream->raw_, deadline);
     if (!more.ok()) return more.status();
-    if (!*more) return absl::DataLossError("the server closed before the response head");
+    if (!*more)
+      return absl::DataLossError("the server closed before the response head");
   }
-  if (absl::Status s = ParseHead(absl::string_view(stream->raw_).substr(0, head_end),
-                                 stream->status_, stream->headers_);
+  if (absl::Status s =
+          ParseHead(absl::string_view(stream->raw_).substr(0, head_end),
+                    stream->status_, stream->headers_);
       !s.ok()) {
     return s;
   }
@@ -385,9 +408,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
     dup2(in_pipe[0], 0);
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
-    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
+    for (const auto& [name, value] : env)
+      setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     execv(args[0], args.data());
     _exit(127);
@@ -411,7 +436,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   int open = 2;
   bool timed_out = false;
   while (open > 0) {
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -468,8 +494,9 @@ bool in_private_network = false;
 absl::Status Run(const std::vector<std::string>& argv) {
   CommandResult r = RunCommand(argv, {}, {}, milliseconds(10000));
   if (r.exit_code != 0) {
-    return absl::InternalError(absl::StrCat("`", absl::StrJoin(argv, " "), "` failed (",
-                                            r.exit_code, "): ", r.err));
+    return absl::InternalError(absl::StrCat("`", absl::StrJoin(argv, " "),
+                                            "` failed (", r.exit_code,
+                                            "): ", r.err));
   }
   return absl::OkStatus();
 }
@@ -487,13 +514,16 @@ absl::Status EnterPrivateNetwork() {
   }
   // Nothing mounted from here on reaches the host's mount table.
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    return absl::InternalError(absl::StrCat("making mounts private: ", strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("making mounts private: ", strerror(errno)));
   }
   mkdir("/run/netns", 0755);
   if (mount("tmpfs", "/run/netns", "tmpfs", 0, "size=1m") != 0) {
-    return absl::InternalError(absl::StrCat("mounting /run/netns: ", strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("mounting /run/netns: ", strerror(errno)));
   }
-  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{
            {kIp, "link", "set", "lo", "up"},
            {kIp, "link", "add", "cmbr0", "type", "bridge"},
            {kIp, "addr", "add", "10.77.0.254/24", "dev", "cmbr0"},
@@ -519,12 +549,15 @@ absl::Status ProcessCluster::Prepare(Member& m) {
   } else {
     if (!in_private_network) {
       return absl::FailedPreconditionError(
-          "network_namespaces needs EnterPrivateNetwork() at the start of main");
+          "network_namespaces needs EnterPrivateNetwork() at the start of "
+          "main");
     }
     const std::string ns = Namespace(m.id);
-    const std::string inner = absl::StrCat(ns, "a"), outer = absl::StrCat(ns, "b");
+    const std::string inner = absl::StrCat(ns, "a"),
+                      outer = absl::StrCat(ns, "b");
     const std::string ip = absl::StrCat("10.77.0.", m.id);
-    for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+    for (const std::vector<std::string>& argv :
+         std::vector<std::vector<std::string>>{
              {kIp, "netns", "add", ns},
              {kIp, "link", "add", inner, "type", "veth", "peer", "name", outer},
              {kIp, "link", "set", inner, "netns", ns},
@@ -535,7 +568,8 @@ absl::Status ProcessCluster::Prepare(Member& m) {
              {kIp, "-n", ns, "link", "set", "lo", "up"}}) {
       if (absl::Status s = Run(argv); !s.ok()) return s;
     }
-    if (absl::Status s = Nft(m.id, {"add", "table", "inet", "cm"}); !s.ok()) return s;
+    if (absl::Status s = Nft(m.id, {"add", "table", "inet", "cm"}); !s.ok())
+      return s;
     if (absl::Status s = Nft(m.id, {"add", "chain", "inet", "cm", "input",
                                     "{ type filter hook input priority 0 ; }"});
         !s.ok()) {
@@ -544,7 +578,8 @@ absl::Status ProcessCluster::Prepare(Member& m) {
     m.peer_address = ip + ":7400";
     m.client_url = absl::StrCat("http://", ip, ":7480");
   }
-  if (std::find(options_.small_disk_members.begin(), options_.small_disk_members.end(),
+  if (std::find(options_.small_disk_members.begin(),
+                options_.small_disk_members.end(),
                 m.id) != options_.small_disk_members.end()) {
     const std::string dir = data_dir(m.id);
     std::filesystem::create_directories(dir);
@@ -553,10 +588,11 @@ absl::Status ProcessCluster::Prepare(Member& m) {
     // needs a new page kills the process with SIGBUS instead, which no
     // real disk does.) tmpfs only where loop devices are missing.
     const std::string image = absl::StrCat(dir_, "/disk-", m.id, ".img");
-    const bool ext4 =
-        Run({"/usr/bin/truncate", "-s", absl::StrCat(options_.small_disk_bytes), image}).ok() &&
-        Run({"/usr/sbin/mkfs.ext4", "-q", "-F", image}).ok() &&
-        Run({"/usr/bin/mount", "-o", "loop", image, dir}).ok();
+    const bool ext4 = Run({"/usr/bin/truncate", "-s",
+                           absl::StrCat(options_.small_disk_bytes), image})
+                          .ok() &&
+                      Run({"/usr/sbin/mkfs.ext4", "-q", "-F", image}).ok() &&
+                      Run({"/usr/bin/mount", "-o", "loop", image, dir}).ok();
     const std::string size = absl::StrCat("size=", options_.small_disk_bytes);
     if (!ext4 && mount("tmpfs", dir.c_str(), "tmpfs", 0, size.c_str()) != 0) {
       return absl::InternalError(absl::StrCat(
@@ -567,7 +603,8 @@ absl::Status ProcessCluster::Prepare(Member& m) {
   return absl::OkStatus();
 }
 
-absl::Status ProcessCluster::Nft(uint64_t id, const std::vector<std::string>& args) const {
+absl::Status ProcessCluster::Nft(uint64_t id,
+                                 const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {kIp, "netns", "exec", Namespace(id), kNft};
   argv.insert(argv.end(), args.begin(), args.end());
   return Run(argv);
@@ -594,28 +631,32 @@ absl::Status ProcessCluster::SetLoss(uint64_t id, int percent) {
   if (!options_.network_namespaces) {
     return absl::FailedPreconditionError("SetLoss needs network_namespaces");
   }
-  return Nft(id, {"add", "rule", "inet", "cm", "input", "ip", "saddr", "10.77.0.0/24",
-                  "numgen", "random", "mod", "100", "lt", absl::StrCat(percent), "drop"});
+  return Nft(id, {"add", "rule", "inet", "cm", "input", "ip", "saddr",
+                  "10.77.0.0/24", "numgen", "random", "mod", "100", "lt",
+                  absl::StrCat(percent), "drop"});
 }
 
 absl::Status ProcessCluster::SetSlowLink(uint64_t id, int kbit_per_s) {
   if (!options_.network_namespaces) {
-    return absl::FailedPreconditionError("SetSlowLink needs network_namespaces");
+    return absl::FailedPreconditionError(
+        "SetSlowLink needs network_namespaces");
   }
-  return Run({kIp, "netns", "exec", Namespace(id), "/usr/sbin/tc", "qdisc", "replace", "dev",
-              absl::StrCat(Namespace(id), "a"), "root", "tbf", "rate",
-              absl::StrCat(kbit_per_s, "kbit"), "burst", "16kb", "latency", "200ms"});
+  return Run({kIp, "netns", "exec", Namespace(id), "/usr/sbin/tc", "qdisc",
+              "replace", "dev", absl::StrCat(Namespace(id), "a"), "root", "tbf",
+              "rate", absl::StrCat(kbit_per_s, "kbit"), "burst", "16kb",
+              "latency", "200ms"});
 }
 
 absl::Status ProcessCluster::HealNetwork() {
   if (!options_.network_namespaces) return absl::OkStatus();
   for (const Member& m : members_) {
-    if (absl::Status s = Nft(m.id, {"flush", "chain", "inet", "cm", "input"}); !s.ok()) {
+    if (absl::Status s = Nft(m.id, {"flush", "chain", "inet", "cm", "input"});
+        !s.ok()) {
       return s;
     }
     // No rate limit is not an error.
-    (void)Run({kIp, "netns", "exec", Namespace(m.id), "/usr/sbin/tc", "qdisc", "del", "dev",
-               absl::StrCat(Namespace(m.id), "a"), "root"});
+    (void)Run({kIp, "netns", "exec", Namespace(m.id), "/usr/sbin/tc", "qdisc",
+               "del", "dev", absl::StrCat(Namespace(m.id), "a"), "root"});
   }
   return absl::OkStatus();
 }
@@ -623,7 +664,9 @@ absl::Status ProcessCluster::HealNetwork() {
 absl::Status ProcessCluster::FillDisk(uint64_t id) {
   const std::string path = data_dir(id) + "/filler";
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(
+        absl::StrCat("open ", path, ": ", strerror(errno)));
   std::string block(1 << 20, 'f');
   // Whole megabytes, then single pages, until the disk refuses.
   for (size_t chunk : {size_t{1} << 20, size_t{4096}}) {
@@ -666,7 +709,8 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Start(
   for (Member& m : cluster->members_) {
     if (absl::Status s = cluster->Launch(m); !s.ok()) return s;
   }
-  if (auto leader = cluster->WaitForLeader(options.start_timeout); !leader.ok()) {
+  if (auto leader = cluster->WaitForLeader(options.start_timeout);
+      !leader.ok()) {
     return leader.status();
   }
   return cluster;
@@ -692,19 +736,28 @@ ProcessCluster::~ProcessCluster() {
 std::vector<std::string> ProcessCluster::CommandLine(const Member& m) const {
   const std::string data = data_dir(m.id);
   std::vector<std::string> argv;
-  if (options_.network_namespaces) argv = {kIp, "netns", "exec", Namespace(m.id)};
+  if (options_.network_namespaces)
+    argv = {kIp, "netns", "exec", Namespace(m.id)};
   std::vector<std::string> node = {
       NodeBinary(),
-      "--id", absl::StrCat(m.id),
-      "--cluster-id", "process-test",
-      "--peer-listen", m.peer_address,
+      "--id",
+      absl::StrCat(m.id),
+      "--cluster-id",
+      "process-test",
+      "--peer-listen",
+      m.peer_address,
       // A restarted member keeps the client port it was first given, so
       // clients' URLs stay valid.
-      "--client-listen", m.client_url.substr(strlen("http://")),
-      "--initial-members", initial_members_,
-      "--data-dir", data,
-      "--secret-file", secret_path_,
-      "--announce-file", data + ".announce",
+      "--client-listen",
+      m.client_url.substr(strlen("http://")),
+      "--initial-members",
+      initial_members_,
+      "--data-dir",
+      data,
+      "--secret-file",
+      secret_path_,
+      "--announce-file",
+      data + ".announce",
   };
   argv.insert(argv.end(), node.begin(), node.end());
   if (m.joiner) argv.push_back("--join");
@@ -725,7 +778,8 @@ absl::Status ProcessCluster::Launch(Member& m) {
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int log_fd =
+        open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     const int null_fd = open("/dev/null", O_RDWR);
     for (const auto& [name, value] : options_.environment) {
       setenv(name.c_str(), value.c_str(), 1);
@@ -734,7 +788,8 @@ absl::Status ProcessCluster::Launch(Member& m) {
     dup2(log_fd, 1);
     dup2(log_fd, 2);
     std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     execv(args[0], args.data());
     _exit(127);
@@ -748,15 +803,18 @@ absl::Status ProcessCluster::Launch(Member& m) {
         if (at == std::string::npos) return false;
         const size_t open_quote = text.find('"', text.find(':', at) + 1);
         const size_t close_quote = text.find('"', open_quote + 1);
-        if (open_quote == std::string::npos || close_quote == std::string::npos) return false;
-        m.client_url = text.substr(open_quote + 1, close_quote - open_quote - 1);
+        if (open_quote == std::string::npos || close_quote == std::string::npos)
+          return false;
+        m.client_url =
+            text.substr(open_quote + 1, close_quote - open_quote - 1);
         return true;
       },
       milliseconds(15000));
   if (!announced) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "member ", m.id, " did not announce its client URL within 15 s; its log:\n",
-        log_text(m.id)));
+    return absl::DeadlineExceededError(
+        absl::StrCat("member ", m.id,
+                     " did not announce its client URL within 15 s; its log:\n",
+                     log_text(m.id)));
   }
   return absl::OkStatus();
 }
@@ -815,10 +873,12 @@ pid_t ProcessCluster::pid(uint64_t id) const {
 absl::Status ProcessCluster::Signal(uint64_t id, int signal) {
   Member* m = Find(id);
   if (m == nullptr || m->pid == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("member ", id, " is not running"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("member ", id, " is not running"));
   }
   if (kill(m->pid, signal) != 0) {
-    return absl::InternalError(absl::StrCat("kill(", m->pid, "): ", strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("kill(", m->pid, "): ", strerror(errno)));
   }
   if (signal == SIGKILL) {
     waitpid(m->pid, nullptr, 0);
@@ -828,17 +888,19 @@ absl::Status ProcessCluster::Signal(uint64_t id, int signal) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> ProcessCluster::WaitExit(uint64_t id, milliseconds timeout) {
+absl::StatusOr<int> ProcessCluster::WaitExit(uint64_t id,
+                                             milliseconds timeout) {
   Member* m = Find(id);
   if (m == nullptr || m->pid == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("member ", id, " is not running"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("member ", id, " is not running"));
   }
   int status = 0;
   const bool exited = Eventually(
       [&] { return waitpid(m->pid, &status, WNOHANG) == m->pid; }, timeout);
   if (!exited) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("member ", id, " did not exit within ", timeout.count(), " ms"));
+    return absl::DeadlineExceededError(absl::StrCat(
+        "member ", id, " did not exit within ", timeout.count(), " ms"));
   }
   m->pid = 0;
   m->exit_description = DescribeExit(status);
@@ -865,7 +927,8 @@ absl::Status ProcessCluster::Restart(uint64_t id) {
   Member* m = Find(id);
   if (m == nullptr) return absl::NotFoundError(absl::StrCat("no member ", id));
   if (m->pid != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("member ", id, " is running"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("member ", id, " is running"));
   }
   return Launch(*m);
 }
@@ -882,17 +945,20 @@ absl::Status ProcessCluster::StartJoiner(uint64_t id) {
   return Launch(members_.back());
 }
 
-absl::StatusOr<uint64_t> ProcessCluster::WaitForLeader(milliseconds timeout) const {
+absl::StatusOr<uint64_t> ProcessCluster::WaitForLeader(
+    milliseconds timeout) const {
   uint64_t leader = 0;
   const bool agreed = Eventually(
       [&] {
         uint64_t seen = 0;
         for (const Member& m : members_) {
           if (m.pid == 0 || m.joiner) continue;
-          auto r = Http(m.client_url, "GET", "/v1/status", {}, auth(), milliseconds(1000));
+          auto r = Http(m.client_url, "GET", "/v1/status", {}, auth(),
+                        milliseconds(1000));
           if (!r.ok() || r->status != 200) return false;
           uint64_t named = 0;
-          if (!absl::SimpleAtoi(r->header("x-confman-leader"), &named) || named == 0) {
+          if (!absl::SimpleAtoi(r->header("x-confman-leader"), &named) ||
+              named == 0) {
             return false;
           }
           if (seen != 0 && named != seen) return false;

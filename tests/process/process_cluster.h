@@ -51,9 +51,9 @@ absl::StatusOr<HttpResponse> Http(
 
 // Sends `bytes` as they are and reads the answer until the server closes
 // (or `timeout`): for malformed and partial requests.
-absl::StatusOr<HttpResponse> RawHttp(const std::string& base_url,
-                                     const std::string& bytes,
-                                     milliseconds timeout = milliseconds(10000));
+absl::StatusOr<HttpResponse> RawHttp(
+    const std::string& base_url, const std::string& bytes,
+    milliseconds timeout = milliseconds(10000));
 
 // A streaming response (a watch): the headers, then the body line by line.
 class HttpStream {

@@ -20,9 +20,12 @@ uint64_t Mix(uint64_t x) {
 
 const char* EntryTypeName(raft::EntryType type) {
   switch (type) {
-    case raft::EntryType::kNormal: return "normal";
-    case raft::EntryType::kNoop: return "noop";
-    case raft::EntryType::kMembership: return "membership";
+    case raft::EntryType::kNormal:
+      return "normal";
+    case raft::EntryType::kNoop:
+      return "noop";
+    case raft::EntryType::kMembership:
+      return "membership";
   }
   return "unknown";
 }
@@ -73,11 +76,10 @@ void SafetyChecker::CheckLeaderHolds(const LeaderView& leader,
   if (e.commit_term_bound >= leader.term || index < leader.first_index) return;
   const std::optional<raft::Term> held = leader.term_at(index);
   if (held == e.term) return;
-  Fail(absl::StrCat("leader completeness: leader ", leader.id, " of term ",
-                    leader.term, " lacks applied entry ", DescribeApplied(index),
-                    "; its log has ",
-                    held ? absl::StrCat("term ", *held) : std::string("nothing"),
-                    " there"));
+  Fail(absl::StrCat(
+      "leader completeness: leader ", leader.id, " of term ", leader.term,
+      " lacks applied entry ", DescribeApplied(index), "; its log has ",
+      held ? absl::StrCat("term ", *held) : std::string("nothing"), " there"));
 }
 
 void SafetyChecker::CheckNewlyApplied(const std::vector<LeaderView>& leaders) {
@@ -87,9 +89,9 @@ void SafetyChecker::CheckNewlyApplied(const std::vector<LeaderView>& leaders) {
   checked_for_leaders_ = applied_max();
 }
 
-void SafetyChecker::ObserveDurableEntries(raft::MemberId id,
-                                          const std::vector<raft::Entry>& entries,
-                                          raft::Term prev_term) {
+void SafetyChecker::ObserveDurableEntries(
+    raft::MemberId id, const std::vector<raft::Entry>& entries,
+    raft::Term prev_term) {
   for (const raft::Entry& e : entries) {
     LoggedEntry logged{prev_term, e.type, std::string(e.data.view())};
     prev_term = e.term;
@@ -97,18 +99,17 @@ void SafetyChecker::ObserveDurableEntries(raft::MemberId id,
     if (inserted) continue;
     const LoggedEntry& first = it->second;
     if (first.prev_term != logged.prev_term) {
-      Fail(absl::StrCat("log matching: member ", id, " stored (index ",
-                        e.index, ", term ", e.term, ") after an entry of term ",
+      Fail(absl::StrCat("log matching: member ", id, " stored (index ", e.index,
+                        ", term ", e.term, ") after an entry of term ",
                         logged.prev_term, ", another log holds it after term ",
                         first.prev_term));
       return;
     }
     if (first.type != logged.type || first.data != logged.data) {
-      Fail(absl::StrCat("log matching: member ", id, " stored (index ",
-                        e.index, ", term ", e.term, ") as ",
-                        EntryTypeName(e.type), " '", std::string(e.data.view()),
-                        "', another log holds ", EntryTypeName(first.type),
-                        " '", first.data, "'"));
+      Fail(absl::StrCat("log matching: member ", id, " stored (index ", e.index,
+                        ", term ", e.term, ") as ", EntryTypeName(e.type), " '",
+                        std::string(e.data.view()), "', another log holds ",
+                        EntryTypeName(first.type), " '", first.data, "'"));
       return;
     }
   }
@@ -124,12 +125,14 @@ void SafetyChecker::ObserveDurableHardState(raft::MemberId id,
   }
   if (next.term == previous.term && previous.vote != raft::kNoMember &&
       next.vote != previous.vote) {
-    Fail(absl::StrCat("one vote per term: member ", id, " durably changed its "
-                      "vote in term ", next.term, " from ", previous.vote,
-                      " to ", next.vote));
+    Fail(absl::StrCat("one vote per term: member ", id,
+                      " durably changed its "
+                      "vote in term ",
+                      next.term, " from ", previous.vote, " to ", next.vote));
     return;
   }
-  if (next.vote != raft::kNoMember) ObserveVoteGranted(id, next.term, next.vote);
+  if (next.vote != raft::kNoMember)
+    ObserveVoteGranted(id, next.term, next.vote);
 }
 
 void SafetyChecker::ObserveVoteGranted(raft::MemberId voter, raft::Term term,
@@ -150,22 +153,21 @@ void SafetyChecker::ObserveApply(raft::MemberId id, const StateMachine& before,
   }
   const uint64_t digest = ChainDigest(before.digest, entry);
   if (entry.index > applied_max()) {
-    applied_.push_back(
-        {entry.term, entry.type, std::string(entry.data.view()), member_term,
-         digest});
+    applied_.push_back({entry.term, entry.type, std::string(entry.data.view()),
+                        member_term, digest});
     return;
   }
   const AppliedEntry& first = applied_[entry.index - 1];
   if (first.term != entry.term || first.type != entry.type ||
       first.data != entry.data || first.digest != digest) {
-    Fail(absl::StrCat("state machine safety: member ", id, " applied (index ",
-                      entry.index, ", term ", entry.term, ", ",
-                      EntryTypeName(entry.type), " '", std::string(entry.data.view()),
-                      "'), another member applied ",
-                      DescribeApplied(entry.index),
-                      first.digest != digest && first.term == entry.term
-                          ? " after a different prefix"
-                          : ""));
+    Fail(absl::StrCat(
+        "state machine safety: member ", id, " applied (index ", entry.index,
+        ", term ", entry.term, ", ", EntryTypeName(entry.type), " '",
+        std::string(entry.data.view()), "'), another member applied ",
+        DescribeApplied(entry.index),
+        first.digest != digest && first.term == entry.term
+            ? " after a different prefix"
+            : ""));
   }
 }
 

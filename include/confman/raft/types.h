@@ -84,17 +84,17 @@ struct SnapshotMeta {
 };
 
 enum class MessageType : uint8_t {
-  kPreVote = 0,           // "Would you vote for me?" without a term bump.
+  kPreVote = 0,  // "Would you vote for me?" without a term bump.
   kPreVoteResponse = 1,
-  kVote = 2,              // RequestVote.
+  kVote = 2,  // RequestVote.
   kVoteResponse = 3,
-  kAppend = 4,            // AppendEntries carrying entries.
+  kAppend = 4,  // AppendEntries carrying entries.
   kAppendResponse = 5,
-  kHeartbeat = 6,         // Entry-less AppendEntries: liveness, commit, reads.
+  kHeartbeat = 6,  // Entry-less AppendEntries: liveness, commit, reads.
   kHeartbeatResponse = 7,
-  kSnapshot = 8,          // "A snapshot for you is installed/staged".
-  kTimeoutNow = 9,        // Leadership transfer: campaign immediately.
-  kReadIndex = 10,        // A follower asks the leader for a read index.
+  kSnapshot = 8,    // "A snapshot for you is installed/staged".
+  kTimeoutNow = 9,  // Leadership transfer: campaign immediately.
+  kReadIndex = 10,  // A follower asks the leader for a read index.
   kReadIndexResponse = 11,
 };
 

@@ -64,8 +64,8 @@ class InMemoryNetwork {
   // A transport for member `id`. Returns InvalidArgument for id 0, or
   // AlreadyExists while another live transport uses `id` (a member may be
   // recreated after its previous transport is destroyed).
-  [[nodiscard]] absl::StatusOr<std::unique_ptr<InMemoryTransport>> CreateTransport(
-      raft::MemberId id);
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<InMemoryTransport>>
+  CreateTransport(raft::MemberId id);
 
   // Delivers the items queued when Pump was called (not those queued by the
   // callbacks it runs) and returns how many were delivered or dropped.
@@ -102,12 +102,14 @@ class InMemoryTransport final : public Transport {
 
   [[nodiscard]] absl::Status Start(TransportHandler* handler) override;
   void Stop() override;
-  [[nodiscard]] absl::Status AddPeer(raft::MemberId id, const std::string& address) override;
+  [[nodiscard]] absl::Status AddPeer(raft::MemberId id,
+                                     const std::string& address) override;
   void RemovePeer(raft::MemberId id) override;
   [[nodiscard]] absl::Status Send(raft::Message message) override;
-  [[nodiscard]] absl::Status SendSnapshotChunk(raft::MemberId to,
-                                 TransportSnapshotChunk chunk) override;
-  [[nodiscard]] absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
+  [[nodiscard]] absl::Status SendSnapshotChunk(
+      raft::MemberId to, TransportSnapshotChunk chunk) override;
+  [[nodiscard]] absl::Status SendForward(raft::MemberId to,
+                                         ForwardFrame frame) override;
   [[nodiscard]] absl::Status SendSnapshotAck(raft::MemberId to,
                                              TransportSnapshotAck ack) override;
 
@@ -116,7 +118,8 @@ class InMemoryTransport final : public Transport {
   InMemoryTransport(internal::InMemoryNetworkState& network,
                     internal::InMemoryEndpoint& endpoint);
   template <typename Item>
-  [[nodiscard]] absl::Status Enqueue(raft::MemberId to, Item item, size_t bulk_bytes);
+  [[nodiscard]] absl::Status Enqueue(raft::MemberId to, Item item,
+                                     size_t bulk_bytes);
 
   internal::InMemoryNetworkState& network_;
   internal::InMemoryEndpoint& endpoint_;

@@ -152,12 +152,14 @@ class TcpTransport final : public Transport {
 
   [[nodiscard]] absl::Status Start(TransportHandler* handler) override;
   void Stop() override;
-  [[nodiscard]] absl::Status AddPeer(raft::MemberId id, const std::string& address) override;
+  [[nodiscard]] absl::Status AddPeer(raft::MemberId id,
+                                     const std::string& address) override;
   void RemovePeer(raft::MemberId id) override;
   [[nodiscard]] absl::Status Send(raft::Message message) override;
-  [[nodiscard]] absl::Status SendSnapshotChunk(raft::MemberId to,
-                                 TransportSnapshotChunk chunk) override;
-  [[nodiscard]] absl::Status SendForward(raft::MemberId to, ForwardFrame frame) override;
+  [[nodiscard]] absl::Status SendSnapshotChunk(
+      raft::MemberId to, TransportSnapshotChunk chunk) override;
+  [[nodiscard]] absl::Status SendForward(raft::MemberId to,
+                                         ForwardFrame frame) override;
   [[nodiscard]] absl::Status SendSnapshotAck(raft::MemberId to,
                                              TransportSnapshotAck ack) override;
 

@@ -26,10 +26,11 @@ struct LmdbStore {
   testing::TempDir dir;
   std::unique_ptr<KvBackend> Open() {
     absl::StatusOr<std::unique_ptr<KvBackend>> backend =
-        OpenLmdbBackend(LmdbBackendOptions{.dir = dir.path(),
-                                           .initial_map_bytes = 64 << 20,  // No growth: it waits for readers.
-                                           .max_map_bytes = uint64_t{1} << 30,
-                                           .restore_batch_bytes = 1 << 20});
+        OpenLmdbBackend(LmdbBackendOptions{
+            .dir = dir.path(),
+            .initial_map_bytes = 64 << 20,  // No growth: it waits for readers.
+            .max_map_bytes = uint64_t{1} << 30,
+            .restore_batch_bytes = 1 << 20});
     REQUIRE(backend.ok());
     return std::move(*backend);
   }
@@ -73,9 +74,10 @@ void CheckMatches(const TableReader& reader, const Model& model,
   }
 }
 
-TEMPLATE_TEST_CASE("a backend's tables behave like ordered maps, and a reader "
-                   "keeps the version it opened",
-                   "[kv][backend]", MemoryStore, LmdbStore) {
+TEMPLATE_TEST_CASE(
+    "a backend's tables behave like ordered maps, and a reader "
+    "keeps the version it opened",
+    "[kv][backend]", MemoryStore, LmdbStore) {
   TestType store;
   std::unique_ptr<KvBackend> backend = store.Open();
   std::mt19937 random(7);
@@ -90,12 +92,14 @@ TEMPLATE_TEST_CASE("a backend's tables behave like ordered maps, and a reader "
       for (int op = 0; op < ops; ++op) {
         const std::string key = KeyOf(random() % 600);
         if (random() % 3 == 0) {
-          if (absl::Status s = writer.Delete(Table::kKeys, key); !s.ok()) return s;
+          if (absl::Status s = writer.Delete(Table::kKeys, key); !s.ok())
+            return s;
           next.erase(key);
         } else {
-          const std::string value = "v" + std::to_string(update) + "-" +
-                                    std::to_string(op);
-          if (absl::Status s = writer.Put(Table::kKeys, key, {value, "!"}); !s.ok()) {
+          const std::string value =
+              "v" + std::to_string(update) + "-" + std::to_string(op);
+          if (absl::Status s = writer.Put(Table::kKeys, key, {value, "!"});
+              !s.ok()) {
             return s;
           }
           next[key] = value + "!";
@@ -116,7 +120,8 @@ TEMPLATE_TEST_CASE("a backend's tables behave like ordered maps, and a reader "
     REQUIRE(status.ok());
     model = std::move(next);
     if (update % 30 == 0) {
-      absl::StatusOr<std::unique_ptr<TableReader>> reader = backend->BeginRead();
+      absl::StatusOr<std::unique_ptr<TableReader>> reader =
+          backend->BeginRead();
       REQUIRE(reader.ok());
       readers.emplace_back(std::move(*reader), model);
     }
@@ -126,7 +131,8 @@ TEMPLATE_TEST_CASE("a backend's tables behave like ordered maps, and a reader "
   CheckMatches(**latest, model, random);
   CHECK(ScanAll(**latest, Table::kMeta, "") == Model{{"updates", "299"}});
   REQUIRE(readers.size() == 10);
-  for (const auto& [reader, seen] : readers) CheckMatches(*reader, seen, random);
+  for (const auto& [reader, seen] : readers)
+    CheckMatches(*reader, seen, random);
 }
 
 TEMPLATE_TEST_CASE("a failed update changes nothing", "[kv][backend]",
@@ -139,7 +145,8 @@ TEMPLATE_TEST_CASE("a failed update changes nothing", "[kv][backend]",
               })
               .ok());
   absl::Status failed = backend->Update([](TableWriter& writer) {
-    if (absl::Status s = writer.Put(Table::kKeys, "dropped", {"2"}); !s.ok()) return s;
+    if (absl::Status s = writer.Put(Table::kKeys, "dropped", {"2"}); !s.ok())
+      return s;
     if (absl::Status s = writer.Delete(Table::kKeys, "kept"); !s.ok()) return s;
     return absl::AbortedError("the body gave up");
   });
@@ -149,16 +156,18 @@ TEMPLATE_TEST_CASE("a failed update changes nothing", "[kv][backend]",
   CHECK(ScanAll(**reader, Table::kKeys, "") == Model{{"kept", "1"}});
 }
 
-TEST_CASE("the memory backend keeps 100,000 records and old versions without "
-          "copying them per update",
-          "[kv][backend]") {
+TEST_CASE(
+    "the memory backend keeps 100,000 records and old versions without "
+    "copying them per update",
+    "[kv][backend]") {
   std::unique_ptr<KvBackend> backend = NewMemoryBackend();
   constexpr int kRecords = 100000;
   REQUIRE(backend
               ->Update([](TableWriter& writer) {
                 for (int i = 0; i < kRecords; ++i) {
                   const std::string key = KeyOf(static_cast<uint32_t>(i));
-                  if (absl::Status s = writer.Put(Table::kKeys, key, {"x"}); !s.ok()) {
+                  if (absl::Status s = writer.Put(Table::kKeys, key, {"x"});
+                      !s.ok()) {
                     return s;
                   }
                 }
@@ -172,8 +181,8 @@ TEST_CASE("the memory backend keeps 100,000 records and old versions without "
   for (int i = 0; i < kRecords; ++i) {
     REQUIRE(backend
                 ->Update([&](TableWriter& writer) {
-                  return writer.Put(Table::kKeys, KeyOf(static_cast<uint32_t>(i)),
-                                    {"y"});
+                  return writer.Put(Table::kKeys,
+                                    KeyOf(static_cast<uint32_t>(i)), {"y"});
                 })
                 .ok());
   }

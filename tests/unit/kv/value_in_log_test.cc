@@ -213,8 +213,8 @@ TEST_CASE("a key is named readably whatever bytes it holds", "[kv]") {
         R"(namespace "ns", key "k")");
   // Keys may hold any byte, a NUL or a quote included; only the first NUL
   // separates the namespace.
-  const std::string odd = DescribeTableKey(
-      KeysTableKey("app", std::string("a\0b\"c\n", 6)));
+  const std::string odd =
+      DescribeTableKey(KeysTableKey("app", std::string("a\0b\"c\n", 6)));
   CHECK(odd == R"(namespace "app", key "a\000b\"c\n")");
   CheckNamesKey(odd, R"(namespace "app")");
   CHECK(DescribeTableKey(KeysTableKey("app", "")) ==

@@ -55,9 +55,10 @@ bool IsAppendWithEntries(const Message& m) {
   return m.type == MessageType::kAppend && !m.entries.empty();
 }
 
-TEST_CASE("the consistency check rejects appends whose previous entry "
-          "does not match",
-          "[replication]") {
+TEST_CASE(
+    "the consistency check rejects appends whose previous entry "
+    "does not match",
+    "[replication]") {
   Cluster cluster(3);
   cluster.Preload(2, {1, 1, 2}, 2);
   const std::vector<Term> before = TermsOf(cluster.member(2).log);
@@ -80,8 +81,8 @@ TEST_CASE("the consistency check rejects appends whose previous entry "
     CHECK(TermsOf(cluster.member(2).log) == before);
   }
   SECTION("a matching previous entry is accepted and conflicts truncated") {
-    cluster.Deliver(AppendFromLeader(1, 2, 3, 2, 1,
-                                     {MakeEntry(3, 3, "x"), MakeEntry(4, 3, "y")}));
+    cluster.Deliver(AppendFromLeader(
+        1, 2, 3, 2, 1, {MakeEntry(3, 3, "x"), MakeEntry(4, 3, "y")}));
     auto responses = cluster.Take(OfTypeFrom(MessageType::kAppendResponse, 2));
     REQUIRE(responses.size() == 1);
     CHECK_FALSE(responses[0].reject);
@@ -90,9 +91,10 @@ TEST_CASE("the consistency check rejects appends whose previous entry "
   }
 }
 
-TEST_CASE("fast backtracking skips a long divergent suffix in a few round "
-          "trips",
-          "[replication]") {
+TEST_CASE(
+    "fast backtracking skips a long divergent suffix in a few round "
+    "trips",
+    "[replication]") {
   std::vector<Term> leader_log(10, 1);
   std::vector<Term> divergent = leader_log;
   leader_log.resize(500, 3);
@@ -114,9 +116,10 @@ TEST_CASE("fast backtracking skips a long divergent suffix in a few round "
   CHECK(AllEntries(cluster.member(2).log) == AllEntries(cluster.member(1).log));
 }
 
-TEST_CASE("Raft paper Figure 7: every follower log converges to the "
-          "leader's",
-          "[replication]") {
+TEST_CASE(
+    "Raft paper Figure 7: every follower log converges to the "
+    "leader's",
+    "[replication]") {
   const std::vector<Term> leader = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6};
   const std::vector<std::vector<Term>> followers = {
       {1, 1, 1, 4, 4, 5, 5, 6, 6},           // (a) missing entries
@@ -141,14 +144,16 @@ TEST_CASE("Raft paper Figure 7: every follower log converges to the "
   CHECK(TermsOf(cluster.member(1).log) == expected);
   for (MemberId id = 2; id <= 7; ++id) {
     INFO("follower " << static_cast<char>('a' + id - 2));
-    CHECK(AllEntries(cluster.member(id).log) == AllEntries(cluster.member(1).log));
+    CHECK(AllEntries(cluster.member(id).log) ==
+          AllEntries(cluster.member(1).log));
     CHECK(cluster.core(id).CommitIndex() == expected.size());
   }
 }
 
-TEST_CASE("Raft paper Figure 8: an earlier term's entry commits only with "
-          "an entry of the current term",
-          "[replication]") {
+TEST_CASE(
+    "Raft paper Figure 8: an earlier term's entry commits only with "
+    "an entry of the current term",
+    "[replication]") {
   // Figure 8 (c): S1 leads term 4 with index 2 from term 2; S5 holds a
   // conflicting index 2 from term 3 and is down. Pre-vote and check-quorum
   // are off so that the figure's elections happen exactly as drawn.
@@ -278,9 +283,9 @@ TEST_CASE("appends are batched by max_append_entries and max_append_bytes",
   cluster.ElectLeader(1);
   cluster.ClearHistory();
 
-  REQUIRE(cluster.Propose(1, Payloads(20, 30)).ok());   // 3 fit 100 bytes.
-  REQUIRE(cluster.Propose(1, Payloads(20, 1)).ok());    // 4 fit the count.
-  REQUIRE(cluster.Propose(1, Payloads(1, 500)).ok());   // Alone, oversized.
+  REQUIRE(cluster.Propose(1, Payloads(20, 30)).ok());  // 3 fit 100 bytes.
+  REQUIRE(cluster.Propose(1, Payloads(20, 1)).ok());   // 4 fit the count.
+  REQUIRE(cluster.Propose(1, Payloads(1, 500)).ok());  // Alone, oversized.
   cluster.Settle();
   cluster.Run(2);
 
@@ -297,12 +302,12 @@ TEST_CASE("appends are batched by max_append_entries and max_append_bytes",
   CHECK(largest_batch == options.max_append_entries);
   CHECK(oversized_sent_alone);
   for (MemberId id : {2, 3}) {
-    CHECK(AllEntries(cluster.member(id).log) == AllEntries(cluster.member(1).log));
+    CHECK(AllEntries(cluster.member(id).log) ==
+          AllEntries(cluster.member(1).log));
   }
 }
 
-TEST_CASE("the in-flight window caps unacknowledged appends",
-          "[replication]") {
+TEST_CASE("the in-flight window caps unacknowledged appends", "[replication]") {
   CoreOptions options = TestOptions();
   options.max_append_entries = 1;
   const bool cap_bytes = GENERATE(false, true);
@@ -319,7 +324,8 @@ TEST_CASE("the in-flight window caps unacknowledged appends",
   cluster.ClearHistory();
 
   REQUIRE(cluster.Propose(1, Payloads(10, 40)).ok());
-  auto held = cluster.SettleHolding(OfTypeFrom(MessageType::kAppendResponse, 2));
+  auto held =
+      cluster.SettleHolding(OfTypeFrom(MessageType::kAppendResponse, 2));
   const int sent = cluster.CountSent(OfTypeTo(MessageType::kAppend, 2));
   const MemberProgress progress = ProgressOf(cluster.core(1), 2);
   if (cap_bytes) {

@@ -1,9 +1,6 @@
 // One conformance suite for every LogStore, plus LMDB-only behaviour:
 // persistence, corruption detection, group commit and map growth.
 #include "confman/log_store.h"
-#include "confman/storage/lmdb.h"
-#include "confman/storage/memory.h"
-#include "confman/testing/fault_injecting_log_store.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +13,9 @@
 #include <iterator>
 #include <thread>
 
+#include "confman/storage/lmdb.h"
+#include "confman/storage/memory.h"
+#include "confman/testing/fault_injecting_log_store.h"
 #include "test_dir.h"
 
 namespace confman {
@@ -26,11 +26,14 @@ using raft::EntryType;
 using raft::HardState;
 
 Entry MakeEntry(raft::Index index, raft::Term term, std::string data = "") {
-  if (data.empty()) data = "entry-" + std::to_string(index) + "-" + std::to_string(term);
-  return Entry{.term = term, .index = index, .type = EntryType::kNormal, .data = data};
+  if (data.empty())
+    data = "entry-" + std::to_string(index) + "-" + std::to_string(term);
+  return Entry{
+      .term = term, .index = index, .type = EntryType::kNormal, .data = data};
 }
 
-std::vector<Entry> MakeEntries(raft::Index first, raft::Index last, raft::Term term) {
+std::vector<Entry> MakeEntries(raft::Index first, raft::Index last,
+                               raft::Term term) {
   std::vector<Entry> out;
   for (raft::Index i = first; i <= last; ++i) out.push_back(MakeEntry(i, term));
   return out;
@@ -41,7 +44,9 @@ LogWrite Append(std::vector<Entry> entries) {
 }
 
 struct MemoryFactory {
-  std::unique_ptr<LogStore> Open() { return std::make_unique<MemoryLogStore>(); }
+  std::unique_ptr<LogStore> Open() {
+    return std::make_unique<MemoryLogStore>();
+  }
 };
 
 struct LmdbFactory {
@@ -71,7 +76,8 @@ TEMPLATE_TEST_CASE("appended entries and hard state read back", "[log_store]",
   TestType factory;
   auto log = factory.Open();
   const HardState hs{.term = 3, .vote = 2, .commit = 4};
-  REQUIRE(log->WriteSync({.hard_state = hs, .entries = MakeEntries(1, 5, 3)}).ok());
+  REQUIRE(
+      log->WriteSync({.hard_state = hs, .entries = MakeEntries(1, 5, 3)}).ok());
   CHECK(log->LastIndex() == 5);
   CHECK(log->TermAt(5).value() == 3);
   CHECK(log->LoadHardState().value() == hs);
@@ -151,7 +157,8 @@ TEMPLATE_TEST_CASE("a reset leaves the empty log after a snapshot",
   TestType factory;
   auto log = factory.Open();
   const HardState hs{.term = 7, .vote = 1, .commit = 3};
-  REQUIRE(log->WriteSync({.hard_state = hs, .entries = MakeEntries(1, 5, 1)}).ok());
+  REQUIRE(
+      log->WriteSync({.hard_state = hs, .entries = MakeEntries(1, 5, 1)}).ok());
   REQUIRE(log->ResetToSnapshot(40, 6).ok());
   CHECK(log->FirstIndex() == 41);
   CHECK(log->LastIndex() == 40);
@@ -195,7 +202,8 @@ TEMPLATE_TEST_CASE("a write that resets the log applies the reset first",
   CHECK(log->FirstIndex() == 41);
   CHECK(log->LastIndex() == 43);
   // A reset alone.
-  REQUIRE(log->WriteSync({.reset = LogResetPoint{.index = 70, .term = 7}}).ok());
+  REQUIRE(
+      log->WriteSync({.reset = LogResetPoint{.index = 70, .term = 7}}).ok());
   CHECK(log->FirstIndex() == 71);
   CHECK(log->LastIndex() == 70);
   CHECK(log->TermAt(70).value() == 7);
@@ -232,7 +240,8 @@ TEST_CASE("the LMDB log survives a reopen", "[log_store][lmdb]") {
   const HardState hs{.term = 5, .vote = 3, .commit = 8};
   {
     auto log = factory.Open();
-    REQUIRE(log->WriteSync({.hard_state = hs, .entries = MakeEntries(1, 20, 5)}).ok());
+    REQUIRE(log->WriteSync({.hard_state = hs, .entries = MakeEntries(1, 20, 5)})
+                .ok());
     REQUIRE(log->CompactPrefix(8).ok());
   }
   auto log = factory.Open();
@@ -313,7 +322,9 @@ TEST_CASE("the LMDB map grows instead of failing", "[log_store][lmdb]") {
                                  .max_map_bytes = 64u << 20})
                  .value();
   for (raft::Index i = 1; i <= 16; ++i) {
-    REQUIRE(log->WriteSync(Append({MakeEntry(i, 1, std::string(512 << 10, 'x'))})).ok());
+    REQUIRE(
+        log->WriteSync(Append({MakeEntry(i, 1, std::string(512 << 10, 'x'))}))
+            .ok());
   }
   CHECK(log->Stats().map_bytes > (1u << 20));
   CHECK(log->Entries(16, 17, 1).value().front().data.size() == (512u << 10));
@@ -329,15 +340,20 @@ TEST_CASE("a full map is a clear error and compaction recovers",
   raft::Index i = 1;
   absl::Status status;
   for (; i <= 64 && status.ok(); ++i) {
-    status = log->WriteSync(Append({MakeEntry(i, 1, std::string(256 << 10, 'y'))}));
+    status =
+        log->WriteSync(Append({MakeEntry(i, 1, std::string(256 << 10, 'y'))}));
   }
   REQUIRE(absl::IsResourceExhausted(status));
   CHECK_THAT(std::string(status.message()), Catch::Contains("max_map_bytes"));
   const raft::Index last = log->LastIndex();
   REQUIRE(log->CompactPrefix(last).ok());
   // Freed pages are reused once no reader pins them.
-  for (int k = 0; k < 2; ++k) REQUIRE(log->WriteSync(LogWrite{.hard_state = HardState{}, .entries = {}}).ok());
-  CHECK(log->WriteSync(Append({MakeEntry(last + 1, 1, std::string(256 << 10, 'z'))})).ok());
+  for (int k = 0; k < 2; ++k)
+    REQUIRE(log->WriteSync(LogWrite{.hard_state = HardState{}, .entries = {}})
+                .ok());
+  CHECK(log->WriteSync(
+               Append({MakeEntry(last + 1, 1, std::string(256 << 10, 'z'))}))
+            .ok());
 }
 
 TEST_CASE("options are validated", "[log_store][lmdb]") {
