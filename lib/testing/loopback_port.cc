@@ -5,14 +5,16 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -46,35 +48,44 @@ bool CanBind(int port) {
   return free;
 }
 
-// Where the per-port lock files live. Every test process on the machine
-// uses the same directory, so a lock held by one is seen by all.
-std::string LockDirectory() {
+// The file whose byte at offset `port` stands for that port. Every test
+// process on the machine uses the same file, so a lock held by one is seen
+// by all.
+std::string LockFilePath() {
   const char* tmp = std::getenv("TMPDIR");
-  std::string dir = (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
-  dir += "/confman-loopback-ports";
-  // World-writable and sticky like /tmp itself, so processes of different
-  // users share it; a failed mkdir (it exists) is fine.
-  if (::mkdir(dir.c_str(), 01777) == 0) ::chmod(dir.c_str(), 01777);
-  return dir;
+  const std::string dir = (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
+  return dir + "/confman-loopback-ports.lock";
 }
 
-// Claims `port` for this process until it exits: an exclusive flock on the
-// port's lock file, whose descriptor is never closed. Between processes the
-// lock is what keeps a port checked free by one from being handed to
-// another before the first binds it; within this process the same lock
-// (flock is per open file description) keeps a port from being handed out
-// twice. Returns false when another process holds the port, and also when
-// the lock file cannot be opened (the caller then tries the next port).
-bool ClaimForThisProcess(const std::string& dir, int port) {
-  const std::string path = dir + "/" + std::to_string(port);
+// One descriptor for every claim this process makes, opened on first use
+// and never closed: closing any descriptor of the file would drop all of
+// this process's record locks on it. -1 if the file cannot be opened.
+int LockFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-  if (fd < 0) return false;
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    return false;
-  }
-  return true;  // the descriptor stays open: the claim lasts until exit
+  // Readable and writable by every user whatever the umask, so that test
+  // processes of different users share the claims.
+  if (fd >= 0) ::fchmod(fd, 0666);
+  return fd;
 }
+
+// Claims `port` for this process until it exits: a write lock (fcntl) on
+// the port's byte of the lock file. Another process that has claimed it
+// holds that lock, so this returns false; a child forked from this process
+// does not inherit the lock and so cannot claim the parent's ports either.
+// Record locks never conflict within one process: the caller keeps this
+// process from handing out a port twice.
+bool SetLock(int lock_fd, int port, short type) {
+  struct flock range {};
+  range.l_type = type;
+  range.l_whence = SEEK_SET;
+  range.l_start = port;
+  range.l_len = 1;
+  return ::fcntl(lock_fd, F_SETLK, &range) == 0;
+}
+bool ClaimForThisProcess(int lock_fd, int port) {
+  return SetLock(lock_fd, port, F_WRLCK);
+}
+void Release(int lock_fd, int port) { SetLock(lock_fd, port, F_UNLCK); }
 
 }  // namespace
 
@@ -93,8 +104,20 @@ absl::StatusOr<uint16_t> PickLoopbackPort() {
   }
   static std::mutex mu;
   static int next = -1;  // offset into [lo, hi] of the next port to try
+  static std::set<int> handed_out;  // by this process
   std::lock_guard<std::mutex> lock(mu);
-  static const std::string lock_dir = LockDirectory();
+  static const std::string lock_path = LockFilePath();
+  static const int lock_fd = LockFile(lock_path);
+  static const int open_errno = lock_fd < 0 ? errno : 0;
+  if (lock_fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", lock_path,
+                     ", where test processes claim their "
+                     "ports: ",
+                     std::strerror(open_errno),
+                     "; make it readable and "
+                     "writable for every user, or point TMPDIR elsewhere"));
+  }
   const int span = hi - lo + 1;
   if (next < 0 || next >= span) {
     next = static_cast<int>((static_cast<unsigned>(::getpid()) * 7919u) % span);
@@ -102,15 +125,18 @@ absl::StatusOr<uint16_t> PickLoopbackPort() {
   for (int tried = 0; tried < span; ++tried) {
     const int port = lo + next;
     next = (next + 1) % span;
-    if (ClaimForThisProcess(lock_dir, port) && CanBind(port)) {
+    if (handed_out.count(port) != 0) continue;
+    if (!ClaimForThisProcess(lock_fd, port)) continue;
+    if (CanBind(port)) {
+      handed_out.insert(port);
       return static_cast<uint16_t>(port);
     }
+    Release(lock_fd, port);  // taken by something else; leave it be
   }
-  return absl::UnavailableError(absl::StrCat(
-      "no free TCP port on 127.0.0.1 in ", lo, "-", hi,
-      " that no other test process has claimed (lock files in ", lock_dir,
-      "); stop the processes that hold them, or make that directory "
-      "writable"));
+  return absl::UnavailableError(
+      absl::StrCat("no free TCP port on 127.0.0.1 in ", lo, "-", hi,
+                   " that no other test process has claimed (in ", lock_path,
+                   "); stop the processes that hold them"));
 }
 
 }  // namespace confman::testing

@@ -19,15 +19,16 @@ namespace confman::testing {
 // closing the socket again). Ports come from 10000 up to the start of the
 // ephemeral range (net.ipv4.ip_local_port_range), or above its end when
 // that leaves more room. A port handed out is claimed for the calling
-// process until it exits, by an exclusive flock(2) on a lock file named
-// after the port in $TMPDIR/confman-loopback-ports (default /tmp); no other
-// process picking through this function gets it, nor does this one again,
-// so parallel test processes (ctest --parallel) never race for a port
-// between checking and binding it. Child processes started with exec do not
-// inherit the claim; the picking process keeps it for them. Thread-safe.
-// UNAVAILABLE when no port in the range is free and unclaimed (including
-// when the lock directory is not writable), or the ephemeral range leaves
-// fewer than 2,000 ports outside it.
+// process until it exits, by a write lock (fcntl) on the port's byte of
+// $TMPDIR/confman-loopback-ports.lock (default /tmp), one file and one
+// descriptor for all of a process's claims. No other process picking
+// through this function gets the port, nor does this one again, so parallel
+// test processes (ctest --parallel) never race for a port between checking
+// and binding it. Child processes do not inherit the claim; the picking
+// process keeps it for them. Thread-safe.
+// UNAVAILABLE when the lock file cannot be opened, no port in the range is
+// free and unclaimed, or the ephemeral range leaves fewer than 2,000 ports
+// outside it.
 [[nodiscard]] absl::StatusOr<uint16_t> PickLoopbackPort();
 
 }  // namespace confman::testing

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <vector>
@@ -105,6 +106,25 @@ TEST_CASE(
     }
   }
   CHECK(seen.size() == 1 + kChildren * kPortsPerChild);
+}
+
+int OpenDescriptors() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++n;
+  }
+  return n;
+}
+
+// A host's test binary may start hundreds of clusters; the claims must not
+// cost a file descriptor each, or it would run out of them (the soft limit
+// is often 1,024).
+TEST_CASE("claiming many loopback ports holds a bounded number of files open") {
+  REQUIRE(PickLoopbackPort().ok());  // whatever the first claim sets up
+  const int before = OpenDescriptors();
+  for (int i = 0; i < 300; ++i) REQUIRE(PickLoopbackPort().ok());
+  CHECK(OpenDescriptors() - before <= 2);
 }
 
 }  // namespace
